@@ -1,0 +1,25 @@
+//! The contracts shared by every process of the resize service.
+//!
+//! Anything that one binary writes and another reads has exactly one home
+//! here, so a change to the wire format is a change to one file plus its tests.
+//!
+//! # Layout
+//! - [`subjects`]: NATS subject names and the stream/consumer configurations.
+//! - [`format`]: image formats, their media types and magic-byte sniffing.
+//! - [`op`]: the resize operation (`w`, `h`, `fit`, `format`, `quality`) and its validation.
+//! - [`job`]: the job message the api-server publishes to JetStream.
+//! - [`outcome`]: the result message a worker sends back to the api-server.
+//! - [`problem`]: the stable RFC 9457 problem types every component reports.
+
+pub mod format;
+pub mod job;
+pub mod op;
+pub mod outcome;
+pub mod problem;
+pub mod subjects;
+
+pub use format::ImageFormat;
+pub use job::Job;
+pub use op::{Fit, ResizeOp};
+pub use outcome::{Outcome, Rendered};
+pub use problem::ProblemKind;

@@ -1,0 +1,157 @@
+//! Stable RFC 9457 problem types.
+//!
+//! The `type` URI of a problem is part of the public API: clients branch on it,
+//! so a kind's slug never changes once published. Workers report failures as a
+//! kind plus a detail; the api-server renders them.
+
+use serde::Serialize;
+
+/// Every failure the service reports to a client.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ProblemKind {
+    InvalidParameter,
+    MissingBody,
+    PayloadTooLarge,
+    UnsupportedMediaType,
+    ContentTypeMismatch,
+    CorruptImage,
+    PixelLimitExceeded,
+    DeadlineExceeded,
+    QueueUnavailable,
+    Overloaded,
+    NotFound,
+    MethodNotAllowed,
+    Internal,
+}
+
+/// The problem `type` URIs are relative references (RFC 9457 §3.1.1) under this path;
+/// `GET /problems/<slug>` on the api-server describes each one.
+pub const TYPE_PREFIX: &str = "/problems/";
+
+impl ProblemKind {
+    pub const ALL: [ProblemKind; 13] = [
+        Self::InvalidParameter,
+        Self::MissingBody,
+        Self::PayloadTooLarge,
+        Self::UnsupportedMediaType,
+        Self::ContentTypeMismatch,
+        Self::CorruptImage,
+        Self::PixelLimitExceeded,
+        Self::DeadlineExceeded,
+        Self::QueueUnavailable,
+        Self::Overloaded,
+        Self::NotFound,
+        Self::MethodNotAllowed,
+        Self::Internal,
+    ];
+
+    pub fn slug(self) -> &'static str {
+        match self {
+            Self::InvalidParameter => "invalid-parameter",
+            Self::MissingBody => "missing-body",
+            Self::PayloadTooLarge => "payload-too-large",
+            Self::UnsupportedMediaType => "unsupported-media-type",
+            Self::ContentTypeMismatch => "content-type-mismatch",
+            Self::CorruptImage => "corrupt-image",
+            Self::PixelLimitExceeded => "pixel-limit-exceeded",
+            Self::DeadlineExceeded => "deadline-exceeded",
+            Self::QueueUnavailable => "queue-unavailable",
+            Self::Overloaded => "overloaded",
+            Self::NotFound => "not-found",
+            Self::MethodNotAllowed => "method-not-allowed",
+            Self::Internal => "internal",
+        }
+    }
+
+    pub fn from_slug(slug: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|k| k.slug() == slug)
+    }
+
+    pub fn status(self) -> u16 {
+        match self {
+            Self::InvalidParameter | Self::MissingBody => 400,
+            Self::NotFound => 404,
+            Self::MethodNotAllowed => 405,
+            Self::PayloadTooLarge => 413,
+            Self::UnsupportedMediaType | Self::ContentTypeMismatch => 415,
+            Self::CorruptImage | Self::PixelLimitExceeded => 422,
+            Self::Internal => 500,
+            Self::DeadlineExceeded | Self::QueueUnavailable | Self::Overloaded => 503,
+        }
+    }
+
+    pub fn title(self) -> &'static str {
+        match self {
+            Self::InvalidParameter => "A query parameter is missing or invalid",
+            Self::MissingBody => "The request has no image body",
+            Self::PayloadTooLarge => "The image is larger than the accepted maximum",
+            Self::UnsupportedMediaType => "The image format is not supported",
+            Self::ContentTypeMismatch => "The Content-Type does not match the image bytes",
+            Self::CorruptImage => "The image could not be decoded",
+            Self::PixelLimitExceeded => "The image declares more pixels than allowed",
+            Self::DeadlineExceeded => "The request could not be served before its deadline",
+            Self::QueueUnavailable => "The job queue is unavailable",
+            Self::Overloaded => "The service is at capacity",
+            Self::NotFound => "No such resource",
+            Self::MethodNotAllowed => "Method not allowed on this resource",
+            Self::Internal => "Internal error",
+        }
+    }
+
+    /// Whether retrying the same request later may succeed (drives `Retry-After`).
+    pub fn is_transient(self) -> bool {
+        self.status() == 503
+    }
+
+    pub fn type_uri(self) -> String {
+        format!("{TYPE_PREFIX}{}", self.slug())
+    }
+}
+
+/// The problem+json document (RFC 9457 §3).
+#[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq)]
+pub struct ProblemDocument {
+    #[serde(rename = "type")]
+    pub type_uri: String,
+    pub title: String,
+    pub status: u16,
+    pub detail: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub instance: Option<String>,
+}
+
+impl ProblemDocument {
+    pub fn new(kind: ProblemKind, detail: impl Into<String>, instance: Option<String>) -> Self {
+        Self {
+            type_uri: kind.type_uri(),
+            title: kind.title().to_owned(),
+            status: kind.status(),
+            detail: detail.into(),
+            instance,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slugs_are_unique_and_round_trip() {
+        let mut seen = std::collections::HashSet::new();
+        for k in ProblemKind::ALL {
+            assert!(seen.insert(k.slug()), "duplicate slug {}", k.slug());
+            assert_eq!(ProblemKind::from_slug(k.slug()), Some(k));
+            assert!(k.type_uri().starts_with(TYPE_PREFIX));
+        }
+        assert_eq!(ProblemKind::from_slug("nope"), None);
+    }
+
+    #[test]
+    fn only_unavailability_is_transient() {
+        assert!(ProblemKind::DeadlineExceeded.is_transient());
+        assert!(ProblemKind::Overloaded.is_transient());
+        assert!(!ProblemKind::CorruptImage.is_transient());
+        assert_eq!(ProblemKind::PixelLimitExceeded.status(), 422);
+    }
+}

@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# Debian packages the build needs: nasm and cmake for libjpeg-turbo's SIMD code.
+# Idempotent: does nothing when everything is present.
+set -euo pipefail
+source "$(dirname "$0")/env.sh"
+need=()
+command -v nasm >/dev/null || need+=(nasm)
+command -v cmake >/dev/null || need+=(cmake)
+command -v pkg-config >/dev/null || need+=(pkg-config)
+if [ ${#need[@]} -gt 0 ]; then
+  log "apt-get install ${need[*]}"
+  SUDO=; [ "$(id -u)" = 0 ] || SUDO=sudo
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need[@]}" >/dev/null
+fi

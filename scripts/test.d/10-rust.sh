@@ -1,0 +1,9 @@
+#!/usr/bin/env bash
+# Formatting, lints and every cargo test (unit tests and integration tests over real sockets and a real nats-server).
+set -euo pipefail
+source "$(dirname "$0")/../env.sh"
+cd "$REPO_ROOT"
+export NATS_SERVER_BIN="$RESIZER_BIN/nats-server"
+cargo fmt --all -- --check
+cargo clippy --workspace --all-targets -- -D warnings
+cargo test --workspace

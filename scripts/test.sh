@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Runs every test of the project on a fresh machine: installs what the tests
+# need (idempotently, cached under $RESIZER_CACHE), then runs each stage in
+# scripts/test.d in order. `scripts/test.sh NAME...` runs only stages whose file name contains NAME.
+set -euo pipefail
+source "$(dirname "$0")/env.sh"
+cd "$REPO_ROOT"
+start=$(date +%s)
+failed=()
+for stage in scripts/test.d/*.sh; do
+  name=$(basename "$stage" .sh)
+  if [ $# -gt 0 ]; then
+    keep=0; for want in "$@"; do [[ "$name" == *"$want"* ]] && keep=1; done
+    [ $keep = 1 ] || continue
+  fi
+  log "=== stage $name"
+  s=$(date +%s)
+  if bash "$stage"; then
+    log "=== stage $name passed in $(( $(date +%s) - s ))s"
+  else
+    log "=== stage $name FAILED after $(( $(date +%s) - s ))s"
+    failed+=("$name")
+  fi
+done
+log "all stages done in $(( $(date +%s) - start ))s"
+if [ ${#failed[@]} -gt 0 ]; then log "failed: ${failed[*]}"; exit 1; fi
