@@ -40,15 +40,21 @@ pub enum JobDecodeError {
 }
 
 pub fn unix_ms(t: SystemTime) -> u64 {
-    t.duration_since(UNIX_EPOCH).unwrap_or(Duration::ZERO).as_millis() as u64
+    t.duration_since(UNIX_EPOCH)
+        .unwrap_or(Duration::ZERO)
+        .as_millis() as u64
 }
 
 pub fn unix_us(t: SystemTime) -> u64 {
-    t.duration_since(UNIX_EPOCH).unwrap_or(Duration::ZERO).as_micros() as u64
+    t.duration_since(UNIX_EPOCH)
+        .unwrap_or(Duration::ZERO)
+        .as_micros() as u64
 }
 
 fn get<'a>(h: &'a HeaderMap, name: &'static str) -> Result<&'a str, JobDecodeError> {
-    h.get(name).map(|v| v.as_str()).ok_or(JobDecodeError::Missing(name))
+    h.get(name)
+        .map(|v| v.as_str())
+        .ok_or(JobDecodeError::Missing(name))
 }
 
 fn number(h: &HeaderMap, name: &'static str) -> Result<u64, JobDecodeError> {
@@ -118,7 +124,10 @@ mod tests {
     fn headers_round_trip() {
         let j = job();
         assert_eq!(Job::from_headers(&j.to_headers()).unwrap(), j);
-        let j = Job { traceparent: None, ..job() };
+        let j = Job {
+            traceparent: None,
+            ..job()
+        };
         assert_eq!(Job::from_headers(&j.to_headers()).unwrap(), j);
     }
 
@@ -126,11 +135,20 @@ mod tests {
     fn missing_and_malformed_headers_are_reported() {
         let mut h = job().to_headers();
         h.insert(H_DEADLINE, "soon");
-        assert!(matches!(Job::from_headers(&h), Err(JobDecodeError::Malformed(H_DEADLINE, _))));
-        assert_eq!(Job::from_headers(&HeaderMap::new()), Err(JobDecodeError::Missing(H_INPUT)));
+        assert!(matches!(
+            Job::from_headers(&h),
+            Err(JobDecodeError::Malformed(H_DEADLINE, _))
+        ));
+        assert_eq!(
+            Job::from_headers(&HeaderMap::new()),
+            Err(JobDecodeError::Missing(H_INPUT))
+        );
         let mut h = job().to_headers();
         h.insert(H_OP, "w=0");
-        assert!(matches!(Job::from_headers(&h), Err(JobDecodeError::Malformed(H_OP, _))));
+        assert!(matches!(
+            Job::from_headers(&h),
+            Err(JobDecodeError::Malformed(H_OP, _))
+        ));
     }
 
     #[test]

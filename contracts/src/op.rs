@@ -65,7 +65,10 @@ pub struct ParamError {
 }
 
 fn err(param: &'static str, reason: impl Into<String>) -> ParamError {
-    ParamError { param, reason: reason.into() }
+    ParamError {
+        param,
+        reason: reason.into(),
+    }
 }
 
 fn parse_dimension(param: &'static str, value: &str) -> Result<u32, ParamError> {
@@ -76,7 +79,10 @@ fn parse_dimension(param: &'static str, value: &str) -> Result<u32, ParamError> 
         return Err(err(param, format!("must be at least 1, got {n}")));
     }
     if n > i64::from(MAX_DIMENSION) {
-        return Err(err(param, format!("must be at most {MAX_DIMENSION}, got {n}")));
+        return Err(err(
+            param,
+            format!("must be at most {MAX_DIMENSION}, got {n}"),
+        ));
     }
     Ok(n as u32)
 }
@@ -84,7 +90,9 @@ fn parse_dimension(param: &'static str, value: &str) -> Result<u32, ParamError> 
 impl ResizeOp {
     /// Parses the query string of `POST /v1/resize` (already percent-decoded pairs).
     /// Unknown parameters are refused so that typos do not silently do nothing.
-    pub fn from_pairs<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a str)>) -> Result<Self, ParamError> {
+    pub fn from_pairs<'a>(
+        pairs: impl IntoIterator<Item = (&'a str, &'a str)>,
+    ) -> Result<Self, ParamError> {
         let mut width = None;
         let mut height = None;
         let mut fit = None;
@@ -96,7 +104,10 @@ impl ResizeOp {
                 "h" => height.replace(parse_dimension("h", value)?).is_some(),
                 "fit" => fit
                     .replace(Fit::from_name(value).ok_or_else(|| {
-                        err("fit", format!("`{value}` is not one of contain, cover, fill, inside"))
+                        err(
+                            "fit",
+                            format!("`{value}` is not one of contain, cover, fill, inside"),
+                        )
                     })?)
                     .is_some(),
                 "format" => format
@@ -148,7 +159,11 @@ impl ResizeOp {
 
     /// Parses the canonical form written by [`fmt::Display`].
     pub fn parse_canonical(s: &str) -> Result<Self, ParamError> {
-        Self::from_pairs(s.split('&').filter(|p| !p.is_empty()).map(|p| p.split_once('=').unwrap_or((p, ""))))
+        Self::from_pairs(
+            s.split('&')
+                .filter(|p| !p.is_empty())
+                .map(|p| p.split_once('=').unwrap_or((p, ""))),
+        )
     }
 
     /// The output format for a given input format.
@@ -196,7 +211,11 @@ mod tests {
         assert_eq!(op.fit, Fit::Inside);
         assert_eq!(op.quality, DEFAULT_QUALITY);
         assert_eq!(op.to_string(), "w=320&h=200&fit=inside&quality=80");
-        for q in ["w=1", "h=9&fit=inside", "w=5&h=6&fit=cover&format=webp&quality=40"] {
+        for q in [
+            "w=1",
+            "h=9&fit=inside",
+            "w=5&h=6&fit=cover&format=webp&quality=40",
+        ] {
             let op = parse(q).unwrap();
             assert_eq!(parse(&op.to_string()).unwrap(), op, "{q}");
         }

@@ -1,0 +1,10 @@
+//! The resize worker: pulls jobs from the JetStream `JOBS` stream, resizes
+//! them and answers the api-server that holds the client connection.
+//!
+//! # Layout
+//! - [`resize`]: the pure bytes-in/bytes-out pipeline (also used by the benchmarks).
+//! - [`consumer`]: the pull loop, deadlines, acks and progress acks.
+//! - [`metrics`]: Prometheus metrics of the worker.
+//! - [`config`]: command-line and environment settings.
+
+pub mod resize;

@@ -1,0 +1,249 @@
+//! Decoding to 8-bit RGB or RGBA, reading only the header until the pixel limit is checked.
+//!
+//! JPEG goes through libjpeg-turbo with DCT-domain downscaling (shrink-on-load):
+//! decoding a 24 MP photo at 1/8 scale touches 1/64 of the pixels and is where
+//! most of the speed of the headline path comes from. Other formats go through
+//! the `image` crate at full size.
+
+use super::ResizeError;
+use contracts::ImageFormat;
+use image::{ImageDecoder, ImageReader, metadata::Orientation};
+use std::io::Cursor;
+use turbojpeg::{Colorspace, Decompressor, PixelFormat, ScalingFactor};
+
+/// What the header says, before any pixel is decoded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Header {
+    /// Stored size (before orientation).
+    pub width: u32,
+    pub height: u32,
+    pub orientation: Orientation,
+}
+
+impl Header {
+    /// Whether the stored pixels are transposed relative to the upright image.
+    pub fn transposed(&self) -> bool {
+        matches!(
+            self.orientation,
+            Orientation::Rotate90
+                | Orientation::Rotate270
+                | Orientation::Rotate90FlipH
+                | Orientation::Rotate270FlipH
+        )
+    }
+
+    pub fn upright_size(&self) -> (u32, u32) {
+        if self.transposed() {
+            (self.height, self.width)
+        } else {
+            (self.width, self.height)
+        }
+    }
+}
+
+/// Decoded pixels, interleaved, 3 or 4 channels of 8 bits.
+pub struct Pixels {
+    pub buf: Vec<u8>,
+    pub width: u32,
+    pub height: u32,
+    pub alpha: bool,
+}
+
+/// Progressive JPEGs with thousands of scans are a known CPU bomb; real encoders write ≤ 20.
+const MAX_JPEG_SCANS: u32 = 500;
+
+fn jpeg_error(e: turbojpeg::Error) -> ResizeError {
+    ResizeError::Corrupt(e.to_string())
+}
+
+/// Reads the header of `input`, which is known to be `format`.
+pub fn header(
+    jpeg: &mut Decompressor,
+    input: &[u8],
+    format: ImageFormat,
+) -> Result<Header, ResizeError> {
+    if format == ImageFormat::Jpeg {
+        let h = jpeg.read_header(input).map_err(jpeg_error)?;
+        let orientation = jpeg_exif(input)
+            .and_then(Orientation::from_exif_chunk)
+            .unwrap_or(Orientation::NoTransforms);
+        return Ok(Header {
+            width: h.width as u32,
+            height: h.height as u32,
+            orientation,
+        });
+    }
+    let mut decoder = image_decoder(input, format)?;
+    let (width, height) = decoder.dimensions();
+    let orientation = decoder.orientation().unwrap_or(Orientation::NoTransforms);
+    Ok(Header {
+        width,
+        height,
+        orientation,
+    })
+}
+
+fn image_decoder(input: &[u8], format: ImageFormat) -> Result<impl ImageDecoder + '_, ResizeError> {
+    let f = match format {
+        ImageFormat::Jpeg => image::ImageFormat::Jpeg,
+        ImageFormat::Png => image::ImageFormat::Png,
+        ImageFormat::Webp => image::ImageFormat::WebP,
+        ImageFormat::Gif => image::ImageFormat::Gif,
+    };
+    let mut reader = ImageReader::with_format(Cursor::new(input), f);
+    // The caller enforces the pixel limit from the header; this bounds what
+    // the decoder itself may allocate on top (e.g. for malformed chunk sizes).
+    let mut limits = image::Limits::default();
+    limits.max_alloc = Some(1 << 30);
+    reader.limits(limits);
+    Ok(reader.into_decoder()?)
+}
+
+/// The TIFF payload of the first APP1 `Exif` segment, if any.
+fn jpeg_exif(input: &[u8]) -> Option<&[u8]> {
+    let mut i = 2; // after SOI
+    while i + 4 <= input.len() {
+        if input[i] != 0xFF {
+            return None;
+        }
+        let marker = input[i + 1];
+        if marker == 0xDA || marker == 0xD9 {
+            return None; // start of scan: metadata segments come before it
+        }
+        let len = u16::from_be_bytes([input[i + 2], input[i + 3]]) as usize;
+        let body = input.get(i + 4..i + 2 + len)?;
+        if marker == 0xE1 && body.starts_with(b"Exif\0\0") {
+            return Some(&body[6..]);
+        }
+        i += 2 + len;
+    }
+    None
+}
+
+/// Decodes `input`, downscaling JPEGs in the DCT domain as far as `min_scale`
+/// (output size / stored size) allows.
+pub fn decode(
+    jpeg: &mut Decompressor,
+    input: &[u8],
+    format: ImageFormat,
+    header: &Header,
+    min_scale: f64,
+) -> Result<Pixels, ResizeError> {
+    if format == ImageFormat::Jpeg {
+        return decode_jpeg(jpeg, input, header, min_scale);
+    }
+    let decoder = image_decoder(input, format)?;
+    let img = image::DynamicImage::from_decoder(decoder)?;
+    let alpha = img.color().has_alpha();
+    let (width, height) = (img.width(), img.height());
+    let buf = if alpha {
+        img.into_rgba8().into_raw()
+    } else {
+        img.into_rgb8().into_raw()
+    };
+    Ok(Pixels {
+        buf,
+        width,
+        height,
+        alpha,
+    })
+}
+
+/// The smallest of 1/8, 1/4, 1/2, 1 that keeps at least `min_scale`: libjpeg-turbo
+/// has SIMD IDCTs for exactly these, the other n/8 factors are slower.
+pub fn jpeg_scaling(min_scale: f64) -> ScalingFactor {
+    [1, 2, 4]
+        .into_iter()
+        .map(|n| ScalingFactor::new(n, 8))
+        .find(|f| f.num() as f64 / f.denom() as f64 >= min_scale)
+        .unwrap_or(ScalingFactor::ONE)
+}
+
+fn decode_jpeg(
+    jpeg: &mut Decompressor,
+    input: &[u8],
+    header: &Header,
+    min_scale: f64,
+) -> Result<Pixels, ResizeError> {
+    let h = jpeg.read_header(input).map_err(jpeg_error)?;
+    let factor = jpeg_scaling(min_scale);
+    jpeg.set_scaling_factor(factor).map_err(jpeg_error)?;
+    jpeg.set_scan_limit(MAX_JPEG_SCANS).map_err(jpeg_error)?;
+    let (width, height) = (
+        factor.scale(header.width as usize),
+        factor.scale(header.height as usize),
+    );
+    let cmyk = matches!(h.colorspace, Colorspace::CMYK | Colorspace::YCCK);
+    let format = if cmyk {
+        PixelFormat::CMYK
+    } else {
+        PixelFormat::RGB
+    };
+    let mut buf = vec![0u8; width * height * format.size()];
+    jpeg.decompress(
+        input,
+        turbojpeg::Image {
+            pixels: &mut buf[..],
+            width,
+            pitch: width * format.size(),
+            height,
+            format,
+        },
+    )
+    .map_err(jpeg_error)?;
+    if cmyk {
+        buf = cmyk_to_rgb(&buf);
+    }
+    Ok(Pixels {
+        buf,
+        width: width as u32,
+        height: height as u32,
+        alpha: false,
+    })
+}
+
+/// Naive CMYK → RGB for the inverted CMYK that Adobe applications write (nearly
+/// every CMYK JPEG in the wild). Without a CMS this is the conversion libjpeg-based
+/// tools use; an embedded ICC profile is not applied.
+fn cmyk_to_rgb(cmyk: &[u8]) -> Vec<u8> {
+    let mut rgb = Vec::with_capacity(cmyk.len() / 4 * 3);
+    for px in cmyk.chunks_exact(4) {
+        let k = px[3] as u32;
+        rgb.extend([px[0], px[1], px[2]].map(|c| ((c as u32 * k + 127) / 255) as u8));
+    }
+    rgb
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scaling_never_goes_below_the_needed_scale() {
+        assert_eq!(jpeg_scaling(0.05), ScalingFactor::new(1, 8));
+        assert_eq!(jpeg_scaling(0.125), ScalingFactor::new(1, 8));
+        assert_eq!(jpeg_scaling(0.13), ScalingFactor::new(1, 4));
+        assert_eq!(jpeg_scaling(0.3), ScalingFactor::new(1, 2));
+        assert_eq!(jpeg_scaling(0.51), ScalingFactor::ONE);
+        assert_eq!(jpeg_scaling(3.0), ScalingFactor::ONE);
+    }
+
+    #[test]
+    fn exif_segment_is_found_before_the_scan_only() {
+        let mut jpeg = vec![0xFF, 0xD8, 0xFF, 0xE0, 0, 4, 1, 2];
+        jpeg.extend([0xFF, 0xE1, 0, 12]);
+        jpeg.extend(b"Exif\0\0MM\0*");
+        jpeg.extend([0xFF, 0xDA, 0, 2]);
+        assert_eq!(jpeg_exif(&jpeg), Some(&b"MM\0*"[..]));
+        assert_eq!(jpeg_exif(&[0xFF, 0xD8, 0xFF, 0xDA, 0, 2]), None);
+        // A segment length running past the end is not read out of bounds.
+        assert_eq!(jpeg_exif(&[0xFF, 0xD8, 0xFF, 0xE1, 0xFF, 0xFF, b'E']), None);
+    }
+
+    #[test]
+    fn cmyk_conversion_treats_values_as_inverted() {
+        assert_eq!(cmyk_to_rgb(&[255, 255, 255, 255]), vec![255, 255, 255]);
+        assert_eq!(cmyk_to_rgb(&[255, 0, 255, 255]), vec![255, 0, 255]);
+        assert_eq!(cmyk_to_rgb(&[255, 255, 255, 0]), vec![0, 0, 0]);
+    }
+}

@@ -1,0 +1,414 @@
+//! The resize pipeline on real photos and on every kind of bad input.
+
+use contracts::{ImageFormat, ProblemKind, ResizeOp};
+use image::{GenericImageView, ImageEncoder};
+use std::path::PathBuf;
+use worker::resize::{Limits, ResizeError, resize};
+
+fn corpus(rel: &str) -> PathBuf {
+    let base = std::env::var_os("CORPUS_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/corpus"))
+        });
+    base.join(rel)
+}
+
+fn read(rel: &str) -> Vec<u8> {
+    std::fs::read(corpus(rel)).unwrap_or_else(|e| panic!("corpus file {rel}: {e}"))
+}
+
+fn op(q: &str) -> ResizeOp {
+    ResizeOp::parse_canonical(q).unwrap()
+}
+
+fn decode(bytes: &[u8]) -> image::DynamicImage {
+    image::load_from_memory(bytes).expect("output decodes")
+}
+
+fn run(input: &[u8], q: &str) -> Result<worker::resize::Resized, ResizeError> {
+    resize(input, &op(q), &Limits::default())
+}
+
+fn sample_jpeg() -> Vec<u8> {
+    read("jpeg/000_aitzgorri.jpg") // 866×576
+}
+
+#[test]
+fn every_corpus_jpeg_fits_320_box_with_its_aspect_ratio() {
+    let dir = corpus("jpeg");
+    let mut n = 0;
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        let input = std::fs::read(&path).unwrap();
+        let src = decode(&input);
+        let out = run(&input, "w=320&h=320&format=jpeg&quality=80").unwrap();
+        let img = decode(&out.bytes);
+        assert_eq!(ImageFormat::sniff(&out.bytes), Some(ImageFormat::Jpeg));
+        assert_eq!(
+            (img.width(), img.height()),
+            (out.rendered.width, out.rendered.height)
+        );
+        assert_eq!(img.width().max(img.height()), 320, "{path:?}");
+        let (ar_in, ar_out) = (
+            src.width() as f64 / src.height() as f64,
+            img.width() as f64 / img.height() as f64,
+        );
+        assert!(
+            (ar_in - ar_out).abs() / ar_in < 0.01,
+            "{path:?}: aspect {ar_in} became {ar_out}"
+        );
+        n += 1;
+    }
+    assert!(n >= 70, "corpus has {n} JPEGs");
+}
+
+#[test]
+fn resized_content_matches_a_plain_downscale() {
+    // Guards against swapped channels, wrong crops or a broken DCT-scaled path:
+    // our 64×43 result must be close to image's own Lanczos3 downscale.
+    let input = sample_jpeg();
+    let out = decode(&run(&input, "w=64&format=png").unwrap().bytes).to_rgb8();
+    let reference = decode(&input)
+        .resize_exact(
+            out.width(),
+            out.height(),
+            image::imageops::FilterType::Lanczos3,
+        )
+        .to_rgb8();
+    let diff: f64 = out
+        .as_raw()
+        .iter()
+        .zip(reference.as_raw())
+        .map(|(a, b)| (*a as f64 - *b as f64).abs())
+        .sum::<f64>()
+        / out.as_raw().len() as f64;
+    assert!(diff < 6.0, "mean absolute difference {diff}");
+}
+
+#[test]
+fn fits_produce_the_requested_geometry() {
+    let input = sample_jpeg();
+    for (q, size) in [
+        ("w=200&h=200&fit=contain&format=png", (200, 200)),
+        ("w=200&h=200&fit=cover", (200, 200)),
+        ("w=200&h=50&fit=fill", (200, 50)),
+        ("w=433", (433, 288)),
+        ("h=144", (217, 144)),
+        ("w=2000", (2000, 1330)),
+    ] {
+        let img = decode(&run(&input, q).unwrap().bytes);
+        assert_eq!((img.width(), img.height()), size, "{q}");
+    }
+    // contain pads with transparency where the format has alpha.
+    let img = decode(
+        &run(&input, "w=200&h=200&fit=contain&format=png")
+            .unwrap()
+            .bytes,
+    );
+    assert_eq!(img.get_pixel(100, 0)[3], 0);
+    assert_eq!(img.get_pixel(100, 100)[3], 255);
+}
+
+#[test]
+fn output_formats_follow_the_request() {
+    let input = sample_jpeg();
+    for (q, f) in [
+        ("w=100", ImageFormat::Jpeg),
+        ("w=100&format=png", ImageFormat::Png),
+        ("w=100&format=webp", ImageFormat::Webp),
+    ] {
+        let out = run(&input, q).unwrap();
+        assert_eq!(ImageFormat::sniff(&out.bytes), Some(f), "{q}");
+        assert_eq!(out.rendered.format, f);
+        assert_eq!(decode(&out.bytes).width(), 100);
+    }
+    let small = run(&input, "w=300&quality=20").unwrap().bytes.len();
+    let large = run(&input, "w=300&quality=95").unwrap().bytes.len();
+    assert!(
+        small < large,
+        "quality 20 gave {small} bytes, 95 gave {large}"
+    );
+}
+
+#[test]
+fn png_and_webp_photos_from_the_corpus() {
+    for dir in ["png", "webp"] {
+        for entry in std::fs::read_dir(corpus(dir)).unwrap() {
+            let input = std::fs::read(entry.unwrap().path()).unwrap();
+            let out = run(&input, "w=256&h=256").unwrap();
+            let img = decode(&out.bytes);
+            assert_eq!(img.width().max(img.height()), 256);
+            assert_eq!(
+                ImageFormat::sniff(&out.bytes),
+                ImageFormat::sniff(&input),
+                "format kept"
+            );
+        }
+    }
+}
+
+fn encode_png(img: &image::DynamicImage) -> Vec<u8> {
+    let mut out = Vec::new();
+    img.write_to(&mut std::io::Cursor::new(&mut out), image::ImageFormat::Png)
+        .unwrap();
+    out
+}
+
+#[test]
+fn sixteen_bit_png_with_alpha() {
+    let img = image::DynamicImage::ImageRgba16(image::ImageBuffer::from_fn(300, 200, |x, y| {
+        image::Rgba([
+            (x * 200) as u16,
+            (y * 300) as u16,
+            40000,
+            if x < 150 { 65535 } else { 0 },
+        ])
+    }));
+    let out = run(&encode_png(&img), "w=150").unwrap();
+    let back = decode(&out.bytes);
+    assert_eq!((back.width(), back.height()), (150, 100));
+    assert_eq!(back.get_pixel(10, 50)[3], 255);
+    assert_eq!(back.get_pixel(140, 50)[3], 0);
+    // to JPEG, transparency becomes white
+    let jpeg = decode(&run(&encode_png(&img), "w=150&format=jpeg").unwrap().bytes).to_rgb8();
+    assert!(jpeg.get_pixel(140, 50).0.iter().all(|&c| c > 240));
+}
+
+#[test]
+fn gif_first_frame_becomes_png() {
+    let mut gif = Vec::new();
+    {
+        let mut enc = image::codecs::gif::GifEncoder::new(&mut gif);
+        let red = image::RgbaImage::from_pixel(40, 20, image::Rgba([255, 0, 0, 255]));
+        let blue = image::RgbaImage::from_pixel(40, 20, image::Rgba([0, 0, 255, 255]));
+        enc.encode_frames([image::Frame::new(red), image::Frame::new(blue)])
+            .unwrap();
+    }
+    let out = run(&gif, "w=20").unwrap();
+    assert_eq!(out.rendered.format, ImageFormat::Png);
+    let px = decode(&out.bytes).to_rgb8().get_pixel(10, 5).0;
+    assert!(
+        px[0] > 200 && px[2] < 50,
+        "first (red) frame expected, got {px:?}"
+    );
+}
+
+/// A JPEG with an EXIF APP1 segment carrying `orientation`, stored 60×30 with a red left half.
+fn oriented_jpeg(orientation: u16) -> Vec<u8> {
+    let img = image::RgbImage::from_fn(60, 30, |x, _| {
+        if x < 30 {
+            image::Rgb([255, 0, 0])
+        } else {
+            image::Rgb([0, 0, 255])
+        }
+    });
+    let mut plain = Vec::new();
+    image::codecs::jpeg::JpegEncoder::new_with_quality(&mut plain, 95)
+        .write_image(img.as_raw(), 60, 30, image::ExtendedColorType::Rgb8)
+        .unwrap();
+    // TIFF header (big endian), one IFD entry: tag 0x0112 SHORT count 1 value.
+    let mut tiff = b"MM\0*\0\0\0\x08\0\x01\x01\x12\0\x03\0\0\0\x01".to_vec();
+    tiff.extend(orientation.to_be_bytes());
+    tiff.extend([0, 0, 0, 0, 0, 0]);
+    let mut app1 = b"Exif\0\0".to_vec();
+    app1.extend(tiff);
+    let mut out = plain[..2].to_vec();
+    out.extend([0xFF, 0xE1]);
+    out.extend(((app1.len() + 2) as u16).to_be_bytes());
+    out.extend(app1);
+    out.extend(&plain[2..]);
+    out
+}
+
+#[test]
+fn exif_orientations_1_to_8_are_applied() {
+    for o in 1..=8u16 {
+        let out = decode(
+            &run(&oriented_jpeg(o), "w=600&h=600&format=png")
+                .unwrap()
+                .bytes,
+        )
+        .to_rgb8();
+        let transposed = o >= 5;
+        assert_eq!(
+            out.dimensions(),
+            if transposed { (300, 600) } else { (600, 300) },
+            "orientation {o}"
+        );
+        // Where does the red half of the stored image end up?
+        let (w, h) = out.dimensions();
+        let red = |x: u32, y: u32| out.get_pixel(x, y).0[0] > 200;
+        let expect_red_at = match o {
+            1 | 4 => (w / 4, h / 2),     // left stays left
+            2 | 3 => (3 * w / 4, h / 2), // mirrored to the right
+            5 | 6 => (w / 2, h / 4),     // left becomes top
+            7 | 8 => (w / 2, 3 * h / 4), // left becomes bottom
+            _ => unreachable!(),
+        };
+        assert!(
+            red(expect_red_at.0, expect_red_at.1),
+            "orientation {o}: no red at {expect_red_at:?}"
+        );
+    }
+}
+
+#[test]
+fn cmyk_jpeg_becomes_rgb() {
+    // Inverted CMYK (as Adobe writes it): C=M=Y=255 and K=255 is white, K=0 is black.
+    let (w, h) = (64usize, 32usize);
+    let mut px = Vec::with_capacity(w * h * 4);
+    for _y in 0..h {
+        for x in 0..w {
+            px.extend(if x < w / 2 {
+                [255, 255, 255, 255]
+            } else {
+                [255, 0, 255, 255]
+            });
+        }
+    }
+    let mut c = turbojpeg::Compressor::new().unwrap();
+    c.set_quality(95).unwrap();
+    c.set_colorspace(turbojpeg::Colorspace::YCCK).unwrap();
+    let jpeg = c
+        .compress_to_vec(turbojpeg::Image {
+            pixels: &px[..],
+            width: w,
+            pitch: w * 4,
+            height: h,
+            format: turbojpeg::PixelFormat::CMYK,
+        })
+        .unwrap();
+    assert_eq!(
+        turbojpeg::read_header(&jpeg).unwrap().colorspace,
+        turbojpeg::Colorspace::YCCK
+    );
+    let out = decode(&run(&jpeg, "w=32&format=png").unwrap().bytes).to_rgb8();
+    let white = out.get_pixel(4, 8).0;
+    let magenta = out.get_pixel(28, 8).0;
+    assert!(white.iter().all(|&c| c > 230), "white, got {white:?}");
+    assert!(
+        magenta[0] > 200 && magenta[1] < 60 && magenta[2] > 200,
+        "magenta, got {magenta:?}"
+    );
+}
+
+#[test]
+fn truncated_and_corrupt_inputs_are_corrupt_image() {
+    let input = sample_jpeg();
+    for cut in [input.len() / 2, 600, 40, 4] {
+        let err = run(&input[..cut], "w=100").unwrap_err();
+        assert_eq!(err.kind(), ProblemKind::CorruptImage, "cut at {cut}: {err}");
+    }
+    let mut garbage = input.clone();
+    for b in garbage.iter_mut().skip(800).step_by(7) {
+        *b = 0xFF;
+    }
+    assert!(run(&garbage, "w=100").is_err());
+    let png = encode_png(&image::DynamicImage::new_rgb8(50, 50));
+    assert_eq!(
+        run(&png[..png.len() - 20], "w=10").unwrap_err().kind(),
+        ProblemKind::CorruptImage
+    );
+    assert_eq!(
+        run(&png[..30], "w=10").unwrap_err().kind(),
+        ProblemKind::CorruptImage
+    );
+}
+
+#[test]
+fn unknown_bytes_are_unsupported() {
+    for input in [
+        &b"BM\x36\0\0\0"[..],
+        b"",
+        b"hello world",
+        b"II*\0\x08\0\0\0",
+    ] {
+        assert_eq!(
+            run(input, "w=10").unwrap_err().kind(),
+            ProblemKind::UnsupportedMediaType
+        );
+    }
+}
+
+/// A small real JPEG whose frame header claims `w`×`h`.
+pub fn pixel_bomb(w: u16, h: u16) -> Vec<u8> {
+    let mut jpeg = sample_jpeg();
+    let sof = jpeg
+        .windows(2)
+        .position(|m| m[0] == 0xFF && (m[1] == 0xC0 || m[1] == 0xC2))
+        .unwrap();
+    jpeg[sof + 5..sof + 7].copy_from_slice(&h.to_be_bytes());
+    jpeg[sof + 7..sof + 9].copy_from_slice(&w.to_be_bytes());
+    jpeg
+}
+
+#[test]
+fn pixel_bombs_are_refused_from_the_header() {
+    let bomb = pixel_bomb(64250, 64250);
+    let start = std::time::Instant::now();
+    let err = run(&bomb, "w=100").unwrap_err();
+    assert_eq!(err.kind(), ProblemKind::PixelLimitExceeded, "{err}");
+    assert!(err.to_string().contains("64250"));
+    // Same for PNG: a 1×1 PNG with its IHDR patched to 100000×100000.
+    let mut png = encode_png(&image::DynamicImage::new_rgb8(1, 1));
+    png[16..20].copy_from_slice(&100_000u32.to_be_bytes());
+    png[20..24].copy_from_slice(&100_000u32.to_be_bytes());
+    let err = run(&png, "w=100").unwrap_err();
+    assert!(
+        matches!(
+            err.kind(),
+            ProblemKind::PixelLimitExceeded | ProblemKind::CorruptImage
+        ),
+        "{err}"
+    );
+    // A limit is a limit: a legitimate image over a small limit is refused too.
+    let err = resize(&sample_jpeg(), &op("w=10"), &Limits { max_pixels: 1000 }).unwrap_err();
+    assert_eq!(err.kind(), ProblemKind::PixelLimitExceeded);
+    assert!(start.elapsed() < std::time::Duration::from_secs(5));
+}
+
+#[test]
+fn progressive_jpeg_is_decoded() {
+    let src = decode(&sample_jpeg()).to_rgb8();
+    let mut c = turbojpeg::Compressor::new().unwrap();
+    c.set_progressive(true).unwrap();
+    c.set_quality(85).unwrap();
+    let (w, h) = (src.width() as usize, src.height() as usize);
+    let prog = c
+        .compress_to_vec(turbojpeg::Image {
+            pixels: src.as_raw().as_slice(),
+            width: w,
+            pitch: w * 3,
+            height: h,
+            format: turbojpeg::PixelFormat::RGB,
+        })
+        .unwrap();
+    assert!(turbojpeg::read_header(&prog).unwrap().is_progressive);
+    assert_eq!(decode(&run(&prog, "w=100").unwrap().bytes).width(), 100);
+    c.set_progressive(false).unwrap();
+    c.set_arithmetic(true).unwrap();
+    let arith = c
+        .compress_to_vec(turbojpeg::Image {
+            pixels: src.as_raw().as_slice(),
+            width: w,
+            pitch: w * 3,
+            height: h,
+            format: turbojpeg::PixelFormat::RGB,
+        })
+        .unwrap();
+    assert_eq!(run(&arith, "w=100").unwrap().rendered.width, 100);
+}
+
+#[test]
+fn large_24mp_jpeg_to_thumbnail() {
+    let dir = corpus("large");
+    let path = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .max_by_key(|p| std::fs::metadata(p).unwrap().len())
+        .unwrap();
+    let out = run(&std::fs::read(&path).unwrap(), "w=320&h=320").unwrap();
+    assert!(out.input_pixels > 20_000_000);
+    assert_eq!(out.rendered.width.max(out.rendered.height), 320);
+}
