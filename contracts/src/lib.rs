@@ -11,6 +11,7 @@
 //! - [`outcome`]: the result message a worker sends back to the api-server.
 //! - [`problem`]: the stable RFC 9457 problem types every component reports.
 
+pub mod duration;
 pub mod format;
 pub mod job;
 pub mod op;

@@ -12,6 +12,7 @@ pub enum ProblemKind {
     InvalidParameter,
     MissingBody,
     PayloadTooLarge,
+    RequestTimeout,
     UnsupportedMediaType,
     ContentTypeMismatch,
     CorruptImage,
@@ -29,10 +30,11 @@ pub enum ProblemKind {
 pub const TYPE_PREFIX: &str = "/problems/";
 
 impl ProblemKind {
-    pub const ALL: [ProblemKind; 13] = [
+    pub const ALL: [ProblemKind; 14] = [
         Self::InvalidParameter,
         Self::MissingBody,
         Self::PayloadTooLarge,
+        Self::RequestTimeout,
         Self::UnsupportedMediaType,
         Self::ContentTypeMismatch,
         Self::CorruptImage,
@@ -50,6 +52,7 @@ impl ProblemKind {
             Self::InvalidParameter => "invalid-parameter",
             Self::MissingBody => "missing-body",
             Self::PayloadTooLarge => "payload-too-large",
+            Self::RequestTimeout => "request-timeout",
             Self::UnsupportedMediaType => "unsupported-media-type",
             Self::ContentTypeMismatch => "content-type-mismatch",
             Self::CorruptImage => "corrupt-image",
@@ -72,6 +75,7 @@ impl ProblemKind {
             Self::InvalidParameter | Self::MissingBody => 400,
             Self::NotFound => 404,
             Self::MethodNotAllowed => 405,
+            Self::RequestTimeout => 408,
             Self::PayloadTooLarge => 413,
             Self::UnsupportedMediaType | Self::ContentTypeMismatch => 415,
             Self::CorruptImage | Self::PixelLimitExceeded => 422,
@@ -85,6 +89,7 @@ impl ProblemKind {
             Self::InvalidParameter => "A query parameter is missing or invalid",
             Self::MissingBody => "The request has no image body",
             Self::PayloadTooLarge => "The image is larger than the accepted maximum",
+            Self::RequestTimeout => "The request body was not received in time",
             Self::UnsupportedMediaType => "The image format is not supported",
             Self::ContentTypeMismatch => "The Content-Type does not match the image bytes",
             Self::CorruptImage => "The image could not be decoded",

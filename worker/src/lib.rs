@@ -3,8 +3,11 @@
 //!
 //! # Layout
 //! - [`resize`]: the pure bytes-in/bytes-out pipeline (also used by the benchmarks).
-//! - [`consumer`]: the pull loop, deadlines, acks and progress acks.
+//! - [`consumer`]: the pull loop, deadlines, answers, acks and progress acks.
 //! - [`metrics`]: Prometheus metrics of the worker.
 //! - [`config`]: command-line and environment settings.
 
+pub mod config;
+pub mod consumer;
+pub mod metrics;
 pub mod resize;

@@ -1,0 +1,48 @@
+//! The api-server: the stateless HTTP edge of the resize service.
+//!
+//! It validates a request before reading its body, reads the body within size
+//! and time limits, checks the bytes against the declared type, publishes a job
+//! with an absolute deadline to JetStream, and waits for the worker's answer on
+//! its own results subject. Every error is RFC 9457 problem+json.
+//!
+//! # Layout
+//! - [`config`]: flags and environment.
+//! - [`app`]: shared state, router, request metrics middleware.
+//! - [`routes`]: handlers (`resize`; `meta` for health, readiness, OpenAPI, problem types).
+//! - [`queue`]: publishing jobs and routing answers back to waiting requests.
+//! - [`problem`]: problem+json responses.
+//! - [`metrics`]: Prometheus metrics.
+//! - [`serve`]: the HTTP/1.1 accept loop with slow-client limits and graceful shutdown.
+
+pub mod app;
+pub mod config;
+pub mod metrics;
+pub mod problem;
+pub mod queue;
+pub mod routes;
+pub mod serve;
+
+use std::sync::Arc;
+
+/// Builds the state and router, binds the listener, and returns the bound address
+/// with the server future (run it to serve until `shutdown` resolves).
+pub async fn start(
+    config: config::Config,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<(std::net::SocketAddr, impl std::future::Future<Output = ()>)> {
+    let mut registry = prometheus_client::registry::Registry::default();
+    let metrics = metrics::Metrics::register(&mut registry);
+    let queue =
+        queue::Queue::connect(&config.nats_url, config.stream_replicas, metrics.clone()).await?;
+    let listener = tokio::net::TcpListener::bind(config.listen).await?;
+    let addr = listener.local_addr()?;
+    let header_timeout = config.header_timeout;
+    let state = app::AppState {
+        admission: Arc::new(tokio::sync::Semaphore::new(config.max_in_flight)),
+        config: Arc::new(config),
+        queue,
+        metrics,
+    };
+    let app = app::router(state, Arc::new(registry));
+    Ok((addr, serve::serve(listener, app, header_timeout, shutdown)))
+}

@@ -1,0 +1,187 @@
+//! The api-server's side of the job queue: publish to JetStream, wait for the
+//! worker's answer on this instance's own results subject.
+
+use crate::{metrics::Metrics, problem::Problem};
+use async_nats::{Client, jetstream};
+use bytes::Bytes;
+use contracts::{Job, ProblemKind, outcome::OutcomeHeaders, subjects};
+use futures::StreamExt;
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+use tokio::sync::oneshot;
+use tracing::{debug, warn};
+
+/// A worker's answer: outcome headers plus the image bytes (empty on failure).
+pub struct Answer {
+    pub headers: OutcomeHeaders,
+    pub body: Bytes,
+}
+
+type Waiters = Arc<Mutex<HashMap<String, oneshot::Sender<Answer>>>>;
+
+/// Publishes jobs and routes answers back to the request that waits for them.
+#[derive(Clone)]
+pub struct Queue {
+    client: Client,
+    js: jetstream::Context,
+    reply_subject: String,
+    waiters: Waiters,
+}
+
+/// Removes the waiter when the request ends for any reason (answer, timeout, client gone).
+struct WaiterGuard<'a> {
+    waiters: &'a Waiters,
+    id: &'a str,
+}
+
+impl Drop for WaiterGuard<'_> {
+    fn drop(&mut self) {
+        if let Ok(mut w) = self.waiters.lock() {
+            w.remove(self.id);
+        }
+    }
+}
+
+impl Queue {
+    /// Connects, creates the JOBS stream if missing and starts routing answers.
+    pub async fn connect(
+        nats_url: &str,
+        replicas: usize,
+        metrics: Metrics,
+    ) -> anyhow::Result<Self> {
+        let client = async_nats::ConnectOptions::new()
+            .name("api-server")
+            .retry_on_initial_connect()
+            .connect(nats_url)
+            .await?;
+        let js = jetstream::new(client.clone());
+        if let Err(e) = js
+            .get_or_create_stream(subjects::jobs_stream(replicas))
+            .await
+        {
+            // Not fatal: readiness reports it and requests get 503 until JetStream is back.
+            warn!(error = %e, "JOBS stream not available yet");
+        }
+        let instance = uuid::Uuid::now_v7().simple().to_string();
+        let reply_subject = subjects::results_subject(&instance);
+        let waiters: Waiters = Arc::default();
+        let mut sub = client.subscribe(reply_subject.clone()).await?;
+        let routes = waiters.clone();
+        tokio::spawn(async move {
+            while let Some(msg) = sub.next().await {
+                let Some(headers) = msg.headers.as_ref() else {
+                    continue;
+                };
+                let answer = match OutcomeHeaders::from_headers(headers) {
+                    Ok(h) => Answer {
+                        headers: h,
+                        body: msg.payload,
+                    },
+                    Err(e) => {
+                        warn!(error = %e, "malformed answer from a worker");
+                        continue;
+                    }
+                };
+                let waiter = routes
+                    .lock()
+                    .ok()
+                    .and_then(|mut w| w.remove(&answer.headers.request_id));
+                match waiter {
+                    Some(tx) => {
+                        let _ = tx.send(answer);
+                    }
+                    None => {
+                        // Redelivered job answered twice, or the request already timed out.
+                        debug!(request_id = %answer.headers.request_id, "answer without a waiting request");
+                        metrics.late_results.inc();
+                    }
+                }
+            }
+        });
+        Ok(Self {
+            client,
+            js,
+            reply_subject,
+            waiters,
+        })
+    }
+
+    pub fn reply_subject(&self) -> &str {
+        &self.reply_subject
+    }
+
+    pub fn is_connected(&self) -> bool {
+        self.client.connection_state() == async_nats::connection::State::Connected
+    }
+
+    /// Whether JetStream answers (the JOBS stream is reachable), within `timeout`.
+    pub async fn is_ready(&self, timeout: Duration) -> bool {
+        self.is_connected()
+            && tokio::time::timeout(timeout, self.js.get_stream(subjects::JOBS_STREAM))
+                .await
+                .is_ok_and(|r| r.is_ok())
+    }
+
+    /// Publishes `job` and waits for its answer until `timeout` (the job's deadline).
+    pub async fn submit(
+        &self,
+        job: &Job,
+        body: Bytes,
+        timeout: Duration,
+    ) -> Result<Answer, Problem> {
+        if !self.is_connected() {
+            return Err(Problem::new(
+                ProblemKind::QueueUnavailable,
+                "the job queue is not reachable",
+            ));
+        }
+        let (tx, rx) = oneshot::channel();
+        self.waiters
+            .lock()
+            .map_err(|_| Problem::new(ProblemKind::Internal, "waiter table poisoned"))?
+            .insert(job.request_id.clone(), tx);
+        let _guard = WaiterGuard {
+            waiters: &self.waiters,
+            id: &job.request_id,
+        };
+        let deadline = tokio::time::Instant::now() + timeout;
+
+        let unavailable = |e: &dyn std::fmt::Display| {
+            Problem::new(
+                ProblemKind::QueueUnavailable,
+                format!("publishing the job failed: {e}"),
+            )
+        };
+        let ack = tokio::time::timeout_at(deadline, async {
+            self.js
+                .publish_with_headers(subjects::JOBS_SUBJECT, job.to_headers(), body)
+                .await
+                .map_err(|e| unavailable(&e))?
+                .await
+                .map_err(|e| unavailable(&e))
+        })
+        .await
+        .map_err(|_| {
+            Problem::new(
+                ProblemKind::QueueUnavailable,
+                "JetStream did not acknowledge the job in time",
+            )
+        })??;
+        debug!(seq = ack.sequence, duplicate = ack.duplicate, "job queued");
+
+        match tokio::time::timeout_at(deadline, rx).await {
+            Ok(Ok(answer)) => Ok(answer),
+            Ok(Err(_)) => Err(Problem::new(ProblemKind::Internal, "answer channel closed")),
+            Err(_) => Err(Problem::new(
+                ProblemKind::DeadlineExceeded,
+                format!(
+                    "no worker finished the job within {} ms",
+                    timeout.as_millis()
+                ),
+            )),
+        }
+    }
+}

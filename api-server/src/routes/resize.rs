@@ -1,0 +1,277 @@
+//! `POST /v1/resize`: validate cheaply first, read the body within limits,
+//! queue the job, turn the worker's answer into an HTTP response.
+
+use crate::{app::AppState, problem::Problem};
+use axum::{
+    body::Body,
+    extract::{Request, State},
+    http::{HeaderMap, HeaderValue, StatusCode, header},
+    response::{IntoResponse, Response},
+};
+use bytes::Bytes;
+use contracts::{ImageFormat, Job, Outcome, ProblemKind, ResizeOp, job::unix_ms, job::unix_us};
+use http_body_util::{BodyExt, LengthLimitError, Limited};
+use sha2::{Digest, Sha256};
+use std::time::{Instant, SystemTime};
+
+pub async fn resize(State(state): State<AppState>, req: Request) -> Response {
+    let request_id = uuid::Uuid::now_v7().to_string();
+    let started = Instant::now();
+    let _in_flight = match state.admission.clone().try_acquire_owned() {
+        Ok(permit) => permit,
+        Err(_) => {
+            state.metrics.shed.inc();
+            return Problem::new(
+                ProblemKind::Overloaded,
+                "too many requests in progress; retry shortly",
+            )
+            .with_request_id(&request_id)
+            .into_response();
+        }
+    };
+    state.metrics.in_flight.inc();
+    let result = handle(&state, &request_id, req).await;
+    state.metrics.in_flight.dec();
+    match result {
+        Ok(mut res) => {
+            let total = started.elapsed().as_secs_f64() * 1000.0;
+            if let Some(st) = res
+                .headers()
+                .get("server-timing")
+                .and_then(|v| v.to_str().ok())
+            {
+                let value = format!("{st}, total;dur={total:.1}");
+                if let Ok(v) = HeaderValue::from_str(&value) {
+                    res.headers_mut().insert("server-timing", v);
+                }
+            }
+            res
+        }
+        Err(p) => {
+            if p.kind == ProblemKind::DeadlineExceeded {
+                state.metrics.deadline_exceeded.inc();
+            }
+            p.with_request_id(&request_id).into_response()
+        }
+    }
+}
+
+async fn handle(state: &AppState, request_id: &str, req: Request) -> Result<Response, Problem> {
+    let (parts, body) = req.into_parts();
+    let op = parse_query(parts.uri.query().unwrap_or(""))?;
+    let max = state.config.max_body_bytes;
+    if let Some(len) = content_length(&parts.headers)?
+        && len > max as u64
+    {
+        return Err(Problem::new(
+            ProblemKind::PayloadTooLarge,
+            format!("body of {len} bytes exceeds the limit of {max} bytes"),
+        ));
+    }
+    let declared = declared_format(&parts.headers)?;
+    let body = read_body(body, max, state.config.body_timeout).await?;
+    if body.is_empty() {
+        return Err(Problem::new(
+            ProblemKind::MissingBody,
+            "send the image as the request body",
+        ));
+    }
+    let input = ImageFormat::sniff(&body).ok_or_else(|| {
+        Problem::new(
+            ProblemKind::UnsupportedMediaType,
+            "the body is not a JPEG, PNG, WebP or GIF image",
+        )
+    })?;
+    if input != declared {
+        return Err(Problem::new(
+            ProblemKind::ContentTypeMismatch,
+            format!(
+                "Content-Type says {} but the body is {}",
+                declared.media_type(),
+                input.media_type()
+            ),
+        ));
+    }
+
+    let now = SystemTime::now();
+    let timeout = state.config.job_timeout;
+    let job = Job {
+        request_id: request_id.to_owned(),
+        deadline_ms: unix_ms(now + timeout),
+        reply: state.queue.reply_subject().to_owned(),
+        op,
+        input,
+        enqueued_us: unix_us(now),
+        traceparent: parts
+            .headers
+            .get("traceparent")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned),
+    };
+    let answer = state.queue.submit(&job, body, timeout).await?;
+    state.metrics.jobs_published.inc();
+    let h = &answer.headers;
+    state.metrics.queue_wait.observe(h.queue_us as f64 / 1e6);
+    state
+        .metrics
+        .worker_process
+        .observe(h.process_us as f64 / 1e6);
+    match &h.outcome {
+        Outcome::Failed { kind, detail } => Err(Problem::new(*kind, detail.clone())),
+        Outcome::Ok(rendered) => {
+            let etag = format!("\"{}\"", hex(&Sha256::digest(&answer.body)[..16]));
+            let timing = format!(
+                "queue;dur={:.1}, process;dur={:.1}",
+                h.queue_us as f64 / 1000.0,
+                h.process_us as f64 / 1000.0
+            );
+            let mut res = (StatusCode::OK, Body::from(answer.body)).into_response();
+            let hs = res.headers_mut();
+            hs.insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static(rendered.format.media_type()),
+            );
+            hs.insert(
+                header::ETAG,
+                HeaderValue::from_str(&etag).expect("hex is a valid header"),
+            );
+            hs.insert(
+                "server-timing",
+                HeaderValue::from_str(&timing).expect("ascii"),
+            );
+            hs.insert(
+                "x-request-id",
+                HeaderValue::from_str(request_id).expect("uuid is ascii"),
+            );
+            hs.insert("x-image-width", HeaderValue::from(rendered.width));
+            hs.insert("x-image-height", HeaderValue::from(rendered.height));
+            hs.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+            Ok(res)
+        }
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+pub fn parse_query(query: &str) -> Result<ResizeOp, Problem> {
+    let pairs: Vec<(String, String)> = match serde_urlencoded_pairs(query) {
+        Some(p) => p,
+        None => {
+            return Err(Problem::new(
+                ProblemKind::InvalidParameter,
+                "the query string is not valid UTF-8 form encoding",
+            ));
+        }
+    };
+    ResizeOp::from_pairs(pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        .map_err(|e| Problem::new(ProblemKind::InvalidParameter, e.to_string()))
+}
+
+/// Splits and percent-decodes `a=b&c=d` (form encoding, `+` as space).
+fn serde_urlencoded_pairs(query: &str) -> Option<Vec<(String, String)>> {
+    query
+        .split('&')
+        .filter(|p| !p.is_empty())
+        .map(|pair| {
+            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+            Some((percent_decode(k)?, percent_decode(v)?))
+        })
+        .collect()
+}
+
+fn percent_decode(s: &str) -> Option<String> {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'+' => out.push(b' '),
+            b'%' => {
+                let hex = s.get(i + 1..i + 3)?;
+                out.push(u8::from_str_radix(hex, 16).ok()?);
+                i += 2;
+            }
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    String::from_utf8(out).ok()
+}
+
+fn content_length(headers: &HeaderMap) -> Result<Option<u64>, Problem> {
+    match headers.get(header::CONTENT_LENGTH) {
+        None => Ok(None),
+        Some(v) => v
+            .to_str()
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .map(Some)
+            .ok_or_else(|| {
+                Problem::new(
+                    ProblemKind::InvalidParameter,
+                    "Content-Length is not a number",
+                )
+            }),
+    }
+}
+
+fn declared_format(headers: &HeaderMap) -> Result<ImageFormat, Problem> {
+    let ct = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .ok_or_else(|| {
+            Problem::new(
+                ProblemKind::UnsupportedMediaType,
+                "Content-Type must name the image type, e.g. image/jpeg",
+            )
+        })?;
+    ImageFormat::from_media_type(ct).ok_or_else(|| {
+        Problem::new(
+            ProblemKind::UnsupportedMediaType,
+            format!(
+                "Content-Type `{ct}` is not one of image/jpeg, image/png, image/webp, image/gif"
+            ),
+        )
+    })
+}
+
+async fn read_body(body: Body, max: usize, timeout: std::time::Duration) -> Result<Bytes, Problem> {
+    let limited = Limited::new(body, max);
+    match tokio::time::timeout(timeout, limited.collect()).await {
+        Err(_) => Err(Problem::new(
+            ProblemKind::RequestTimeout,
+            format!("the body was not received within {} s", timeout.as_secs()),
+        )),
+        Ok(Ok(collected)) => Ok(collected.to_bytes()),
+        Ok(Err(e)) if e.is::<LengthLimitError>() => Err(Problem::new(
+            ProblemKind::PayloadTooLarge,
+            format!("body exceeds the limit of {max} bytes"),
+        )),
+        Ok(Err(e)) => Err(Problem::new(
+            ProblemKind::InvalidParameter,
+            format!("reading the body failed: {e}"),
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn query_decoding() {
+        assert_eq!(percent_decode("a%20b+c").as_deref(), Some("a b c"));
+        assert_eq!(percent_decode("%zz"), None);
+        assert_eq!(percent_decode("%4"), None);
+        assert_eq!(percent_decode("%C3%A9").as_deref(), Some("é"));
+        assert_eq!(percent_decode("%FF"), None);
+        let op = parse_query("w=%33%32%30&h=320").unwrap();
+        assert_eq!(op.width, Some(320));
+        assert_eq!(
+            parse_query("w=1&fit=%FF").unwrap_err().kind,
+            ProblemKind::InvalidParameter
+        );
+    }
+}

@@ -1,0 +1,43 @@
+//! Serving a Prometheus registry.
+
+use axum::{Router, http::header, response::IntoResponse, routing::get};
+use prometheus_client::registry::Registry;
+use std::sync::Arc;
+
+pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+/// The registry in OpenMetrics text format.
+pub fn render(registry: &Registry) -> String {
+    let mut out = String::new();
+    // Encoding into a String cannot fail.
+    let _ = prometheus_client::encoding::text::encode(&mut out, registry);
+    out
+}
+
+/// A `GET /metrics` route for `registry`, to merge into a component's router.
+pub fn router(registry: Arc<Registry>) -> Router {
+    Router::new().route(
+        "/metrics",
+        get(move || {
+            let registry = registry.clone();
+            async move { ([(header::CONTENT_TYPE, CONTENT_TYPE)], render(&registry)).into_response() }
+        }),
+    )
+}
+
+/// Serves `/metrics` and a trivial `/healthz` on `addr` until the process ends
+/// (for components without an HTTP API of their own).
+pub async fn serve(
+    addr: std::net::SocketAddr,
+    registry: Arc<Registry>,
+) -> anyhow::Result<std::net::SocketAddr> {
+    let app = router(registry).route("/healthz", get(|| async { "ok" }));
+    let listener = tokio::net::TcpListener::bind(addr).await?;
+    let local = listener.local_addr()?;
+    tokio::spawn(async move {
+        if let Err(e) = axum::serve(listener, app).await {
+            tracing::error!(error = %e, "metrics server stopped");
+        }
+    });
+    Ok(local)
+}

@@ -1,0 +1,39 @@
+//! Worker settings, from flags or the environment.
+
+use clap::Parser;
+use std::time::Duration;
+
+#[derive(Debug, Clone, Parser)]
+#[command(
+    name = "worker",
+    version,
+    about = "Resize worker: pulls jobs from JetStream"
+)]
+pub struct Config {
+    /// NATS server URL(s), comma-separated.
+    #[arg(long, env = "NATS_URL", default_value = "nats://127.0.0.1:4222")]
+    pub nats_url: String,
+    /// Jobs processed at once; default: the number of available cores.
+    #[arg(long, env = "WORKER_CONCURRENCY")]
+    pub concurrency: Option<usize>,
+    /// How long a job stays with a worker that stopped answering before JetStream redelivers it.
+    #[arg(long, env = "WORKER_ACK_WAIT", default_value = "10s", value_parser = contracts::duration::parse)]
+    pub ack_wait: Duration,
+    /// Replicas of the JOBS stream when this worker has to create it (3 in a cluster).
+    #[arg(long, env = "JOBS_REPLICAS", default_value_t = 1)]
+    pub stream_replicas: usize,
+    /// Largest accepted input, in pixels, checked from the header before decoding.
+    #[arg(long, env = "MAX_INPUT_PIXELS", default_value_t = 50_000_000)]
+    pub max_pixels: u64,
+    /// Address of the `/metrics` and `/healthz` endpoint.
+    #[arg(long, env = "WORKER_METRICS_ADDR", default_value = "127.0.0.1:9091")]
+    pub metrics_addr: std::net::SocketAddr,
+}
+
+impl Config {
+    pub fn concurrency(&self) -> usize {
+        self.concurrency
+            .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+            .max(1)
+    }
+}

@@ -1,0 +1,234 @@
+//! The job loop: one pull slot per core, FIFO from the shared consumer, deadline
+//! check, resize on a blocking thread, answer, then ack.
+//!
+//! Each slot pulls exactly one message at a time, so a busy worker never holds
+//! jobs it is not working on: they stay in the stream for idle workers, which
+//! keeps the queue FIFO across the fleet and makes queue depth an honest
+//! scaling signal.
+
+use crate::{
+    config::Config,
+    metrics::{Metrics, OutcomeLabel},
+    resize::{self, Limits},
+};
+use anyhow::Context as _;
+use async_nats::jetstream::{self, AckKind, consumer::PullConsumer};
+use contracts::{
+    Job, Outcome,
+    outcome::{OutcomeHeaders, STATUS_OK},
+    subjects,
+};
+use futures::StreamExt;
+use std::{
+    future::Future,
+    time::{Duration, Instant, SystemTime},
+};
+use tokio::sync::watch;
+use tracing::{Instrument, info, info_span, warn};
+
+/// Connects, makes sure the stream and consumer exist, and processes jobs until `shutdown` resolves.
+/// Jobs in progress at shutdown are finished and answered before this returns.
+pub async fn run(
+    cfg: Config,
+    metrics: Metrics,
+    shutdown: impl Future<Output = ()>,
+) -> anyhow::Result<()> {
+    let client = async_nats::ConnectOptions::new()
+        .name("worker")
+        .retry_on_initial_connect()
+        .connect(cfg.nats_url.as_str())
+        .await
+        .context("connecting to NATS")?;
+    let js = jetstream::new(client.clone());
+    let stream = js
+        .get_or_create_stream(subjects::jobs_stream(cfg.stream_replicas))
+        .await
+        .context("creating the JOBS stream")?;
+    let consumer_cfg = subjects::workers_consumer(cfg.ack_wait, 1024);
+    let consumer: PullConsumer = match stream.get_consumer(subjects::WORKERS_CONSUMER).await {
+        Ok(c) => c,
+        Err(_) => stream
+            .create_consumer(consumer_cfg)
+            .await
+            .context("creating the workers consumer")?,
+    };
+    let slots = cfg.concurrency();
+    info!(slots, nats = %cfg.nats_url, "worker ready");
+
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let limits = Limits {
+        max_pixels: cfg.max_pixels,
+    };
+    let ack_wait = cfg.ack_wait;
+    let tasks: Vec<_> = (0..slots)
+        .map(|slot| {
+            let (consumer, client, metrics, stop) = (
+                consumer.clone(),
+                client.clone(),
+                metrics.clone(),
+                stop_rx.clone(),
+            );
+            tokio::spawn(async move {
+                slot_loop(slot, consumer, client, metrics, limits, ack_wait, stop).await
+            })
+        })
+        .collect();
+    shutdown.await;
+    info!("shutting down: finishing jobs in progress");
+    let _ = stop_tx.send(true);
+    for t in tasks {
+        let _ = t.await;
+    }
+    client.flush().await.ok();
+    Ok(())
+}
+
+async fn slot_loop(
+    slot: usize,
+    consumer: PullConsumer,
+    client: async_nats::Client,
+    metrics: Metrics,
+    limits: Limits,
+    ack_wait: Duration,
+    mut stop: watch::Receiver<bool>,
+) {
+    while !*stop.borrow() {
+        let batch = consumer
+            .batch()
+            .max_messages(1)
+            .expires(Duration::from_secs(5))
+            .messages();
+        let mut batch = tokio::select! {
+            b = batch => match b {
+                Ok(b) => b,
+                Err(e) => {
+                    warn!(slot, error = %e, "pull request failed; retrying");
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                    continue;
+                }
+            },
+            _ = stop.changed() => break,
+        };
+        loop {
+            let next = tokio::select! {
+                m = batch.next() => m,
+                _ = stop.changed() => break,
+            };
+            match next {
+                Some(Ok(msg)) => handle(msg, &client, &metrics, limits, ack_wait).await,
+                Some(Err(e)) => {
+                    warn!(slot, error = %e, "pull failed");
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                    break;
+                }
+                None => break,
+            }
+        }
+    }
+}
+
+async fn handle(
+    msg: jetstream::Message,
+    client: &async_nats::Client,
+    metrics: &Metrics,
+    limits: Limits,
+    ack_wait: Duration,
+) {
+    let received = SystemTime::now();
+    let headers = msg.headers.clone().unwrap_or_default();
+    let job = match Job::from_headers(&headers) {
+        Ok(j) => j,
+        Err(e) => {
+            // Nobody can be answered and a retry cannot fix it: drop it for good.
+            warn!(error = %e, "malformed job; terminating it");
+            metrics
+                .jobs
+                .get_or_create(&OutcomeLabel {
+                    outcome: "malformed".into(),
+                })
+                .inc();
+            let _ = msg.ack_with(AckKind::Term).await;
+            return;
+        }
+    };
+    if msg.info().is_ok_and(|i| i.delivered > 1) {
+        metrics.redelivered.inc();
+    }
+    if job.expired_at(received) {
+        // The api-server has already answered 503; doing the work would only delay live jobs.
+        metrics.expired.inc();
+        let _ = msg.ack_with(AckKind::Term).await;
+        return;
+    }
+    let span = info_span!("resize", request_id = %job.request_id, op = %job.op, traceparent = job.traceparent.as_deref().unwrap_or(""));
+    async {
+        let queue_us = contracts::job::unix_us(received).saturating_sub(job.enqueued_us);
+        metrics.queue_wait.observe(queue_us as f64 / 1e6);
+        metrics.in_flight.inc();
+        let started = Instant::now();
+        let payload = msg.payload.clone();
+        let op = job.op;
+        let work = tokio::task::spawn_blocking(move || resize::resize(&payload, &op, &limits));
+        tokio::pin!(work);
+        // Progress acks keep a long job (a 24 MP PNG) from being redelivered while still running.
+        let mut progress = tokio::time::interval(ack_wait / 3);
+        progress.tick().await;
+        let result = loop {
+            tokio::select! {
+                r = &mut work => break r,
+                _ = progress.tick() => { let _ = msg.ack_with(AckKind::Progress).await; }
+            }
+        };
+        let process_us = started.elapsed().as_micros() as u64;
+        metrics.process.observe(process_us as f64 / 1e6);
+        metrics.in_flight.dec();
+        let (outcome, body) = match result {
+            Ok(Ok(r)) => (Outcome::Ok(r.rendered), r.bytes),
+            Ok(Err(e)) => (
+                Outcome::Failed {
+                    kind: e.kind(),
+                    detail: e.to_string(),
+                },
+                Vec::new(),
+            ),
+            Err(join) => (
+                Outcome::Failed {
+                    kind: contracts::ProblemKind::Internal,
+                    detail: format!("resize task failed: {join}"),
+                },
+                Vec::new(),
+            ),
+        };
+        let label = match &outcome {
+            Outcome::Ok(_) => STATUS_OK.to_owned(),
+            Outcome::Failed { kind, .. } => kind.slug().to_owned(),
+        };
+        let answer = OutcomeHeaders {
+            request_id: job.request_id.clone(),
+            outcome,
+            queue_us,
+            process_us,
+        };
+        // Answer first, ack second: a crash in between redelivers the job, and the
+        // api-server ignores a second answer for a request it already served.
+        if let Err(e) = client
+            .publish_with_headers(job.reply.clone(), answer.to_headers(), body.into())
+            .await
+        {
+            warn!(error = %e, "publishing the result failed; leaving the job for redelivery");
+            let _ = msg
+                .ack_with(AckKind::Nak(Some(Duration::from_millis(100))))
+                .await;
+            return;
+        }
+        if let Err(e) = msg.ack().await {
+            warn!(error = %e, "ack failed; the job may be redelivered");
+        }
+        metrics
+            .jobs
+            .get_or_create(&OutcomeLabel { outcome: label })
+            .inc();
+    }
+    .instrument(span)
+    .await
+}

@@ -1,0 +1,71 @@
+//! What the worker measures.
+
+use prometheus_client::{
+    encoding::EncodeLabelSet,
+    metrics::{counter::Counter, family::Family, gauge::Gauge, histogram::Histogram},
+    registry::Registry,
+};
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OutcomeLabel {
+    /// `ok` or the problem slug.
+    pub outcome: String,
+}
+
+#[derive(Clone)]
+pub struct Metrics {
+    pub jobs: Family<OutcomeLabel, Counter>,
+    pub expired: Counter,
+    pub redelivered: Counter,
+    pub in_flight: Gauge,
+    pub queue_wait: Histogram,
+    pub process: Histogram,
+}
+
+fn latency_buckets() -> impl Iterator<Item = f64> {
+    [
+        0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0,
+    ]
+    .into_iter()
+}
+
+impl Metrics {
+    pub fn register(registry: &mut Registry) -> Self {
+        let m = Self {
+            jobs: Family::default(),
+            expired: Counter::default(),
+            redelivered: Counter::default(),
+            in_flight: Gauge::default(),
+            queue_wait: Histogram::new(latency_buckets()),
+            process: Histogram::new(latency_buckets()),
+        };
+        let r = registry.sub_registry_with_prefix("worker");
+        r.register("jobs", "Jobs finished, by outcome", m.jobs.clone());
+        r.register(
+            "jobs_expired",
+            "Jobs dropped because their deadline had passed",
+            m.expired.clone(),
+        );
+        r.register(
+            "jobs_redelivered",
+            "Jobs received more than once (a worker died or stalled)",
+            m.redelivered.clone(),
+        );
+        r.register(
+            "jobs_in_flight",
+            "Jobs being processed now",
+            m.in_flight.clone(),
+        );
+        r.register(
+            "queue_wait_seconds",
+            "Time from publish to the start of processing",
+            m.queue_wait.clone(),
+        );
+        r.register(
+            "process_seconds",
+            "Decode, resize and encode time",
+            m.process.clone(),
+        );
+        m
+    }
+}
