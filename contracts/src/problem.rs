@@ -17,6 +17,7 @@ pub enum ProblemKind {
     ContentTypeMismatch,
     CorruptImage,
     PixelLimitExceeded,
+    OutputTooLarge,
     DeadlineExceeded,
     QueueUnavailable,
     Overloaded,
@@ -30,7 +31,7 @@ pub enum ProblemKind {
 pub const TYPE_PREFIX: &str = "/problems/";
 
 impl ProblemKind {
-    pub const ALL: [ProblemKind; 14] = [
+    pub const ALL: [ProblemKind; 15] = [
         Self::InvalidParameter,
         Self::MissingBody,
         Self::PayloadTooLarge,
@@ -39,6 +40,7 @@ impl ProblemKind {
         Self::ContentTypeMismatch,
         Self::CorruptImage,
         Self::PixelLimitExceeded,
+        Self::OutputTooLarge,
         Self::DeadlineExceeded,
         Self::QueueUnavailable,
         Self::Overloaded,
@@ -57,6 +59,7 @@ impl ProblemKind {
             Self::ContentTypeMismatch => "content-type-mismatch",
             Self::CorruptImage => "corrupt-image",
             Self::PixelLimitExceeded => "pixel-limit-exceeded",
+            Self::OutputTooLarge => "output-too-large",
             Self::DeadlineExceeded => "deadline-exceeded",
             Self::QueueUnavailable => "queue-unavailable",
             Self::Overloaded => "overloaded",
@@ -78,7 +81,7 @@ impl ProblemKind {
             Self::RequestTimeout => 408,
             Self::PayloadTooLarge => 413,
             Self::UnsupportedMediaType | Self::ContentTypeMismatch => 415,
-            Self::CorruptImage | Self::PixelLimitExceeded => 422,
+            Self::CorruptImage | Self::PixelLimitExceeded | Self::OutputTooLarge => 422,
             Self::Internal => 500,
             Self::DeadlineExceeded | Self::QueueUnavailable | Self::Overloaded => 503,
         }
@@ -94,6 +97,7 @@ impl ProblemKind {
             Self::ContentTypeMismatch => "The Content-Type does not match the image bytes",
             Self::CorruptImage => "The image could not be decoded",
             Self::PixelLimitExceeded => "The image declares more pixels than allowed",
+            Self::OutputTooLarge => "The resized image is larger than the maximum response size",
             Self::DeadlineExceeded => "The request could not be served before its deadline",
             Self::QueueUnavailable => "The job queue is unavailable",
             Self::Overloaded => "The service is at capacity",

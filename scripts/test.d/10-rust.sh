@@ -6,4 +6,6 @@ cd "$REPO_ROOT"
 export NATS_SERVER_BIN="$RESIZER_BIN/nats-server"
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets -- -D warnings
+# The end-to-end tests run the service binaries as processes: build them first.
+cargo build --workspace --bins
 cargo test --workspace

@@ -19,7 +19,9 @@ pub fn init(service: &'static str) {
             .with(fmt::layer().json().with_current_span(true))
             .try_init()
     } else {
-        registry.with(fmt::layer().with_target(false)).try_init()
+        registry
+            .with(fmt::layer().with_target(false).with_writer(std::io::stderr))
+            .try_init()
     };
     if result.is_ok() {
         tracing::info!(service, version = env!("CARGO_PKG_VERSION"), "starting");

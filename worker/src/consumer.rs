@@ -14,7 +14,7 @@ use crate::{
 use anyhow::Context as _;
 use async_nats::jetstream::{self, AckKind, consumer::PullConsumer};
 use contracts::{
-    Job, Outcome,
+    Job, Outcome, ProblemKind,
     outcome::{OutcomeHeaders, STATUS_OK},
     subjects,
 };
@@ -182,7 +182,21 @@ async fn handle(
         let process_us = started.elapsed().as_micros() as u64;
         metrics.process.observe(process_us as f64 / 1e6);
         metrics.in_flight.dec();
+        let max_body = client.server_info().max_payload.saturating_sub(subjects::HEADER_ALLOWANCE);
         let (outcome, body) = match result {
+            Ok(Ok(r)) if r.bytes.len() > max_body => (
+                Outcome::Failed {
+                    kind: ProblemKind::OutputTooLarge,
+                    detail: format!(
+                        "the {}×{} {} result is {} bytes, over the limit of {max_body}; ask for smaller dimensions or a compressed format",
+                        r.rendered.width,
+                        r.rendered.height,
+                        r.rendered.format.name(),
+                        r.bytes.len()
+                    ),
+                },
+                Vec::new(),
+            ),
             Ok(Ok(r)) => (Outcome::Ok(r.rendered), r.bytes),
             Ok(Err(e)) => (
                 Outcome::Failed {

@@ -1,0 +1,67 @@
+//! An api-server inside the test process.
+
+use api_server::config::Config;
+use std::time::Duration;
+use tokio::sync::oneshot;
+
+/// A running api-server; dropped, it shuts down.
+pub struct Api {
+    pub base: String,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+/// Defaults for tests: ephemeral port, short timeouts.
+pub fn config(nats_url: &str) -> Config {
+    Config {
+        listen: "127.0.0.1:0".parse().expect("literal address"),
+        nats_url: nats_url.to_owned(),
+        stream_replicas: 1,
+        job_timeout: Duration::from_secs(10),
+        max_body_bytes: contracts::subjects::MAX_PAYLOAD - contracts::subjects::HEADER_ALLOWANCE,
+        max_in_flight: 512,
+        header_timeout: Duration::from_secs(10),
+        body_timeout: Duration::from_secs(30),
+    }
+}
+
+impl Api {
+    pub async fn start(config: Config) -> anyhow::Result<Self> {
+        let (tx, rx) = oneshot::channel::<()>();
+        let (addr, server) = api_server::start(config, async {
+            let _ = rx.await;
+        })
+        .await?;
+        let task = tokio::spawn(server);
+        Ok(Self {
+            base: format!("http://{addr}"),
+            stop: Some(tx),
+            task: Some(task),
+        })
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    pub fn addr(&self) -> String {
+        self.base.trim_start_matches("http://").to_owned()
+    }
+
+    pub async fn shutdown(mut self) {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+        if let Some(t) = self.task.take() {
+            let _ = t.await;
+        }
+    }
+}
+
+impl Drop for Api {
+    fn drop(&mut self) {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+    }
+}

@@ -1,0 +1,15 @@
+//! Test harness: real processes on loopback.
+//!
+//! # Layout
+//! - [`nats`]: a nats-server with JetStream on free ports, in a temporary directory.
+//! - [`procs`]: the service binaries (worker, …) as child processes, killable with any signal.
+//! - [`api`]: an api-server running in the test's own runtime on `127.0.0.1:0`.
+//! - [`corpus`]: the shared benchmark photos.
+//!
+//! The binaries are taken from the cargo target directory the tests run from;
+//! `scripts/test.sh` builds them before running the tests.
+
+pub mod api;
+pub mod corpus;
+pub mod nats;
+pub mod procs;

@@ -1,0 +1,634 @@
+//! The resize path end to end: HTTP → api-server → JetStream → worker process → back,
+//! over real sockets and a real nats-server, including every error of the public table.
+
+use async_nats::jetstream;
+use contracts::subjects;
+use e2e::{
+    api::{self, Api},
+    corpus,
+    nats::NatsServer,
+    procs::Worker,
+};
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+struct Stack {
+    nats: NatsServer,
+    api: Api,
+    workers: Vec<Worker>,
+    http: reqwest::Client,
+}
+
+async fn stack_with(
+    cfg: impl FnOnce(&mut api_server::config::Config),
+    workers: usize,
+    worker_args: &[&str],
+) -> Stack {
+    let nats = NatsServer::start().expect("nats-server");
+    let mut c = api::config(&nats.client_url);
+    cfg(&mut c);
+    let api = Api::start(c).await.expect("api-server");
+    let workers = (0..workers)
+        .map(|_| Worker::spawn(&nats.client_url, worker_args).expect("worker"))
+        .collect();
+    Stack {
+        nats,
+        api,
+        workers,
+        http: reqwest::Client::new(),
+    }
+}
+
+async fn stack() -> Stack {
+    stack_with(|_| {}, 1, &[]).await
+}
+
+impl Stack {
+    async fn post(
+        &self,
+        query: &str,
+        content_type: Option<&str>,
+        body: Vec<u8>,
+    ) -> reqwest::Response {
+        let mut req = self
+            .http
+            .post(self.api.url(&format!("/v1/resize?{query}")))
+            .body(body);
+        if let Some(ct) = content_type {
+            req = req.header("content-type", ct);
+        }
+        req.send().await.expect("request")
+    }
+}
+
+/// Asserts an RFC 9457 answer with the given status and problem slug; returns the document.
+async fn assert_problem(res: reqwest::Response, status: u16, slug: &str) -> serde_json::Value {
+    assert_eq!(res.status().as_u16(), status, "status for {slug}");
+    assert_eq!(
+        res.headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok()),
+        Some("application/problem+json"),
+        "{slug}"
+    );
+    let retry_after = res.headers().get("retry-after").is_some();
+    let doc: serde_json::Value = res.json().await.expect("problem body is JSON");
+    assert_eq!(doc["type"], format!("/problems/{slug}"), "{doc}");
+    assert_eq!(doc["status"], status, "{doc}");
+    assert!(
+        doc["title"].as_str().is_some_and(|t| !t.is_empty()),
+        "{doc}"
+    );
+    assert!(
+        doc["detail"].as_str().is_some_and(|t| !t.is_empty()),
+        "{doc}"
+    );
+    assert_eq!(retry_after, status == 503, "Retry-After only on 503: {doc}");
+    doc
+}
+
+fn jpeg() -> Vec<u8> {
+    corpus::read("jpeg/020_bridge.jpg")
+}
+
+#[tokio::test]
+async fn a_photo_comes_back_resized_with_headers() {
+    let s = stack().await;
+    let input = jpeg();
+    let src = image::load_from_memory(&input).unwrap();
+    let res = s
+        .post("w=320&h=320", Some("image/jpeg"), input.clone())
+        .await;
+    assert_eq!(res.status(), 200);
+    let h = res.headers().clone();
+    assert_eq!(h["content-type"], "image/jpeg");
+    assert!(h["etag"].to_str().unwrap().starts_with('"'));
+    let timing = h["server-timing"].to_str().unwrap();
+    assert!(
+        timing.contains("queue;dur=")
+            && timing.contains("process;dur=")
+            && timing.contains("total;dur="),
+        "{timing}"
+    );
+    let len: usize = h["content-length"].to_str().unwrap().parse().unwrap();
+    let body = res.bytes().await.unwrap();
+    assert_eq!(body.len(), len);
+    let out = image::load_from_memory(&body).unwrap();
+    assert_eq!(out.width().max(out.height()), 320);
+    let (ar_in, ar_out) = (
+        src.width() as f64 / src.height() as f64,
+        out.width() as f64 / out.height() as f64,
+    );
+    assert!((ar_in - ar_out).abs() / ar_in < 0.01);
+
+    // Same request, same bytes, same ETag: the pipeline is deterministic.
+    let again = s.post("w=320&h=320", Some("image/jpeg"), input).await;
+    assert_eq!(again.headers()["etag"], h["etag"]);
+}
+
+#[tokio::test]
+async fn output_format_and_fit_follow_the_query() {
+    let s = stack().await;
+    for (q, ct, size) in [
+        (
+            "w=200&h=100&fit=cover&format=webp",
+            "image/webp",
+            (200, 100),
+        ),
+        (
+            "w=200&h=200&fit=contain&format=png",
+            "image/png",
+            (200, 200),
+        ),
+        ("w=64&h=64&fit=fill&quality=50", "image/jpeg", (64, 64)),
+    ] {
+        let res = s.post(q, Some("image/jpeg"), jpeg()).await;
+        assert_eq!(res.status(), 200, "{q}");
+        assert_eq!(res.headers()["content-type"], ct, "{q}");
+        let img = image::load_from_memory(&res.bytes().await.unwrap()).unwrap();
+        assert_eq!((img.width(), img.height()), size, "{q}");
+    }
+    // PNG in → PNG out by default.
+    let png = std::fs::read(&corpus::files("png")[0]).unwrap();
+    let res = s.post("w=100", Some("image/png"), png).await;
+    assert_eq!(res.headers()["content-type"], "image/png");
+}
+
+#[tokio::test]
+async fn bad_parameters_are_400_before_the_body_matters() {
+    let s = stack().await;
+    for q in [
+        "w=0",
+        "w=-5",
+        "w=abc",
+        "w=8193",
+        "h=99999",
+        "w=10&fit=stretch",
+        "w=10&format=tiff",
+        "",
+        "w=10&quality=0",
+        "w=1&w=2",
+    ] {
+        let doc = assert_problem(
+            s.post(q, Some("image/jpeg"), jpeg()).await,
+            400,
+            "invalid-parameter",
+        )
+        .await;
+        assert!(
+            doc["detail"].as_str().unwrap().contains('`'),
+            "{q}: detail names the parameter: {doc}"
+        );
+    }
+    assert_problem(
+        s.post("w=10", Some("image/jpeg"), Vec::new()).await,
+        400,
+        "missing-body",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn bad_images_are_rejected_with_their_own_types() {
+    let s = stack().await;
+    let input = jpeg();
+    // corrupt and truncated → 422 from the worker
+    let mut corrupt = input.clone();
+    for b in corrupt.iter_mut().skip(600).step_by(3) {
+        *b = 0x00;
+    }
+    assert_problem(
+        s.post("w=10", Some("image/jpeg"), corrupt).await,
+        422,
+        "corrupt-image",
+    )
+    .await;
+    assert_problem(
+        s.post(
+            "w=10",
+            Some("image/jpeg"),
+            input[..input.len() / 3].to_vec(),
+        )
+        .await,
+        422,
+        "corrupt-image",
+    )
+    .await;
+    // unsupported type → 415
+    assert_problem(
+        s.post("w=10", Some("image/bmp"), b"BM\x36\0\0\0\0\0".to_vec())
+            .await,
+        415,
+        "unsupported-media-type",
+    )
+    .await;
+    assert_problem(
+        s.post("w=10", Some("image/jpeg"), b"GIF87 not really".to_vec())
+            .await,
+        415,
+        "unsupported-media-type",
+    )
+    .await;
+    assert_problem(
+        s.post("w=10", None, input.clone()).await,
+        415,
+        "unsupported-media-type",
+    )
+    .await;
+    // declared type does not match the bytes → 415 with its own type
+    assert_problem(
+        s.post("w=10", Some("image/png"), input.clone()).await,
+        415,
+        "content-type-mismatch",
+    )
+    .await;
+    // pixel bomb: a small real JPEG whose header claims 64,250 × 64,250
+    let mut bomb = input.clone();
+    let sof = bomb
+        .windows(2)
+        .position(|m| m[0] == 0xFF && (m[1] == 0xC0 || m[1] == 0xC2))
+        .unwrap();
+    bomb[sof + 5..sof + 7].copy_from_slice(&64250u16.to_be_bytes());
+    bomb[sof + 7..sof + 9].copy_from_slice(&64250u16.to_be_bytes());
+    let started = Instant::now();
+    let doc = assert_problem(
+        s.post("w=10", Some("image/jpeg"), bomb).await,
+        422,
+        "pixel-limit-exceeded",
+    )
+    .await;
+    assert!(doc["detail"].as_str().unwrap().contains("64250"), "{doc}");
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "refused from the header, not after a decode"
+    );
+}
+
+/// Sends raw bytes and returns the response head and body as text.
+async fn raw_exchange(addr: &str, head: &str, body: &[u8], read_timeout: Duration) -> String {
+    let mut conn = tokio::net::TcpStream::connect(addr).await.unwrap();
+    conn.write_all(head.as_bytes()).await.unwrap();
+    conn.write_all(body).await.unwrap();
+    let mut out = Vec::new();
+    let _ = tokio::time::timeout(read_timeout, conn.read_to_end(&mut out)).await;
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[tokio::test]
+async fn oversized_bodies_are_refused_without_being_read() {
+    let s = stack_with(|c| c.max_body_bytes = 1 << 20, 1, &[]).await;
+    // Content-Length of 100 MB, then only a few bytes: the answer must come at once.
+    let started = Instant::now();
+    let head = "POST /v1/resize?w=10 HTTP/1.1\r\nHost: x\r\nContent-Type: image/jpeg\r\nContent-Length: 100000000\r\nConnection: close\r\n\r\n";
+    let reply = raw_exchange(&s.api.addr(), head, b"\xFF\xD8\xFF", Duration::from_secs(5)).await;
+    assert!(reply.starts_with("HTTP/1.1 413"), "{reply}");
+    assert!(reply.contains("/problems/payload-too-large"), "{reply}");
+    assert!(started.elapsed() < Duration::from_secs(3));
+    // Chunked, no length: refused once the limit is crossed.
+    let big = vec![0xFFu8; 2 << 20];
+    let res = s
+        .http
+        .post(s.api.url("/v1/resize?w=10"))
+        .header("content-type", "image/jpeg")
+        .body(reqwest::Body::wrap_stream(futures::stream::iter(
+            big.chunks(64 * 1024)
+                .map(|c| Ok::<_, std::io::Error>(c.to_vec()))
+                .collect::<Vec<_>>(),
+        )))
+        .send()
+        .await
+        .unwrap();
+    assert_problem(res, 413, "payload-too-large").await;
+}
+
+#[tokio::test]
+async fn slow_clients_are_cut_off() {
+    let s = stack_with(
+        |c| {
+            c.header_timeout = Duration::from_millis(500);
+            c.body_timeout = Duration::from_millis(500);
+        },
+        1,
+        &[],
+    )
+    .await;
+    // Headers that never finish: the connection is closed.
+    let started = Instant::now();
+    let reply = raw_exchange(
+        &s.api.addr(),
+        "POST /v1/resize?w=10 HTTP/1.1\r\nHost: x\r\n",
+        b"",
+        Duration::from_secs(5),
+    )
+    .await;
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "closed after the header timeout"
+    );
+    assert!(!reply.contains("200 OK"), "{reply}");
+    // A body that stalls: 408 problem.
+    let head = "POST /v1/resize?w=10 HTTP/1.1\r\nHost: x\r\nContent-Type: image/jpeg\r\nContent-Length: 5000\r\nConnection: close\r\n\r\n";
+    let reply = raw_exchange(
+        &s.api.addr(),
+        head,
+        b"\xFF\xD8\xFF\xE0",
+        Duration::from_secs(5),
+    )
+    .await;
+    assert!(reply.starts_with("HTTP/1.1 408"), "{reply}");
+    assert!(reply.contains("/problems/request-timeout"), "{reply}");
+}
+
+async fn consumer_info(nats: &NatsServer) -> async_nats::jetstream::consumer::Info {
+    let js = jetstream::new(nats.client().await.unwrap());
+    let stream = js.get_stream(subjects::JOBS_STREAM).await.unwrap();
+    let mut c: async_nats::jetstream::consumer::PullConsumer = stream
+        .get_consumer(subjects::WORKERS_CONSUMER)
+        .await
+        .unwrap();
+    c.info().await.unwrap().clone()
+}
+
+async fn metric(url: &str, name: &str) -> f64 {
+    let mut attempts = 0;
+    let text = loop {
+        match reqwest::get(url).await {
+            Ok(r) => break r.text().await.unwrap(),
+            Err(e) if attempts < 50 => {
+                attempts += 1;
+                let _ = e;
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err(e) => panic!("{url}: {e}"),
+        }
+    };
+    text.lines()
+        .filter(|l| l.starts_with(name))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+#[tokio::test]
+async fn a_job_past_its_deadline_is_503_and_never_processed() {
+    // No worker: the request waits out its deadline.
+    let mut s = stack_with(|c| c.job_timeout = Duration::from_millis(800), 0, &[]).await;
+    let started = Instant::now();
+    let res = s.post("w=10", Some("image/jpeg"), jpeg()).await;
+    let elapsed = started.elapsed();
+    assert_eq!(res.headers()["retry-after"], "1");
+    assert_problem(res, 503, "deadline-exceeded").await;
+    assert!(
+        elapsed >= Duration::from_millis(800) && elapsed < Duration::from_secs(3),
+        "{elapsed:?}"
+    );
+    // A worker that comes later drops the expired job instead of working on it.
+    s.workers
+        .push(Worker::spawn(&s.nats.client_url, &[]).unwrap());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let expired = metric(
+            &s.workers[0].metrics_url.clone(),
+            "worker_jobs_expired_total",
+        )
+        .await;
+        if expired == 1.0 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "worker never dropped the expired job"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        metric(&s.workers[0].metrics_url, "worker_jobs_total").await,
+        0.0,
+        "no work done on it"
+    );
+    let info = consumer_info(&s.nats).await;
+    assert_eq!((info.num_pending, info.num_ack_pending), (0, 0));
+}
+
+#[tokio::test]
+async fn jetstream_down_is_a_fast_503_and_not_ready() {
+    let mut s = stack().await;
+    let ready = s.http.get(s.api.url("/readyz")).send().await.unwrap();
+    assert_eq!(ready.status(), 200);
+    s.nats.kill();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let started = Instant::now();
+    let res = s.post("w=10", Some("image/jpeg"), jpeg()).await;
+    assert_problem(res, 503, "queue-unavailable").await;
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "no hang: {:?}",
+        started.elapsed()
+    );
+    let ready = s.http.get(s.api.url("/readyz")).send().await.unwrap();
+    assert_problem(ready, 503, "queue-unavailable").await;
+    assert_eq!(
+        s.http
+            .get(s.api.url("/healthz"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200,
+        "alive, just not ready"
+    );
+}
+
+#[tokio::test]
+async fn a_worker_killed_mid_job_does_not_lose_the_request() {
+    let mut s = stack_with(
+        |c| c.job_timeout = Duration::from_secs(40),
+        1,
+        &["--ack-wait", "2s", "--concurrency", "1"],
+    )
+    .await;
+    // A slow job: the 24 MP photo to a large PNG takes a while.
+    let large = corpus::files("large")
+        .into_iter()
+        .max_by_key(|p| std::fs::metadata(p).unwrap().len())
+        .unwrap();
+    let body = std::fs::read(large).unwrap();
+    let http = s.http.clone();
+    let url = s.api.url("/v1/resize?w=2400&format=png");
+    let request = tokio::spawn(async move {
+        http.post(url)
+            .header("content-type", "image/jpeg")
+            .body(body)
+            .send()
+            .await
+            .unwrap()
+    });
+    // Wait until the worker holds the job, then kill it without warning.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Ok(info) = tokio::time::timeout(Duration::from_secs(1), async {
+            let js = jetstream::new(s.nats.client().await.ok()?);
+            let stream = js.get_stream(subjects::JOBS_STREAM).await.ok()?;
+            let mut c: async_nats::jetstream::consumer::PullConsumer =
+                stream.get_consumer(subjects::WORKERS_CONSUMER).await.ok()?;
+            Some(c.info().await.ok()?.num_ack_pending)
+        })
+        .await
+            && info == Some(1)
+        {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the worker never took the job");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    s.workers[0].kill9();
+    let second = Worker::spawn(&s.nats.client_url, &["--ack-wait", "2s"]).unwrap();
+    let res = request.await.unwrap();
+    assert_eq!(res.status(), 200, "{:?}", res.text().await);
+    assert_eq!(res.headers()["content-type"], "image/png");
+    let img = image::load_from_memory(&res.bytes().await.unwrap()).unwrap();
+    assert_eq!(img.width(), 2400);
+    assert!(
+        metric(&second.metrics_url, "worker_jobs_redelivered_total").await >= 1.0,
+        "the second worker got a redelivery"
+    );
+}
+
+#[tokio::test]
+async fn overload_is_shed_with_503() {
+    let s = stack_with(|c| c.max_in_flight = 1, 0, &[]).await;
+    // One request occupies the only slot (no worker, so it waits for its deadline).
+    let http = s.http.clone();
+    let url = s.api.url("/v1/resize?w=10");
+    let body = jpeg();
+    let first = tokio::spawn(async move {
+        http.post(url)
+            .header("content-type", "image/jpeg")
+            .body(body)
+            .send()
+            .await
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let started = Instant::now();
+    assert_problem(
+        s.post("w=10", Some("image/jpeg"), jpeg()).await,
+        503,
+        "overloaded",
+    )
+    .await;
+    assert!(started.elapsed() < Duration::from_secs(1), "shed at once");
+    first.abort();
+}
+
+#[tokio::test]
+async fn meta_endpoints() {
+    let s = stack().await;
+    // Unknown routes and methods are problems too.
+    assert_problem(
+        s.http.get(s.api.url("/nope")).send().await.unwrap(),
+        404,
+        "not-found",
+    )
+    .await;
+    assert_problem(
+        s.http.get(s.api.url("/v1/resize")).send().await.unwrap(),
+        405,
+        "method-not-allowed",
+    )
+    .await;
+    // The OpenAPI document describes the endpoint and every problem type.
+    let doc: serde_json::Value = s
+        .http
+        .get(s.api.url("/openapi.json"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(doc["paths"]["/v1/resize"]["post"].is_object());
+    let text = doc.to_string();
+    for k in contracts::ProblemKind::ALL {
+        assert!(
+            text.contains(k.slug()),
+            "OpenAPI document lacks problem type {}",
+            k.slug()
+        );
+    }
+    let p: serde_json::Value = s
+        .http
+        .get(s.api.url("/problems/corrupt-image"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(p["status"], 422);
+    // Metrics count what happened.
+    s.post("w=10", Some("image/jpeg"), Vec::new()).await;
+    let m = s
+        .http
+        .get(s.api.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        m.contains("api_http_requests_total{route=\"/v1/resize\",status=\"400\"} 1"),
+        "{m}"
+    );
+}
+
+#[tokio::test]
+async fn workers_share_the_queue_and_stop_cleanly() {
+    let mut s = stack_with(|_| {}, 2, &["--concurrency", "1"]).await;
+    let files = corpus::files("jpeg");
+    let mut tasks = Vec::new();
+    for f in files.iter().take(16) {
+        let (http, url, body) = (
+            s.http.clone(),
+            s.api.url("/v1/resize?w=100"),
+            std::fs::read(f).unwrap(),
+        );
+        tasks.push(tokio::spawn(async move {
+            http.post(url)
+                .header("content-type", "image/jpeg")
+                .body(body)
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        }));
+    }
+    for t in tasks {
+        assert_eq!(t.await.unwrap(), 200);
+    }
+    let a = metric(&s.workers[0].metrics_url, "worker_jobs_total").await;
+    let b = metric(&s.workers[1].metrics_url, "worker_jobs_total").await;
+    assert_eq!(a + b, 16.0);
+    assert!(a > 0.0 && b > 0.0, "both workers took jobs: {a} / {b}");
+    for w in &mut s.workers {
+        assert!(w.terminate(), "worker exits 0 on SIGTERM");
+    }
+}
+
+#[tokio::test]
+async fn a_result_over_the_message_limit_is_422_not_a_retry_loop() {
+    let s = stack().await;
+    let large = corpus::files("large")
+        .into_iter()
+        .max_by_key(|p| std::fs::metadata(p).unwrap().len())
+        .unwrap();
+    let res = s
+        .post(
+            "w=5000&format=png",
+            Some("image/jpeg"),
+            std::fs::read(large).unwrap(),
+        )
+        .await;
+    let doc = assert_problem(res, 422, "output-too-large").await;
+    assert!(doc["detail"].as_str().unwrap().contains("5000"), "{doc}");
+}
