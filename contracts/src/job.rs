@@ -12,6 +12,11 @@ pub const H_OP: &str = "Resize-Op";
 pub const H_INPUT: &str = "Resize-Input";
 pub const H_ENQUEUED: &str = "Resize-Enqueued";
 pub const H_TRACEPARENT: &str = "traceparent";
+pub const H_TENANT: &str = "Resize-Tenant";
+pub const H_KEY: &str = "Resize-Key";
+
+/// Tenant of requests made without credentials (local development only).
+pub const ANONYMOUS_TENANT: &str = "anonymous";
 
 /// Metadata of one resize job.
 #[derive(Debug, Clone, PartialEq)]
@@ -29,6 +34,10 @@ pub struct Job {
     pub enqueued_us: u64,
     /// W3C trace context of the api-server span, if any.
     pub traceparent: Option<String>,
+    /// Tenant the request was authenticated as; usage is metered against it.
+    pub tenant: String,
+    /// Key id the request was authenticated with (empty for anonymous requests).
+    pub key_id: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -75,6 +84,8 @@ impl Job {
         if let Some(tp) = &self.traceparent {
             h.insert(H_TRACEPARENT, tp.as_str());
         }
+        h.insert(H_TENANT, self.tenant.as_str());
+        h.insert(H_KEY, self.key_id.as_str());
         h
     }
 
@@ -95,6 +106,11 @@ impl Job {
             },
             enqueued_us: number(h, H_ENQUEUED)?,
             traceparent: h.get(H_TRACEPARENT).map(|v| v.as_str().to_owned()),
+            tenant: get(h, H_TENANT)?.to_owned(),
+            key_id: h
+                .get(H_KEY)
+                .map(|v| v.as_str().to_owned())
+                .unwrap_or_default(),
         })
     }
 
@@ -117,6 +133,8 @@ mod tests {
             input: ImageFormat::Jpeg,
             enqueued_us: 1_699_999_999_000_000,
             traceparent: Some("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01".into()),
+            tenant: "acme".into(),
+            key_id: "k1".into(),
         }
     }
 
