@@ -107,6 +107,8 @@ async fn handle(state: &AppState, request_id: &str, req: Request) -> Result<Resp
             .get("traceparent")
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned),
+        tenant: contracts::job::ANONYMOUS_TENANT.to_owned(),
+        key_id: String::new(),
     };
     let answer = state.queue.submit(&job, body, timeout).await?;
     state.metrics.jobs_published.inc();
