@@ -64,7 +64,7 @@ for i in $(seq "$workers"); do
 done
 for _ in $(seq 100); do curl -sf "$endpoint/readyz" >/dev/null && break; sleep 0.1; done
 
-photo="$REPO_ROOT/../shared/corpus/jpeg/020_bridge.jpg"
+photo=$(realpath -m "$REPO_ROOT/../shared/corpus/jpeg/020_bridge.jpg")
 [ -f "$photo" ] || photo=photo.jpg
 cat <<MSG
 

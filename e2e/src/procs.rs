@@ -8,20 +8,17 @@ use std::{
 
 /// Path of a workspace binary in the target directory these tests were built into.
 pub fn binary(name: &str) -> anyhow::Result<PathBuf> {
-    // Test executables live in target/<profile>/deps; binaries one level up.
+    // Test executables live in target/<profile>/deps, other binaries in target/<profile>.
     let exe = std::env::current_exe()?;
-    let profile_dir = exe
-        .parent()
-        .and_then(|d| d.parent())
-        .context("unexpected test binary location")?;
-    let path = profile_dir.join(name);
-    if !path.exists() {
-        bail!(
-            "{} not built: run `cargo build --workspace --bins` (scripts/test.sh does)",
-            path.display()
-        );
+    let dir = exe.parent().context("unexpected executable location")?;
+    let candidates = [Some(dir.join(name)), dir.parent().map(|d| d.join(name))];
+    if let Some(found) = candidates.into_iter().flatten().find(|p| p.is_file()) {
+        return Ok(found);
     }
-    Ok(path)
+    bail!(
+        "{name} not built next to {}: run `cargo build --workspace --bins` (scripts/test.sh does)",
+        exe.display()
+    )
 }
 
 /// A free loopback port (bound and released: a tiny race, acceptable in tests).
@@ -89,5 +86,44 @@ impl Worker {
 impl Drop for Worker {
     fn drop(&mut self) {
         self.kill9();
+    }
+}
+
+/// An api-server process.
+pub struct ApiServer {
+    child: Child,
+    pub base: String,
+}
+
+impl ApiServer {
+    /// Starts `api-server` on a free port against `nats_url`, with extra flags.
+    pub fn spawn(nats_url: &str, extra: &[&str]) -> anyhow::Result<Self> {
+        use std::io::BufRead;
+        let mut child = Command::new(binary("api-server")?)
+            .args(["--nats-url", nats_url, "--listen", "127.0.0.1:0"])
+            .args(extra)
+            .env(
+                "RUST_LOG",
+                std::env::var("API_LOG").unwrap_or_else(|_| "warn".into()),
+            )
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()?;
+        let stdout = child.stdout.take().context("api-server stdout")?;
+        let mut line = String::new();
+        std::io::BufReader::new(stdout).read_line(&mut line)?;
+        let base = line
+            .trim()
+            .strip_prefix("listening on ")
+            .with_context(|| format!("api-server said {line:?} instead of its address"))?
+            .to_owned();
+        Ok(Self { child, base })
+    }
+}
+
+impl Drop for ApiServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
