@@ -8,5 +8,6 @@ async fn main() -> anyhow::Result<()> {
     tracing::info!(%addr, "listening");
     println!("listening on http://{addr}");
     server.await;
+    telemetry::shutdown();
     Ok(())
 }

@@ -27,6 +27,7 @@ pub fn config(nats_url: &str) -> Config {
 
 impl Api {
     pub async fn start(config: Config) -> anyhow::Result<Self> {
+        telemetry::init("api-server");
         let (tx, rx) = oneshot::channel::<()>();
         let (addr, server) = api_server::start(config, async {
             let _ = rx.await;

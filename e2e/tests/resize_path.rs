@@ -632,3 +632,28 @@ async fn a_result_over_the_message_limit_is_422_not_a_retry_loop() {
     let doc = assert_problem(res, 422, "output-too-large").await;
     assert!(doc["detail"].as_str().unwrap().contains("5000"), "{doc}");
 }
+
+#[tokio::test]
+async fn the_trace_continues_from_the_client() {
+    let s = stack().await;
+    let res = s
+        .http
+        .post(s.api.url("/v1/resize?w=50"))
+        .header("content-type", "image/jpeg")
+        .header(
+            "traceparent",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+        )
+        .body(jpeg())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let tr = res.headers()["traceresponse"].to_str().unwrap().to_owned();
+    let parts: Vec<_> = tr.split('-').collect();
+    assert_eq!(
+        parts[1], "4bf92f3577b34da6a3ce929d0e0e4736",
+        "same trace: {tr}"
+    );
+    assert_ne!(parts[2], "00f067aa0ba902b7", "the server's own span: {tr}");
+}

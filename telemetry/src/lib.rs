@@ -1,22 +1,38 @@
-//! Observability shared by every binary: structured logs through `tracing`,
-//! and a Prometheus text endpoint for a `prometheus-client` registry.
+//! Observability shared by every binary: structured logs and spans through
+//! `tracing`, OpenTelemetry traces with W3C context propagation, and a
+//! Prometheus endpoint for a `prometheus-client` registry.
 //!
 //! # Layout
-//! - [`init`]: the tracing subscriber (`RUST_LOG` filter, JSON with `LOG_FORMAT=json`).
+//! - [`init`] / [`shutdown`]: the subscriber (`RUST_LOG` filter, JSON with
+//!   `LOG_FORMAT=json`, OpenTelemetry layer) and flushing spans at exit.
+//! - [`trace`]: `traceparent` in and out.
 //! - [`metrics`]: rendering a registry and serving it with health endpoints.
+//! - [`shutdown_signal`]: SIGINT/SIGTERM, how every binary learns to drain.
 
 pub mod metrics;
+pub mod trace;
 
+use opentelemetry::trace::TracerProvider as _;
+use std::sync::OnceLock;
 use tracing_subscriber::{EnvFilter, fmt, prelude::*};
+
+static PROVIDER: OnceLock<opentelemetry_sdk::trace::SdkTracerProvider> = OnceLock::new();
 
 /// Installs the global subscriber. Safe to call more than once (tests): later calls do nothing.
 pub fn init(service: &'static str) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     let json = std::env::var("LOG_FORMAT").is_ok_and(|v| v == "json");
-    let registry = tracing_subscriber::registry().with(filter);
+    let provider = trace::provider(service);
+    let otel = tracing_opentelemetry::layer().with_tracer(provider.tracer(service));
+    let registry = tracing_subscriber::registry().with(filter).with(otel);
     let result = if json {
         registry
-            .with(fmt::layer().json().with_current_span(true))
+            .with(
+                fmt::layer()
+                    .json()
+                    .with_current_span(true)
+                    .with_writer(std::io::stderr),
+            )
             .try_init()
     } else {
         registry
@@ -24,7 +40,15 @@ pub fn init(service: &'static str) {
             .try_init()
     };
     if result.is_ok() {
+        let _ = PROVIDER.set(provider);
         tracing::info!(service, version = env!("CARGO_PKG_VERSION"), "starting");
+    }
+}
+
+/// Flushes buffered spans; call once before the process exits.
+pub fn shutdown() {
+    if let Some(p) = PROVIDER.get() {
+        let _ = p.shutdown();
     }
 }
 

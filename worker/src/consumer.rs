@@ -160,7 +160,10 @@ async fn handle(
         let _ = msg.ack_with(AckKind::Term).await;
         return;
     }
-    let span = info_span!("resize", request_id = %job.request_id, op = %job.op, traceparent = job.traceparent.as_deref().unwrap_or(""));
+    let span = info_span!("resize", request_id = %job.request_id, op = %job.op);
+    if let Some(tp) = &job.traceparent {
+        telemetry::trace::set_parent(&span, tp);
+    }
     async {
         let queue_us = contracts::job::unix_us(received).saturating_sub(job.enqueued_us);
         metrics.queue_wait.observe(queue_us as f64 / 1e6);

@@ -10,5 +10,7 @@ async fn main() -> anyhow::Result<()> {
     let metrics = Metrics::register(&mut registry);
     let addr = telemetry::metrics::serve(cfg.metrics_addr, Arc::new(registry)).await?;
     tracing::info!(%addr, "metrics listening");
-    consumer::run(cfg, metrics, telemetry::shutdown_signal()).await
+    let result = consumer::run(cfg, metrics, telemetry::shutdown_signal()).await;
+    telemetry::shutdown();
+    result
 }

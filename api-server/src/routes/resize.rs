@@ -13,6 +13,7 @@ use contracts::{ImageFormat, Job, Outcome, ProblemKind, ResizeOp, job::unix_ms, 
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 use sha2::{Digest, Sha256};
 use std::time::{Instant, SystemTime};
+use tracing::Instrument;
 
 pub async fn resize(State(state): State<AppState>, req: Request) -> Response {
     let request_id = uuid::Uuid::now_v7().to_string();
@@ -30,9 +31,22 @@ pub async fn resize(State(state): State<AppState>, req: Request) -> Response {
         }
     };
     state.metrics.in_flight.inc();
-    let result = handle(&state, &request_id, req).await;
+    let span = tracing::info_span!("resize_request", request_id = %request_id);
+    let incoming = req
+        .headers()
+        .get("traceparent")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    if let Some(tp) = &incoming {
+        telemetry::trace::set_parent(&span, tp);
+    }
+    // Without a tracing pipeline the client's own context is passed on unchanged.
+    let traceparent = telemetry::trace::traceparent(&span).or(incoming);
+    let result = handle(&state, &request_id, traceparent.clone(), req)
+        .instrument(span)
+        .await;
     state.metrics.in_flight.dec();
-    match result {
+    let mut res = match result {
         Ok(mut res) => {
             let total = started.elapsed().as_secs_f64() * 1000.0;
             if let Some(st) = res
@@ -53,10 +67,20 @@ pub async fn resize(State(state): State<AppState>, req: Request) -> Response {
             }
             p.with_request_id(&request_id).into_response()
         }
+    };
+    // W3C Trace Context Level 2: tells the client which trace served it.
+    if let Some(v) = traceparent.and_then(|tp| HeaderValue::from_str(&tp).ok()) {
+        res.headers_mut().insert("traceresponse", v);
     }
+    res
 }
 
-async fn handle(state: &AppState, request_id: &str, req: Request) -> Result<Response, Problem> {
+async fn handle(
+    state: &AppState,
+    request_id: &str,
+    traceparent: Option<String>,
+    req: Request,
+) -> Result<Response, Problem> {
     let (parts, body) = req.into_parts();
     let op = parse_query(parts.uri.query().unwrap_or(""))?;
     let max = state.config.max_body_bytes;
@@ -102,11 +126,7 @@ async fn handle(state: &AppState, request_id: &str, req: Request) -> Result<Resp
         op,
         input,
         enqueued_us: unix_us(now),
-        traceparent: parts
-            .headers
-            .get("traceparent")
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned),
+        traceparent,
         tenant: contracts::job::ANONYMOUS_TENANT.to_owned(),
         key_id: String::new(),
     };
