@@ -412,3 +412,52 @@ fn large_24mp_jpeg_to_thumbnail() {
     assert!(out.input_pixels > 20_000_000);
     assert_eq!(out.rendered.width.max(out.rendered.height), 320);
 }
+
+/// A flat 64×64 image of `rgb` tagged with `icc`, as PNG and as JPEG.
+fn tagged(rgb: [u8; 3], icc: &[u8]) -> [Vec<u8>; 2] {
+    let img = image::RgbImage::from_pixel(64, 64, image::Rgb(rgb));
+    let mut png = Vec::new();
+    let mut enc = image::codecs::png::PngEncoder::new(&mut png);
+    enc.set_icc_profile(icc.to_vec()).unwrap();
+    enc.write_image(img.as_raw(), 64, 64, image::ExtendedColorType::Rgb8)
+        .unwrap();
+    let mut jpeg = Vec::new();
+    let mut enc = image::codecs::jpeg::JpegEncoder::new_with_quality(&mut jpeg, 100);
+    enc.set_icc_profile(icc.to_vec()).unwrap();
+    enc.write_image(img.as_raw(), 64, 64, image::ExtendedColorType::Rgb8)
+        .unwrap();
+    [png, jpeg]
+}
+
+#[test]
+fn embedded_profiles_are_converted_to_srgb() {
+    let pro_photo = moxcms::ColorProfile::new_pro_photo_rgb();
+    let icc = pro_photo.encode().unwrap();
+    let input = [100u8, 150, 50];
+    let mut expected = [0u8; 3];
+    pro_photo
+        .create_transform_8bit(
+            moxcms::Layout::Rgb,
+            &moxcms::ColorProfile::new_srgb(),
+            moxcms::Layout::Rgb,
+            moxcms::TransformOptions::default(),
+        )
+        .unwrap()
+        .transform(&input, &mut expected)
+        .unwrap();
+    assert!(
+        expected.iter().zip(input).any(|(e, i)| e.abs_diff(i) > 10),
+        "test colour must move: {expected:?}"
+    );
+    for bytes in tagged(input, &icc) {
+        let out = decode(&run(&bytes, "w=16&format=png").unwrap().bytes).to_rgb8();
+        let got = out.get_pixel(8, 8).0;
+        for (g, e) in got.iter().zip(expected) {
+            assert!(
+                g.abs_diff(e) <= 3,
+                "{:?}: got {got:?}, expected {expected:?}",
+                ImageFormat::sniff(&bytes)
+            );
+        }
+    }
+}

@@ -5,19 +5,21 @@
 //! most of the speed of the headline path comes from. Other formats go through
 //! the `image` crate at full size.
 
-use super::ResizeError;
+use super::{ResizeError, color};
 use contracts::ImageFormat;
 use image::{ImageDecoder, ImageReader, metadata::Orientation};
 use std::io::Cursor;
 use turbojpeg::{Colorspace, Decompressor, PixelFormat, ScalingFactor};
 
 /// What the header says, before any pixel is decoded.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Header {
     /// Stored size (before orientation).
     pub width: u32,
     pub height: u32,
     pub orientation: Orientation,
+    /// Embedded ICC profile, if any.
+    pub icc: Option<Vec<u8>>,
 }
 
 impl Header {
@@ -47,6 +49,8 @@ pub struct Pixels {
     pub width: u32,
     pub height: u32,
     pub alpha: bool,
+    /// Whether the embedded profile has already been applied (CMYK is converted while decoding).
+    pub in_srgb: bool,
 }
 
 /// Progressive JPEGs with thousands of scans are a known CPU bomb; real encoders write ≤ 20.
@@ -71,15 +75,18 @@ pub fn header(
             width: h.width as u32,
             height: h.height as u32,
             orientation,
+            icc: jpeg_icc(input),
         });
     }
     let mut decoder = image_decoder(input, format)?;
     let (width, height) = decoder.dimensions();
     let orientation = decoder.orientation().unwrap_or(Orientation::NoTransforms);
+    let icc = decoder.icc_profile().ok().flatten();
     Ok(Header {
         width,
         height,
         orientation,
+        icc,
     })
 }
 
@@ -99,11 +106,11 @@ fn image_decoder(input: &[u8], format: ImageFormat) -> Result<impl ImageDecoder 
     Ok(reader.into_decoder()?)
 }
 
-/// The TIFF payload of the first APP1 `Exif` segment, if any.
-fn jpeg_exif(input: &[u8]) -> Option<&[u8]> {
+/// The metadata segments before the first scan, as (marker, payload).
+fn jpeg_segments(input: &[u8]) -> impl Iterator<Item = (u8, &[u8])> {
     let mut i = 2; // after SOI
-    while i + 4 <= input.len() {
-        if input[i] != 0xFF {
+    std::iter::from_fn(move || {
+        if i + 4 > input.len() || input[i] != 0xFF {
             return None;
         }
         let marker = input[i + 1];
@@ -111,13 +118,45 @@ fn jpeg_exif(input: &[u8]) -> Option<&[u8]> {
             return None; // start of scan: metadata segments come before it
         }
         let len = u16::from_be_bytes([input[i + 2], input[i + 3]]) as usize;
-        let body = input.get(i + 4..i + 2 + len)?;
-        if marker == 0xE1 && body.starts_with(b"Exif\0\0") {
-            return Some(&body[6..]);
-        }
+        let body = input.get(i + 4..(i + 2 + len).max(i + 4))?;
         i += 2 + len;
+        Some((marker, body))
+    })
+}
+
+/// The TIFF payload of the first APP1 `Exif` segment, if any.
+fn jpeg_exif(input: &[u8]) -> Option<&[u8]> {
+    jpeg_segments(input)
+        .find(|(m, body)| *m == 0xE1 && body.starts_with(b"Exif\0\0"))
+        .map(|(_, body)| &body[6..])
+}
+
+/// The ICC profile from the APP2 `ICC_PROFILE` segments (split into numbered chunks), if complete.
+fn jpeg_icc(input: &[u8]) -> Option<Vec<u8>> {
+    const TAG: &[u8] = b"ICC_PROFILE\0";
+    let mut chunks: Vec<(u8, &[u8])> = jpeg_segments(input)
+        .filter(|(m, body)| *m == 0xE2 && body.len() > TAG.len() + 2 && body.starts_with(TAG))
+        .map(|(_, body)| (body[TAG.len()], &body[TAG.len() + 2..]))
+        .collect();
+    let total = input.len(); // chunk counts are bytes; a bound, not a size
+    if chunks.is_empty() || chunks.len() > total {
+        return None;
     }
-    None
+    chunks.sort_by_key(|(seq, _)| *seq);
+    // Sequence numbers run 1..=n without gaps; anything else is a damaged profile.
+    if chunks
+        .iter()
+        .enumerate()
+        .any(|(i, (seq, _))| *seq as usize != i + 1)
+    {
+        return None;
+    }
+    Some(
+        chunks
+            .into_iter()
+            .flat_map(|(_, c)| c.iter().copied())
+            .collect(),
+    )
 }
 
 /// Decodes `input`, downscaling JPEGs in the DCT domain as far as `min_scale`
@@ -146,6 +185,7 @@ pub fn decode(
         width,
         height,
         alpha,
+        in_srgb: false,
     })
 }
 
@@ -192,26 +232,15 @@ fn decode_jpeg(
     )
     .map_err(jpeg_error)?;
     if cmyk {
-        buf = cmyk_to_rgb(&buf);
+        buf = color::cmyk_to_srgb(header.icc.as_deref(), &buf);
     }
     Ok(Pixels {
         buf,
         width: width as u32,
         height: height as u32,
         alpha: false,
+        in_srgb: cmyk,
     })
-}
-
-/// Naive CMYK → RGB for the inverted CMYK that Adobe applications write (nearly
-/// every CMYK JPEG in the wild). Without a CMS this is the conversion libjpeg-based
-/// tools use; an embedded ICC profile is not applied.
-fn cmyk_to_rgb(cmyk: &[u8]) -> Vec<u8> {
-    let mut rgb = Vec::with_capacity(cmyk.len() / 4 * 3);
-    for px in cmyk.chunks_exact(4) {
-        let k = px[3] as u32;
-        rgb.extend([px[0], px[1], px[2]].map(|c| ((c as u32 * k + 127) / 255) as u8));
-    }
-    rgb
 }
 
 #[cfg(test)]
@@ -241,9 +270,24 @@ mod tests {
     }
 
     #[test]
-    fn cmyk_conversion_treats_values_as_inverted() {
-        assert_eq!(cmyk_to_rgb(&[255, 255, 255, 255]), vec![255, 255, 255]);
-        assert_eq!(cmyk_to_rgb(&[255, 0, 255, 255]), vec![255, 0, 255]);
-        assert_eq!(cmyk_to_rgb(&[255, 255, 255, 0]), vec![0, 0, 0]);
+    fn icc_chunks_are_joined_in_order_and_gaps_refused() {
+        let seg = |seq: u8, n: u8, data: &[u8]| {
+            let mut body = b"ICC_PROFILE\0".to_vec();
+            body.extend([seq, n]);
+            body.extend(data);
+            let mut s = vec![0xFF, 0xE2];
+            s.extend(((body.len() + 2) as u16).to_be_bytes());
+            s.extend(body);
+            s
+        };
+        let mut jpeg = vec![0xFF, 0xD8];
+        jpeg.extend(seg(2, 2, b"world"));
+        jpeg.extend(seg(1, 2, b"hello "));
+        jpeg.extend([0xFF, 0xDA, 0, 2]);
+        assert_eq!(jpeg_icc(&jpeg).as_deref(), Some(&b"hello world"[..]));
+        let mut gap = vec![0xFF, 0xD8];
+        gap.extend(seg(2, 2, b"world"));
+        assert_eq!(jpeg_icc(&gap), None);
+        assert_eq!(jpeg_icc(&[0xFF, 0xD8, 0xFF, 0xDA, 0, 2]), None);
     }
 }

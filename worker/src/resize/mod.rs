@@ -3,9 +3,11 @@
 //!
 //! Steps: sniff the format → read the header and refuse pixel bombs before any
 //! pixel is decoded → plan the geometry on the upright image → decode (JPEG
-//! downscaled in the DCT domain) → resample with Lanczos3 → apply the EXIF
-//! orientation to the small result → pad (`contain`) → encode without metadata.
+//! downscaled in the DCT domain) → resample with Lanczos3 → convert to sRGB
+//! from an embedded profile → apply the EXIF orientation to the small result →
+//! pad (`contain`) → encode without metadata.
 
+mod color;
 mod decode;
 mod encode;
 mod error;
@@ -127,7 +129,11 @@ impl Engine {
             .map_err(|e| ResizeError::Internal(e.to_string()))?;
         drop(src);
 
-        let mut img = to_dynamic(dst.into_vec(), cw, ch, decoded.alpha)?;
+        let mut out = dst.into_vec();
+        if let (Some(icc), false) = (&header.icc, decoded.in_srgb) {
+            color::rgb_to_srgb(icc, &mut out, decoded.alpha);
+        }
+        let mut img = to_dynamic(out, cw, ch, decoded.alpha)?;
         img.apply_orientation(header.orientation);
 
         let out_format = op.output_format(format);

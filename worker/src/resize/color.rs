@@ -1,0 +1,106 @@
+//! Conversion to sRGB from an embedded ICC profile.
+//!
+//! Outputs carry no metadata, so they are read as sRGB: an Adobe RGB, Display
+//! P3 or CMYK input must be converted or its colours shift. RGB profiles are
+//! applied to the resized result (a few thousand pixels instead of millions);
+//! CMYK has to be converted at decode time, before there is RGB to resize.
+
+use moxcms::{ColorProfile, DataColorSpace, Layout, TransformOptions};
+
+/// Converts interleaved RGB(A) pixels from `icc` to sRGB in place. Profiles
+/// that cannot be parsed or applied are ignored: the pixels are then taken as
+/// sRGB, as every browser does with a broken profile.
+pub fn rgb_to_srgb(icc: &[u8], pixels: &mut [u8], alpha: bool) {
+    let Ok(src) = ColorProfile::new_from_slice(icc) else {
+        return;
+    };
+    if src.color_space != DataColorSpace::Rgb {
+        return;
+    }
+    let layout = if alpha { Layout::Rgba } else { Layout::Rgb };
+    let Ok(t) = src.create_transform_8bit(
+        layout,
+        &ColorProfile::new_srgb(),
+        layout,
+        TransformOptions::default(),
+    ) else {
+        return;
+    };
+    let mut out = vec![0u8; pixels.len()];
+    if t.transform(pixels, &mut out).is_ok() {
+        pixels.copy_from_slice(&out);
+    }
+}
+
+/// Converts the inverted CMYK that Adobe applications write (nearly every CMYK
+/// JPEG in the wild) to sRGB: through the embedded profile when there is a
+/// usable one, else with the naive formula libjpeg-based tools use.
+pub fn cmyk_to_srgb(icc: Option<&[u8]>, cmyk: &[u8]) -> Vec<u8> {
+    if let Some(rgb) = icc.and_then(|icc| cmyk_through_profile(icc, cmyk)) {
+        return rgb;
+    }
+    let mut rgb = Vec::with_capacity(cmyk.len() / 4 * 3);
+    for px in cmyk.chunks_exact(4) {
+        let k = px[3] as u32;
+        rgb.extend([px[0], px[1], px[2]].map(|c| ((c as u32 * k + 127) / 255) as u8));
+    }
+    rgb
+}
+
+fn cmyk_through_profile(icc: &[u8], cmyk: &[u8]) -> Option<Vec<u8>> {
+    let src = ColorProfile::new_from_slice(icc).ok()?;
+    if src.color_space != DataColorSpace::Cmyk {
+        return None;
+    }
+    let t = src
+        .create_transform_8bit(
+            Layout::Rgba,
+            &ColorProfile::new_srgb(),
+            Layout::Rgb,
+            TransformOptions::default(),
+        )
+        .ok()?;
+    // Profiles describe ink amounts (0 = no ink); Adobe JPEGs store them inverted.
+    let ink: Vec<u8> = cmyk.iter().map(|v| 255 - v).collect();
+    let mut rgb = vec![0u8; cmyk.len() / 4 * 3];
+    t.transform(&ink, &mut rgb).ok()?;
+    Some(rgb)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn naive_cmyk_treats_values_as_inverted() {
+        assert_eq!(
+            cmyk_to_srgb(None, &[255, 255, 255, 255]),
+            vec![255, 255, 255]
+        );
+        assert_eq!(cmyk_to_srgb(None, &[255, 0, 255, 255]), vec![255, 0, 255]);
+        assert_eq!(cmyk_to_srgb(None, &[255, 255, 255, 0]), vec![0, 0, 0]);
+        // A profile that is not CMYK falls back to the formula.
+        let rgb_profile = ColorProfile::new_adobe_rgb().encode().unwrap();
+        assert_eq!(
+            cmyk_to_srgb(Some(&rgb_profile), &[255, 0, 255, 255]),
+            vec![255, 0, 255]
+        );
+    }
+
+    #[test]
+    fn wide_gamut_rgb_is_converted_and_srgb_is_kept() {
+        let pro_photo = ColorProfile::new_pro_photo_rgb().encode().unwrap();
+        let mut px = vec![100, 150, 50];
+        rgb_to_srgb(&pro_photo, &mut px, false);
+        assert_ne!(px, vec![100, 150, 50], "ProPhoto values differ in sRGB");
+        let srgb = ColorProfile::new_srgb().encode().unwrap();
+        let mut px = vec![100, 150, 50, 7];
+        rgb_to_srgb(&srgb, &mut px, true);
+        for (a, b) in px.iter().zip([100, 150, 50, 7]) {
+            assert!(a.abs_diff(b) <= 1, "sRGB stays sRGB: {px:?}");
+        }
+        let mut px = vec![1, 2, 3];
+        rgb_to_srgb(b"not a profile", &mut px, false);
+        assert_eq!(px, vec![1, 2, 3]);
+    }
+}
