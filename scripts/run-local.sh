@@ -31,8 +31,11 @@ pids=()
 cleanup() {
   trap - INT TERM EXIT
   log "stopping"
-  for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
-  for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
+  # Reverse start order: the api-server and workers drain while nats-server still runs.
+  for ((i=${#pids[@]}-1; i>=0; i--)); do
+    kill -TERM "${pids[$i]}" 2>/dev/null || true
+    wait "${pids[$i]}" 2>/dev/null || true
+  done
   rm -rf "$state"
 }
 trap cleanup INT TERM EXIT

@@ -85,6 +85,10 @@ impl NatsServer {
         })
     }
 
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
     pub fn store_dir(&self) -> PathBuf {
         self.dir.path().join("js")
     }

@@ -76,10 +76,18 @@ impl Worker {
         let _ = self.child.wait();
     }
 
-    /// SIGTERM and wait for a clean exit; returns whether it exited successfully.
+    /// SIGTERM, then waits up to 10 s; returns whether the process exited 0 in that time.
     pub fn terminate(&mut self) -> bool {
         self.signal("TERM");
-        self.child.wait().is_ok_and(|s| s.success())
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while std::time::Instant::now() < deadline {
+            match self.child.try_wait() {
+                Ok(Some(status)) => return status.success(),
+                Ok(None) => std::thread::sleep(std::time::Duration::from_millis(50)),
+                Err(_) => return false,
+            }
+        }
+        false
     }
 }
 
@@ -119,6 +127,31 @@ impl ApiServer {
             .to_owned();
         Ok(Self { child, base })
     }
+}
+
+impl ApiServer {
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+}
+
+/// CPU time (user + system) a process has used so far, from `/proc`.
+pub fn cpu_seconds(pid: u32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the parenthesised command name; utime and stime are the 12th and 13th.
+    let rest = stat.rsplit_once(')')?.1;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: f64 = fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?;
+    Some(ticks / clock_ticks_per_second())
+}
+
+fn clock_ticks_per_second() -> f64 {
+    std::process::Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8(o.stdout).ok()?.trim().parse().ok())
+        .unwrap_or(100.0)
 }
 
 impl Drop for ApiServer {

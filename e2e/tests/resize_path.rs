@@ -657,3 +657,25 @@ async fn the_trace_continues_from_the_client() {
     );
     assert_ne!(parts[2], "00f067aa0ba902b7", "the server's own span: {tr}");
 }
+
+#[tokio::test]
+async fn a_worker_stops_promptly_even_when_nats_is_gone() {
+    let mut s = stack().await;
+    // Make sure it is connected and pulling before the server goes away.
+    assert_eq!(
+        s.post("w=10", Some("image/jpeg"), jpeg()).await.status(),
+        200
+    );
+    s.nats.kill();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let started = Instant::now();
+    assert!(
+        s.workers[0].terminate(),
+        "worker exits 0 within 10 s of SIGTERM"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "took {:?}",
+        started.elapsed()
+    );
+}

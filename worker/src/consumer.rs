@@ -79,7 +79,9 @@ pub async fn run(
     for t in tasks {
         let _ = t.await;
     }
-    client.flush().await.ok();
+    // Answers and acks are buffered; give them a moment to leave, but never hang
+    // on a server that is already gone.
+    let _ = tokio::time::timeout(Duration::from_secs(2), client.flush()).await;
     Ok(())
 }
 

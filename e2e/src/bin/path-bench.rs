@@ -46,6 +46,8 @@ struct Run {
     count: usize,
     elapsed: Duration,
     latencies_ms: Vec<f64>,
+    /// Queue wait per request as reported in `Server-Timing` (HTTP runs only).
+    queue_ms: Vec<f64>,
 }
 
 impl Run {
@@ -53,12 +55,26 @@ impl Run {
         self.count as f64 / self.elapsed.as_secs_f64()
     }
     fn pct(&self, p: f64) -> f64 {
-        let mut v = self.latencies_ms.clone();
-        v.sort_by(f64::total_cmp);
-        v.get(((v.len() as f64 * p) as usize).min(v.len().saturating_sub(1)))
-            .copied()
-            .unwrap_or(f64::NAN)
+        percentile(&self.latencies_ms, p)
     }
+}
+
+fn percentile(values: &[f64], p: f64) -> f64 {
+    let mut v = values.to_vec();
+    v.sort_by(f64::total_cmp);
+    v.get(((v.len() as f64 * p) as usize).min(v.len().saturating_sub(1)))
+        .copied()
+        .unwrap_or(f64::NAN)
+}
+
+/// The `queue` duration of a `Server-Timing` header, in milliseconds.
+fn queue_ms(server_timing: Option<&reqwest::header::HeaderValue>) -> Option<f64> {
+    let text = server_timing?.to_str().ok()?;
+    let queue = text
+        .split(',')
+        .map(str::trim)
+        .find(|m| m.starts_with("queue;"))?;
+    queue.split_once("dur=")?.1.parse().ok()
 }
 
 fn in_process(files: &Arc<Vec<Vec<u8>>>, op: ResizeOp, threads: usize, secs: u64) -> Run {
@@ -87,6 +103,7 @@ fn in_process(files: &Arc<Vec<Vec<u8>>>, op: ResizeOp, threads: usize, secs: u64
         count: latencies_ms.len(),
         elapsed: started.elapsed(),
         latencies_ms,
+        queue_ms: Vec::new(),
     }
 }
 
@@ -117,21 +134,26 @@ async fn over_http(
                     .await
                     .expect("request");
                 assert_eq!(res.status(), 200, "{:?}", res.text().await);
+                let queue = queue_ms(res.headers().get("server-timing"));
                 res.bytes().await.expect("body");
-                local.push(t0.elapsed().as_secs_f64() * 1000.0);
+                local.push((t0.elapsed().as_secs_f64() * 1000.0, queue));
                 i += clients;
             }
             local
         }));
     }
-    let mut latencies_ms = Vec::new();
+    let (mut latencies_ms, mut queue) = (Vec::new(), Vec::new());
     for t in tasks {
-        latencies_ms.extend(t.await.expect("client task"));
+        for (latency, q) in t.await.expect("client task") {
+            latencies_ms.push(latency);
+            queue.extend(q);
+        }
     }
     Run {
         count: latencies_ms.len(),
         elapsed: started.elapsed(),
         latencies_ms,
+        queue_ms: queue,
     }
 }
 
@@ -153,42 +175,88 @@ async fn main() -> anyhow::Result<()> {
         a.seconds
     );
 
-    eprintln!("[1/3] warming up and measuring in-process ({cores} threads)");
+    eprintln!("[1/4] warming up and measuring in-process ({cores} threads, then 1)");
     in_process(&files, op, cores, 1);
     let local = in_process(&files, op, cores, a.seconds);
+    let local_one = in_process(&files, op, 1, a.seconds.div_ceil(2));
 
-    eprintln!("[2/3] starting nats-server, api-server and a worker ({cores} slots)");
+    eprintln!("[2/4] starting nats-server, api-server and a worker ({cores} slots)");
     let nats = NatsServer::start()?;
     let api = procs::ApiServer::spawn(&nats.client_url, &[])?;
-    let _worker = procs::Worker::spawn(&nats.client_url, &[])?;
+    let worker = procs::Worker::spawn(&nats.client_url, &[])?;
     over_http(&api.base, &files, &a.op, a.clients, 2).await;
 
     eprintln!(
-        "[3/3] measuring over HTTP ({} concurrent clients)",
+        "[3/4] measuring over HTTP at saturation ({} concurrent clients)",
         a.clients
     );
+    let pids = [
+        ("worker", Some(worker.pid() as u32)),
+        ("nats-server", nats.pid()),
+        ("api-server", Some(api.pid())),
+    ];
+    let cpu = |pid: Option<u32>| pid.and_then(procs::cpu_seconds).unwrap_or(f64::NAN);
+    let before: Vec<f64> = pids.iter().map(|(_, p)| cpu(*p)).collect();
     let remote = over_http(&api.base, &files, &a.op, a.clients, a.seconds).await;
+    let used: Vec<f64> = pids
+        .iter()
+        .zip(&before)
+        .map(|((_, p), b)| cpu(*p) - b)
+        .collect();
+
+    eprintln!("[4/4] measuring over HTTP unloaded (1 client)");
+    let remote_one = over_http(&api.base, &files, &a.op, 1, a.seconds.div_ceil(2)).await;
 
     println!(
-        "{:<28} {:>10} {:>9} {:>9}",
+        "{:<40} {:>9} {:>8} {:>8}",
         "path", "conv/s", "p50 ms", "p99 ms"
     );
     for (name, r) in [
-        ("in-process resize", &local),
-        ("HTTP + JetStream + worker", &remote),
+        (format!("in-process, {cores} threads"), &local),
+        (
+            format!("HTTP+JetStream+worker, {} clients", a.clients),
+            &remote,
+        ),
+        ("in-process, 1 thread".to_owned(), &local_one),
+        ("HTTP+JetStream+worker, 1 client".to_owned(), &remote_one),
     ] {
         println!(
-            "{name:<28} {:>10.1} {:>9.2} {:>9.2}",
+            "{name:<40} {:>9.1} {:>8.2} {:>8.2}",
             r.rate(),
             r.pct(0.5),
             r.pct(0.99)
         );
     }
+    let cpu_line: Vec<String> = pids
+        .iter()
+        .zip(&used)
+        .map(|((n, _), u)| format!("{n} {u:.1}"))
+        .collect();
     println!(
-        "ratio_throughput={:.3} added_p50_ms={:.2} added_p99_ms={:.2}",
+        "CPU seconds during the saturated HTTP run: {}",
+        cpu_line.join(", ")
+    );
+    let mean_queue =
+        remote_one.queue_ms.iter().sum::<f64>() / remote_one.queue_ms.len().max(1) as f64;
+    println!(
+        "queue wait (enqueue to worker start), unloaded: mean {mean_queue:.2} ms, p50 {:.2} ms, p99 {:.2} ms",
+        percentile(&remote_one.queue_ms, 0.5),
+        percentile(&remote_one.queue_ms, 0.99)
+    );
+    // On a shared 2-core box the api-server, nats-server and load generator take
+    // cores the workers would otherwise use; per worker CPU-second is the cost a
+    // fleet with separate API nodes pays.
+    let per_cpu_local = local.rate() / cores as f64;
+    let per_cpu_remote = remote.count as f64 / used[0];
+    println!(
+        "conversions per worker CPU-second: in-process {per_cpu_local:.1}, through the queue {per_cpu_remote:.1}"
+    );
+    println!(
+        "ratio_throughput={:.3} ratio_per_worker_cpu={:.3} added_p50_ms={:.2} added_p99_ms={:.2}",
         remote.rate() / local.rate(),
-        remote.pct(0.5) - local.pct(0.5),
-        remote.pct(0.99) - local.pct(0.99)
+        per_cpu_remote / per_cpu_local,
+        remote_one.pct(0.5) - local_one.pct(0.5),
+        remote_one.pct(0.99) - local_one.pct(0.99)
     );
     Ok(())
 }
