@@ -37,16 +37,10 @@ pub fn router(state: AppState, registry: Arc<Registry>) -> Router {
 
 /// Counts every request by route and status and times it.
 async fn record(State(state): State<AppState>, req: Request, next: Next) -> Response {
-    let route = req
-        .extensions()
-        .get::<MatchedPath>()
-        .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
+    let route = req.extensions().get::<MatchedPath>().map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
     let started = Instant::now();
     let res = next.run(req).await;
-    let labels = crate::metrics::RequestLabels {
-        route: route.clone(),
-        status: res.status().as_u16(),
-    };
+    let labels = crate::metrics::RequestLabels { route: route.clone(), status: res.status().as_u16() };
     state.metrics.requests.get_or_create(&labels).inc();
     state
         .metrics

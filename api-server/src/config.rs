@@ -4,11 +4,7 @@ use clap::Parser;
 use std::{net::SocketAddr, time::Duration};
 
 #[derive(Debug, Clone, Parser)]
-#[command(
-    name = "api-server",
-    version,
-    about = "Resize API: HTTP in front of the JetStream job queue"
-)]
+#[command(name = "api-server", version, about = "Resize API: HTTP in front of the JetStream job queue")]
 pub struct Config {
     /// Address to listen on (`:0` picks a free port; the chosen one is logged and printed).
     #[arg(long, env = "API_LISTEN", default_value = "127.0.0.1:8080")]

@@ -30,72 +30,33 @@ pub struct Metrics {
     pub late_results: Counter,
 }
 
-fn buckets() -> impl Iterator<Item = f64> {
-    [
-        0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0,
-    ]
-    .into_iter()
-}
-
 impl Metrics {
     pub fn register(registry: &mut Registry) -> Self {
         let m = Self {
             requests: Family::default(),
-            duration: Family::new_with_constructor(|| Histogram::new(buckets())),
+            duration: Family::new_with_constructor(|| Histogram::new(telemetry::metrics::latency_buckets())),
             in_flight: Gauge::default(),
-            queue_wait: Histogram::new(buckets()),
-            worker_process: Histogram::new(buckets()),
+            queue_wait: Histogram::new(telemetry::metrics::latency_buckets()),
+            worker_process: Histogram::new(telemetry::metrics::latency_buckets()),
             jobs_published: Counter::default(),
             deadline_exceeded: Counter::default(),
             shed: Counter::default(),
             late_results: Counter::default(),
         };
         let r = registry.sub_registry_with_prefix("api");
-        r.register(
-            "http_requests",
-            "HTTP requests by route and status",
-            m.requests.clone(),
-        );
-        r.register(
-            "http_request_duration_seconds",
-            "HTTP request latency by route",
-            m.duration.clone(),
-        );
-        r.register(
-            "resize_in_flight",
-            "Resize requests in progress",
-            m.in_flight.clone(),
-        );
-        r.register(
-            "queue_wait_seconds",
-            "Queue wait reported by workers",
-            m.queue_wait.clone(),
-        );
-        r.register(
-            "worker_process_seconds",
-            "Processing time reported by workers",
-            m.worker_process.clone(),
-        );
-        r.register(
-            "jobs_published",
-            "Jobs accepted by JetStream",
-            m.jobs_published.clone(),
-        );
+        r.register("http_requests", "HTTP requests by route and status", m.requests.clone());
+        r.register("http_request_duration_seconds", "HTTP request latency by route", m.duration.clone());
+        r.register("resize_in_flight", "Resize requests in progress", m.in_flight.clone());
+        r.register("queue_wait_seconds", "Queue wait reported by workers", m.queue_wait.clone());
+        r.register("worker_process_seconds", "Processing time reported by workers", m.worker_process.clone());
+        r.register("jobs_published", "Jobs accepted by JetStream", m.jobs_published.clone());
         r.register(
             "deadline_exceeded",
             "Requests answered 503 because their deadline passed",
             m.deadline_exceeded.clone(),
         );
-        r.register(
-            "shed",
-            "Requests refused with 503 because the server was at capacity",
-            m.shed.clone(),
-        );
-        r.register(
-            "late_results",
-            "Results that arrived after their request was answered",
-            m.late_results.clone(),
-        );
+        r.register("shed", "Requests refused with 503 because the server was at capacity", m.shed.clone());
+        r.register("late_results", "Results that arrived after their request was answered", m.late_results.clone());
         m
     }
 }

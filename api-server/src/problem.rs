@@ -20,12 +20,7 @@ pub struct Problem {
 
 impl Problem {
     pub fn new(kind: ProblemKind, detail: impl Into<String>) -> Self {
-        Self {
-            kind,
-            detail: detail.into(),
-            request_id: None,
-            retry_after: kind.is_transient().then_some(1),
-        }
+        Self { kind, detail: detail.into(), request_id: None, retry_after: kind.is_transient().then_some(1) }
     }
 
     pub fn with_request_id(mut self, id: &str) -> Self {
@@ -39,21 +34,14 @@ impl IntoResponse for Problem {
         let instance = self.request_id.as_ref().map(|id| format!("/requests/{id}"));
         let doc = ProblemDocument::new(self.kind, self.detail, instance);
         let body = serde_json::to_vec(&doc).unwrap_or_default();
-        let mut res = (
-            StatusCode::from_u16(self.kind.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
-            body,
-        )
+        let mut res = (StatusCode::from_u16(self.kind.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR), body)
             .into_response();
         let h = res.headers_mut();
         h.insert(header::CONTENT_TYPE, HeaderValue::from_static(MEDIA_TYPE));
         if let Some(secs) = self.retry_after {
             h.insert(header::RETRY_AFTER, HeaderValue::from(secs));
         }
-        if let Some(id) = self
-            .request_id
-            .as_deref()
-            .and_then(|id| HeaderValue::from_str(id).ok())
-        {
+        if let Some(id) = self.request_id.as_deref().and_then(|id| HeaderValue::from_str(id).ok()) {
             h.insert("x-request-id", id);
         }
         res

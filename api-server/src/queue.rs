@@ -47,21 +47,11 @@ impl Drop for WaiterGuard<'_> {
 
 impl Queue {
     /// Connects, creates the JOBS stream if missing and starts routing answers.
-    pub async fn connect(
-        nats_url: &str,
-        replicas: usize,
-        metrics: Metrics,
-    ) -> anyhow::Result<Self> {
-        let client = async_nats::ConnectOptions::new()
-            .name("api-server")
-            .retry_on_initial_connect()
-            .connect(nats_url)
-            .await?;
+    pub async fn connect(nats_url: &str, replicas: usize, metrics: Metrics) -> anyhow::Result<Self> {
+        let client =
+            async_nats::ConnectOptions::new().name("api-server").retry_on_initial_connect().connect(nats_url).await?;
         let js = jetstream::new(client.clone());
-        if let Err(e) = js
-            .get_or_create_stream(subjects::jobs_stream(replicas))
-            .await
-        {
+        if let Err(e) = js.get_or_create_stream(subjects::jobs_stream(replicas)).await {
             // Not fatal: readiness reports it and requests get 503 until JetStream is back.
             warn!(error = %e, "JOBS stream not available yet");
         }
@@ -76,19 +66,13 @@ impl Queue {
                     continue;
                 };
                 let answer = match OutcomeHeaders::from_headers(headers) {
-                    Ok(h) => Answer {
-                        headers: h,
-                        body: msg.payload,
-                    },
+                    Ok(h) => Answer { headers: h, body: msg.payload },
                     Err(e) => {
                         warn!(error = %e, "malformed answer from a worker");
                         continue;
                     }
                 };
-                let waiter = routes
-                    .lock()
-                    .ok()
-                    .and_then(|mut w| w.remove(&answer.headers.request_id));
+                let waiter = routes.lock().ok().and_then(|mut w| w.remove(&answer.headers.request_id));
                 match waiter {
                     Some(tx) => {
                         let _ = tx.send(answer);
@@ -101,12 +85,7 @@ impl Queue {
                 }
             }
         });
-        Ok(Self {
-            client,
-            js,
-            reply_subject,
-            waiters,
-        })
+        Ok(Self { client, js, reply_subject, waiters })
     }
 
     pub fn reply_subject(&self) -> &str {
@@ -120,40 +99,24 @@ impl Queue {
     /// Whether JetStream answers (the JOBS stream is reachable), within `timeout`.
     pub async fn is_ready(&self, timeout: Duration) -> bool {
         self.is_connected()
-            && tokio::time::timeout(timeout, self.js.get_stream(subjects::JOBS_STREAM))
-                .await
-                .is_ok_and(|r| r.is_ok())
+            && tokio::time::timeout(timeout, self.js.get_stream(subjects::JOBS_STREAM)).await.is_ok_and(|r| r.is_ok())
     }
 
     /// Publishes `job` and waits for its answer until `timeout` (the job's deadline).
-    pub async fn submit(
-        &self,
-        job: &Job,
-        body: Bytes,
-        timeout: Duration,
-    ) -> Result<Answer, Problem> {
+    pub async fn submit(&self, job: &Job, body: Bytes, timeout: Duration) -> Result<Answer, Problem> {
         if !self.is_connected() {
-            return Err(Problem::new(
-                ProblemKind::QueueUnavailable,
-                "the job queue is not reachable",
-            ));
+            return Err(Problem::new(ProblemKind::QueueUnavailable, "the job queue is not reachable"));
         }
         let (tx, rx) = oneshot::channel();
         self.waiters
             .lock()
             .map_err(|_| Problem::new(ProblemKind::Internal, "waiter table poisoned"))?
             .insert(job.request_id.clone(), tx);
-        let _guard = WaiterGuard {
-            waiters: &self.waiters,
-            id: &job.request_id,
-        };
+        let _guard = WaiterGuard { waiters: &self.waiters, id: &job.request_id };
         let deadline = tokio::time::Instant::now() + timeout;
 
         let unavailable = |e: &dyn std::fmt::Display| {
-            Problem::new(
-                ProblemKind::QueueUnavailable,
-                format!("publishing the job failed: {e}"),
-            )
+            Problem::new(ProblemKind::QueueUnavailable, format!("publishing the job failed: {e}"))
         };
         let ack = tokio::time::timeout_at(deadline, async {
             self.js
@@ -164,12 +127,7 @@ impl Queue {
                 .map_err(|e| unavailable(&e))
         })
         .await
-        .map_err(|_| {
-            Problem::new(
-                ProblemKind::QueueUnavailable,
-                "JetStream did not acknowledge the job in time",
-            )
-        })??;
+        .map_err(|_| Problem::new(ProblemKind::QueueUnavailable, "JetStream did not acknowledge the job in time"))??;
         debug!(seq = ack.sequence, duplicate = ack.duplicate, "job queued");
 
         match tokio::time::timeout_at(deadline, rx).await {
@@ -177,10 +135,7 @@ impl Queue {
             Ok(Err(_)) => Err(Problem::new(ProblemKind::Internal, "answer channel closed")),
             Err(_) => Err(Problem::new(
                 ProblemKind::DeadlineExceeded,
-                format!(
-                    "no worker finished the job within {} ms",
-                    timeout.as_millis()
-                ),
+                format!("no worker finished the job within {} ms", timeout.as_millis()),
             )),
         }
     }

@@ -11,12 +11,7 @@ use tracing::debug;
 
 /// Serves `app` on `listener` until `shutdown` resolves, then lets open
 /// connections finish their current request.
-pub async fn serve(
-    listener: TcpListener,
-    app: Router,
-    header_timeout: Duration,
-    shutdown: impl Future<Output = ()>,
-) {
+pub async fn serve(listener: TcpListener, app: Router, header_timeout: Duration, shutdown: impl Future<Output = ()>) {
     let mut connections = JoinSet::new();
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     tokio::pin!(shutdown);

@@ -67,21 +67,7 @@ impl ImageFormat {
         match bytes {
             [0xFF, 0xD8, 0xFF, ..] => Some(Self::Jpeg),
             [0x89, b'P', b'N', b'G', 0x0D, 0x0A, 0x1A, 0x0A, ..] => Some(Self::Png),
-            [
-                b'R',
-                b'I',
-                b'F',
-                b'F',
-                _,
-                _,
-                _,
-                _,
-                b'W',
-                b'E',
-                b'B',
-                b'P',
-                ..,
-            ] => Some(Self::Webp),
+            [b'R', b'I', b'F', b'F', _, _, _, _, b'W', b'E', b'B', b'P', ..] => Some(Self::Webp),
             [b'G', b'I', b'F', b'8', b'7' | b'9', b'a', ..] => Some(Self::Gif),
             _ => None,
         }
@@ -94,18 +80,9 @@ mod tests {
 
     #[test]
     fn sniffs_each_format_and_rejects_others() {
-        assert_eq!(
-            ImageFormat::sniff(&[0xFF, 0xD8, 0xFF, 0xE0]),
-            Some(ImageFormat::Jpeg)
-        );
-        assert_eq!(
-            ImageFormat::sniff(b"\x89PNG\r\n\x1a\nrest"),
-            Some(ImageFormat::Png)
-        );
-        assert_eq!(
-            ImageFormat::sniff(b"RIFF\0\0\0\0WEBPVP8 "),
-            Some(ImageFormat::Webp)
-        );
+        assert_eq!(ImageFormat::sniff(&[0xFF, 0xD8, 0xFF, 0xE0]), Some(ImageFormat::Jpeg));
+        assert_eq!(ImageFormat::sniff(b"\x89PNG\r\n\x1a\nrest"), Some(ImageFormat::Png));
+        assert_eq!(ImageFormat::sniff(b"RIFF\0\0\0\0WEBPVP8 "), Some(ImageFormat::Webp));
         assert_eq!(ImageFormat::sniff(b"GIF89a..."), Some(ImageFormat::Gif));
         assert_eq!(ImageFormat::sniff(b"BM\0\0"), None);
         assert_eq!(ImageFormat::sniff(b""), None);
@@ -117,10 +94,7 @@ mod tests {
         for f in ImageFormat::ALL {
             assert_eq!(ImageFormat::from_media_type(f.media_type()), Some(f));
         }
-        assert_eq!(
-            ImageFormat::from_media_type("Image/JPEG; q=1"),
-            Some(ImageFormat::Jpeg)
-        );
+        assert_eq!(ImageFormat::from_media_type("Image/JPEG; q=1"), Some(ImageFormat::Jpeg));
         assert_eq!(ImageFormat::from_media_type("image/tiff"), None);
         assert_eq!(ImageFormat::from_name("gif"), None);
     }

@@ -49,27 +49,19 @@ pub enum JobDecodeError {
 }
 
 pub fn unix_ms(t: SystemTime) -> u64 {
-    t.duration_since(UNIX_EPOCH)
-        .unwrap_or(Duration::ZERO)
-        .as_millis() as u64
+    t.duration_since(UNIX_EPOCH).unwrap_or(Duration::ZERO).as_millis() as u64
 }
 
 pub fn unix_us(t: SystemTime) -> u64 {
-    t.duration_since(UNIX_EPOCH)
-        .unwrap_or(Duration::ZERO)
-        .as_micros() as u64
+    t.duration_since(UNIX_EPOCH).unwrap_or(Duration::ZERO).as_micros() as u64
 }
 
 fn get<'a>(h: &'a HeaderMap, name: &'static str) -> Result<&'a str, JobDecodeError> {
-    h.get(name)
-        .map(|v| v.as_str())
-        .ok_or(JobDecodeError::Missing(name))
+    h.get(name).map(|v| v.as_str()).ok_or(JobDecodeError::Missing(name))
 }
 
 fn number(h: &HeaderMap, name: &'static str) -> Result<u64, JobDecodeError> {
-    get(h, name)?
-        .parse()
-        .map_err(|e: std::num::ParseIntError| JobDecodeError::Malformed(name, e.to_string()))
+    get(h, name)?.parse().map_err(|e: std::num::ParseIntError| JobDecodeError::Malformed(name, e.to_string()))
 }
 
 impl Job {
@@ -95,8 +87,7 @@ impl Job {
             request_id: get(h, H_MSG_ID)?.to_owned(),
             deadline_ms: number(h, H_DEADLINE)?,
             reply: get(h, H_REPLY)?.to_owned(),
-            op: ResizeOp::parse_canonical(get(h, H_OP)?)
-                .map_err(|e| JobDecodeError::Malformed(H_OP, e.to_string()))?,
+            op: ResizeOp::parse_canonical(get(h, H_OP)?).map_err(|e| JobDecodeError::Malformed(H_OP, e.to_string()))?,
             input: match input {
                 "jpeg" => ImageFormat::Jpeg,
                 "png" => ImageFormat::Png,
@@ -107,10 +98,7 @@ impl Job {
             enqueued_us: number(h, H_ENQUEUED)?,
             traceparent: h.get(H_TRACEPARENT).map(|v| v.as_str().to_owned()),
             tenant: get(h, H_TENANT)?.to_owned(),
-            key_id: h
-                .get(H_KEY)
-                .map(|v| v.as_str().to_owned())
-                .unwrap_or_default(),
+            key_id: h.get(H_KEY).map(|v| v.as_str().to_owned()).unwrap_or_default(),
         })
     }
 
@@ -142,10 +130,7 @@ mod tests {
     fn headers_round_trip() {
         let j = job();
         assert_eq!(Job::from_headers(&j.to_headers()).unwrap(), j);
-        let j = Job {
-            traceparent: None,
-            ..job()
-        };
+        let j = Job { traceparent: None, ..job() };
         assert_eq!(Job::from_headers(&j.to_headers()).unwrap(), j);
     }
 
@@ -153,20 +138,11 @@ mod tests {
     fn missing_and_malformed_headers_are_reported() {
         let mut h = job().to_headers();
         h.insert(H_DEADLINE, "soon");
-        assert!(matches!(
-            Job::from_headers(&h),
-            Err(JobDecodeError::Malformed(H_DEADLINE, _))
-        ));
-        assert_eq!(
-            Job::from_headers(&HeaderMap::new()),
-            Err(JobDecodeError::Missing(H_INPUT))
-        );
+        assert!(matches!(Job::from_headers(&h), Err(JobDecodeError::Malformed(H_DEADLINE, _))));
+        assert_eq!(Job::from_headers(&HeaderMap::new()), Err(JobDecodeError::Missing(H_INPUT)));
         let mut h = job().to_headers();
         h.insert(H_OP, "w=0");
-        assert!(matches!(
-            Job::from_headers(&h),
-            Err(JobDecodeError::Malformed(H_OP, _))
-        ));
+        assert!(matches!(Job::from_headers(&h), Err(JobDecodeError::Malformed(H_OP, _))));
     }
 
     #[test]

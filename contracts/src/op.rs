@@ -65,24 +65,16 @@ pub struct ParamError {
 }
 
 fn err(param: &'static str, reason: impl Into<String>) -> ParamError {
-    ParamError {
-        param,
-        reason: reason.into(),
-    }
+    ParamError { param, reason: reason.into() }
 }
 
 fn parse_dimension(param: &'static str, value: &str) -> Result<u32, ParamError> {
-    let n: i64 = value
-        .parse()
-        .map_err(|_| err(param, format!("`{value}` is not an integer")))?;
+    let n: i64 = value.parse().map_err(|_| err(param, format!("`{value}` is not an integer")))?;
     if n <= 0 {
         return Err(err(param, format!("must be at least 1, got {n}")));
     }
     if n > i64::from(MAX_DIMENSION) {
-        return Err(err(
-            param,
-            format!("must be at most {MAX_DIMENSION}, got {n}"),
-        ));
+        return Err(err(param, format!("must be at most {MAX_DIMENSION}, got {n}")));
     }
     Ok(n as u32)
 }
@@ -90,9 +82,7 @@ fn parse_dimension(param: &'static str, value: &str) -> Result<u32, ParamError> 
 impl ResizeOp {
     /// Parses the query string of `POST /v1/resize` (already percent-decoded pairs).
     /// Unknown parameters are refused so that typos do not silently do nothing.
-    pub fn from_pairs<'a>(
-        pairs: impl IntoIterator<Item = (&'a str, &'a str)>,
-    ) -> Result<Self, ParamError> {
+    pub fn from_pairs<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a str)>) -> Result<Self, ParamError> {
         let mut width = None;
         let mut height = None;
         let mut fit = None;
@@ -103,39 +93,31 @@ impl ResizeOp {
                 "w" => width.replace(parse_dimension("w", value)?).is_some(),
                 "h" => height.replace(parse_dimension("h", value)?).is_some(),
                 "fit" => fit
-                    .replace(Fit::from_name(value).ok_or_else(|| {
-                        err(
-                            "fit",
-                            format!("`{value}` is not one of contain, cover, fill, inside"),
-                        )
-                    })?)
+                    .replace(
+                        Fit::from_name(value).ok_or_else(|| {
+                            err("fit", format!("`{value}` is not one of contain, cover, fill, inside"))
+                        })?,
+                    )
                     .is_some(),
                 "format" => format
-                    .replace(ImageFormat::from_name(value).ok_or_else(|| {
-                        err("format", format!("`{value}` is not one of jpeg, png, webp"))
-                    })?)
+                    .replace(
+                        ImageFormat::from_name(value)
+                            .ok_or_else(|| err("format", format!("`{value}` is not one of jpeg, png, webp")))?,
+                    )
                     .is_some(),
                 "quality" | "q" => {
-                    let q: i64 = value
-                        .parse()
-                        .map_err(|_| err("quality", format!("`{value}` is not an integer")))?;
+                    let q: i64 = value.parse().map_err(|_| err("quality", format!("`{value}` is not an integer")))?;
                     if !(1..=100).contains(&q) {
                         return Err(err("quality", format!("must be within 1..=100, got {q}")));
                     }
                     quality.replace(q as u8).is_some()
                 }
                 other => {
-                    return Err(ParamError {
-                        param: "query",
-                        reason: format!("unknown parameter `{other}`"),
-                    });
+                    return Err(ParamError { param: "query", reason: format!("unknown parameter `{other}`") });
                 }
             };
             if slot_taken {
-                return Err(ParamError {
-                    param: "query",
-                    reason: format!("parameter `{key}` given more than once"),
-                });
+                return Err(ParamError { param: "query", reason: format!("parameter `{key}` given more than once") });
             }
         }
         if width.is_none() && height.is_none() {
@@ -148,22 +130,12 @@ impl ResizeOp {
                 format!("fit `{}` needs both `w` and `h`", fit.name()),
             ));
         }
-        Ok(Self {
-            width,
-            height,
-            fit,
-            format,
-            quality: quality.unwrap_or(DEFAULT_QUALITY),
-        })
+        Ok(Self { width, height, fit, format, quality: quality.unwrap_or(DEFAULT_QUALITY) })
     }
 
     /// Parses the canonical form written by [`fmt::Display`].
     pub fn parse_canonical(s: &str) -> Result<Self, ParamError> {
-        Self::from_pairs(
-            s.split('&')
-                .filter(|p| !p.is_empty())
-                .map(|p| p.split_once('=').unwrap_or((p, ""))),
-        )
+        Self::from_pairs(s.split('&').filter(|p| !p.is_empty()).map(|p| p.split_once('=').unwrap_or((p, ""))))
     }
 
     /// The output format for a given input format.
@@ -211,11 +183,7 @@ mod tests {
         assert_eq!(op.fit, Fit::Inside);
         assert_eq!(op.quality, DEFAULT_QUALITY);
         assert_eq!(op.to_string(), "w=320&h=200&fit=inside&quality=80");
-        for q in [
-            "w=1",
-            "h=9&fit=inside",
-            "w=5&h=6&fit=cover&format=webp&quality=40",
-        ] {
+        for q in ["w=1", "h=9&fit=inside", "w=5&h=6&fit=cover&format=webp&quality=40"] {
             let op = parse(q).unwrap();
             assert_eq!(parse(&op.to_string()).unwrap(), op, "{q}");
         }

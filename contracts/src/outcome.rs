@@ -44,15 +44,10 @@ pub struct OutcomeHeaders {
 pub struct OutcomeDecodeError(pub &'static str);
 
 fn get<'a>(h: &'a HeaderMap, name: &'static str) -> Result<&'a str, OutcomeDecodeError> {
-    h.get(name)
-        .map(|v| v.as_str())
-        .ok_or(OutcomeDecodeError(name))
+    h.get(name).map(|v| v.as_str()).ok_or(OutcomeDecodeError(name))
 }
 
-fn number<T: std::str::FromStr>(
-    h: &HeaderMap,
-    name: &'static str,
-) -> Result<T, OutcomeDecodeError> {
+fn number<T: std::str::FromStr>(h: &HeaderMap, name: &'static str) -> Result<T, OutcomeDecodeError> {
     get(h, name)?.parse().map_err(|_| OutcomeDecodeError(name))
 }
 
@@ -72,10 +67,7 @@ impl OutcomeHeaders {
             Outcome::Failed { kind, detail } => {
                 h.insert(H_STATUS, kind.slug());
                 // Header values cannot carry line breaks.
-                let detail: String = detail
-                    .chars()
-                    .map(|c| if c.is_control() { ' ' } else { c })
-                    .collect();
+                let detail: String = detail.chars().map(|c| if c.is_control() { ' ' } else { c }).collect();
                 h.insert(H_DETAIL, detail.as_str());
             }
         }
@@ -91,18 +83,11 @@ impl OutcomeHeaders {
                 "webp" => ImageFormat::Webp,
                 _ => return Err(OutcomeDecodeError(H_FORMAT)),
             };
-            Outcome::Ok(Rendered {
-                format,
-                width: number(h, H_WIDTH)?,
-                height: number(h, H_HEIGHT)?,
-            })
+            Outcome::Ok(Rendered { format, width: number(h, H_WIDTH)?, height: number(h, H_HEIGHT)? })
         } else {
             Outcome::Failed {
                 kind: ProblemKind::from_slug(status).ok_or(OutcomeDecodeError(H_STATUS))?,
-                detail: h
-                    .get(H_DETAIL)
-                    .map(|v| v.as_str().to_owned())
-                    .unwrap_or_default(),
+                detail: h.get(H_DETAIL).map(|v| v.as_str().to_owned()).unwrap_or_default(),
             }
         };
         Ok(Self {
@@ -121,22 +106,10 @@ mod tests {
     #[test]
     fn success_and_failure_round_trip() {
         for outcome in [
-            Outcome::Ok(Rendered {
-                format: ImageFormat::Webp,
-                width: 320,
-                height: 213,
-            }),
-            Outcome::Failed {
-                kind: ProblemKind::CorruptImage,
-                detail: "bad huffman\ncode".into(),
-            },
+            Outcome::Ok(Rendered { format: ImageFormat::Webp, width: 320, height: 213 }),
+            Outcome::Failed { kind: ProblemKind::CorruptImage, detail: "bad huffman\ncode".into() },
         ] {
-            let o = OutcomeHeaders {
-                request_id: "r1".into(),
-                outcome,
-                queue_us: 12,
-                process_us: 3456,
-            };
+            let o = OutcomeHeaders { request_id: "r1".into(), outcome, queue_us: 12, process_us: 3456 };
             let back = OutcomeHeaders::from_headers(&o.to_headers()).unwrap();
             assert_eq!(back.request_id, "r1");
             assert_eq!((back.queue_us, back.process_us), (12, 3456));
@@ -153,9 +126,6 @@ mod tests {
     fn unknown_status_is_an_error() {
         let mut h = HeaderMap::new();
         h.insert(H_STATUS, "exploded");
-        assert_eq!(
-            OutcomeHeaders::from_headers(&h),
-            Err(OutcomeDecodeError(H_STATUS))
-        );
+        assert_eq!(OutcomeHeaders::from_headers(&h), Err(OutcomeDecodeError(H_STATUS)));
     }
 }

@@ -34,11 +34,7 @@ impl Api {
         })
         .await?;
         let task = tokio::spawn(server);
-        Ok(Self {
-            base: format!("http://{addr}"),
-            stop: Some(tx),
-            task: Some(task),
-        })
+        Ok(Self { base: format!("http://{addr}"), stop: Some(tx), task: Some(task) })
     }
 
     pub fn url(&self, path: &str) -> String {

@@ -5,9 +5,7 @@ use std::path::PathBuf;
 pub fn dir() -> PathBuf {
     std::env::var_os("CORPUS_DIR")
         .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/corpus"))
-        })
+        .unwrap_or_else(|| PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/corpus")))
 }
 
 pub fn read(rel: &str) -> Vec<u8> {

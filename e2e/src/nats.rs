@@ -19,16 +19,12 @@ pub fn binary() -> PathBuf {
     if let Some(p) = std::env::var_os("NATS_SERVER_BIN") {
         return p.into();
     }
-    let cache = std::env::var_os("RESIZER_CACHE")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            let home = std::env::var_os("XDG_CACHE_HOME")
-                .map(PathBuf::from)
-                .unwrap_or_else(|| {
-                    PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache")
-                });
-            home.join("resizer")
-        });
+    let cache = std::env::var_os("RESIZER_CACHE").map(PathBuf::from).unwrap_or_else(|| {
+        let home = std::env::var_os("XDG_CACHE_HOME")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache"));
+        home.join("resizer")
+    });
     cache.join("bin/nats-server")
 }
 
@@ -52,12 +48,7 @@ impl NatsServer {
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
-            .with_context(|| {
-                format!(
-                    "starting {} (run scripts/install-nats-server.sh)",
-                    bin.display()
-                )
-            })?;
+            .with_context(|| format!("starting {} (run scripts/install-nats-server.sh)", bin.display()))?;
         let ports_file = dir.path().join(format!("nats-server_{}.ports", child.id()));
         let started = Instant::now();
         let ports: serde_json::Value = loop {
@@ -71,18 +62,8 @@ impl NatsServer {
             }
             std::thread::sleep(Duration::from_millis(20));
         };
-        let first = |key: &str| {
-            ports[key][0]
-                .as_str()
-                .map(str::to_owned)
-                .context(format!("no {key} port"))
-        };
-        Ok(Self {
-            client_url: first("nats")?,
-            monitor_url: first("monitoring")?,
-            child: Some(child),
-            dir,
-        })
+        let first = |key: &str| ports[key][0].as_str().map(str::to_owned).context(format!("no {key} port"));
+        Ok(Self { client_url: first("nats")?, monitor_url: first("monitoring")?, child: Some(child), dir })
     }
 
     pub fn pid(&self) -> Option<u32> {

@@ -15,10 +15,7 @@ pub fn binary(name: &str) -> anyhow::Result<PathBuf> {
     if let Some(found) = candidates.into_iter().flatten().find(|p| p.is_file()) {
         return Ok(found);
     }
-    bail!(
-        "{name} not built next to {}: run `cargo build --workspace --bins` (scripts/test.sh does)",
-        exe.display()
-    )
+    bail!("{name} not built next to {}: run `cargo build --workspace --bins` (scripts/test.sh does)", exe.display())
 }
 
 /// A free loopback port (bound and released: a tiny race, acceptable in tests).
@@ -40,24 +37,13 @@ impl Worker {
     pub fn spawn(nats_url: &str, extra: &[&str]) -> anyhow::Result<Self> {
         let port = free_port();
         let child = Command::new(binary("worker")?)
-            .args([
-                "--nats-url",
-                nats_url,
-                "--metrics-addr",
-                &format!("127.0.0.1:{port}"),
-            ])
+            .args(["--nats-url", nats_url, "--metrics-addr", &format!("127.0.0.1:{port}")])
             .args(extra)
-            .env(
-                "RUST_LOG",
-                std::env::var("WORKER_LOG").unwrap_or_else(|_| "warn".into()),
-            )
+            .env("RUST_LOG", std::env::var("WORKER_LOG").unwrap_or_else(|_| "warn".into()))
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())
             .spawn()?;
-        Ok(Self {
-            child,
-            metrics_url: format!("http://127.0.0.1:{port}/metrics"),
-        })
+        Ok(Self { child, metrics_url: format!("http://127.0.0.1:{port}/metrics") })
     }
 
     pub fn pid(&self) -> i32 {
@@ -65,9 +51,7 @@ impl Worker {
     }
 
     pub fn signal(&self, sig: &str) {
-        let _ = Command::new("kill")
-            .args([&format!("-{sig}"), &self.pid().to_string()])
-            .status();
+        let _ = Command::new("kill").args([&format!("-{sig}"), &self.pid().to_string()]).status();
     }
 
     /// SIGKILL: the process gets no chance to finish, answer or ack.
@@ -110,10 +94,7 @@ impl ApiServer {
         let mut child = Command::new(binary("api-server")?)
             .args(["--nats-url", nats_url, "--listen", "127.0.0.1:0"])
             .args(extra)
-            .env(
-                "RUST_LOG",
-                std::env::var("API_LOG").unwrap_or_else(|_| "warn".into()),
-            )
+            .env("RUST_LOG", std::env::var("API_LOG").unwrap_or_else(|_| "warn".into()))
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()?;

@@ -26,18 +26,9 @@ pub fn init(service: &'static str) {
     let otel = tracing_opentelemetry::layer().with_tracer(provider.tracer(service));
     let registry = tracing_subscriber::registry().with(filter).with(otel);
     let result = if json {
-        registry
-            .with(
-                fmt::layer()
-                    .json()
-                    .with_current_span(true)
-                    .with_writer(std::io::stderr),
-            )
-            .try_init()
+        registry.with(fmt::layer().json().with_current_span(true).with_writer(std::io::stderr)).try_init()
     } else {
-        registry
-            .with(fmt::layer().with_target(false).with_writer(std::io::stderr))
-            .try_init()
+        registry.with(fmt::layer().with_target(false).with_writer(std::io::stderr)).try_init()
     };
     if result.is_ok() {
         let _ = PROVIDER.set(provider);

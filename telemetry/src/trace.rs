@@ -11,19 +11,13 @@ use tracing_opentelemetry::OpenTelemetrySpanExt;
 const TRACEPARENT: &str = "traceparent";
 
 pub(crate) fn provider(service: &'static str) -> SdkTracerProvider {
-    let mut builder = SdkTracerProvider::builder()
-        .with_resource(Resource::builder().with_service_name(service).build());
-    let configured = [
-        "OTEL_EXPORTER_OTLP_ENDPOINT",
-        "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
-    ]
-    .iter()
-    .any(|v| std::env::var_os(v).is_some_and(|s| !s.is_empty()));
+    let mut builder =
+        SdkTracerProvider::builder().with_resource(Resource::builder().with_service_name(service).build());
+    let configured = ["OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"]
+        .iter()
+        .any(|v| std::env::var_os(v).is_some_and(|s| !s.is_empty()));
     if configured {
-        match opentelemetry_otlp::SpanExporter::builder()
-            .with_http()
-            .build()
-        {
+        match opentelemetry_otlp::SpanExporter::builder().with_http().build() {
             Ok(exporter) => builder = builder.with_batch_exporter(exporter),
             Err(e) => eprintln!("OTLP trace export disabled: {e}"),
         }
@@ -54,8 +48,8 @@ mod tests {
     #[test]
     fn context_crosses_a_process_boundary() {
         let provider = SdkTracerProvider::builder().build();
-        let subscriber = tracing_subscriber::registry()
-            .with(tracing_opentelemetry::layer().with_tracer(provider.tracer("test")));
+        let subscriber =
+            tracing_subscriber::registry().with(tracing_opentelemetry::layer().with_tracer(provider.tracer("test")));
         tracing::subscriber::with_default(subscriber, || {
             let remote = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
             let span = tracing::info_span!("child");
@@ -68,10 +62,7 @@ mod tests {
             let root = tracing::info_span!("root");
             set_parent(&root, "not-a-traceparent");
             let own = traceparent(&root).expect("root span has a traceparent");
-            assert_ne!(
-                own.split('-').nth(1),
-                Some("0af7651916cd43dd8448eb211c80319c")
-            );
+            assert_ne!(own.split('-').nth(1), Some("0af7651916cd43dd8448eb211c80319c"));
         });
     }
 }

@@ -4,11 +4,7 @@ use clap::Parser;
 use std::time::Duration;
 
 #[derive(Debug, Clone, Parser)]
-#[command(
-    name = "worker",
-    version,
-    about = "Resize worker: pulls jobs from JetStream"
-)]
+#[command(name = "worker", version, about = "Resize worker: pulls jobs from JetStream")]
 pub struct Config {
     /// NATS server URL(s), comma-separated.
     #[arg(long, env = "NATS_URL", default_value = "nats://127.0.0.1:4222")]
@@ -32,8 +28,6 @@ pub struct Config {
 
 impl Config {
     pub fn concurrency(&self) -> usize {
-        self.concurrency
-            .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
-            .max(1)
+        self.concurrency.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())).max(1)
     }
 }

@@ -28,11 +28,7 @@ use tracing::{Instrument, info, info_span, warn};
 
 /// Connects, makes sure the stream and consumer exist, and processes jobs until `shutdown` resolves.
 /// Jobs in progress at shutdown are finished and answered before this returns.
-pub async fn run(
-    cfg: Config,
-    metrics: Metrics,
-    shutdown: impl Future<Output = ()>,
-) -> anyhow::Result<()> {
+pub async fn run(cfg: Config, metrics: Metrics, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
     let client = async_nats::ConnectOptions::new()
         .name("worker")
         .retry_on_initial_connect()
@@ -47,30 +43,19 @@ pub async fn run(
     let consumer_cfg = subjects::workers_consumer(cfg.ack_wait, 1024);
     let consumer: PullConsumer = match stream.get_consumer(subjects::WORKERS_CONSUMER).await {
         Ok(c) => c,
-        Err(_) => stream
-            .create_consumer(consumer_cfg)
-            .await
-            .context("creating the workers consumer")?,
+        Err(_) => stream.create_consumer(consumer_cfg).await.context("creating the workers consumer")?,
     };
     let slots = cfg.concurrency();
     info!(slots, nats = %cfg.nats_url, "worker ready");
 
     let (stop_tx, stop_rx) = watch::channel(false);
-    let limits = Limits {
-        max_pixels: cfg.max_pixels,
-    };
+    let limits = Limits { max_pixels: cfg.max_pixels };
     let ack_wait = cfg.ack_wait;
     let tasks: Vec<_> = (0..slots)
         .map(|slot| {
-            let (consumer, client, metrics, stop) = (
-                consumer.clone(),
-                client.clone(),
-                metrics.clone(),
-                stop_rx.clone(),
-            );
-            tokio::spawn(async move {
-                slot_loop(slot, consumer, client, metrics, limits, ack_wait, stop).await
-            })
+            let (consumer, client, metrics, stop) =
+                (consumer.clone(), client.clone(), metrics.clone(), stop_rx.clone());
+            tokio::spawn(async move { slot_loop(slot, consumer, client, metrics, limits, ack_wait, stop).await })
         })
         .collect();
     shutdown.await;
@@ -95,11 +80,7 @@ async fn slot_loop(
     mut stop: watch::Receiver<bool>,
 ) {
     while !*stop.borrow() {
-        let batch = consumer
-            .batch()
-            .max_messages(1)
-            .expires(Duration::from_secs(5))
-            .messages();
+        let batch = consumer.batch().max_messages(1).expires(Duration::from_secs(5)).messages();
         let mut batch = tokio::select! {
             b = batch => match b {
                 Ok(b) => b,
@@ -143,12 +124,7 @@ async fn handle(
         Err(e) => {
             // Nobody can be answered and a retry cannot fix it: drop it for good.
             warn!(error = %e, "malformed job; terminating it");
-            metrics
-                .jobs
-                .get_or_create(&OutcomeLabel {
-                    outcome: "malformed".into(),
-                })
-                .inc();
+            metrics.jobs.get_or_create(&OutcomeLabel { outcome: "malformed".into() }).inc();
             let _ = msg.ack_with(AckKind::Term).await;
             return;
         }

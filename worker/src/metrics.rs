@@ -22,13 +22,6 @@ pub struct Metrics {
     pub process: Histogram,
 }
 
-fn latency_buckets() -> impl Iterator<Item = f64> {
-    [
-        0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0,
-    ]
-    .into_iter()
-}
-
 impl Metrics {
     pub fn register(registry: &mut Registry) -> Self {
         let m = Self {
@@ -36,36 +29,20 @@ impl Metrics {
             expired: Counter::default(),
             redelivered: Counter::default(),
             in_flight: Gauge::default(),
-            queue_wait: Histogram::new(latency_buckets()),
-            process: Histogram::new(latency_buckets()),
+            queue_wait: Histogram::new(telemetry::metrics::latency_buckets()),
+            process: Histogram::new(telemetry::metrics::latency_buckets()),
         };
         let r = registry.sub_registry_with_prefix("worker");
         r.register("jobs", "Jobs finished, by outcome", m.jobs.clone());
-        r.register(
-            "jobs_expired",
-            "Jobs dropped because their deadline had passed",
-            m.expired.clone(),
-        );
+        r.register("jobs_expired", "Jobs dropped because their deadline had passed", m.expired.clone());
         r.register(
             "jobs_redelivered",
             "Jobs received more than once (a worker died or stalled)",
             m.redelivered.clone(),
         );
-        r.register(
-            "jobs_in_flight",
-            "Jobs being processed now",
-            m.in_flight.clone(),
-        );
-        r.register(
-            "queue_wait_seconds",
-            "Time from publish to the start of processing",
-            m.queue_wait.clone(),
-        );
-        r.register(
-            "process_seconds",
-            "Decode, resize and encode time",
-            m.process.clone(),
-        );
+        r.register("jobs_in_flight", "Jobs being processed now", m.in_flight.clone());
+        r.register("queue_wait_seconds", "Time from publish to the start of processing", m.queue_wait.clone());
+        r.register("process_seconds", "Decode, resize and encode time", m.process.clone());
         m
     }
 }

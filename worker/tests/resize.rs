@@ -8,9 +8,7 @@ use worker::resize::{Limits, ResizeError, resize};
 fn corpus(rel: &str) -> PathBuf {
     let base = std::env::var_os("CORPUS_DIR")
         .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/corpus"))
-        });
+        .unwrap_or_else(|| PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/corpus")));
     base.join(rel)
 }
 
@@ -45,19 +43,10 @@ fn every_corpus_jpeg_fits_320_box_with_its_aspect_ratio() {
         let out = run(&input, "w=320&h=320&format=jpeg&quality=80").unwrap();
         let img = decode(&out.bytes);
         assert_eq!(ImageFormat::sniff(&out.bytes), Some(ImageFormat::Jpeg));
-        assert_eq!(
-            (img.width(), img.height()),
-            (out.rendered.width, out.rendered.height)
-        );
+        assert_eq!((img.width(), img.height()), (out.rendered.width, out.rendered.height));
         assert_eq!(img.width().max(img.height()), 320, "{path:?}");
-        let (ar_in, ar_out) = (
-            src.width() as f64 / src.height() as f64,
-            img.width() as f64 / img.height() as f64,
-        );
-        assert!(
-            (ar_in - ar_out).abs() / ar_in < 0.01,
-            "{path:?}: aspect {ar_in} became {ar_out}"
-        );
+        let (ar_in, ar_out) = (src.width() as f64 / src.height() as f64, img.width() as f64 / img.height() as f64);
+        assert!((ar_in - ar_out).abs() / ar_in < 0.01, "{path:?}: aspect {ar_in} became {ar_out}");
         n += 1;
     }
     assert!(n >= 70, "corpus has {n} JPEGs");
@@ -69,20 +58,11 @@ fn resized_content_matches_a_plain_downscale() {
     // our 64×43 result must be close to image's own Lanczos3 downscale.
     let input = sample_jpeg();
     let out = decode(&run(&input, "w=64&format=png").unwrap().bytes).to_rgb8();
-    let reference = decode(&input)
-        .resize_exact(
-            out.width(),
-            out.height(),
-            image::imageops::FilterType::Lanczos3,
-        )
-        .to_rgb8();
-    let diff: f64 = out
-        .as_raw()
-        .iter()
-        .zip(reference.as_raw())
-        .map(|(a, b)| (*a as f64 - *b as f64).abs())
-        .sum::<f64>()
-        / out.as_raw().len() as f64;
+    let reference =
+        decode(&input).resize_exact(out.width(), out.height(), image::imageops::FilterType::Lanczos3).to_rgb8();
+    let diff: f64 =
+        out.as_raw().iter().zip(reference.as_raw()).map(|(a, b)| (*a as f64 - *b as f64).abs()).sum::<f64>()
+            / out.as_raw().len() as f64;
     assert!(diff < 6.0, "mean absolute difference {diff}");
 }
 
@@ -101,11 +81,7 @@ fn fits_produce_the_requested_geometry() {
         assert_eq!((img.width(), img.height()), size, "{q}");
     }
     // contain pads with transparency where the format has alpha.
-    let img = decode(
-        &run(&input, "w=200&h=200&fit=contain&format=png")
-            .unwrap()
-            .bytes,
-    );
+    let img = decode(&run(&input, "w=200&h=200&fit=contain&format=png").unwrap().bytes);
     assert_eq!(img.get_pixel(100, 0)[3], 0);
     assert_eq!(img.get_pixel(100, 100)[3], 255);
 }
@@ -113,11 +89,9 @@ fn fits_produce_the_requested_geometry() {
 #[test]
 fn output_formats_follow_the_request() {
     let input = sample_jpeg();
-    for (q, f) in [
-        ("w=100", ImageFormat::Jpeg),
-        ("w=100&format=png", ImageFormat::Png),
-        ("w=100&format=webp", ImageFormat::Webp),
-    ] {
+    for (q, f) in
+        [("w=100", ImageFormat::Jpeg), ("w=100&format=png", ImageFormat::Png), ("w=100&format=webp", ImageFormat::Webp)]
+    {
         let out = run(&input, q).unwrap();
         assert_eq!(ImageFormat::sniff(&out.bytes), Some(f), "{q}");
         assert_eq!(out.rendered.format, f);
@@ -125,10 +99,7 @@ fn output_formats_follow_the_request() {
     }
     let small = run(&input, "w=300&quality=20").unwrap().bytes.len();
     let large = run(&input, "w=300&quality=95").unwrap().bytes.len();
-    assert!(
-        small < large,
-        "quality 20 gave {small} bytes, 95 gave {large}"
-    );
+    assert!(small < large, "quality 20 gave {small} bytes, 95 gave {large}");
 }
 
 #[test]
@@ -139,31 +110,21 @@ fn png_and_webp_photos_from_the_corpus() {
             let out = run(&input, "w=256&h=256").unwrap();
             let img = decode(&out.bytes);
             assert_eq!(img.width().max(img.height()), 256);
-            assert_eq!(
-                ImageFormat::sniff(&out.bytes),
-                ImageFormat::sniff(&input),
-                "format kept"
-            );
+            assert_eq!(ImageFormat::sniff(&out.bytes), ImageFormat::sniff(&input), "format kept");
         }
     }
 }
 
 fn encode_png(img: &image::DynamicImage) -> Vec<u8> {
     let mut out = Vec::new();
-    img.write_to(&mut std::io::Cursor::new(&mut out), image::ImageFormat::Png)
-        .unwrap();
+    img.write_to(&mut std::io::Cursor::new(&mut out), image::ImageFormat::Png).unwrap();
     out
 }
 
 #[test]
 fn sixteen_bit_png_with_alpha() {
     let img = image::DynamicImage::ImageRgba16(image::ImageBuffer::from_fn(300, 200, |x, y| {
-        image::Rgba([
-            (x * 200) as u16,
-            (y * 300) as u16,
-            40000,
-            if x < 150 { 65535 } else { 0 },
-        ])
+        image::Rgba([(x * 200) as u16, (y * 300) as u16, 40000, if x < 150 { 65535 } else { 0 }])
     }));
     let out = run(&encode_png(&img), "w=150").unwrap();
     let back = decode(&out.bytes);
@@ -182,27 +143,18 @@ fn gif_first_frame_becomes_png() {
         let mut enc = image::codecs::gif::GifEncoder::new(&mut gif);
         let red = image::RgbaImage::from_pixel(40, 20, image::Rgba([255, 0, 0, 255]));
         let blue = image::RgbaImage::from_pixel(40, 20, image::Rgba([0, 0, 255, 255]));
-        enc.encode_frames([image::Frame::new(red), image::Frame::new(blue)])
-            .unwrap();
+        enc.encode_frames([image::Frame::new(red), image::Frame::new(blue)]).unwrap();
     }
     let out = run(&gif, "w=20").unwrap();
     assert_eq!(out.rendered.format, ImageFormat::Png);
     let px = decode(&out.bytes).to_rgb8().get_pixel(10, 5).0;
-    assert!(
-        px[0] > 200 && px[2] < 50,
-        "first (red) frame expected, got {px:?}"
-    );
+    assert!(px[0] > 200 && px[2] < 50, "first (red) frame expected, got {px:?}");
 }
 
 /// A JPEG with an EXIF APP1 segment carrying `orientation`, stored 60×30 with a red left half.
 fn oriented_jpeg(orientation: u16) -> Vec<u8> {
-    let img = image::RgbImage::from_fn(60, 30, |x, _| {
-        if x < 30 {
-            image::Rgb([255, 0, 0])
-        } else {
-            image::Rgb([0, 0, 255])
-        }
-    });
+    let img =
+        image::RgbImage::from_fn(60, 30, |x, _| if x < 30 { image::Rgb([255, 0, 0]) } else { image::Rgb([0, 0, 255]) });
     let mut plain = Vec::new();
     image::codecs::jpeg::JpegEncoder::new_with_quality(&mut plain, 95)
         .write_image(img.as_raw(), 60, 30, image::ExtendedColorType::Rgb8)
@@ -224,18 +176,9 @@ fn oriented_jpeg(orientation: u16) -> Vec<u8> {
 #[test]
 fn exif_orientations_1_to_8_are_applied() {
     for o in 1..=8u16 {
-        let out = decode(
-            &run(&oriented_jpeg(o), "w=600&h=600&format=png")
-                .unwrap()
-                .bytes,
-        )
-        .to_rgb8();
+        let out = decode(&run(&oriented_jpeg(o), "w=600&h=600&format=png").unwrap().bytes).to_rgb8();
         let transposed = o >= 5;
-        assert_eq!(
-            out.dimensions(),
-            if transposed { (300, 600) } else { (600, 300) },
-            "orientation {o}"
-        );
+        assert_eq!(out.dimensions(), if transposed { (300, 600) } else { (600, 300) }, "orientation {o}");
         // Where does the red half of the stored image end up?
         let (w, h) = out.dimensions();
         let red = |x: u32, y: u32| out.get_pixel(x, y).0[0] > 200;
@@ -246,10 +189,7 @@ fn exif_orientations_1_to_8_are_applied() {
             7 | 8 => (w / 2, 3 * h / 4), // left becomes bottom
             _ => unreachable!(),
         };
-        assert!(
-            red(expect_red_at.0, expect_red_at.1),
-            "orientation {o}: no red at {expect_red_at:?}"
-        );
+        assert!(red(expect_red_at.0, expect_red_at.1), "orientation {o}: no red at {expect_red_at:?}");
     }
 }
 
@@ -260,11 +200,7 @@ fn cmyk_jpeg_becomes_rgb() {
     let mut px = Vec::with_capacity(w * h * 4);
     for _y in 0..h {
         for x in 0..w {
-            px.extend(if x < w / 2 {
-                [255, 255, 255, 255]
-            } else {
-                [255, 0, 255, 255]
-            });
+            px.extend(if x < w / 2 { [255, 255, 255, 255] } else { [255, 0, 255, 255] });
         }
     }
     let mut c = turbojpeg::Compressor::new().unwrap();
@@ -279,18 +215,12 @@ fn cmyk_jpeg_becomes_rgb() {
             format: turbojpeg::PixelFormat::CMYK,
         })
         .unwrap();
-    assert_eq!(
-        turbojpeg::read_header(&jpeg).unwrap().colorspace,
-        turbojpeg::Colorspace::YCCK
-    );
+    assert_eq!(turbojpeg::read_header(&jpeg).unwrap().colorspace, turbojpeg::Colorspace::YCCK);
     let out = decode(&run(&jpeg, "w=32&format=png").unwrap().bytes).to_rgb8();
     let white = out.get_pixel(4, 8).0;
     let magenta = out.get_pixel(28, 8).0;
     assert!(white.iter().all(|&c| c > 230), "white, got {white:?}");
-    assert!(
-        magenta[0] > 200 && magenta[1] < 60 && magenta[2] > 200,
-        "magenta, got {magenta:?}"
-    );
+    assert!(magenta[0] > 200 && magenta[1] < 60 && magenta[2] > 200, "magenta, got {magenta:?}");
 }
 
 #[test]
@@ -306,38 +236,21 @@ fn truncated_and_corrupt_inputs_are_corrupt_image() {
     }
     assert!(run(&garbage, "w=100").is_err());
     let png = encode_png(&image::DynamicImage::new_rgb8(50, 50));
-    assert_eq!(
-        run(&png[..png.len() - 20], "w=10").unwrap_err().kind(),
-        ProblemKind::CorruptImage
-    );
-    assert_eq!(
-        run(&png[..30], "w=10").unwrap_err().kind(),
-        ProblemKind::CorruptImage
-    );
+    assert_eq!(run(&png[..png.len() - 20], "w=10").unwrap_err().kind(), ProblemKind::CorruptImage);
+    assert_eq!(run(&png[..30], "w=10").unwrap_err().kind(), ProblemKind::CorruptImage);
 }
 
 #[test]
 fn unknown_bytes_are_unsupported() {
-    for input in [
-        &b"BM\x36\0\0\0"[..],
-        b"",
-        b"hello world",
-        b"II*\0\x08\0\0\0",
-    ] {
-        assert_eq!(
-            run(input, "w=10").unwrap_err().kind(),
-            ProblemKind::UnsupportedMediaType
-        );
+    for input in [&b"BM\x36\0\0\0"[..], b"", b"hello world", b"II*\0\x08\0\0\0"] {
+        assert_eq!(run(input, "w=10").unwrap_err().kind(), ProblemKind::UnsupportedMediaType);
     }
 }
 
 /// A small real JPEG whose frame header claims `w`×`h`.
 pub fn pixel_bomb(w: u16, h: u16) -> Vec<u8> {
     let mut jpeg = sample_jpeg();
-    let sof = jpeg
-        .windows(2)
-        .position(|m| m[0] == 0xFF && (m[1] == 0xC0 || m[1] == 0xC2))
-        .unwrap();
+    let sof = jpeg.windows(2).position(|m| m[0] == 0xFF && (m[1] == 0xC0 || m[1] == 0xC2)).unwrap();
     jpeg[sof + 5..sof + 7].copy_from_slice(&h.to_be_bytes());
     jpeg[sof + 7..sof + 9].copy_from_slice(&w.to_be_bytes());
     jpeg
@@ -355,13 +268,7 @@ fn pixel_bombs_are_refused_from_the_header() {
     png[16..20].copy_from_slice(&100_000u32.to_be_bytes());
     png[20..24].copy_from_slice(&100_000u32.to_be_bytes());
     let err = run(&png, "w=100").unwrap_err();
-    assert!(
-        matches!(
-            err.kind(),
-            ProblemKind::PixelLimitExceeded | ProblemKind::CorruptImage
-        ),
-        "{err}"
-    );
+    assert!(matches!(err.kind(), ProblemKind::PixelLimitExceeded | ProblemKind::CorruptImage), "{err}");
     // A limit is a limit: a legitimate image over a small limit is refused too.
     let err = resize(&sample_jpeg(), &op("w=10"), &Limits { max_pixels: 1000 }).unwrap_err();
     assert_eq!(err.kind(), ProblemKind::PixelLimitExceeded);
@@ -375,28 +282,22 @@ fn progressive_jpeg_is_decoded() {
     c.set_progressive(true).unwrap();
     c.set_quality(85).unwrap();
     let (w, h) = (src.width() as usize, src.height() as usize);
-    let prog = c
-        .compress_to_vec(turbojpeg::Image {
+    let compress = |c: &mut turbojpeg::Compressor| {
+        c.compress_to_vec(turbojpeg::Image {
             pixels: src.as_raw().as_slice(),
             width: w,
             pitch: w * 3,
             height: h,
             format: turbojpeg::PixelFormat::RGB,
         })
-        .unwrap();
+        .unwrap()
+    };
+    let prog = compress(&mut c);
     assert!(turbojpeg::read_header(&prog).unwrap().is_progressive);
     assert_eq!(decode(&run(&prog, "w=100").unwrap().bytes).width(), 100);
     c.set_progressive(false).unwrap();
     c.set_arithmetic(true).unwrap();
-    let arith = c
-        .compress_to_vec(turbojpeg::Image {
-            pixels: src.as_raw().as_slice(),
-            width: w,
-            pitch: w * 3,
-            height: h,
-            format: turbojpeg::PixelFormat::RGB,
-        })
-        .unwrap();
+    let arith = compress(&mut c);
     assert_eq!(run(&arith, "w=100").unwrap().rendered.width, 100);
 }
 
@@ -419,13 +320,11 @@ fn tagged(rgb: [u8; 3], icc: &[u8]) -> [Vec<u8>; 2] {
     let mut png = Vec::new();
     let mut enc = image::codecs::png::PngEncoder::new(&mut png);
     enc.set_icc_profile(icc.to_vec()).unwrap();
-    enc.write_image(img.as_raw(), 64, 64, image::ExtendedColorType::Rgb8)
-        .unwrap();
+    enc.write_image(img.as_raw(), 64, 64, image::ExtendedColorType::Rgb8).unwrap();
     let mut jpeg = Vec::new();
     let mut enc = image::codecs::jpeg::JpegEncoder::new_with_quality(&mut jpeg, 100);
     enc.set_icc_profile(icc.to_vec()).unwrap();
-    enc.write_image(img.as_raw(), 64, 64, image::ExtendedColorType::Rgb8)
-        .unwrap();
+    enc.write_image(img.as_raw(), 64, 64, image::ExtendedColorType::Rgb8).unwrap();
     [png, jpeg]
 }
 
@@ -445,19 +344,12 @@ fn embedded_profiles_are_converted_to_srgb() {
         .unwrap()
         .transform(&input, &mut expected)
         .unwrap();
-    assert!(
-        expected.iter().zip(input).any(|(e, i)| e.abs_diff(i) > 10),
-        "test colour must move: {expected:?}"
-    );
+    assert!(expected.iter().zip(input).any(|(e, i)| e.abs_diff(i) > 10), "test colour must move: {expected:?}");
     for bytes in tagged(input, &icc) {
         let out = decode(&run(&bytes, "w=16&format=png").unwrap().bytes).to_rgb8();
         let got = out.get_pixel(8, 8).0;
         for (g, e) in got.iter().zip(expected) {
-            assert!(
-                g.abs_diff(e) <= 3,
-                "{:?}: got {got:?}, expected {expected:?}",
-                ImageFormat::sniff(&bytes)
-            );
+            assert!(g.abs_diff(e) <= 3, "{:?}: got {got:?}, expected {expected:?}", ImageFormat::sniff(&bytes));
         }
     }
 }

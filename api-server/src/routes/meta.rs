@@ -39,9 +39,7 @@ pub async fn problem_type(Path(slug): Path<String>) -> Response {
             "status": kind.status(),
         }))
         .into_response(),
-        None => {
-            Problem::new(ProblemKind::NotFound, format!("no problem type `{slug}`")).into_response()
-        }
+        None => Problem::new(ProblemKind::NotFound, format!("no problem type `{slug}`")).into_response(),
     }
 }
 
@@ -50,9 +48,5 @@ pub async fn not_found() -> Response {
 }
 
 pub async fn method_not_allowed() -> Response {
-    Problem::new(
-        ProblemKind::MethodNotAllowed,
-        "method not allowed on this resource",
-    )
-    .into_response()
+    Problem::new(ProblemKind::MethodNotAllowed, "method not allowed on this resource").into_response()
 }

@@ -22,38 +22,25 @@ pub async fn resize(State(state): State<AppState>, req: Request) -> Response {
         Ok(permit) => permit,
         Err(_) => {
             state.metrics.shed.inc();
-            return Problem::new(
-                ProblemKind::Overloaded,
-                "too many requests in progress; retry shortly",
-            )
-            .with_request_id(&request_id)
-            .into_response();
+            return Problem::new(ProblemKind::Overloaded, "too many requests in progress; retry shortly")
+                .with_request_id(&request_id)
+                .into_response();
         }
     };
     state.metrics.in_flight.inc();
     let span = tracing::info_span!("resize_request", request_id = %request_id);
-    let incoming = req
-        .headers()
-        .get("traceparent")
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_owned);
+    let incoming = req.headers().get("traceparent").and_then(|v| v.to_str().ok()).map(str::to_owned);
     if let Some(tp) = &incoming {
         telemetry::trace::set_parent(&span, tp);
     }
     // Without a tracing pipeline the client's own context is passed on unchanged.
     let traceparent = telemetry::trace::traceparent(&span).or(incoming);
-    let result = handle(&state, &request_id, traceparent.clone(), req)
-        .instrument(span)
-        .await;
+    let result = handle(&state, &request_id, traceparent.clone(), req).instrument(span).await;
     state.metrics.in_flight.dec();
     let mut res = match result {
         Ok(mut res) => {
             let total = started.elapsed().as_secs_f64() * 1000.0;
-            if let Some(st) = res
-                .headers()
-                .get("server-timing")
-                .and_then(|v| v.to_str().ok())
-            {
+            if let Some(st) = res.headers().get("server-timing").and_then(|v| v.to_str().ok()) {
                 let value = format!("{st}, total;dur={total:.1}");
                 if let Ok(v) = HeaderValue::from_str(&value) {
                     res.headers_mut().insert("server-timing", v);
@@ -95,25 +82,15 @@ async fn handle(
     let declared = declared_format(&parts.headers)?;
     let body = read_body(body, max, state.config.body_timeout).await?;
     if body.is_empty() {
-        return Err(Problem::new(
-            ProblemKind::MissingBody,
-            "send the image as the request body",
-        ));
+        return Err(Problem::new(ProblemKind::MissingBody, "send the image as the request body"));
     }
     let input = ImageFormat::sniff(&body).ok_or_else(|| {
-        Problem::new(
-            ProblemKind::UnsupportedMediaType,
-            "the body is not a JPEG, PNG, WebP or GIF image",
-        )
+        Problem::new(ProblemKind::UnsupportedMediaType, "the body is not a JPEG, PNG, WebP or GIF image")
     })?;
     if input != declared {
         return Err(Problem::new(
             ProblemKind::ContentTypeMismatch,
-            format!(
-                "Content-Type says {} but the body is {}",
-                declared.media_type(),
-                input.media_type()
-            ),
+            format!("Content-Type says {} but the body is {}", declared.media_type(), input.media_type()),
         ));
     }
 
@@ -134,37 +111,19 @@ async fn handle(
     state.metrics.jobs_published.inc();
     let h = &answer.headers;
     state.metrics.queue_wait.observe(h.queue_us as f64 / 1e6);
-    state
-        .metrics
-        .worker_process
-        .observe(h.process_us as f64 / 1e6);
+    state.metrics.worker_process.observe(h.process_us as f64 / 1e6);
     match &h.outcome {
         Outcome::Failed { kind, detail } => Err(Problem::new(*kind, detail.clone())),
         Outcome::Ok(rendered) => {
             let etag = format!("\"{}\"", hex(&Sha256::digest(&answer.body)[..16]));
-            let timing = format!(
-                "queue;dur={:.1}, process;dur={:.1}",
-                h.queue_us as f64 / 1000.0,
-                h.process_us as f64 / 1000.0
-            );
+            let timing =
+                format!("queue;dur={:.1}, process;dur={:.1}", h.queue_us as f64 / 1000.0, h.process_us as f64 / 1000.0);
             let mut res = (StatusCode::OK, Body::from(answer.body)).into_response();
             let hs = res.headers_mut();
-            hs.insert(
-                header::CONTENT_TYPE,
-                HeaderValue::from_static(rendered.format.media_type()),
-            );
-            hs.insert(
-                header::ETAG,
-                HeaderValue::from_str(&etag).expect("hex is a valid header"),
-            );
-            hs.insert(
-                "server-timing",
-                HeaderValue::from_str(&timing).expect("ascii"),
-            );
-            hs.insert(
-                "x-request-id",
-                HeaderValue::from_str(request_id).expect("uuid is ascii"),
-            );
+            hs.insert(header::CONTENT_TYPE, HeaderValue::from_static(rendered.format.media_type()));
+            hs.insert(header::ETAG, HeaderValue::from_str(&etag).expect("hex is a valid header"));
+            hs.insert("server-timing", HeaderValue::from_str(&timing).expect("ascii"));
+            hs.insert("x-request-id", HeaderValue::from_str(request_id).expect("uuid is ascii"));
             hs.insert("x-image-width", HeaderValue::from(rendered.width));
             hs.insert("x-image-height", HeaderValue::from(rendered.height));
             hs.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
@@ -230,31 +189,18 @@ fn content_length(headers: &HeaderMap) -> Result<Option<u64>, Problem> {
             .ok()
             .and_then(|s| s.parse().ok())
             .map(Some)
-            .ok_or_else(|| {
-                Problem::new(
-                    ProblemKind::InvalidParameter,
-                    "Content-Length is not a number",
-                )
-            }),
+            .ok_or_else(|| Problem::new(ProblemKind::InvalidParameter, "Content-Length is not a number")),
     }
 }
 
 fn declared_format(headers: &HeaderMap) -> Result<ImageFormat, Problem> {
-    let ct = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .ok_or_else(|| {
-            Problem::new(
-                ProblemKind::UnsupportedMediaType,
-                "Content-Type must name the image type, e.g. image/jpeg",
-            )
-        })?;
+    let ct = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).ok_or_else(|| {
+        Problem::new(ProblemKind::UnsupportedMediaType, "Content-Type must name the image type, e.g. image/jpeg")
+    })?;
     ImageFormat::from_media_type(ct).ok_or_else(|| {
         Problem::new(
             ProblemKind::UnsupportedMediaType,
-            format!(
-                "Content-Type `{ct}` is not one of image/jpeg, image/png, image/webp, image/gif"
-            ),
+            format!("Content-Type `{ct}` is not one of image/jpeg, image/png, image/webp, image/gif"),
         )
     })
 }
@@ -267,14 +213,10 @@ async fn read_body(body: Body, max: usize, timeout: std::time::Duration) -> Resu
             format!("the body was not received within {} s", timeout.as_secs()),
         )),
         Ok(Ok(collected)) => Ok(collected.to_bytes()),
-        Ok(Err(e)) if e.is::<LengthLimitError>() => Err(Problem::new(
-            ProblemKind::PayloadTooLarge,
-            format!("body exceeds the limit of {max} bytes"),
-        )),
-        Ok(Err(e)) => Err(Problem::new(
-            ProblemKind::InvalidParameter,
-            format!("reading the body failed: {e}"),
-        )),
+        Ok(Err(e)) if e.is::<LengthLimitError>() => {
+            Err(Problem::new(ProblemKind::PayloadTooLarge, format!("body exceeds the limit of {max} bytes")))
+        }
+        Ok(Err(e)) => Err(Problem::new(ProblemKind::InvalidParameter, format!("reading the body failed: {e}"))),
     }
 }
 
@@ -291,9 +233,6 @@ mod tests {
         assert_eq!(percent_decode("%FF"), None);
         let op = parse_query("w=%33%32%30&h=320").unwrap();
         assert_eq!(op.width, Some(320));
-        assert_eq!(
-            parse_query("w=1&fit=%FF").unwrap_err().kind,
-            ProblemKind::InvalidParameter
-        );
+        assert_eq!(parse_query("w=1&fit=%FF").unwrap_err().kind, ProblemKind::InvalidParameter);
     }
 }

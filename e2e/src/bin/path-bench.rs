@@ -24,11 +24,7 @@ struct Args {
 }
 
 fn args() -> anyhow::Result<Args> {
-    let mut a = Args {
-        seconds: 10,
-        clients: 4,
-        op: "w=320&h=320&format=jpeg&quality=80".into(),
-    };
+    let mut a = Args { seconds: 10, clients: 4, op: "w=320&h=320&format=jpeg&quality=80".into() };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
         let value = it.next().with_context(|| format!("{flag} needs a value"))?;
@@ -62,18 +58,13 @@ impl Run {
 fn percentile(values: &[f64], p: f64) -> f64 {
     let mut v = values.to_vec();
     v.sort_by(f64::total_cmp);
-    v.get(((v.len() as f64 * p) as usize).min(v.len().saturating_sub(1)))
-        .copied()
-        .unwrap_or(f64::NAN)
+    v.get(((v.len() as f64 * p) as usize).min(v.len().saturating_sub(1))).copied().unwrap_or(f64::NAN)
 }
 
 /// The `queue` duration of a `Server-Timing` header, in milliseconds.
 fn queue_ms(server_timing: Option<&reqwest::header::HeaderValue>) -> Option<f64> {
     let text = server_timing?.to_str().ok()?;
-    let queue = text
-        .split(',')
-        .map(str::trim)
-        .find(|m| m.starts_with("queue;"))?;
+    let queue = text.split(',').map(str::trim).find(|m| m.starts_with("queue;"))?;
     queue.split_once("dur=")?.1.parse().ok()
 }
 
@@ -89,8 +80,7 @@ fn in_process(files: &Arc<Vec<Vec<u8>>>, op: ResizeOp, threads: usize, secs: u64
                 let mut i = t;
                 while Instant::now() < end {
                     let t0 = Instant::now();
-                    resize(&files[i % files.len()], &op, &Limits::default())
-                        .expect("corpus image resizes");
+                    resize(&files[i % files.len()], &op, &Limits::default()).expect("corpus image resizes");
                     local.push(t0.elapsed().as_secs_f64() * 1000.0);
                     i += threads;
                 }
@@ -99,21 +89,10 @@ fn in_process(files: &Arc<Vec<Vec<u8>>>, op: ResizeOp, threads: usize, secs: u64
         }
     });
     let latencies_ms = Arc::try_unwrap(lat).unwrap().into_inner().unwrap();
-    Run {
-        count: latencies_ms.len(),
-        elapsed: started.elapsed(),
-        latencies_ms,
-        queue_ms: Vec::new(),
-    }
+    Run { count: latencies_ms.len(), elapsed: started.elapsed(), latencies_ms, queue_ms: Vec::new() }
 }
 
-async fn over_http(
-    base: &str,
-    files: &Arc<Vec<Vec<u8>>>,
-    op: &str,
-    clients: usize,
-    secs: u64,
-) -> Run {
+async fn over_http(base: &str, files: &Arc<Vec<Vec<u8>>>, op: &str, clients: usize, secs: u64) -> Run {
     let http = reqwest::Client::new();
     let url = format!("{base}/v1/resize?{op}");
     let started = Instant::now();
@@ -149,31 +128,16 @@ async fn over_http(
             queue.extend(q);
         }
     }
-    Run {
-        count: latencies_ms.len(),
-        elapsed: started.elapsed(),
-        latencies_ms,
-        queue_ms: queue,
-    }
+    Run { count: latencies_ms.len(), elapsed: started.elapsed(), latencies_ms, queue_ms: queue }
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let a = args()?;
     let op = ResizeOp::parse_canonical(&a.op).map_err(|e| anyhow::anyhow!("{e}"))?;
-    let files: Arc<Vec<Vec<u8>>> = Arc::new(
-        corpus::files("jpeg")
-            .iter()
-            .map(std::fs::read)
-            .collect::<Result<_, _>>()?,
-    );
+    let files: Arc<Vec<Vec<u8>>> = Arc::new(corpus::files("jpeg").iter().map(std::fs::read).collect::<Result<_, _>>()?);
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    eprintln!(
-        "corpus: {} JPEGs; op {}; {} s per side; {cores} cores",
-        files.len(),
-        a.op,
-        a.seconds
-    );
+    eprintln!("corpus: {} JPEGs; op {}; {} s per side; {cores} cores", files.len(), a.op, a.seconds);
 
     eprintln!("[1/4] warming up and measuring in-process ({cores} threads, then 1)");
     in_process(&files, op, cores, 1);
@@ -186,58 +150,28 @@ async fn main() -> anyhow::Result<()> {
     let worker = procs::Worker::spawn(&nats.client_url, &[])?;
     over_http(&api.base, &files, &a.op, a.clients, 2).await;
 
-    eprintln!(
-        "[3/4] measuring over HTTP at saturation ({} concurrent clients)",
-        a.clients
-    );
-    let pids = [
-        ("worker", Some(worker.pid() as u32)),
-        ("nats-server", nats.pid()),
-        ("api-server", Some(api.pid())),
-    ];
+    eprintln!("[3/4] measuring over HTTP at saturation ({} concurrent clients)", a.clients);
+    let pids = [("worker", Some(worker.pid() as u32)), ("nats-server", nats.pid()), ("api-server", Some(api.pid()))];
     let cpu = |pid: Option<u32>| pid.and_then(procs::cpu_seconds).unwrap_or(f64::NAN);
     let before: Vec<f64> = pids.iter().map(|(_, p)| cpu(*p)).collect();
     let remote = over_http(&api.base, &files, &a.op, a.clients, a.seconds).await;
-    let used: Vec<f64> = pids
-        .iter()
-        .zip(&before)
-        .map(|((_, p), b)| cpu(*p) - b)
-        .collect();
+    let used: Vec<f64> = pids.iter().zip(&before).map(|((_, p), b)| cpu(*p) - b).collect();
 
     eprintln!("[4/4] measuring over HTTP unloaded (1 client)");
     let remote_one = over_http(&api.base, &files, &a.op, 1, a.seconds.div_ceil(2)).await;
 
-    println!(
-        "{:<40} {:>9} {:>8} {:>8}",
-        "path", "conv/s", "p50 ms", "p99 ms"
-    );
+    println!("{:<40} {:>9} {:>8} {:>8}", "path", "conv/s", "p50 ms", "p99 ms");
     for (name, r) in [
         (format!("in-process, {cores} threads"), &local),
-        (
-            format!("HTTP+JetStream+worker, {} clients", a.clients),
-            &remote,
-        ),
+        (format!("HTTP+JetStream+worker, {} clients", a.clients), &remote),
         ("in-process, 1 thread".to_owned(), &local_one),
         ("HTTP+JetStream+worker, 1 client".to_owned(), &remote_one),
     ] {
-        println!(
-            "{name:<40} {:>9.1} {:>8.2} {:>8.2}",
-            r.rate(),
-            r.pct(0.5),
-            r.pct(0.99)
-        );
+        println!("{name:<40} {:>9.1} {:>8.2} {:>8.2}", r.rate(), r.pct(0.5), r.pct(0.99));
     }
-    let cpu_line: Vec<String> = pids
-        .iter()
-        .zip(&used)
-        .map(|((n, _), u)| format!("{n} {u:.1}"))
-        .collect();
-    println!(
-        "CPU seconds during the saturated HTTP run: {}",
-        cpu_line.join(", ")
-    );
-    let mean_queue =
-        remote_one.queue_ms.iter().sum::<f64>() / remote_one.queue_ms.len().max(1) as f64;
+    let cpu_line: Vec<String> = pids.iter().zip(&used).map(|((n, _), u)| format!("{n} {u:.1}")).collect();
+    println!("CPU seconds during the saturated HTTP run: {}", cpu_line.join(", "));
+    let mean_queue = remote_one.queue_ms.iter().sum::<f64>() / remote_one.queue_ms.len().max(1) as f64;
     println!(
         "queue wait (enqueue to worker start), unloaded: mean {mean_queue:.2} ms, p50 {:.2} ms, p99 {:.2} ms",
         percentile(&remote_one.queue_ms, 0.5),
@@ -248,9 +182,7 @@ async fn main() -> anyhow::Result<()> {
     // fleet with separate API nodes pays.
     let per_cpu_local = local.rate() / cores as f64;
     let per_cpu_remote = remote.count as f64 / used[0];
-    println!(
-        "conversions per worker CPU-second: in-process {per_cpu_local:.1}, through the queue {per_cpu_remote:.1}"
-    );
+    println!("conversions per worker CPU-second: in-process {per_cpu_local:.1}, through the queue {per_cpu_remote:.1}");
     println!(
         "ratio_throughput={:.3} ratio_per_worker_cpu={:.3} added_p50_ms={:.2} added_p99_ms={:.2}",
         remote.rate() / local.rate(),

@@ -18,12 +18,8 @@ pub fn rgb_to_srgb(icc: &[u8], pixels: &mut [u8], alpha: bool) {
         return;
     }
     let layout = if alpha { Layout::Rgba } else { Layout::Rgb };
-    let Ok(t) = src.create_transform_8bit(
-        layout,
-        &ColorProfile::new_srgb(),
-        layout,
-        TransformOptions::default(),
-    ) else {
+    let Ok(t) = src.create_transform_8bit(layout, &ColorProfile::new_srgb(), layout, TransformOptions::default())
+    else {
         return;
     };
     let mut out = vec![0u8; pixels.len()];
@@ -53,12 +49,7 @@ fn cmyk_through_profile(icc: &[u8], cmyk: &[u8]) -> Option<Vec<u8>> {
         return None;
     }
     let t = src
-        .create_transform_8bit(
-            Layout::Rgba,
-            &ColorProfile::new_srgb(),
-            Layout::Rgb,
-            TransformOptions::default(),
-        )
+        .create_transform_8bit(Layout::Rgba, &ColorProfile::new_srgb(), Layout::Rgb, TransformOptions::default())
         .ok()?;
     // Profiles describe ink amounts (0 = no ink); Adobe JPEGs store them inverted.
     let ink: Vec<u8> = cmyk.iter().map(|v| 255 - v).collect();
@@ -73,18 +64,12 @@ mod tests {
 
     #[test]
     fn naive_cmyk_treats_values_as_inverted() {
-        assert_eq!(
-            cmyk_to_srgb(None, &[255, 255, 255, 255]),
-            vec![255, 255, 255]
-        );
+        assert_eq!(cmyk_to_srgb(None, &[255, 255, 255, 255]), vec![255, 255, 255]);
         assert_eq!(cmyk_to_srgb(None, &[255, 0, 255, 255]), vec![255, 0, 255]);
         assert_eq!(cmyk_to_srgb(None, &[255, 255, 255, 0]), vec![0, 0, 0]);
         // A profile that is not CMYK falls back to the formula.
         let rgb_profile = ColorProfile::new_adobe_rgb().encode().unwrap();
-        assert_eq!(
-            cmyk_to_srgb(Some(&rgb_profile), &[255, 0, 255, 255]),
-            vec![255, 0, 255]
-        );
+        assert_eq!(cmyk_to_srgb(Some(&rgb_profile), &[255, 0, 255, 255]), vec![255, 0, 255]);
     }
 
     #[test]

@@ -27,19 +27,12 @@ impl Header {
     pub fn transposed(&self) -> bool {
         matches!(
             self.orientation,
-            Orientation::Rotate90
-                | Orientation::Rotate270
-                | Orientation::Rotate90FlipH
-                | Orientation::Rotate270FlipH
+            Orientation::Rotate90 | Orientation::Rotate270 | Orientation::Rotate90FlipH | Orientation::Rotate270FlipH
         )
     }
 
     pub fn upright_size(&self) -> (u32, u32) {
-        if self.transposed() {
-            (self.height, self.width)
-        } else {
-            (self.width, self.height)
-        }
+        if self.transposed() { (self.height, self.width) } else { (self.width, self.height) }
     }
 }
 
@@ -61,33 +54,17 @@ fn jpeg_error(e: turbojpeg::Error) -> ResizeError {
 }
 
 /// Reads the header of `input`, which is known to be `format`.
-pub fn header(
-    jpeg: &mut Decompressor,
-    input: &[u8],
-    format: ImageFormat,
-) -> Result<Header, ResizeError> {
+pub fn header(jpeg: &mut Decompressor, input: &[u8], format: ImageFormat) -> Result<Header, ResizeError> {
     if format == ImageFormat::Jpeg {
         let h = jpeg.read_header(input).map_err(jpeg_error)?;
-        let orientation = jpeg_exif(input)
-            .and_then(Orientation::from_exif_chunk)
-            .unwrap_or(Orientation::NoTransforms);
-        return Ok(Header {
-            width: h.width as u32,
-            height: h.height as u32,
-            orientation,
-            icc: jpeg_icc(input),
-        });
+        let orientation = jpeg_exif(input).and_then(Orientation::from_exif_chunk).unwrap_or(Orientation::NoTransforms);
+        return Ok(Header { width: h.width as u32, height: h.height as u32, orientation, icc: jpeg_icc(input) });
     }
     let mut decoder = image_decoder(input, format)?;
     let (width, height) = decoder.dimensions();
     let orientation = decoder.orientation().unwrap_or(Orientation::NoTransforms);
     let icc = decoder.icc_profile().ok().flatten();
-    Ok(Header {
-        width,
-        height,
-        orientation,
-        icc,
-    })
+    Ok(Header { width, height, orientation, icc })
 }
 
 fn image_decoder(input: &[u8], format: ImageFormat) -> Result<impl ImageDecoder + '_, ResizeError> {
@@ -126,9 +103,7 @@ fn jpeg_segments(input: &[u8]) -> impl Iterator<Item = (u8, &[u8])> {
 
 /// The TIFF payload of the first APP1 `Exif` segment, if any.
 fn jpeg_exif(input: &[u8]) -> Option<&[u8]> {
-    jpeg_segments(input)
-        .find(|(m, body)| *m == 0xE1 && body.starts_with(b"Exif\0\0"))
-        .map(|(_, body)| &body[6..])
+    jpeg_segments(input).find(|(m, body)| *m == 0xE1 && body.starts_with(b"Exif\0\0")).map(|(_, body)| &body[6..])
 }
 
 /// The ICC profile from the APP2 `ICC_PROFILE` segments (split into numbered chunks), if complete.
@@ -144,19 +119,10 @@ fn jpeg_icc(input: &[u8]) -> Option<Vec<u8>> {
     }
     chunks.sort_by_key(|(seq, _)| *seq);
     // Sequence numbers run 1..=n without gaps; anything else is a damaged profile.
-    if chunks
-        .iter()
-        .enumerate()
-        .any(|(i, (seq, _))| *seq as usize != i + 1)
-    {
+    if chunks.iter().enumerate().any(|(i, (seq, _))| *seq as usize != i + 1) {
         return None;
     }
-    Some(
-        chunks
-            .into_iter()
-            .flat_map(|(_, c)| c.iter().copied())
-            .collect(),
-    )
+    Some(chunks.into_iter().flat_map(|(_, c)| c.iter().copied()).collect())
 }
 
 /// Decodes `input`, downscaling JPEGs in the DCT domain as far as `min_scale`
@@ -175,18 +141,8 @@ pub fn decode(
     let img = image::DynamicImage::from_decoder(decoder)?;
     let alpha = img.color().has_alpha();
     let (width, height) = (img.width(), img.height());
-    let buf = if alpha {
-        img.into_rgba8().into_raw()
-    } else {
-        img.into_rgb8().into_raw()
-    };
-    Ok(Pixels {
-        buf,
-        width,
-        height,
-        alpha,
-        in_srgb: false,
-    })
+    let buf = if alpha { img.into_rgba8().into_raw() } else { img.into_rgb8().into_raw() };
+    Ok(Pixels { buf, width, height, alpha, in_srgb: false })
 }
 
 /// The smallest of 1/8, 1/4, 1/2, 1 that keeps at least `min_scale`: libjpeg-turbo
@@ -199,48 +155,24 @@ pub fn jpeg_scaling(min_scale: f64) -> ScalingFactor {
         .unwrap_or(ScalingFactor::ONE)
 }
 
-fn decode_jpeg(
-    jpeg: &mut Decompressor,
-    input: &[u8],
-    header: &Header,
-    min_scale: f64,
-) -> Result<Pixels, ResizeError> {
+fn decode_jpeg(jpeg: &mut Decompressor, input: &[u8], header: &Header, min_scale: f64) -> Result<Pixels, ResizeError> {
     let h = jpeg.read_header(input).map_err(jpeg_error)?;
     let factor = jpeg_scaling(min_scale);
     jpeg.set_scaling_factor(factor).map_err(jpeg_error)?;
     jpeg.set_scan_limit(MAX_JPEG_SCANS).map_err(jpeg_error)?;
-    let (width, height) = (
-        factor.scale(header.width as usize),
-        factor.scale(header.height as usize),
-    );
+    let (width, height) = (factor.scale(header.width as usize), factor.scale(header.height as usize));
     let cmyk = matches!(h.colorspace, Colorspace::CMYK | Colorspace::YCCK);
-    let format = if cmyk {
-        PixelFormat::CMYK
-    } else {
-        PixelFormat::RGB
-    };
+    let format = if cmyk { PixelFormat::CMYK } else { PixelFormat::RGB };
     let mut buf = vec![0u8; width * height * format.size()];
     jpeg.decompress(
         input,
-        turbojpeg::Image {
-            pixels: &mut buf[..],
-            width,
-            pitch: width * format.size(),
-            height,
-            format,
-        },
+        turbojpeg::Image { pixels: &mut buf[..], width, pitch: width * format.size(), height, format },
     )
     .map_err(jpeg_error)?;
     if cmyk {
         buf = color::cmyk_to_srgb(header.icc.as_deref(), &buf);
     }
-    Ok(Pixels {
-        buf,
-        width: width as u32,
-        height: height as u32,
-        alpha: false,
-        in_srgb: cmyk,
-    })
+    Ok(Pixels { buf, width: width as u32, height: height as u32, alpha: false, in_srgb: cmyk })
 }
 
 #[cfg(test)]

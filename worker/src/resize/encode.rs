@@ -11,9 +11,7 @@ pub fn flatten(rgba: &[u8]) -> Vec<u8> {
     let mut rgb = Vec::with_capacity(rgba.len() / 4 * 3);
     for px in rgba.chunks_exact(4) {
         let a = px[3] as u32;
-        rgb.extend(
-            [px[0], px[1], px[2]].map(|c| ((c as u32 * a + 255 * (255 - a) + 127) / 255) as u8),
-        );
+        rgb.extend([px[0], px[1], px[2]].map(|c| ((c as u32 * a + 255 * (255 - a) + 127) / 255) as u8));
     }
     rgb
 }
@@ -28,9 +26,7 @@ pub fn encode(
     alpha: bool,
     quality: u8,
 ) -> Result<Vec<u8>, ResizeError> {
-    let internal = |e: &dyn std::fmt::Display| {
-        ResizeError::Internal(format!("{} encoder: {e}", format.name()))
-    };
+    let internal = |e: &dyn std::fmt::Display| ResizeError::Internal(format!("{} encoder: {e}", format.name()));
     match format {
         ImageFormat::Jpeg => {
             let flat;
@@ -42,8 +38,7 @@ pub fn encode(
             };
             jpeg.set_quality(quality as i32).map_err(|e| internal(&e))?;
             // 4:2:0 like libvips, sharp and libjpeg's own default: a quarter smaller than 4:4:4 at equal quality.
-            jpeg.set_subsamp(Subsamp::Sub2x2)
-                .map_err(|e| internal(&e))?;
+            jpeg.set_subsamp(Subsamp::Sub2x2).map_err(|e| internal(&e))?;
             let (w, h) = (width as usize, height as usize);
             jpeg.compress_to_vec(turbojpeg::Image {
                 pixels: rgb,
@@ -56,11 +51,7 @@ pub fn encode(
         }
         ImageFormat::Png => {
             let mut out = Vec::new();
-            let color = if alpha {
-                image::ExtendedColorType::Rgba8
-            } else {
-                image::ExtendedColorType::Rgb8
-            };
+            let color = if alpha { image::ExtendedColorType::Rgba8 } else { image::ExtendedColorType::Rgb8 };
             image::codecs::png::PngEncoder::new_with_quality(
                 &mut out,
                 image::codecs::png::CompressionType::Default,

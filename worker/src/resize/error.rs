@@ -8,12 +8,7 @@ pub enum ResizeError {
     #[error("corrupt or truncated image: {0}")]
     Corrupt(String),
     #[error("image declares {width}×{height} = {pixels} pixels, over the limit of {limit}")]
-    PixelLimit {
-        width: u64,
-        height: u64,
-        pixels: u64,
-        limit: u64,
-    },
+    PixelLimit { width: u64, height: u64, pixels: u64, limit: u64 },
     #[error("internal error: {0}")]
     Internal(String),
 }

@@ -29,12 +29,7 @@ impl Plan {
     /// the resampler works on the stored pixels, orientation is applied after.
     pub fn transposed(&self) -> Self {
         Self {
-            crop: Crop {
-                left: self.crop.top,
-                top: self.crop.left,
-                width: self.crop.height,
-                height: self.crop.width,
-            },
+            crop: Crop { left: self.crop.top, top: self.crop.left, width: self.crop.height, height: self.crop.width },
             content: (self.content.1, self.content.0),
             canvas: (self.canvas.1, self.canvas.0),
             offset: (self.offset.1, self.offset.0),
@@ -55,12 +50,7 @@ fn round_dim(x: f64) -> u32 {
 /// Plans the operation for a `src_w`×`src_h` upright source.
 pub fn plan(src_w: u32, src_h: u32, op: &ResizeOp) -> Plan {
     let (sw, sh) = (src_w as f64, src_h as f64);
-    let whole = Crop {
-        left: 0.0,
-        top: 0.0,
-        width: sw,
-        height: sh,
-    };
+    let whole = Crop { left: 0.0, top: 0.0, width: sw, height: sh };
     let fit_inside = |w: u32, h: u32| {
         let scale = (w as f64 / sw).min(h as f64 / sh);
         (round_dim(sw * scale).min(w), round_dim(sh * scale).min(h))
@@ -68,71 +58,31 @@ pub fn plan(src_w: u32, src_h: u32, op: &ResizeOp) -> Plan {
     match (op.fit, op.width, op.height) {
         (Fit::Inside, Some(w), None) => {
             let content = (w, round_dim(sh * w as f64 / sw));
-            Plan {
-                crop: whole,
-                content,
-                canvas: content,
-                offset: (0, 0),
-            }
+            Plan { crop: whole, content, canvas: content, offset: (0, 0) }
         }
         (Fit::Inside, None, Some(h)) => {
             let content = (round_dim(sw * h as f64 / sh), h);
-            Plan {
-                crop: whole,
-                content,
-                canvas: content,
-                offset: (0, 0),
-            }
+            Plan { crop: whole, content, canvas: content, offset: (0, 0) }
         }
         (_, None, None) | (_, None, _) | (_, _, None) => {
             // ResizeOp validation guarantees both sides for every fit but `inside`.
             let content = (src_w, src_h);
-            Plan {
-                crop: whole,
-                content,
-                canvas: content,
-                offset: (0, 0),
-            }
+            Plan { crop: whole, content, canvas: content, offset: (0, 0) }
         }
         (Fit::Inside, Some(w), Some(h)) => {
             let content = fit_inside(w, h);
-            Plan {
-                crop: whole,
-                content,
-                canvas: content,
-                offset: (0, 0),
-            }
+            Plan { crop: whole, content, canvas: content, offset: (0, 0) }
         }
         (Fit::Contain, Some(w), Some(h)) => {
             let content = fit_inside(w, h);
-            Plan {
-                crop: whole,
-                content,
-                canvas: (w, h),
-                offset: ((w - content.0) / 2, (h - content.1) / 2),
-            }
+            Plan { crop: whole, content, canvas: (w, h), offset: ((w - content.0) / 2, (h - content.1) / 2) }
         }
-        (Fit::Fill, Some(w), Some(h)) => Plan {
-            crop: whole,
-            content: (w, h),
-            canvas: (w, h),
-            offset: (0, 0),
-        },
+        (Fit::Fill, Some(w), Some(h)) => Plan { crop: whole, content: (w, h), canvas: (w, h), offset: (0, 0) },
         (Fit::Cover, Some(w), Some(h)) => {
             let scale = (w as f64 / sw).max(h as f64 / sh);
             let (cw, ch) = ((w as f64 / scale).min(sw), (h as f64 / scale).min(sh));
-            let crop = Crop {
-                left: (sw - cw) / 2.0,
-                top: (sh - ch) / 2.0,
-                width: cw,
-                height: ch,
-            };
-            Plan {
-                crop,
-                content: (w, h),
-                canvas: (w, h),
-                offset: (0, 0),
-            }
+            let crop = Crop { left: (sw - cw) / 2.0, top: (sh - ch) / 2.0, width: cw, height: ch };
+            Plan { crop, content: (w, h), canvas: (w, h), offset: (0, 0) }
         }
     }
 }
@@ -170,15 +120,7 @@ mod tests {
     fn cover_crops_the_centre() {
         let p = plan(4000, 3000, &op("w=300&h=300&fit=cover"));
         assert_eq!(p.content, (300, 300));
-        assert_eq!(
-            p.crop,
-            Crop {
-                left: 500.0,
-                top: 0.0,
-                width: 3000.0,
-                height: 3000.0
-            }
-        );
+        assert_eq!(p.crop, Crop { left: 500.0, top: 0.0, width: 3000.0, height: 3000.0 });
         assert!((p.min_scale() - 0.1).abs() < 1e-9);
     }
 

@@ -30,9 +30,7 @@ pub struct Limits {
 impl Default for Limits {
     fn default() -> Self {
         // imgproxy's default maximum source resolution; a 24 MP camera photo passes.
-        Self {
-            max_pixels: 50_000_000,
-        }
+        Self { max_pixels: 50_000_000 }
     }
 }
 
@@ -62,12 +60,7 @@ impl Engine {
         })
     }
 
-    pub fn resize(
-        &mut self,
-        input: &[u8],
-        op: &ResizeOp,
-        limits: &Limits,
-    ) -> Result<Resized, ResizeError> {
+    pub fn resize(&mut self, input: &[u8], op: &ResizeOp, limits: &Limits) -> Result<Resized, ResizeError> {
         let format = ImageFormat::sniff(input)
             .ok_or_else(|| ResizeError::Unsupported("not a JPEG, PNG, WebP or GIF image".into()))?;
         let header = decode::header(&mut self.decompressor, input, format)?;
@@ -82,51 +75,27 @@ impl Engine {
         }
         let (up_w, up_h) = header.upright_size();
         let plan = geometry::plan(up_w, up_h, op);
-        let stored_plan = if header.transposed() {
-            plan.transposed()
-        } else {
-            plan
-        };
-        let decoded = decode::decode(
-            &mut self.decompressor,
-            input,
-            format,
-            &header,
-            stored_plan.min_scale(),
-        )?;
+        let stored_plan = if header.transposed() { plan.transposed() } else { plan };
+        let decoded = decode::decode(&mut self.decompressor, input, format, &header, stored_plan.min_scale())?;
 
         // The decoder may have shrunk the image: map the crop into decoded pixels.
-        let (sx, sy) = (
-            decoded.width as f64 / header.width as f64,
-            decoded.height as f64 / header.height as f64,
-        );
+        let (sx, sy) = (decoded.width as f64 / header.width as f64, decoded.height as f64 / header.height as f64);
         let crop = stored_plan.crop;
-        let pixel_type = if decoded.alpha {
-            PixelType::U8x4
-        } else {
-            PixelType::U8x3
-        };
+        let pixel_type = if decoded.alpha { PixelType::U8x4 } else { PixelType::U8x3 };
         let src = Image::from_vec_u8(decoded.width, decoded.height, decoded.buf, pixel_type)
             .map_err(|e| ResizeError::Internal(e.to_string()))?;
         let (cw, ch) = stored_plan.content;
         let mut dst = Image::new(cw, ch, pixel_type);
         // Clamp: the decoder rounds scaled sizes up, float products may overshoot by an ulp.
         let (dw, dh) = (decoded.width as f64, decoded.height as f64);
-        let (left, top) = (
-            (crop.left * sx).min(dw - 1.0),
-            (crop.top * sy).min(dh - 1.0),
+        let (left, top) = ((crop.left * sx).min(dw - 1.0), (crop.top * sy).min(dh - 1.0));
+        let options = ResizeOptions::new().resize_alg(ResizeAlg::Convolution(fr::FilterType::Lanczos3)).crop(
+            left,
+            top,
+            (crop.width * sx).min(dw - left),
+            (crop.height * sy).min(dh - top),
         );
-        let options = ResizeOptions::new()
-            .resize_alg(ResizeAlg::Convolution(fr::FilterType::Lanczos3))
-            .crop(
-                left,
-                top,
-                (crop.width * sx).min(dw - left),
-                (crop.height * sy).min(dh - top),
-            );
-        self.resizer
-            .resize(&src, &mut dst, &options)
-            .map_err(|e| ResizeError::Internal(e.to_string()))?;
+        self.resizer.resize(&src, &mut dst, &options).map_err(|e| ResizeError::Internal(e.to_string()))?;
         drop(src);
 
         let mut out = dst.into_vec();
@@ -138,32 +107,11 @@ impl Engine {
 
         let out_format = op.output_format(format);
         if plan.canvas != plan.content {
-            img = pad(
-                img,
-                plan.canvas,
-                plan.offset,
-                out_format != ImageFormat::Jpeg,
-            );
+            img = pad(img, plan.canvas, plan.offset, out_format != ImageFormat::Jpeg);
         }
         let (width, height, alpha) = (img.width(), img.height(), img.color().has_alpha());
-        let bytes = encode::encode(
-            &mut self.compressor,
-            out_format,
-            img.as_bytes(),
-            width,
-            height,
-            alpha,
-            op.quality,
-        )?;
-        Ok(Resized {
-            bytes,
-            rendered: Rendered {
-                format: out_format,
-                width,
-                height,
-            },
-            input_pixels: pixels,
-        })
+        let bytes = encode::encode(&mut self.compressor, out_format, img.as_bytes(), width, height, alpha, op.quality)?;
+        Ok(Resized { bytes, rendered: Rendered { format: out_format, width, height }, input_pixels: pixels })
     }
 }
 
@@ -177,12 +125,7 @@ fn to_dynamic(buf: Vec<u8>, w: u32, h: u32, alpha: bool) -> Result<DynamicImage,
 }
 
 /// Places `img` on a canvas: transparent where the output has alpha, white otherwise.
-fn pad(
-    img: DynamicImage,
-    canvas: (u32, u32),
-    offset: (u32, u32),
-    transparent: bool,
-) -> DynamicImage {
+fn pad(img: DynamicImage, canvas: (u32, u32), offset: (u32, u32), transparent: bool) -> DynamicImage {
     let (x, y) = (offset.0 as i64, offset.1 as i64);
     if transparent {
         let mut out = image::RgbaImage::from_pixel(canvas.0, canvas.1, image::Rgba([0, 0, 0, 0]));
@@ -193,8 +136,7 @@ fn pad(
         let rgb = match img {
             DynamicImage::ImageRgba8(rgba) => {
                 let (w, h) = rgba.dimensions();
-                image::RgbImage::from_raw(w, h, encode::flatten(rgba.as_raw()))
-                    .expect("flatten keeps the size")
+                image::RgbImage::from_raw(w, h, encode::flatten(rgba.as_raw())).expect("flatten keeps the size")
             }
             other => other.into_rgb8(),
         };
@@ -214,8 +156,6 @@ pub fn resize(input: &[u8], op: &ResizeOp, limits: &Limits) -> Result<Resized, R
         if slot.is_none() {
             *slot = Some(Engine::new()?);
         }
-        slot.as_mut()
-            .expect("engine initialised above")
-            .resize(input, op, limits)
+        slot.as_mut().expect("engine initialised above").resize(input, op, limits)
     })
 }
