@@ -1,6 +1,6 @@
 //! Shared state and the router.
 
-use crate::{config::Config, metrics::Metrics, queue::Queue, routes};
+use crate::{admission::Admission, config::Config, metrics::Metrics, queue::Queue, routes};
 use axum::{
     Router,
     extract::{MatchedPath, Request, State},
@@ -10,15 +10,14 @@ use axum::{
 };
 use prometheus_client::registry::Registry;
 use std::{sync::Arc, time::Instant};
-use tokio::sync::Semaphore;
 
 #[derive(Clone)]
 pub struct AppState {
     pub config: Arc<Config>,
     pub queue: Queue,
     pub metrics: Metrics,
-    /// Bounds requests in progress; beyond it new requests are shed with 503.
-    pub admission: Arc<Semaphore>,
+    /// Decides whether a new request enters or is shed with 503.
+    pub admission: Arc<Admission>,
 }
 
 pub fn router(state: AppState, registry: Arc<Registry>) -> Router {

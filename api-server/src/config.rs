@@ -24,6 +24,9 @@ pub struct Config {
     /// Requests in progress at once before new ones are shed with 503.
     #[arg(long, env = "MAX_IN_FLIGHT", default_value_t = 512)]
     pub max_in_flight: usize,
+    /// Queue wait above which new requests are shed while it persists (a standing queue).
+    #[arg(long, env = "QUEUE_TARGET", default_value = "100ms", value_parser = contracts::duration::parse)]
+    pub queue_target: Duration,
     /// Time allowed to receive the request headers (slow-client protection).
     #[arg(long, env = "HEADER_TIMEOUT", default_value = "10s", value_parser = contracts::duration::parse)]
     pub header_timeout: Duration,

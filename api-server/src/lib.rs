@@ -7,6 +7,7 @@
 //!
 //! # Layout
 //! - [`config`]: flags and environment.
+//! - [`admission`]: shedding at the edge when the queue stands (graceful degradation).
 //! - [`app`]: shared state, router, request metrics middleware.
 //! - [`routes`]: handlers (`resize`; `meta` for health, readiness, OpenAPI, problem types).
 //! - [`queue`]: publishing jobs and routing answers back to waiting requests.
@@ -14,6 +15,7 @@
 //! - [`metrics`]: Prometheus metrics.
 //! - [`serve`]: the HTTP/1.1 accept loop with slow-client limits and graceful shutdown.
 
+pub mod admission;
 pub mod app;
 pub mod config;
 pub mod metrics;
@@ -37,7 +39,7 @@ pub async fn start(
     let addr = listener.local_addr()?;
     let header_timeout = config.header_timeout;
     let state = app::AppState {
-        admission: Arc::new(tokio::sync::Semaphore::new(config.max_in_flight)),
+        admission: Arc::new(admission::Admission::new(config.queue_target, config.max_in_flight)),
         config: Arc::new(config),
         queue,
         metrics,

@@ -17,6 +17,12 @@ pub struct RouteLabel {
     pub route: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ShedLabel {
+    /// `in_flight_cap` or `standing_queue`.
+    pub reason: String,
+}
+
 #[derive(Clone)]
 pub struct Metrics {
     pub requests: Family<RequestLabels, Counter>,
@@ -26,7 +32,7 @@ pub struct Metrics {
     pub worker_process: Histogram,
     pub jobs_published: Counter,
     pub deadline_exceeded: Counter,
-    pub shed: Counter,
+    pub shed: Family<ShedLabel, Counter>,
     pub late_results: Counter,
 }
 
@@ -40,7 +46,7 @@ impl Metrics {
             worker_process: Histogram::new(telemetry::metrics::latency_buckets()),
             jobs_published: Counter::default(),
             deadline_exceeded: Counter::default(),
-            shed: Counter::default(),
+            shed: Family::default(),
             late_results: Counter::default(),
         };
         let r = registry.sub_registry_with_prefix("api");
@@ -55,7 +61,7 @@ impl Metrics {
             "Requests answered 503 because their deadline passed",
             m.deadline_exceeded.clone(),
         );
-        r.register("shed", "Requests refused with 503 because the server was at capacity", m.shed.clone());
+        r.register("shed", "Requests refused with 503 at the edge, by reason", m.shed.clone());
         r.register("late_results", "Results that arrived after their request was answered", m.late_results.clone());
         m
     }

@@ -20,6 +20,7 @@ pub fn config(nats_url: &str) -> Config {
         job_timeout: Duration::from_secs(10),
         max_body_bytes: contracts::subjects::MAX_PAYLOAD - contracts::subjects::HEADER_ALLOWANCE,
         max_in_flight: 512,
+        queue_target: Duration::from_millis(100),
         header_timeout: Duration::from_secs(10),
         body_timeout: Duration::from_secs(30),
     }

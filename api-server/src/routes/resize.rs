@@ -1,7 +1,7 @@
 //! `POST /v1/resize`: validate cheaply first, read the body within limits,
 //! queue the job, turn the worker's answer into an HTTP response.
 
-use crate::{app::AppState, problem::Problem};
+use crate::{admission::Shed, app::AppState, metrics::ShedLabel, problem::Problem};
 use axum::{
     body::Body,
     extract::{Request, State},
@@ -18,13 +18,17 @@ use tracing::Instrument;
 pub async fn resize(State(state): State<AppState>, req: Request) -> Response {
     let request_id = uuid::Uuid::now_v7().to_string();
     let started = Instant::now();
-    let _in_flight = match state.admission.clone().try_acquire_owned() {
+    let _permit = match state.admission.try_admit() {
         Ok(permit) => permit,
-        Err(_) => {
-            state.metrics.shed.inc();
-            return Problem::new(ProblemKind::Overloaded, "too many requests in progress; retry shortly")
-                .with_request_id(&request_id)
-                .into_response();
+        Err(shed) => {
+            let (reason, detail) = match shed {
+                Shed::InFlightCap => ("in_flight_cap", "too many requests in progress; retry shortly"),
+                Shed::StandingQueue => {
+                    ("standing_queue", "jobs are waiting longer than the latency target; retry shortly")
+                }
+            };
+            state.metrics.shed.get_or_create(&ShedLabel { reason: reason.into() }).inc();
+            return Problem::new(ProblemKind::Overloaded, detail).with_request_id(&request_id).into_response();
         }
     };
     state.metrics.in_flight.inc();
@@ -107,7 +111,17 @@ async fn handle(
         tenant: contracts::job::ANONYMOUS_TENANT.to_owned(),
         key_id: String::new(),
     };
-    let answer = state.queue.submit(&job, body, timeout).await?;
+    let answer = match state.queue.submit(&job, body, timeout).await {
+        Ok(a) => a,
+        Err(p) => {
+            if p.kind == ProblemKind::DeadlineExceeded {
+                // The job waited at least this long: the strongest overload signal there is.
+                state.admission.observe(timeout);
+            }
+            return Err(p);
+        }
+    };
+    state.admission.observe(std::time::Duration::from_micros(answer.headers.queue_us));
     state.metrics.jobs_published.inc();
     let h = &answer.headers;
     state.metrics.queue_wait.observe(h.queue_us as f64 / 1e6);
