@@ -5,11 +5,13 @@
 //! - [`procs`]: the service binaries (worker, …) as child processes, killable with any signal.
 //! - [`api`]: an api-server running in the test's own runtime on `127.0.0.1:0`.
 //! - [`corpus`]: the shared benchmark photos.
+//! - [`bench`]: load generation and statistics for the benchmark binaries.
 //!
 //! The binaries are taken from the cargo target directory the tests run from;
 //! `scripts/test.sh` builds them before running the tests.
 
 pub mod api;
+pub mod bench;
 pub mod corpus;
 pub mod nats;
 pub mod procs;

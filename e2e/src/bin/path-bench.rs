@@ -10,7 +10,12 @@
 
 use anyhow::Context;
 use contracts::ResizeOp;
-use e2e::{corpus, nats::NatsServer, procs};
+use e2e::{
+    bench::{Run, over_http, percentile},
+    corpus,
+    nats::NatsServer,
+    procs,
+};
 use std::{
     sync::{Arc, Mutex},
     time::{Duration, Instant},
@@ -38,36 +43,6 @@ fn args() -> anyhow::Result<Args> {
     Ok(a)
 }
 
-struct Run {
-    count: usize,
-    elapsed: Duration,
-    latencies_ms: Vec<f64>,
-    /// Queue wait per request as reported in `Server-Timing` (HTTP runs only).
-    queue_ms: Vec<f64>,
-}
-
-impl Run {
-    fn rate(&self) -> f64 {
-        self.count as f64 / self.elapsed.as_secs_f64()
-    }
-    fn pct(&self, p: f64) -> f64 {
-        percentile(&self.latencies_ms, p)
-    }
-}
-
-fn percentile(values: &[f64], p: f64) -> f64 {
-    let mut v = values.to_vec();
-    v.sort_by(f64::total_cmp);
-    v.get(((v.len() as f64 * p) as usize).min(v.len().saturating_sub(1))).copied().unwrap_or(f64::NAN)
-}
-
-/// The `queue` duration of a `Server-Timing` header, in milliseconds.
-fn queue_ms(server_timing: Option<&reqwest::header::HeaderValue>) -> Option<f64> {
-    let text = server_timing?.to_str().ok()?;
-    let queue = text.split(',').map(str::trim).find(|m| m.starts_with("queue;"))?;
-    queue.split_once("dur=")?.1.parse().ok()
-}
-
 fn in_process(files: &Arc<Vec<Vec<u8>>>, op: ResizeOp, threads: usize, secs: u64) -> Run {
     let lat = Arc::new(Mutex::new(Vec::new()));
     let started = Instant::now();
@@ -90,45 +65,6 @@ fn in_process(files: &Arc<Vec<Vec<u8>>>, op: ResizeOp, threads: usize, secs: u64
     });
     let latencies_ms = Arc::try_unwrap(lat).unwrap().into_inner().unwrap();
     Run { count: latencies_ms.len(), elapsed: started.elapsed(), latencies_ms, queue_ms: Vec::new() }
-}
-
-async fn over_http(base: &str, files: &Arc<Vec<Vec<u8>>>, op: &str, clients: usize, secs: u64) -> Run {
-    let http = reqwest::Client::new();
-    let url = format!("{base}/v1/resize?{op}");
-    let started = Instant::now();
-    let end = started + Duration::from_secs(secs);
-    let mut tasks = Vec::new();
-    for c in 0..clients {
-        let (http, url, files) = (http.clone(), url.clone(), files.clone());
-        tasks.push(tokio::spawn(async move {
-            let mut local = Vec::new();
-            let mut i = c;
-            while Instant::now() < end {
-                let t0 = Instant::now();
-                let res = http
-                    .post(&url)
-                    .header("content-type", "image/jpeg")
-                    .body(files[i % files.len()].clone())
-                    .send()
-                    .await
-                    .expect("request");
-                assert_eq!(res.status(), 200, "{:?}", res.text().await);
-                let queue = queue_ms(res.headers().get("server-timing"));
-                res.bytes().await.expect("body");
-                local.push((t0.elapsed().as_secs_f64() * 1000.0, queue));
-                i += clients;
-            }
-            local
-        }));
-    }
-    let (mut latencies_ms, mut queue) = (Vec::new(), Vec::new());
-    for t in tasks {
-        for (latency, q) in t.await.expect("client task") {
-            latencies_ms.push(latency);
-            queue.extend(q);
-        }
-    }
-    Run { count: latencies_ms.len(), elapsed: started.elapsed(), latencies_ms, queue_ms: queue }
 }
 
 #[tokio::main]
