@@ -1,1 +1,118 @@
-fn main() {}
+use anyhow::Context as _;
+use clap::Parser;
+use kube::Client;
+use kube::api::{Api, ListParams};
+use operator::crd::ResizeDeployment;
+use operator::leader;
+use operator::metrics::{Health, Metrics, router};
+use operator::queue::NatsQueue;
+use operator::reconcile::{self, Context};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+use tokio::sync::watch;
+use tracing::{info, warn};
+
+/// Runs the ResizeDeployment operator: elects a leader, then reconciles every ResizeDeployment in the cluster.
+#[derive(Parser, Debug)]
+struct Args {
+    /// Address of /metrics, /healthz and /readyz.
+    #[arg(long, env = "OPERATOR_LISTEN", default_value = "0.0.0.0:8080")]
+    listen: SocketAddr,
+    /// Namespace of the leader-election Lease (the operator's own namespace).
+    #[arg(long, env = "POD_NAMESPACE", default_value = "default")]
+    lease_namespace: String,
+    #[arg(long, env = "OPERATOR_LEASE_NAME", default_value = "resizer-operator")]
+    lease_name: String,
+    /// Seconds after which a holder that stopped renewing loses the Lease.
+    #[arg(long, env = "OPERATOR_LEASE_SECONDS", default_value_t = 15)]
+    lease_seconds: u64,
+    /// This replica's name in the Lease; defaults to the pod name, else host and process id.
+    #[arg(long, env = "POD_NAME")]
+    identity: Option<String>,
+    /// NATS address to use instead of each ResizeDeployment's in-cluster service (an operator outside the cluster).
+    #[arg(long, env = "OPERATOR_NATS_URL")]
+    nats_url: Option<String>,
+    /// How long a NATS connection attempt may take before the queue counts as unreachable.
+    #[arg(long, env = "OPERATOR_NATS_TIMEOUT", default_value = "2s", value_parser = contracts::duration::parse)]
+    nats_timeout: Duration,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info,kube=warn".into()),
+        )
+        .init();
+    let args = Args::parse();
+    let identity = args.identity.clone().unwrap_or_else(|| {
+        let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "operator".into());
+        format!("{host}-{}", std::process::id())
+    });
+
+    let client = Client::try_default().await.context("no Kubernetes configuration")?;
+    // Fail at start, not in a watch retry loop, when the CRD is missing.
+    Api::<ResizeDeployment>::all(client.clone())
+        .list(&ListParams::default().limit(1))
+        .await
+        .context("listing ResizeDeployments; is crds/resizedeployments.yaml applied?")?;
+
+    let metrics = Arc::new(Metrics::default());
+    let ready = Arc::new(AtomicBool::new(false));
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let listener = tokio::net::TcpListener::bind(args.listen).await.context("binding the metrics address")?;
+    info!(addr = %listener.local_addr()?, %identity, "serving /metrics, /healthz, /readyz");
+    let app = router(Health { metrics: metrics.clone(), ready: ready.clone() });
+    let http = tokio::spawn(axum::serve(listener, app).with_graceful_shutdown(stopped(stop_rx.clone())).into_future());
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        let _ = stop_tx.send(true);
+    });
+
+    let mut election =
+        leader::elect(client.clone(), &args.lease_namespace, &args.lease_name, &identity, args.lease_seconds).await?;
+    ready.store(true, Ordering::Relaxed);
+    let queue = Arc::new(NatsQueue { connect_timeout: args.nats_timeout });
+    let mut ctx = Context::new(client, &identity, metrics.clone(), queue);
+    ctx.nats_url = args.nats_url;
+    let ctx = Arc::new(ctx);
+
+    loop {
+        tokio::select! {
+            held = election.acquired() => if !held { break },
+            _ = stopped(stop_rx.clone()) => break,
+        }
+        info!(%identity, "holding the leader lease; reconciling");
+        metrics.leader.set(1);
+        let lost = election.lost();
+        let stop = stopped(stop_rx.clone());
+        reconcile::run(ctx.clone(), async move {
+            tokio::select! { _ = lost => {}, _ = stop => {} }
+        })
+        .await;
+        metrics.leader.set(0);
+        if *stop_rx.borrow() {
+            break;
+        }
+        warn!(%identity, "lost the leader lease; standing by");
+    }
+    // Releasing lets a standby take over now instead of after the lease duration.
+    election.release().await;
+    let _ = http.await;
+    info!("stopped");
+    Ok(())
+}
+
+async fn stopped(mut rx: watch::Receiver<bool>) {
+    let _ = rx.wait_for(|s| *s).await;
+}
+
+async fn shutdown_signal() {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {},
+        _ = term.recv() => {},
+    }
+}

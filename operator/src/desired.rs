@@ -1,0 +1,602 @@
+//! The child objects of a `ResizeDeployment`, as a pure function of its spec
+//! and the replica counts the capacity math chose.
+//!
+//! Objects are written as JSON shaped like the manifests an operator of the
+//! fleet would read, then parsed into typed k8s-openapi structs: a field the
+//! apiserver would reject fails here, in a unit test, instead.
+
+use crate::crd::{PodSettings, ResizeDeployment};
+use crate::error::Error;
+use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
+use k8s_openapi::api::core::v1::{ConfigMap, ResourceRequirements, Service, ServiceAccount};
+use k8s_openapi::api::networking::v1::{Ingress, NetworkPolicy};
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
+use kube::{Resource, ResourceExt};
+use serde::de::DeserializeOwned;
+use serde_json::{Value, json};
+use std::collections::BTreeMap;
+
+/// The field manager every server-side apply of the operator uses.
+pub const MANAGER: &str = "resizer-operator";
+/// Label selecting the operator's own pods, which may reach NATS to create streams and read the queue.
+pub const OPERATOR_LABEL: (&str, &str) = ("app.kubernetes.io/name", "resizer-operator");
+
+const CLIENT_PORT: i32 = 4222;
+const CLUSTER_PORT: i32 = 6222;
+const MONITOR_PORT: i32 = 8222;
+const HTTP_PORT: i32 = 8080;
+
+/// The parts of the fleet; each gets its own name, labels and service account.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Component {
+    Api,
+    Worker,
+    Queue,
+    AuthCache,
+    UsageAggregator,
+}
+
+impl Component {
+    pub const ALL: [Component; 5] =
+        [Component::Api, Component::Worker, Component::Queue, Component::AuthCache, Component::UsageAggregator];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Component::Api => "api",
+            Component::Worker => "worker",
+            Component::Queue => "nats",
+            Component::AuthCache => "auth-cache",
+            Component::UsageAggregator => "usage-aggregator",
+        }
+    }
+
+    /// `<resizedeployment>-<component>`: one name per component for its workload, service and account.
+    pub fn name(self, rd: &ResizeDeployment) -> String {
+        format!("{}-{}", rd.name_any(), self.as_str())
+    }
+}
+
+pub fn labels(rd: &ResizeDeployment, c: Component) -> BTreeMap<String, String> {
+    BTreeMap::from([
+        ("app.kubernetes.io/name".to_owned(), "resizer".to_owned()),
+        ("app.kubernetes.io/instance".to_owned(), rd.name_any()),
+        ("app.kubernetes.io/component".to_owned(), c.as_str().to_owned()),
+        ("app.kubernetes.io/managed-by".to_owned(), MANAGER.to_owned()),
+    ])
+}
+
+/// Labels a selector may use; `managed-by` stays out so a selector never changes if it does.
+fn selector(rd: &ResizeDeployment, c: Component) -> Value {
+    json!({
+        "app.kubernetes.io/name": "resizer",
+        "app.kubernetes.io/instance": rd.name_any(),
+        "app.kubernetes.io/component": c.as_str(),
+    })
+}
+
+/// Client URL of the JetStream cluster, for the fleet and the operator.
+pub fn nats_url(rd: &ResizeDeployment) -> String {
+    format!("nats://{}.{}.svc:{CLIENT_PORT}", Component::Queue.name(rd), rd.namespace().unwrap_or_default())
+}
+
+/// Every object the operator owns for one `ResizeDeployment`.
+#[derive(Debug, Clone, Default)]
+pub struct Children {
+    pub service_accounts: Vec<ServiceAccount>,
+    pub config_maps: Vec<ConfigMap>,
+    pub services: Vec<Service>,
+    pub stateful_sets: Vec<StatefulSet>,
+    pub deployments: Vec<Deployment>,
+    pub disruption_budgets: Vec<PodDisruptionBudget>,
+    pub ingresses: Vec<Ingress>,
+    pub network_policies: Vec<NetworkPolicy>,
+}
+
+/// Replica counts decided by the capacity math.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Replicas {
+    pub api: i32,
+    /// `None` when something else (an HPA) scales the workers: the field is then left out of the apply.
+    pub workers: Option<i32>,
+}
+
+pub fn children(rd: &ResizeDeployment, replicas: Replicas) -> Result<Children, Error> {
+    let b = Builder { rd, owner: owner(rd)? };
+    let spec = &rd.spec;
+    let mut out = Children::default();
+    for c in Component::ALL {
+        out.service_accounts.push(b.object(c.name(rd), c, json!({"automountServiceAccountToken": false}))?);
+    }
+    out.config_maps.push(b.nats_config()?);
+    out.services.push(b.nats_service()?);
+    out.stateful_sets.push(b.nats_statefulset()?);
+    out.disruption_budgets.push(b.pdb(Component::Queue)?);
+
+    let nats = nats_url(rd);
+    let jobs_replicas = spec.queue.replicas.to_string();
+    let api_env = json!([
+        {"name": "API_LISTEN", "value": format!("0.0.0.0:{HTTP_PORT}")},
+        {"name": "NATS_URL", "value": nats},
+        {"name": "JOBS_REPLICAS", "value": jobs_replicas},
+        {"name": "MAX_BODY_BYTES", "value": spec.sla.max_image_bytes.to_string()},
+        {"name": "AUTH_CACHE_URL", "value": format!("http://{}:{HTTP_PORT}", Component::AuthCache.name(rd))},
+    ]);
+    out.deployments.push(b.deployment(
+        Component::Api,
+        Some(replicas.api),
+        &spec.api.image,
+        spec.api.resources.as_ref(),
+        &spec.api.pod,
+        api_env,
+        true,
+    )?);
+    out.services.push(b.http_service(Component::Api, 80)?);
+    out.disruption_budgets.push(b.pdb(Component::Api)?);
+    if let Some(ingress) = &spec.api.ingress {
+        out.ingresses.push(b.ingress(ingress)?);
+    }
+
+    let cores = spec.capacity.cores_per_worker;
+    // One job per core: request exactly the cores the capacity math counted on.
+    let worker_resources = spec.worker.resources.clone().unwrap_or_else(|| cpu_resources(cores));
+    let worker_env = json!([
+        {"name": "NATS_URL", "value": nats},
+        {"name": "JOBS_REPLICAS", "value": jobs_replicas},
+        {"name": "WORKER_CONCURRENCY", "value": cores.to_string()},
+        {"name": "WORKER_METRICS_ADDR", "value": "0.0.0.0:9091"},
+    ]);
+    out.deployments.push(b.deployment(
+        Component::Worker,
+        replicas.workers,
+        &spec.worker.image,
+        Some(&worker_resources),
+        &spec.worker.pod,
+        worker_env,
+        false,
+    )?);
+
+    let nats_only = json!([{"name": "NATS_URL", "value": nats}]);
+    out.deployments.push(b.deployment(
+        Component::AuthCache,
+        Some(spec.auth_cache.replicas),
+        &spec.auth_cache.image,
+        spec.auth_cache.resources.as_ref(),
+        &spec.auth_cache.pod,
+        nats_only.clone(),
+        false,
+    )?);
+    out.services.push(b.http_service(Component::AuthCache, HTTP_PORT)?);
+    out.deployments.push(b.deployment(
+        Component::UsageAggregator,
+        Some(spec.usage_aggregator.replicas),
+        &spec.usage_aggregator.image,
+        spec.usage_aggregator.resources.as_ref(),
+        &spec.usage_aggregator.pod,
+        nats_only,
+        false,
+    )?);
+
+    out.network_policies.push(b.auth_cache_policy()?);
+    out.network_policies.push(b.nats_policy()?);
+    Ok(out)
+}
+
+fn owner(rd: &ResizeDeployment) -> Result<OwnerReference, Error> {
+    rd.controller_owner_ref(&()).ok_or(Error::MissingObjectKey("metadata.uid"))
+}
+
+fn cpu_resources(cores: u32) -> ResourceRequirements {
+    use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+    let cpu = BTreeMap::from([("cpu".to_owned(), Quantity(cores.to_string()))]);
+    ResourceRequirements { requests: Some(cpu.clone()), limits: Some(cpu), ..Default::default() }
+}
+
+struct Builder<'a> {
+    rd: &'a ResizeDeployment,
+    owner: OwnerReference,
+}
+
+impl Builder<'_> {
+    /// A namespaced object with the common metadata merged into `body`.
+    fn object<K: DeserializeOwned + Resource<DynamicType = ()>>(
+        &self,
+        name: String,
+        c: Component,
+        mut body: Value,
+    ) -> Result<K, Error> {
+        body["apiVersion"] = json!(K::api_version(&()));
+        body["kind"] = json!(K::kind(&()));
+        body["metadata"] = json!({
+            "name": name,
+            "namespace": self.rd.namespace(),
+            "labels": labels(self.rd, c),
+            "ownerReferences": [self.owner],
+        });
+        serde_json::from_value(body).map_err(|e| Error::Build(K::kind(&()).into_owned(), e))
+    }
+
+    fn pod_template(&self, c: Component, pod: &PodSettings, containers: Value, volumes: Value) -> Value {
+        let mut template = json!({
+            "metadata": {"labels": labels(self.rd, c), "annotations": pod.annotations},
+            "spec": {
+                "serviceAccountName": c.name(self.rd),
+                "automountServiceAccountToken": false,
+                "securityContext": {"runAsNonRoot": true, "runAsUser": 65532, "fsGroup": 65532, "seccompProfile": {"type": "RuntimeDefault"}},
+                "containers": containers,
+                "volumes": volumes,
+                "nodeSelector": pod.node_selector,
+                "tolerations": pod.tolerations,
+            }
+        });
+        if let Some(p) = &pod.priority_class_name {
+            template["spec"]["priorityClassName"] = json!(p);
+        }
+        template
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn deployment(
+        &self,
+        c: Component,
+        replicas: Option<i32>,
+        image: &str,
+        resources: Option<&ResourceRequirements>,
+        pod: &PodSettings,
+        env: Value,
+        spread: bool,
+    ) -> Result<Deployment, Error> {
+        let mut container = json!({
+            "name": c.as_str(),
+            "image": image,
+            "env": env,
+            "ports": [{"name": "http", "containerPort": HTTP_PORT}],
+            "readinessProbe": {"httpGet": {"path": "/readyz", "port": "http"}, "periodSeconds": 5},
+            "livenessProbe": {"httpGet": {"path": "/healthz", "port": "http"}, "periodSeconds": 10, "failureThreshold": 3},
+            "securityContext": {"allowPrivilegeEscalation": false, "readOnlyRootFilesystem": true, "capabilities": {"drop": ["ALL"]}},
+        });
+        if let Some(r) = resources {
+            container["resources"] = json!(r);
+        }
+        let mut template = self.pod_template(c, pod, json!([container]), json!([]));
+        if spread {
+            template["spec"]["topologySpreadConstraints"] = json!([{
+                "maxSkew": 1,
+                "topologyKey": "kubernetes.io/hostname",
+                // A one-node cluster must still run the api; spreading is best effort there.
+                "whenUnsatisfiable": "ScheduleAnyway",
+                "labelSelector": {"matchLabels": selector(self.rd, c)},
+            }]);
+        }
+        let mut spec = json!({
+            "selector": {"matchLabels": selector(self.rd, c)},
+            "template": template,
+            "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 0, "maxSurge": "25%"}},
+        });
+        if let Some(n) = replicas {
+            spec["replicas"] = json!(n);
+        }
+        self.object(c.name(self.rd), c, json!({ "spec": spec }))
+    }
+
+    fn http_service(&self, c: Component, port: i32) -> Result<Service, Error> {
+        self.object(
+            c.name(self.rd),
+            c,
+            json!({"spec": {
+                "selector": selector(self.rd, c),
+                "ports": [{"name": "http", "port": port, "targetPort": "http"}],
+            }}),
+        )
+    }
+
+    fn pdb(&self, c: Component) -> Result<PodDisruptionBudget, Error> {
+        self.object(
+            c.name(self.rd),
+            c,
+            json!({"spec": {"maxUnavailable": 1, "selector": {"matchLabels": selector(self.rd, c)}}}),
+        )
+    }
+
+    fn ingress(&self, spec: &crate::crd::IngressSpec) -> Result<Ingress, Error> {
+        let mut rule = json!({"http": {"paths": [{
+            "path": "/",
+            "pathType": "Prefix",
+            "backend": {"service": {"name": Component::Api.name(self.rd), "port": {"name": "http"}}},
+        }]}});
+        if let Some(h) = &spec.host {
+            rule["host"] = json!(h);
+        }
+        let mut body = json!({"spec": {"rules": [rule]}});
+        if let Some(class) = &spec.class_name {
+            body["spec"]["ingressClassName"] = json!(class);
+        }
+        if let (Some(secret), Some(host)) = (&spec.tls_secret_name, &spec.host) {
+            body["spec"]["tls"] = json!([{"hosts": [host], "secretName": secret}]);
+        }
+        self.object(Component::Api.name(self.rd), Component::Api, body)
+    }
+
+    fn nats_config(&self) -> Result<ConfigMap, Error> {
+        let name = Component::Queue.name(self.rd);
+        let ns = self.rd.namespace().unwrap_or_default();
+        let routes: Vec<String> = (0..self.rd.spec.queue.replicas)
+            .map(|i| format!("nats://{name}-{i}.{name}.{ns}.svc:{CLUSTER_PORT}"))
+            .collect();
+        // POD_NAME comes from the downward API, so each server has a stable raft identity.
+        let conf = format!(
+            "server_name: $POD_NAME\n\
+             port: {CLIENT_PORT}\n\
+             http_port: {MONITOR_PORT}\n\
+             max_payload: {max_payload}\n\
+             pid_file: /var/run/nats/nats.pid\n\
+             lame_duck_duration: 30s\n\
+             lame_duck_grace_period: 10s\n\
+             jetstream {{\n  store_dir: /data\n  max_file_store: {store}\n}}\n\
+             cluster {{\n  name: {cluster}\n  port: {CLUSTER_PORT}\n  routes: [\n{routes}\n  ]\n}}\n",
+            max_payload = contracts::subjects::MAX_PAYLOAD,
+            store = nats_store_size(&self.rd.spec.queue.storage_size),
+            cluster = self.rd.name_any(),
+            routes = routes.iter().map(|r| format!("    {r}")).collect::<Vec<_>>().join("\n"),
+        );
+        self.object(name, Component::Queue, json!({"data": {"nats.conf": conf}}))
+    }
+
+    fn nats_service(&self) -> Result<Service, Error> {
+        let c = Component::Queue;
+        self.object(
+            c.name(self.rd),
+            c,
+            json!({"spec": {
+                "clusterIP": "None",
+                // Routes must resolve before the servers are ready: a cluster forms only once peers find each other.
+                "publishNotReadyAddresses": true,
+                "selector": selector(self.rd, c),
+                "ports": [
+                    {"name": "client", "port": CLIENT_PORT},
+                    {"name": "cluster", "port": CLUSTER_PORT},
+                    {"name": "monitor", "port": MONITOR_PORT},
+                ],
+            }}),
+        )
+    }
+
+    fn nats_statefulset(&self) -> Result<StatefulSet, Error> {
+        let c = Component::Queue;
+        let q = &self.rd.spec.queue;
+        let mut container = json!({
+            "name": "nats",
+            "image": q.image,
+            "args": ["--config", "/etc/nats/nats.conf"],
+            "env": [{"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}}],
+            "ports": [
+                {"name": "client", "containerPort": CLIENT_PORT},
+                {"name": "cluster", "containerPort": CLUSTER_PORT},
+                {"name": "monitor", "containerPort": MONITOR_PORT},
+            ],
+            "startupProbe": {"httpGet": {"path": "/healthz", "port": "monitor"}, "periodSeconds": 5, "failureThreshold": 60},
+            "livenessProbe": {"httpGet": {"path": "/healthz?js-enabled-only=true", "port": "monitor"}, "periodSeconds": 10, "failureThreshold": 3},
+            "readinessProbe": {"httpGet": {"path": "/healthz?js-server-only=true", "port": "monitor"}, "periodSeconds": 5},
+            // Lame-duck mode hands clients over to the other servers before this one stops.
+            "lifecycle": {"preStop": {"exec": {"command": ["nats-server", "--signal", "ldm=/var/run/nats/nats.pid"]}}},
+            "volumeMounts": [
+                {"name": "config", "mountPath": "/etc/nats"},
+                {"name": "data", "mountPath": "/data"},
+                {"name": "pid", "mountPath": "/var/run/nats"},
+            ],
+            "securityContext": {"allowPrivilegeEscalation": false, "readOnlyRootFilesystem": true, "capabilities": {"drop": ["ALL"]}},
+        });
+        if let Some(r) = &q.resources {
+            container["resources"] = json!(r);
+        }
+        let volumes = json!([
+            {"name": "config", "configMap": {"name": c.name(self.rd)}},
+            {"name": "pid", "emptyDir": {}},
+        ]);
+        let mut template = self.pod_template(c, &q.pod, json!([container]), volumes);
+        // Longer than lame_duck_duration + grace so lame-duck mode finishes.
+        template["spec"]["terminationGracePeriodSeconds"] = json!(60);
+        let mut claim = json!({
+            "metadata": {"name": "data"},
+            "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": q.storage_size}}},
+        });
+        if let Some(class) = &q.storage_class_name {
+            claim["spec"]["storageClassName"] = json!(class);
+        }
+        self.object(
+            c.name(self.rd),
+            c,
+            json!({"spec": {
+                "replicas": q.replicas,
+                "serviceName": c.name(self.rd),
+                "podManagementPolicy": "Parallel",
+                "selector": {"matchLabels": selector(self.rd, c)},
+                "template": template,
+                "volumeClaimTemplates": [claim],
+            }}),
+        )
+    }
+
+    fn auth_cache_policy(&self) -> Result<NetworkPolicy, Error> {
+        let c = Component::AuthCache;
+        self.object(
+            c.name(self.rd),
+            c,
+            json!({"spec": {
+                "podSelector": {"matchLabels": selector(self.rd, c)},
+                "policyTypes": ["Ingress"],
+                "ingress": [{
+                    "from": [{"podSelector": {"matchLabels": selector(self.rd, Component::Api)}}],
+                    "ports": [{"port": HTTP_PORT}],
+                }],
+            }}),
+        )
+    }
+
+    fn nats_policy(&self) -> Result<NetworkPolicy, Error> {
+        let c = Component::Queue;
+        let fleet: Vec<Value> = [Component::Api, Component::Worker, Component::AuthCache, Component::UsageAggregator]
+            .into_iter()
+            .map(|f| json!({"podSelector": {"matchLabels": selector(self.rd, f)}}))
+            .collect();
+        let mut clients = fleet;
+        clients.push(json!({
+            "namespaceSelector": {},
+            "podSelector": {"matchLabels": {OPERATOR_LABEL.0: OPERATOR_LABEL.1}},
+        }));
+        self.object(
+            c.name(self.rd),
+            c,
+            json!({"spec": {
+                "podSelector": {"matchLabels": selector(self.rd, c)},
+                "policyTypes": ["Ingress"],
+                "ingress": [
+                    {"from": clients, "ports": [{"port": CLIENT_PORT}]},
+                    {"from": [{"podSelector": {"matchLabels": selector(self.rd, c)}}], "ports": [{"port": CLUSTER_PORT}]},
+                ],
+            }}),
+        )
+    }
+}
+
+/// nats-server wants a byte size ("10G"); Kubernetes quantities say "10Gi". Keep
+/// room for the filesystem's own overhead by handing NATS the decimal unit.
+fn nats_store_size(quantity: &str) -> String {
+    quantity.trim_end_matches('i').to_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::crd::{IngressSpec, ResizeDeploymentSpec};
+
+    fn rd() -> ResizeDeployment {
+        let spec: ResizeDeploymentSpec =
+            serde_json::from_value(json!({"sla": {"targetRequestsPerSecond": 1000.0}})).unwrap();
+        let mut rd = ResizeDeployment::new("photos", spec);
+        rd.metadata.namespace = Some("media".into());
+        rd.metadata.uid = Some("1234".into());
+        rd
+    }
+
+    fn all(rd: &ResizeDeployment) -> Children {
+        children(rd, Replicas { api: 3, workers: Some(7) }).unwrap()
+    }
+
+    #[test]
+    fn every_child_is_owned_by_the_resource() {
+        let rd = rd();
+        let c = all(&rd);
+        let metas: Vec<_> = c
+            .service_accounts
+            .iter()
+            .map(|o| &o.metadata)
+            .chain(c.config_maps.iter().map(|o| &o.metadata))
+            .chain(c.services.iter().map(|o| &o.metadata))
+            .chain(c.stateful_sets.iter().map(|o| &o.metadata))
+            .chain(c.deployments.iter().map(|o| &o.metadata))
+            .chain(c.disruption_budgets.iter().map(|o| &o.metadata))
+            .chain(c.network_policies.iter().map(|o| &o.metadata))
+            .collect();
+        assert_eq!(metas.len(), 5 + 1 + 3 + 1 + 4 + 2 + 2);
+        for m in metas {
+            let owners = m.owner_references.as_ref().unwrap();
+            assert_eq!(owners.len(), 1);
+            assert_eq!(owners[0].kind, "ResizeDeployment");
+            assert_eq!(owners[0].controller, Some(true));
+            assert_eq!(m.namespace.as_deref(), Some("media"));
+        }
+    }
+
+    #[test]
+    fn nats_is_a_three_node_jetstream_cluster() {
+        let rd = rd();
+        let c = all(&rd);
+        let sts = &c.stateful_sets[0];
+        let spec = &sts.spec;
+        assert_eq!(spec.replicas, Some(3));
+        assert_eq!(spec.service_name.as_deref(), Some("photos-nats"));
+        let pod = spec.template.spec.as_ref().unwrap();
+        let ctr = &pod.containers[0];
+        assert!(ctr.lifecycle.as_ref().unwrap().pre_stop.is_some());
+        assert!(
+            ctr.liveness_probe
+                .as_ref()
+                .unwrap()
+                .http_get
+                .as_ref()
+                .unwrap()
+                .path
+                .as_deref()
+                .unwrap()
+                .starts_with("/healthz")
+        );
+        let headless = c.services.iter().find(|s| s.metadata.name.as_deref() == Some("photos-nats")).unwrap();
+        let hs = headless.spec.as_ref().unwrap();
+        assert_eq!(hs.cluster_ip.as_deref(), Some("None"));
+        assert_eq!(hs.publish_not_ready_addresses, Some(true));
+        let conf = &c.config_maps[0].data.as_ref().unwrap()["nats.conf"];
+        assert!(conf.contains("max_payload: 8388608"), "{conf}");
+        assert!(conf.contains("store_dir: /data"));
+        for i in 0..3 {
+            assert!(conf.contains(&format!("nats://photos-nats-{i}.photos-nats.media.svc:6222")), "{conf}");
+        }
+        assert_eq!(spec.volume_claim_templates.as_ref().unwrap().len(), 1);
+    }
+
+    #[test]
+    fn api_spreads_and_workers_follow_the_math() {
+        let rd = rd();
+        let c = all(&rd);
+        let api = c.deployments.iter().find(|d| d.metadata.name.as_deref() == Some("photos-api")).unwrap();
+        let spec = &api.spec;
+        assert_eq!(spec.replicas, Some(3));
+        assert!(spec.template.spec.as_ref().unwrap().topology_spread_constraints.is_some());
+        let worker = c.deployments.iter().find(|d| d.metadata.name.as_deref() == Some("photos-worker")).unwrap();
+        assert_eq!(worker.spec.replicas, Some(7));
+        assert!(c.ingresses.is_empty());
+    }
+
+    #[test]
+    fn hpa_owned_workers_have_no_replicas_field() {
+        let rd = rd();
+        let c = children(&rd, Replicas { api: 2, workers: None }).unwrap();
+        let worker = c.deployments.iter().find(|d| d.metadata.name.as_deref() == Some("photos-worker")).unwrap();
+        assert_eq!(worker.spec.replicas, None);
+        let v = serde_json::to_value(worker).unwrap();
+        assert!(v["spec"].get("replicas").is_none());
+    }
+
+    #[test]
+    fn only_the_api_reaches_the_auth_cache() {
+        let rd = rd();
+        let c = all(&rd);
+        let np = c.network_policies.iter().find(|n| n.metadata.name.as_deref() == Some("photos-auth-cache")).unwrap();
+        let v = serde_json::to_value(np).unwrap();
+        let from = &v["spec"]["ingress"][0]["from"];
+        assert_eq!(from.as_array().unwrap().len(), 1);
+        assert_eq!(from[0]["podSelector"]["matchLabels"]["app.kubernetes.io/component"], "api");
+    }
+
+    #[test]
+    fn ingress_with_tls() {
+        let mut rd = rd();
+        rd.spec.api.ingress = Some(IngressSpec {
+            class_name: Some("nginx".into()),
+            host: Some("img.example.com".into()),
+            tls_secret_name: Some("img-tls".into()),
+        });
+        let c = all(&rd);
+        let ing = c.ingresses[0].spec.as_ref().unwrap();
+        assert_eq!(ing.ingress_class_name.as_deref(), Some("nginx"));
+        assert_eq!(ing.tls.as_ref().unwrap()[0].secret_name.as_deref(), Some("img-tls"));
+    }
+
+    #[test]
+    fn service_accounts_carry_no_token() {
+        let rd = rd();
+        for sa in all(&rd).service_accounts {
+            assert_eq!(sa.automount_service_account_token, Some(false));
+        }
+    }
+}

@@ -1,0 +1,74 @@
+//! What the operator reads from (and ensures in) the JetStream cluster,
+//! behind a trait so the scaling decision can be driven by canned
+//! observations in tests.
+
+use async_nats::jetstream::{self, consumer::pull};
+use contracts::subjects::{JOBS_STREAM, WORKERS_CONSUMER, jobs_stream};
+use futures::future::BoxFuture;
+use std::time::Duration;
+use thiserror::Error;
+
+/// One reading of the JOBS stream and the workers consumer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueueSample {
+    /// Server name of the JOBS stream's raft leader.
+    pub leader: Option<String>,
+    pub num_pending: u64,
+    pub num_ack_pending: u64,
+    /// Last stream sequence: two readings give the arrival rate.
+    pub last_sequence: u64,
+}
+
+#[derive(Debug, Error)]
+pub enum QueueError {
+    #[error("cannot reach NATS at {url}: {reason}")]
+    Unreachable { url: String, reason: String },
+    #[error("JetStream: {0}")]
+    JetStream(String),
+}
+
+pub trait Queue: Send + Sync + 'static {
+    /// Ensures the JOBS stream exists with `replicas` copies and reads its load.
+    fn observe<'a>(&'a self, url: &'a str, replicas: usize) -> BoxFuture<'a, Result<QueueSample, QueueError>>;
+}
+
+/// The real cluster, over async-nats.
+pub struct NatsQueue {
+    /// A reconcile must not hang on a dead cluster: it reports QueueHealthy=False instead.
+    pub connect_timeout: Duration,
+}
+
+impl Queue for NatsQueue {
+    fn observe<'a>(&'a self, url: &'a str, replicas: usize) -> BoxFuture<'a, Result<QueueSample, QueueError>> {
+        Box::pin(async move {
+            let unreachable = |reason: String| QueueError::Unreachable { url: url.to_owned(), reason };
+            let client = async_nats::ConnectOptions::new()
+                .connection_timeout(self.connect_timeout)
+                .connect(url)
+                .await
+                .map_err(|e| unreachable(e.to_string()))?;
+            let js = jetstream::new(client);
+            let js_err = |e: &dyn std::fmt::Display| QueueError::JetStream(e.to_string());
+            let mut stream = tokio::time::timeout(self.connect_timeout, js.get_or_create_stream(jobs_stream(replicas)))
+                .await
+                .map_err(|e| unreachable(e.to_string()))?
+                .map_err(|e| js_err(&e))?;
+            let info = stream.info().await.map_err(|e| js_err(&e))?.clone();
+            // The workers create their consumer; until they have, everything in the stream is backlog.
+            let (num_pending, num_ack_pending) = match stream.get_consumer::<pull::Config>(WORKERS_CONSUMER).await {
+                Ok(mut consumer) => {
+                    let ci = consumer.info().await.map_err(|e| js_err(&e))?;
+                    (ci.num_pending, ci.num_ack_pending as u64)
+                }
+                Err(_) => (info.state.messages, 0),
+            };
+            debug_assert_eq!(info.config.name, JOBS_STREAM);
+            Ok(QueueSample {
+                leader: info.cluster.and_then(|c| c.leader),
+                num_pending,
+                num_ack_pending,
+                last_sequence: info.state.last_sequence,
+            })
+        })
+    }
+}

@@ -1,0 +1,410 @@
+//! One reconcile round: read the queue, decide the worker count, apply every
+//! child with server-side apply under one field manager, and write what was
+//! observed and decided into the status.
+
+use crate::capacity::{self, QueueLoad};
+use crate::crd::{CapacityStatus, ReplicaCount, ResizeDeployment, ResizeDeploymentStatus};
+use crate::desired::{self, Children, Component, MANAGER, Replicas};
+use crate::error::Error;
+use crate::metrics::Metrics;
+use crate::queue::{Queue, QueueSample};
+use futures::StreamExt;
+use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
+use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
+use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::api::core::v1::{ConfigMap, Service, ServiceAccount};
+use k8s_openapi::api::networking::v1::{Ingress, NetworkPolicy};
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, MicroTime, Time};
+use k8s_openapi::{NamespaceResourceScope, jiff};
+use kube::api::{Api, ListParams, Patch, PatchParams};
+use kube::runtime::controller::{Action, Controller};
+use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::runtime::watcher;
+use kube::{Client, Resource, ResourceExt};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use serde_json::json;
+use std::fmt::Debug;
+use std::sync::Arc;
+use std::time::Duration;
+use tracing::{info, instrument, warn};
+
+/// How often the queue is sampled when nothing else triggers a round.
+pub const SAMPLE_PERIOD: Duration = Duration::from_secs(15);
+
+pub struct Context {
+    pub client: Client,
+    pub recorder: Recorder,
+    pub metrics: Arc<Metrics>,
+    pub queue: Arc<dyn Queue>,
+    /// Overrides the in-cluster NATS address, for an operator running outside the cluster.
+    pub nats_url: Option<String>,
+}
+
+impl Context {
+    pub fn new(client: Client, identity: &str, metrics: Arc<Metrics>, queue: Arc<dyn Queue>) -> Self {
+        let reporter = Reporter { controller: MANAGER.into(), instance: Some(identity.into()) };
+        Self { recorder: Recorder::new(client.clone(), reporter), client, metrics, queue, nats_url: None }
+    }
+}
+
+/// Runs the controller until `shutdown` resolves.
+pub async fn run(ctx: Arc<Context>, shutdown: impl Future<Output = ()> + Send + Sync + 'static) {
+    let client = ctx.client.clone();
+    // Only children carry this label, so the caches hold the operator's objects and nothing else.
+    let owned = watcher::Config::default().labels(&format!("app.kubernetes.io/managed-by={MANAGER}"));
+    Controller::new(Api::<ResizeDeployment>::all(client.clone()), watcher::Config::default().any_semantic())
+        .owns(Api::<Deployment>::all(client.clone()), owned.clone())
+        .owns(Api::<StatefulSet>::all(client.clone()), owned.clone())
+        .owns(Api::<Service>::all(client.clone()), owned.clone())
+        .owns(Api::<ConfigMap>::all(client.clone()), owned.clone())
+        .owns(Api::<ServiceAccount>::all(client.clone()), owned.clone())
+        .owns(Api::<PodDisruptionBudget>::all(client.clone()), owned.clone())
+        .owns(Api::<NetworkPolicy>::all(client.clone()), owned.clone())
+        .owns(Api::<Ingress>::all(client.clone()), owned)
+        .graceful_shutdown_on(shutdown)
+        .run(reconcile, error_policy, ctx)
+        .for_each(|res| async move {
+            match res {
+                Ok((obj, _)) => tracing::debug!(object = %obj.name, "reconciled"),
+                Err(e) => warn!(error = %e, "reconcile failed"),
+            }
+        })
+        .await;
+}
+
+pub fn error_policy(rd: Arc<ResizeDeployment>, error: &Error, ctx: Arc<Context>) -> Action {
+    warn!(resource = %rd.name_any(), %error, "reconcile failed");
+    ctx.metrics.error(error);
+    Action::requeue(Duration::from_secs(5))
+}
+
+#[instrument(skip(rd, ctx), fields(namespace = rd.namespace(), name = rd.name_any()))]
+pub async fn reconcile(rd: Arc<ResizeDeployment>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let _timer = ctx.metrics.start();
+    let ns = rd.namespace().ok_or(Error::MissingObjectKey("metadata.namespace"))?;
+    let client = &ctx.client;
+    let now = jiff::Timestamp::now();
+    let previous = rd.status.clone().unwrap_or_default();
+    let mut status = previous.clone();
+    status.observed_generation = rd.metadata.generation;
+
+    let problems = rd.spec.problems();
+    if !problems.is_empty() {
+        // Children stay as they were: a contradictory spec must never produce broken workloads.
+        let message = problems.join("; ");
+        set(&mut status, "Ready", false, "InvalidSpec", &message, now);
+        set(&mut status, "Degraded", true, "InvalidSpec", &message, now);
+        set(&mut status, "Progressing", false, "InvalidSpec", "waiting for a valid spec", now);
+        if condition_changed(&previous, &status, "Degraded") {
+            event(&ctx, &rd, EventType::Warning, "InvalidSpec", "Validate", message).await;
+        }
+        patch_status(client, &rd, &status).await?;
+        return Ok(Action::requeue(Duration::from_secs(300)));
+    }
+
+    let url = ctx.nats_url.clone().unwrap_or_else(|| desired::nats_url(&rd));
+    let sample = ctx.queue.observe(&url, rd.spec.queue.replicas as usize).await;
+
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), &ns);
+    let worker_name = Component::Worker.name(&rd);
+    let current = deployments.get_opt(&worker_name).await?.and_then(|d| d.spec.replicas);
+    let externally_scaled = hpa_targets(client, &ns, &worker_name).await?;
+
+    let cap = &rd.spec.capacity;
+    let sla = &rd.spec.sla;
+    let base = capacity::baseline(sla, cap);
+    let drain_budget = capacity::drain_budget_secs(sla, cap);
+    let mut cap_status = previous.capacity.clone().unwrap_or_default();
+    cap_status.target_rate = sla.target_requests_per_second;
+    cap_status.headroom = cap.headroom;
+    cap_status.conversions_per_core_per_second = cap.conversions_per_core_per_second;
+    cap_status.cores_per_worker = cap.cores_per_worker;
+    cap_status.drain_budget_seconds = drain_budget;
+    cap_status.baseline_workers = base.workers;
+    cap_status.api_replicas = base.api_replicas;
+
+    let workers = match &sample {
+        Ok(s) => {
+            let d = scale_from_sample(&rd, &mut cap_status, &mut status, s, current, now.as_second());
+            set(&mut status, "QueueHealthy", true, "Reachable", &format!("JOBS leader {}", leader_of(s)), now);
+            d
+        }
+        Err(e) => {
+            // Without a reading there is nothing to scale on: keep what runs, or start at the baseline.
+            set(&mut status, "QueueHealthy", false, "Unreachable", &e.to_string(), now);
+            if condition_changed(&previous, &status, "QueueHealthy") {
+                event(&ctx, &rd, EventType::Warning, "QueueUnreachable", "ObserveQueue", e.to_string()).await;
+            }
+            let d = current.unwrap_or(base.workers.clamp(cap.min_workers, cap.max_workers));
+            cap_status.decision = "QueueUnavailable".into();
+            cap_status.recommended_workers = d;
+            cap_status.desired_workers = d;
+            d
+        }
+    };
+
+    if externally_scaled {
+        set(&mut status, "Scaling", false, "ExternallyScaled", "an HorizontalPodAutoscaler owns the worker count", now);
+    } else if current.is_some_and(|c| c != workers) {
+        let msg = format!("workers {} → {workers} ({})", current.unwrap_or_default(), cap_status.decision);
+        set(&mut status, "Scaling", true, &cap_status.decision, &msg, now);
+        event(&ctx, &rd, EventType::Normal, "Scaled", "ScaleWorkers", msg).await;
+    } else {
+        set(&mut status, "Scaling", false, &cap_status.decision, &format!("{workers} workers"), now);
+    }
+    status.capacity = Some(cap_status);
+
+    let replicas = Replicas { api: base.api_replicas, workers: (!externally_scaled).then_some(workers) };
+    let children = desired::children(&rd, replicas)?;
+    let applied = apply_all(client, &ns, &children).await?;
+    if previous.observed_generation != rd.metadata.generation {
+        let note = format!("applied generation {}", rd.metadata.generation.unwrap_or_default());
+        event(&ctx, &rd, EventType::Normal, "Applied", "ApplyChildren", note).await;
+    }
+    if let Ok(s) = &sample {
+        record_queue_leader(client, &rd, &ns, s, now).await?;
+    }
+
+    let c = &applied;
+    let all = [c.api, c.worker, c.queue, c.auth_cache, c.usage_aggregator];
+    let rolled_out = all.iter().all(|r| r.ready >= r.desired);
+    let waiting = not_ready(c);
+    let queue_ok = sample.is_ok();
+    if rolled_out {
+        set(&mut status, "Progressing", false, "RolloutComplete", "every component is ready", now);
+    } else {
+        set(&mut status, "Progressing", true, "RollingOut", &waiting, now);
+    }
+    set(&mut status, "Degraded", false, "AsExpected", "", now);
+    match (rolled_out, queue_ok) {
+        (true, true) => set(&mut status, "Ready", true, "Ready", "the fleet serves its SLA", now),
+        (false, _) => set(&mut status, "Ready", false, "ComponentsNotReady", &waiting, now),
+        (true, false) => set(&mut status, "Ready", false, "QueueUnavailable", "the queue cannot be read", now),
+    }
+    status.components = applied;
+    patch_status(client, &rd, &status).await?;
+    info!(workers, api = base.api_replicas, queue_ok, "reconciled");
+    Ok(Action::requeue(SAMPLE_PERIOD))
+}
+
+/// Feeds one queue reading into the scaling decision and returns the worker count.
+fn scale_from_sample(
+    rd: &ResizeDeployment,
+    cap_status: &mut CapacityStatus,
+    status: &mut ResizeDeploymentStatus,
+    s: &QueueSample,
+    current: Option<i32>,
+    now: i64,
+) -> i32 {
+    let (sla, cap) = (&rd.spec.sla, &rd.spec.capacity);
+    let previous = rd.status.clone().unwrap_or_default();
+    let prev_reading = previous.queue.last_sequence.zip(previous.queue.sampled_at.as_deref().and_then(parse_secs));
+    let rate = capacity::arrival_rate(prev_reading, s.last_sequence, now);
+    let backlog = s.num_pending + s.num_ack_pending;
+    // No rate yet (first reading): size for the declared target until there is one.
+    let recommendation = match rate {
+        Some(arrival_rate) => capacity::queue_recommendation(QueueLoad { arrival_rate, backlog }, sla, cap),
+        None => cap_status.baseline_workers,
+    };
+    let recent = previous.capacity.map(|c| c.recent).unwrap_or_default();
+    let decision = capacity::decide(current, recommendation, now, &recent, cap);
+    status.queue.leader = s.leader.clone();
+    status.queue.num_pending = Some(s.num_pending);
+    status.queue.num_ack_pending = Some(s.num_ack_pending);
+    status.queue.last_sequence = Some(s.last_sequence);
+    status.queue.sampled_at = Some(now.to_string());
+    cap_status.observed_arrival_rate = rate;
+    cap_status.backlog = Some(backlog);
+    cap_status.queue_workers = rate.map(|_| recommendation);
+    cap_status.recommended_workers = decision.recommended;
+    cap_status.desired_workers = decision.desired;
+    cap_status.decision = decision.reason.into();
+    cap_status.recent = decision.recent;
+    decision.desired
+}
+
+fn parse_secs(s: &str) -> Option<i64> {
+    s.parse().ok()
+}
+
+fn leader_of(s: &QueueSample) -> &str {
+    s.leader.as_deref().unwrap_or("unknown")
+}
+
+fn not_ready(c: &crate::crd::ComponentsStatus) -> String {
+    let named = [
+        ("api", c.api),
+        ("worker", c.worker),
+        ("queue", c.queue),
+        ("authCache", c.auth_cache),
+        ("usageAggregator", c.usage_aggregator),
+    ];
+    let waiting: Vec<String> = named
+        .iter()
+        .filter(|(_, r)| r.ready < r.desired)
+        .map(|(n, r)| format!("{n} {}/{}", r.ready, r.desired))
+        .collect();
+    format!("waiting for {}", waiting.join(", "))
+}
+
+/// True when an HPA in the namespace scales the worker Deployment: then the
+/// operator leaves `spec.replicas` alone instead of fighting it.
+async fn hpa_targets(client: &Client, ns: &str, deployment: &str) -> Result<bool, Error> {
+    let hpas: Api<HorizontalPodAutoscaler> = Api::namespaced(client.clone(), ns);
+    let list = hpas.list(&ListParams::default()).await?;
+    Ok(list
+        .items
+        .iter()
+        .any(|h| h.spec.scale_target_ref.kind == "Deployment" && h.spec.scale_target_ref.name == deployment))
+}
+
+async fn apply<K>(client: &Client, ns: &str, obj: &K) -> Result<K, Error>
+where
+    K: Resource<DynamicType = (), Scope = NamespaceResourceScope> + Serialize + DeserializeOwned + Clone + Debug,
+{
+    let api: Api<K> = Api::namespaced(client.clone(), ns);
+    // force: this operator is the one owner of these fields; a hand edit is corrected, not a conflict.
+    let params = PatchParams::apply(MANAGER).force();
+    Ok(api.patch(&obj.name_any(), &params, &Patch::Apply(obj)).await?)
+}
+
+async fn apply_each<K>(client: &Client, ns: &str, objs: &[K]) -> Result<Vec<K>, Error>
+where
+    K: Resource<DynamicType = (), Scope = NamespaceResourceScope> + Serialize + DeserializeOwned + Clone + Debug,
+{
+    let mut out = Vec::with_capacity(objs.len());
+    for o in objs {
+        out.push(apply(client, ns, o).await?);
+    }
+    Ok(out)
+}
+
+/// Applies every child (accounts and config first, so workloads never start without them)
+/// and returns the replica counts the workloads report.
+async fn apply_all(client: &Client, ns: &str, c: &Children) -> Result<crate::crd::ComponentsStatus, Error> {
+    apply_each(client, ns, &c.service_accounts).await?;
+    apply_each(client, ns, &c.config_maps).await?;
+    apply_each(client, ns, &c.services).await?;
+    apply_each(client, ns, &c.network_policies).await?;
+    apply_each(client, ns, &c.disruption_budgets).await?;
+    let sets = apply_each(client, ns, &c.stateful_sets).await?;
+    let deps = apply_each(client, ns, &c.deployments).await?;
+    apply_each(client, ns, &c.ingresses).await?;
+
+    let mut out = crate::crd::ComponentsStatus::default();
+    for d in &deps {
+        let count = ReplicaCount {
+            ready: d.status.as_ref().and_then(|s| s.ready_replicas).unwrap_or(0),
+            desired: d.spec.replicas.unwrap_or(1),
+        };
+        match d.labels().get("app.kubernetes.io/component").map(String::as_str) {
+            Some("api") => out.api = count,
+            Some("worker") => out.worker = count,
+            Some("auth-cache") => out.auth_cache = count,
+            Some("usage-aggregator") => out.usage_aggregator = count,
+            _ => {}
+        }
+    }
+    if let Some(s) = sets.first() {
+        out.queue = ReplicaCount {
+            ready: s.status.as_ref().and_then(|s| s.ready_replicas).unwrap_or(0),
+            desired: s.spec.replicas.unwrap_or(1),
+        };
+    }
+    Ok(out)
+}
+
+/// Mirrors the JOBS stream's raft leader into a Lease named after the
+/// resource (DESIGN §4): holder = leader server, `leaseTransitions` = epoch.
+/// Raft stays the source of truth; the Lease makes leadership visible to kubectl.
+async fn record_queue_leader(
+    client: &Client,
+    rd: &ResizeDeployment,
+    ns: &str,
+    s: &QueueSample,
+    now: jiff::Timestamp,
+) -> Result<(), Error> {
+    let Some(leader) = &s.leader else { return Ok(()) };
+    let leases: Api<Lease> = Api::namespaced(client.clone(), ns);
+    let name = format!("{}-queue-leader", rd.name_any());
+    let existing = leases.get_opt(&name).await?.and_then(|l| l.spec);
+    let (holder, transitions) =
+        existing.map(|s| (s.holder_identity, s.lease_transitions.unwrap_or(0))).unwrap_or((None, 0));
+    if holder.as_deref() == Some(leader.as_str()) {
+        return Ok(());
+    }
+    let owner = rd.controller_owner_ref(&()).ok_or(Error::MissingObjectKey("metadata.uid"))?;
+    let lease = json!({
+        "apiVersion": "coordination.k8s.io/v1",
+        "kind": "Lease",
+        "metadata": {"name": name, "namespace": ns, "ownerReferences": [owner],
+                     "labels": desired::labels(rd, Component::Queue)},
+        "spec": {
+            "holderIdentity": leader,
+            "acquireTime": MicroTime(now),
+            "renewTime": MicroTime(now),
+            "leaseTransitions": if holder.is_some() { transitions + 1 } else { transitions },
+        },
+    });
+    let params = PatchParams::apply(MANAGER).force();
+    leases.patch(&name, &params, &Patch::Apply(&lease)).await?;
+    Ok(())
+}
+
+async fn patch_status(client: &Client, rd: &ResizeDeployment, status: &ResizeDeploymentStatus) -> Result<(), Error> {
+    let api: Api<ResizeDeployment> = Api::namespaced(client.clone(), &rd.namespace().unwrap_or_default());
+    let body = json!({
+        "apiVersion": ResizeDeployment::api_version(&()),
+        "kind": ResizeDeployment::kind(&()),
+        "status": status,
+    });
+    api.patch_status(&rd.name_any(), &PatchParams::apply(MANAGER).force(), &Patch::Apply(&body)).await?;
+    Ok(())
+}
+
+async fn event(ctx: &Context, rd: &ResizeDeployment, type_: EventType, reason: &str, action: &str, note: String) {
+    let ev = Event { type_, reason: reason.into(), note: Some(note), action: action.into(), secondary: None };
+    // An event is a courtesy; failing to record one must not fail the round.
+    if let Err(e) = ctx.recorder.publish(&ev, &rd.object_ref(&())).await {
+        warn!(error = %e, "recording event");
+    }
+}
+
+/// Sets a condition, keeping its transition time when the status did not change.
+pub fn set(
+    status: &mut ResizeDeploymentStatus,
+    type_: &str,
+    value: bool,
+    reason: &str,
+    message: &str,
+    now: jiff::Timestamp,
+) {
+    let value = if value { "True" } else { "False" };
+    let reason = if reason.is_empty() { "Unknown" } else { reason };
+    let generation = status.observed_generation;
+    if let Some(c) = status.conditions.iter_mut().find(|c| c.type_ == type_) {
+        if c.status != value {
+            c.last_transition_time = Time(now);
+        }
+        c.status = value.into();
+        c.reason = reason.into();
+        c.message = message.into();
+        c.observed_generation = generation;
+    } else {
+        status.conditions.push(Condition {
+            type_: type_.into(),
+            status: value.into(),
+            reason: reason.into(),
+            message: message.into(),
+            last_transition_time: Time(now),
+            observed_generation: generation,
+        });
+    }
+}
+
+fn condition_changed(before: &ResizeDeploymentStatus, after: &ResizeDeploymentStatus, type_: &str) -> bool {
+    let get = |s: &ResizeDeploymentStatus| s.conditions.iter().find(|c| c.type_ == type_).map(|c| c.status.clone());
+    get(before) != get(after)
+}
