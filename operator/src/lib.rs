@@ -19,6 +19,8 @@ pub mod capacity;
 pub mod crd;
 pub mod desired;
 pub mod error;
+#[cfg(test)]
+mod fixtures;
 pub mod leader;
 pub mod metrics;
 pub mod queue;

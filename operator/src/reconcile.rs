@@ -408,3 +408,117 @@ fn condition_changed(before: &ResizeDeploymentStatus, after: &ResizeDeploymentSt
     let get = |s: &ResizeDeploymentStatus| s.conditions.iter().find(|c| c.type_ == type_).map(|c| c.status.clone());
     get(before) != get(after)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::crd::{CapacityStatus, QueueStatus, Recommendation};
+    use crate::fixtures::{Call, FakeApiServer, FakeQueue, context, sample};
+    use serde_json::Value;
+
+    fn status_patch(calls: &[Call]) -> ResizeDeploymentStatus {
+        let call = calls.iter().rev().find(|c| c.path.ends_with("/status")).expect("a status patch");
+        serde_json::from_value(call.body["status"].clone()).unwrap()
+    }
+
+    fn cond(s: &ResizeDeploymentStatus, t: &str) -> (String, String) {
+        let c = s.conditions.iter().find(|c| c.type_ == t).unwrap_or_else(|| panic!("no {t}"));
+        (c.status.clone(), c.reason.clone())
+    }
+
+    fn applied_workers(calls: &[Call]) -> Value {
+        let call = calls.iter().find(|c| c.is_apply() && c.path.ends_with("/deployments/photos-worker")).unwrap();
+        call.body["spec"]["replicas"].clone()
+    }
+
+    #[tokio::test]
+    async fn unreachable_queue_applies_children_at_baseline_and_reports_it() {
+        let rd = sample();
+        let (client, calls) = FakeApiServer::start(&rd, None);
+        let action = reconcile(Arc::new(rd), context(client, FakeQueue::Down)).await.unwrap();
+        assert_eq!(action, Action::requeue(SAMPLE_PERIOD));
+        let calls = calls.lock().unwrap().clone();
+        let applies: Vec<&Call> = calls.iter().filter(|c| c.is_apply() && !c.path.ends_with("/status")).collect();
+        // 5 accounts, 1 config, 3 services, 2 policies, 2 budgets, 1 statefulset, 4 deployments.
+        assert_eq!(applies.len(), 18, "{:#?}", applies.iter().map(|c| &c.path).collect::<Vec<_>>());
+        assert!(applies.iter().all(|c| c.query.contains("force=true")));
+        // 1,000 × 1.2 / (10 × 4) = 30
+        assert_eq!(applied_workers(&calls), json!(30));
+        let s = status_patch(&calls);
+        assert_eq!(s.observed_generation, Some(1));
+        assert_eq!(cond(&s, "QueueHealthy"), ("False".into(), "Unreachable".into()));
+        assert_eq!(cond(&s, "Ready"), ("False".into(), "ComponentsNotReady".into()));
+        assert_eq!(cond(&s, "Progressing").0, "True");
+        let cap = s.capacity.unwrap();
+        assert_eq!((cap.baseline_workers, cap.desired_workers, cap.api_replicas), (30, 30, 2));
+        assert_eq!(cap.decision, "QueueUnavailable");
+        assert!(calls.iter().any(|c| c.path.ends_with("/events") && c.body["reason"] == "QueueUnreachable"));
+    }
+
+    #[tokio::test]
+    async fn invalid_spec_touches_no_child() {
+        let mut rd = sample();
+        rd.spec.sla.target_requests_per_second = 1_000_000.0;
+        let (client, calls) = FakeApiServer::start(&rd, None);
+        let action = reconcile(Arc::new(rd), context(client, FakeQueue::Down)).await.unwrap();
+        assert_eq!(action, Action::requeue(Duration::from_secs(300)));
+        let calls = calls.lock().unwrap().clone();
+        assert!(calls.iter().all(|c| !c.is_apply() || c.path.ends_with("/status")), "{calls:#?}");
+        let s = status_patch(&calls);
+        assert_eq!(cond(&s, "Ready"), ("False".into(), "InvalidSpec".into()));
+        let msg = &s.conditions.iter().find(|c| c.type_ == "Ready").unwrap().message;
+        assert!(msg.contains("maxWorkers is 200"), "{msg}");
+        assert!(calls.iter().any(|c| c.path.ends_with("/events") && c.body["reason"] == "InvalidSpec"));
+    }
+
+    #[tokio::test]
+    async fn queue_backlog_scales_workers_from_the_second_reading() {
+        let mut rd = sample();
+        // A reading 10 s ago at sequence 1,000, and a recent recommendation of 30.
+        let now = jiff::Timestamp::now().as_second();
+        rd.status = Some(ResizeDeploymentStatus {
+            queue: QueueStatus {
+                last_sequence: Some(1_000),
+                sampled_at: Some((now - 10).to_string()),
+                ..Default::default()
+            },
+            capacity: Some(CapacityStatus {
+                recent: vec![Recommendation { at: now - 10, workers: 30 }],
+                ..Default::default()
+            }),
+            ..Default::default()
+        });
+        let sample = QueueSample {
+            leader: Some("nats-1".into()),
+            num_pending: 4_000,
+            num_ack_pending: 800,
+            last_sequence: 11_000,
+        };
+        let (client, calls) = FakeApiServer::start(&rd, None);
+        reconcile(Arc::new(rd), context(client, FakeQueue::Up(sample))).await.unwrap();
+        let calls = calls.lock().unwrap().clone();
+        // λₒ = 1,000/s; backlog 4,800 over a 0.45 s budget = 10,667/s; (1,000 + 10,667) / 40 → 292, clamped to 200.
+        assert_eq!(applied_workers(&calls), json!(200));
+        let s = status_patch(&calls);
+        assert_eq!(cond(&s, "QueueHealthy"), ("True".into(), "Reachable".into()));
+        let cap = s.capacity.unwrap();
+        assert_eq!(cap.observed_arrival_rate, Some(1_000.0));
+        assert_eq!(cap.backlog, Some(4_800));
+        assert_eq!(cap.queue_workers, Some(292));
+        assert_eq!(cap.desired_workers, 200);
+        assert_eq!(s.queue.leader.as_deref(), Some("nats-1"));
+        // The leader is mirrored into a Lease named after the resource.
+        let lease = calls.iter().find(|c| c.is_apply() && c.path.ends_with("/leases/photos-queue-leader")).unwrap();
+        assert_eq!(lease.body["spec"]["holderIdentity"], "nats-1");
+    }
+
+    #[tokio::test]
+    async fn an_hpa_on_the_workers_keeps_replicas_out_of_the_apply() {
+        let rd = sample();
+        let (client, calls) = FakeApiServer::start(&rd, Some("photos-worker".into()));
+        reconcile(Arc::new(rd), context(client, FakeQueue::Down)).await.unwrap();
+        let calls = calls.lock().unwrap().clone();
+        assert_eq!(applied_workers(&calls), Value::Null);
+        assert_eq!(cond(&status_patch(&calls), "Scaling"), ("False".into(), "ExternallyScaled".into()));
+    }
+}

@@ -1,0 +1,128 @@
+//! Test doubles for one reconcile round: an apiserver over a tower-test mock
+//! pair that answers like a fresh namespace and records every request, and a
+//! queue that returns canned readings.
+
+use crate::crd::ResizeDeployment;
+use crate::metrics::Metrics;
+use crate::queue::{Queue, QueueError, QueueSample};
+use crate::reconcile::Context;
+use futures::future::BoxFuture;
+use http::{Method, Request, Response, StatusCode};
+use http_body_util::BodyExt;
+use kube::Client;
+use kube::client::Body;
+use serde_json::{Value, json};
+use std::sync::{Arc, Mutex};
+
+/// One request the operator made.
+#[derive(Debug, Clone)]
+pub struct Call {
+    pub method: Method,
+    pub path: String,
+    pub query: String,
+    pub body: Value,
+}
+
+impl Call {
+    pub fn is_apply(&self) -> bool {
+        self.method == Method::PATCH && self.query.contains("fieldManager=resizer-operator")
+    }
+}
+
+/// Answers: GET of a single object → 404 (nothing exists yet), LIST → empty,
+/// PATCH/POST → the body back, as server-side apply would return it. The
+/// status patch is answered with `rd` itself, which is what the client decodes.
+pub struct FakeApiServer {
+    pub calls: Arc<Mutex<Vec<Call>>>,
+    pub hpa_for: Option<String>,
+}
+
+impl FakeApiServer {
+    pub fn start(rd: &ResizeDeployment, hpa_for: Option<String>) -> (Client, Arc<Mutex<Vec<Call>>>) {
+        let (service, mut handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
+        let calls = Arc::new(Mutex::new(Vec::new()));
+        let me = FakeApiServer { calls: calls.clone(), hpa_for };
+        let rd_json = serde_json::to_value(rd).unwrap();
+        tokio::spawn(async move {
+            while let Some((req, send)) = handle.next_request().await {
+                let (parts, body) = req.into_parts();
+                let bytes = body.collect().await.unwrap().to_bytes();
+                let body: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+                let call = Call {
+                    method: parts.method.clone(),
+                    path: parts.uri.path().to_owned(),
+                    query: parts.uri.query().unwrap_or_default().to_owned(),
+                    body: body.clone(),
+                };
+                let (status, reply) = me.answer(&call, &rd_json);
+                me.calls.lock().unwrap().push(call);
+                let response = Response::builder()
+                    .status(status)
+                    .header("content-type", "application/json")
+                    .body(Body::from(serde_json::to_vec(&reply).unwrap()))
+                    .unwrap();
+                send.send_response(response);
+            }
+        });
+        (Client::new(service, "default"), calls)
+    }
+
+    fn answer(&self, call: &Call, rd: &Value) -> (StatusCode, Value) {
+        let last = call.path.rsplit('/').next().unwrap_or_default();
+        match call.method {
+            Method::GET if last == "horizontalpodautoscalers" => {
+                let items = match &self.hpa_for {
+                    Some(target) => vec![json!({
+                        "apiVersion": "autoscaling/v2", "kind": "HorizontalPodAutoscaler",
+                        "metadata": {"name": "workers"},
+                        "spec": {"maxReplicas": 10, "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": target}},
+                    })],
+                    None => vec![],
+                };
+                (
+                    StatusCode::OK,
+                    json!({"apiVersion": "autoscaling/v2", "kind": "HorizontalPodAutoscalerList", "metadata": {}, "items": items}),
+                )
+            }
+            Method::GET => (
+                StatusCode::NOT_FOUND,
+                json!({"apiVersion": "v1", "kind": "Status", "status": "Failure", "reason": "NotFound", "code": 404, "message": "not found"}),
+            ),
+            _ if call.path.ends_with("/status") => (StatusCode::OK, rd.clone()),
+            _ => (StatusCode::OK, call.body.clone()),
+        }
+    }
+}
+
+/// A queue with a fixed answer.
+pub enum FakeQueue {
+    Down,
+    Up(QueueSample),
+}
+
+impl Queue for FakeQueue {
+    fn observe<'a>(&'a self, url: &'a str, _replicas: usize) -> BoxFuture<'a, Result<QueueSample, QueueError>> {
+        Box::pin(async move {
+            match self {
+                FakeQueue::Down => {
+                    Err(QueueError::Unreachable { url: url.into(), reason: "connection refused".into() })
+                }
+                FakeQueue::Up(s) => Ok(s.clone()),
+            }
+        })
+    }
+}
+
+pub fn context(client: Client, queue: FakeQueue) -> Arc<Context> {
+    Arc::new(Context::new(client, "test", Arc::new(Metrics::default()), Arc::new(queue)))
+}
+
+/// The sample from `examples/`, as the apiserver would hand it over.
+pub fn sample() -> ResizeDeployment {
+    let mut rd: ResizeDeployment =
+        serde_yaml::from_str(include_str!("../examples/resizedeployment.yaml")).expect("the example parses");
+    rd.metadata.namespace = Some("media".into());
+    rd.metadata.uid = Some("0f1e2d3c".into());
+    rd.metadata.generation = Some(1);
+    rd
+}
