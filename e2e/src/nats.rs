@@ -35,8 +35,14 @@ impl NatsServer {
         std::fs::write(
             &conf,
             format!(
-                "listen: 127.0.0.1:-1\nhttp: 127.0.0.1:-1\nmax_payload: 8MB\njetstream {{ store_dir: \"{}\" }}\n",
-                dir.path().join("js").display()
+                "listen: 127.0.0.1:-1\nhttp: 127.0.0.1:-1\nmax_payload: 8MB\njetstream {{ store_dir: \"{}\"{} }}\n",
+                dir.path().join("js").display(),
+                // Benchmarks compare fsync policies (`always` vs the default 2 min).
+                std::env::var("NATS_SYNC_INTERVAL")
+                    .ok()
+                    .filter(|v| !v.is_empty())
+                    .map(|v| format!(", sync_interval: {v}"))
+                    .unwrap_or_default()
             ),
         )?;
         let bin = binary();
