@@ -5,6 +5,10 @@
 //!
 //! No kubelet runs, so pods never start: the test checks the objects, owner
 //! references, status and conditions, not running containers.
+//!
+//! On a cluster where the operator already runs (kind + Helm), set
+//! `RESIZER_OPERATOR_EXTERNAL=1`: the test then starts no operator of its own
+//! and leaves out the leader-takeover part, which needs to kill processes.
 
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
 use k8s_openapi::api::coordination::v1::Lease;
@@ -153,7 +157,8 @@ async fn operator_against_a_real_apiserver() {
     let ns = format!("rd-it-{}", std::process::id());
     kubectl_ok(&["create", "namespace", &ns], None);
 
-    let a = Operator::start("operator-a", &ns);
+    let external = std::env::var("RESIZER_OPERATOR_EXTERNAL").is_ok_and(|v| v == "1");
+    let a = (!external).then(|| Operator::start("operator-a", &ns));
 
     // Create with kubectl; the operator fills in every child.
     kubectl_ok(&["apply", "-n", &ns, "-f", "-"], Some(SAMPLE));
@@ -293,12 +298,31 @@ async fn operator_against_a_real_apiserver() {
     })
     .await;
 
-    // Two replicas: only the Lease holder reconciles; the other takes over when it is killed.
-    let leases: Api<Lease> = Api::namespaced(client.clone(), &ns);
+    if let Some(a) = a {
+        leader_takeover(&client, &ns, a).await;
+    }
+
+    // Garbage collection by kube-controller-manager through the owner references.
+    kubectl_ok(&["delete", "rd", "photos", "-n", &ns, "--wait=true"], None);
+    let sas: Api<ServiceAccount> = Api::namespaced(client.clone(), &ns);
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), &ns);
+    eventually("children garbage-collected", Duration::from_secs(60), || async {
+        let left = deployments.list(&ListParams::default()).await.ok()?.items.len()
+            + sas.list(&ListParams::default().labels("app.kubernetes.io/instance=photos")).await.ok()?.items.len();
+        (left == 0).then_some(())
+    })
+    .await;
+
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    let _ = namespaces.delete(&ns, &DeleteParams::default()).await;
+}
+
+/// Two replicas: only the Lease holder reconciles; the other takes over when it is killed.
+async fn leader_takeover(client: &Client, ns: &str, mut a: Operator) {
+    let leases: Api<Lease> = Api::namespaced(client.clone(), ns);
     let holder = |l: Lease| l.spec.and_then(|s| s.holder_identity);
     assert_eq!(holder(leases.get("resizer-operator").await.unwrap()).as_deref(), Some("operator-a"));
-    let mut a = a;
-    let b = Operator::start("operator-b", &ns);
+    let b = Operator::start("operator-b", ns);
     eventually("operator-b serves metrics", Duration::from_secs(30), || b.metric("resizer_operator_leader")).await;
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert_eq!(b.metric("resizer_operator_leader").await, Some(0.0));
@@ -318,25 +342,10 @@ async fn operator_against_a_real_apiserver() {
         takeover <= Duration::from_secs(LEASE_SECONDS + 2),
         "takeover took {takeover:?}, lease is {LEASE_SECONDS}s"
     );
-    let sas: Api<ServiceAccount> = Api::namespaced(client.clone(), &ns);
+    let sas: Api<ServiceAccount> = Api::namespaced(client.clone(), ns);
     sas.delete("photos-worker", &DeleteParams::default()).await.unwrap();
     eventually("the new leader recreates a deleted child", Duration::from_secs(30), || async {
         sas.get_opt("photos-worker").await.ok()?.map(|_| ())
     })
     .await;
-
-    // Garbage collection by kube-controller-manager through the owner references.
-    kubectl_ok(&["delete", "rd", "photos", "-n", &ns, "--wait=true"], None);
-    let deployments: Api<Deployment> = Api::namespaced(client.clone(), &ns);
-    eventually("children garbage-collected", Duration::from_secs(60), || async {
-        let left = deployments.list(&ListParams::default()).await.ok()?.items.len()
-            + sas.list(&ListParams::default().labels("app.kubernetes.io/instance=photos")).await.ok()?.items.len();
-        (left == 0).then_some(())
-    })
-    .await;
-
-    drop(b);
-    let namespaces: Api<Namespace> = Api::all(client.clone());
-    let _ = namespaces.delete(&ns, &DeleteParams::default()).await;
-    drop(a);
 }
