@@ -1,0 +1,82 @@
+//! `NatsQueue` against a real nats-server: it creates the JOBS stream from the
+//! contracts, reads the backlog, and reports an unreachable server as such.
+
+use async_nats::jetstream;
+use contracts::subjects::{JOBS_SUBJECT, workers_consumer};
+use operator::queue::{NatsQueue, Queue, QueueError};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+struct Server(Child, PathBuf);
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+        let _ = std::fs::remove_dir_all(&self.1);
+    }
+}
+
+/// `$NATS_SERVER_BIN`, else the one scripts/install-nats-server.sh puts in the cache.
+fn binary() -> PathBuf {
+    if let Some(p) = std::env::var_os("NATS_SERVER_BIN") {
+        return p.into();
+    }
+    let cache = std::env::var_os("RESIZER_CACHE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache/resizer"));
+    cache.join("bin/nats-server")
+}
+
+fn start() -> (Server, String) {
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let dir = std::env::temp_dir().join(format!("operator-queue-{}-{port}", std::process::id()));
+    let child = Command::new(binary())
+        .args(["-js", "-a", "127.0.0.1", "-p", &port.to_string(), "-sd"])
+        .arg(&dir)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("nats-server (scripts/install-nats-server.sh)");
+    let started = Instant::now();
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(started.elapsed() < Duration::from_secs(10), "nats-server did not start");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    (Server(child, dir), format!("nats://127.0.0.1:{port}"))
+}
+
+#[tokio::test]
+async fn creates_the_stream_and_reads_the_backlog() {
+    let (_server, url) = start();
+    let queue = NatsQueue { connect_timeout: Duration::from_secs(2) };
+    let empty = queue.observe(&url, 1).await.unwrap();
+    assert_eq!((empty.num_pending, empty.last_sequence), (0, 0));
+
+    let js = jetstream::new(async_nats::connect(&url).await.unwrap());
+    for _ in 0..3 {
+        js.publish(JOBS_SUBJECT, "job".into()).await.unwrap().await.unwrap();
+    }
+    // Before the workers created their consumer, every stored job is backlog.
+    let before = queue.observe(&url, 1).await.unwrap();
+    assert_eq!((before.num_pending, before.num_ack_pending, before.last_sequence), (3, 0, 3));
+
+    let stream = js.get_stream(contracts::subjects::JOBS_STREAM).await.unwrap();
+    let consumer = stream.create_consumer(workers_consumer(Duration::from_secs(30), 16)).await.unwrap();
+    let mut batch = consumer.fetch().max_messages(1).messages().await.unwrap();
+    use futures::StreamExt;
+    let _held = batch.next().await.unwrap().unwrap(); // fetched, not acked
+    let after = queue.observe(&url, 1).await.unwrap();
+    assert_eq!((after.num_pending, after.num_ack_pending), (2, 1));
+}
+
+#[tokio::test]
+async fn an_unreachable_server_is_reported_quickly() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let queue = NatsQueue { connect_timeout: Duration::from_millis(500) };
+    let started = Instant::now();
+    let err = queue.observe(&format!("nats://127.0.0.1:{port}"), 3).await.unwrap_err();
+    assert!(matches!(err, QueueError::Unreachable { .. }), "{err}");
+    assert!(started.elapsed() < Duration::from_secs(5));
+}
