@@ -214,7 +214,7 @@ async fn operator_against_a_real_apiserver() {
             &ns,
             "--type=merge",
             "-p",
-            r#"{"spec":{"sla":{"targetRequestsPerSecond":20000},"api":{"ingress":{"host":"img.example.com"}}}}"#,
+            r#"{"spec":{"sla":{"targetRequestsPerSecond":20000},"capacity":{"maxWorkers":1000},"api":{"ingress":{"host":"img.example.com"}}}}"#,
         ],
         None,
     );
