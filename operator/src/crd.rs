@@ -57,7 +57,7 @@ pub struct Sla {
     /// p99 end-to-end latency target in milliseconds.
     #[serde(default = "default_p99_ms")]
     #[schemars(range(min = 1))]
-    pub p99_latency_ms: u32,
+    pub p99_latency_ms: i32,
     /// Availability target, e.g. 0.999.
     #[serde(default = "default_availability")]
     #[x_kube(validation = Rule::new("self > 0.0 && self < 1.0").message("availability must be between 0 and 1"))]
@@ -82,13 +82,13 @@ pub struct Capacity {
     pub conversions_per_core_per_second: f64,
     /// Cores per worker pod (c); each worker runs one job per core.
     #[schemars(range(min = 1))]
-    pub cores_per_worker: u32,
+    pub cores_per_worker: i32,
     /// Requests per second one api replica handles (r).
     #[schemars(extend("x-kubernetes-validations" = [{"rule": "self > 0.0", "message": "apiRequestsPerSecondPerReplica must be positive"}]))]
     pub api_requests_per_second_per_replica: f64,
     /// Measured service time of one job, subtracted from the p99 target to get the drain budget.
     #[schemars(range(min = 0))]
-    pub service_time_ms: u32,
+    pub service_time_ms: i32,
     #[schemars(range(min = 0))]
     pub min_workers: i32,
     #[schemars(range(min = 1))]
@@ -247,7 +247,7 @@ impl Default for UsageAggregatorSpec {
     }
 }
 
-fn default_p99_ms() -> u32 {
+fn default_p99_ms() -> i32 {
     500
 }
 fn default_availability() -> f64 {
@@ -269,7 +269,7 @@ impl ResizeDeploymentSpec {
                 baseline.workers, self.capacity.max_workers
             ));
         }
-        if u64::from(self.capacity.service_time_ms) >= u64::from(self.sla.p99_latency_ms) {
+        if self.capacity.service_time_ms >= self.sla.p99_latency_ms {
             out.push(format!(
                 "serviceTimeMs {} leaves no queueing budget within p99LatencyMs {}",
                 self.capacity.service_time_ms, self.sla.p99_latency_ms
@@ -318,12 +318,12 @@ pub struct QueueStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub leader: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub num_pending: Option<u64>,
+    pub num_pending: Option<i64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub num_ack_pending: Option<u64>,
+    pub num_ack_pending: Option<i64>,
     /// Last stream sequence and when it was read: the next reading turns them into an arrival rate.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub last_sequence: Option<u64>,
+    pub last_sequence: Option<i64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sampled_at: Option<String>,
 }
@@ -335,11 +335,11 @@ pub struct CapacityStatus {
     pub target_rate: f64,
     pub headroom: f64,
     pub conversions_per_core_per_second: f64,
-    pub cores_per_worker: u32,
+    pub cores_per_worker: i32,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_arrival_rate: Option<f64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub backlog: Option<u64>,
+    pub backlog: Option<i64>,
     pub drain_budget_seconds: f64,
     pub baseline_workers: i32,
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -186,7 +186,7 @@ fn owner(rd: &ResizeDeployment) -> Result<OwnerReference, Error> {
     rd.controller_owner_ref(&()).ok_or(Error::MissingObjectKey("metadata.uid"))
 }
 
-fn cpu_resources(cores: u32) -> ResourceRequirements {
+fn cpu_resources(cores: i32) -> ResourceRequirements {
     use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
     let cpu = BTreeMap::from([("cpu".to_owned(), Quantity(cores.to_string()))]);
     ResourceRequirements { requests: Some(cpu.clone()), limits: Some(cpu), ..Default::default() }

@@ -200,7 +200,11 @@ fn scale_from_sample(
 ) -> i32 {
     let (sla, cap) = (&rd.spec.sla, &rd.spec.capacity);
     let previous = rd.status.clone().unwrap_or_default();
-    let prev_reading = previous.queue.last_sequence.zip(previous.queue.sampled_at.as_deref().and_then(parse_secs));
+    let prev_reading = previous
+        .queue
+        .last_sequence
+        .map(|q| q.max(0) as u64)
+        .zip(previous.queue.sampled_at.as_deref().and_then(parse_secs));
     let rate = capacity::arrival_rate(prev_reading, s.last_sequence, now);
     let backlog = s.num_pending + s.num_ack_pending;
     // No rate yet (first reading): size for the declared target until there is one.
@@ -211,18 +215,23 @@ fn scale_from_sample(
     let recent = previous.capacity.map(|c| c.recent).unwrap_or_default();
     let decision = capacity::decide(current, recommendation, now, &recent, cap);
     status.queue.leader = s.leader.clone();
-    status.queue.num_pending = Some(s.num_pending);
-    status.queue.num_ack_pending = Some(s.num_ack_pending);
-    status.queue.last_sequence = Some(s.last_sequence);
+    status.queue.num_pending = Some(saturate(s.num_pending));
+    status.queue.num_ack_pending = Some(saturate(s.num_ack_pending));
+    status.queue.last_sequence = Some(saturate(s.last_sequence));
     status.queue.sampled_at = Some(now.to_string());
     cap_status.observed_arrival_rate = rate;
-    cap_status.backlog = Some(backlog);
+    cap_status.backlog = Some(saturate(backlog));
     cap_status.queue_workers = rate.map(|_| recommendation);
     cap_status.recommended_workers = decision.recommended;
     cap_status.desired_workers = decision.desired;
     cap_status.decision = decision.reason.into();
     cap_status.recent = decision.recent;
     decision.desired
+}
+
+/// Kubernetes schemas know signed integers only; a count beyond i64 is not a real reading anyway.
+fn saturate(n: u64) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
 }
 
 fn parse_secs(s: &str) -> Option<i64> {
