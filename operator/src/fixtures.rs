@@ -35,13 +35,22 @@ impl Call {
 pub struct FakeApiServer {
     pub calls: Arc<Mutex<Vec<Call>>>,
     pub hpa_for: Option<String>,
+    /// Applies to this resource (e.g. "deployments") are refused, as an admission webhook or quota would.
+    pub refuse: Option<&'static str>,
 }
 
 impl FakeApiServer {
     pub fn start(rd: &ResizeDeployment, hpa_for: Option<String>) -> (Client, Arc<Mutex<Vec<Call>>>) {
+        Self::serve(rd, FakeApiServer { calls: Arc::default(), hpa_for, refuse: None })
+    }
+
+    pub fn start_refusing(rd: &ResizeDeployment, resource: &'static str) -> (Client, Arc<Mutex<Vec<Call>>>) {
+        Self::serve(rd, FakeApiServer { calls: Arc::default(), hpa_for: None, refuse: Some(resource) })
+    }
+
+    fn serve(rd: &ResizeDeployment, me: FakeApiServer) -> (Client, Arc<Mutex<Vec<Call>>>) {
         let (service, mut handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
-        let calls = Arc::new(Mutex::new(Vec::new()));
-        let me = FakeApiServer { calls: calls.clone(), hpa_for };
+        let calls = me.calls.clone();
         let rd_json = serde_json::to_value(rd).unwrap();
         tokio::spawn(async move {
             while let Some((req, send)) = handle.next_request().await {
@@ -89,6 +98,10 @@ impl FakeApiServer {
                 json!({"apiVersion": "v1", "kind": "Status", "status": "Failure", "reason": "NotFound", "code": 404, "message": "not found"}),
             ),
             _ if call.path.ends_with("/status") => (StatusCode::OK, rd.clone()),
+            Method::PATCH if self.refuse.is_some_and(|r| call.path.contains(&format!("/{r}/"))) => (
+                StatusCode::FORBIDDEN,
+                json!({"apiVersion": "v1", "kind": "Status", "status": "Failure", "reason": "Forbidden", "code": 403, "message": "denied by policy"}),
+            ),
             _ => (StatusCode::OK, call.body.clone()),
         }
     }

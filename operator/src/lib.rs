@@ -13,7 +13,20 @@
 //! - [`error`]: the errors of a round.
 //!
 //! The binary (`main.rs`) wires these together; `bin/crdgen.rs` prints the CRD
-//! committed in `crds/`.
+//! committed in `crds/`. `examples/resizedeployment.yaml` is a small fleet to
+//! apply, `deploy/rbac.yaml` the operator's own ClusterRole.
+//!
+//! # Running
+//! `operator --lease-namespace NS` with a kubeconfig (or in a pod, with
+//! `POD_NAME`/`POD_NAMESPACE` from the downward API). Replicas compete for the
+//! `resizer-operator` Lease; the holder reconciles, the others wait and serve
+//! `/metrics`. Outside the cluster, `--nats-url` points the queue readings at
+//! a reachable NATS instead of each fleet's in-cluster service.
+//!
+//! # Tests
+//! Unit tests cover the pure parts and reconcile rounds over a mock apiserver;
+//! `tests/queue.rs` runs against a real nats-server; `tests/controlplane.rs`
+//! against a real kube-apiserver (`scripts/test.d/40-operator.sh`).
 
 pub mod capacity;
 pub mod crd;

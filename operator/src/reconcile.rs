@@ -158,7 +158,21 @@ pub async fn reconcile(rd: Arc<ResizeDeployment>, ctx: Arc<Context>) -> Result<A
 
     let replicas = Replicas { api: base.api_replicas, workers: (!externally_scaled).then_some(workers) };
     let children = desired::children(&rd, replicas)?;
-    let applied = apply_all(client, &ns, &children).await?;
+    let applied = match apply_all(client, &ns, &children).await {
+        Ok(applied) => applied,
+        Err(e) => {
+            // Say so on the resource, not only in the operator's log; the round is retried by error_policy.
+            set(&mut status, "Degraded", true, "ApplyFailed", &e.to_string(), now);
+            set(&mut status, "Ready", false, "ApplyFailed", &e.to_string(), now);
+            if condition_changed(&previous, &status, "Degraded") {
+                event(&ctx, &rd, EventType::Warning, "ApplyFailed", "ApplyChildren", e.to_string()).await;
+            }
+            if let Err(status_err) = patch_status(client, &rd, &status).await {
+                warn!(error = %status_err, "recording the failed apply in the status");
+            }
+            return Err(e);
+        }
+    };
     if previous.observed_generation != rd.metadata.generation {
         let note = format!("applied generation {}", rd.metadata.generation.unwrap_or_default());
         event(&ctx, &rd, EventType::Normal, "Applied", "ApplyChildren", note).await;
@@ -519,6 +533,18 @@ mod tests {
         // The leader is mirrored into a Lease named after the resource.
         let lease = calls.iter().find(|c| c.is_apply() && c.path.ends_with("/leases/photos-queue-leader")).unwrap();
         assert_eq!(lease.body["spec"]["holderIdentity"], "nats-1");
+    }
+
+    #[tokio::test]
+    async fn a_refused_apply_marks_the_resource_degraded() {
+        let rd = sample();
+        let (client, calls) = FakeApiServer::start_refusing(&rd, "deployments");
+        let err = reconcile(Arc::new(rd), context(client, FakeQueue::Down)).await.unwrap_err();
+        assert!(matches!(err, Error::Kube(_)), "{err}");
+        let calls = calls.lock().unwrap().clone();
+        let s = status_patch(&calls);
+        assert_eq!(cond(&s, "Degraded"), ("True".into(), "ApplyFailed".into()));
+        assert_eq!(cond(&s, "Ready"), ("False".into(), "ApplyFailed".into()));
     }
 
     #[tokio::test]
