@@ -326,6 +326,9 @@ pub struct QueueStatus {
     pub last_sequence: Option<i64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sampled_at: Option<String>,
+    /// When the operator last asked the leader to step down (seconds since the epoch), for the cooldown.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_step_down: Option<i64>,
 }
 
 /// The capacity computation, inputs and outputs, so "why this many workers" is answered by the CR itself.

@@ -124,6 +124,10 @@ impl Queue for FakeQueue {
             }
         })
     }
+
+    fn step_down<'a>(&'a self, _url: &'a str) -> BoxFuture<'a, Result<(), QueueError>> {
+        Box::pin(async move { Ok(()) })
+    }
 }
 
 pub fn context(client: Client, queue: FakeQueue) -> Arc<Context> {

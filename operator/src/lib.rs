@@ -7,6 +7,7 @@
 //! - [`capacity`]: the capacity math and the scaling decision, pure.
 //! - [`desired`]: the child objects as a pure function of spec and replica counts.
 //! - [`queue`]: what the operator reads from JetStream, behind a trait.
+//! - [`failover`]: when to step a browned-out JOBS leader down, pure.
 //! - [`reconcile`]: one reconcile round, the controller loop and its error policy.
 //! - [`leader`]: Lease-based leader election; only the holder reconciles.
 //! - [`metrics`]: Prometheus metrics and the `/metrics`, `/healthz`, `/readyz` endpoints.
@@ -32,6 +33,7 @@ pub mod capacity;
 pub mod crd;
 pub mod desired;
 pub mod error;
+pub mod failover;
 #[cfg(test)]
 mod fixtures;
 pub mod leader;

@@ -17,6 +17,10 @@ pub struct QueueSample {
     pub num_ack_pending: u64,
     /// Last stream sequence: two readings give the arrival rate.
     pub last_sequence: u64,
+    /// Round trip of the stream-info request, which the leader answers: the brownout signal.
+    pub info_latency_ms: u64,
+    /// Followers that are caught up and could take over leadership.
+    pub current_followers: u32,
 }
 
 #[derive(Debug, Error)]
@@ -30,6 +34,9 @@ pub enum QueueError {
 pub trait Queue: Send + Sync + 'static {
     /// Ensures the JOBS stream exists with `replicas` copies and reads its load.
     fn observe<'a>(&'a self, url: &'a str, replicas: usize) -> BoxFuture<'a, Result<QueueSample, QueueError>>;
+
+    /// Asks the JOBS stream's leader to hand leadership to a follower.
+    fn step_down<'a>(&'a self, url: &'a str) -> BoxFuture<'a, Result<(), QueueError>>;
 }
 
 /// The real cluster, over async-nats.
@@ -53,7 +60,13 @@ impl Queue for NatsQueue {
                 .await
                 .map_err(|e| unreachable(e.to_string()))?
                 .map_err(|e| js_err(&e))?;
+            let asked = std::time::Instant::now();
             let info = stream.info().await.map_err(|e| js_err(&e))?.clone();
+            let info_latency_ms = asked.elapsed().as_millis() as u64;
+            let current_followers = info
+                .cluster
+                .as_ref()
+                .map_or(0, |c| c.replicas.iter().filter(|p| p.current && !p.offline).count() as u32);
             // The workers create their consumer; until they have, everything in the stream is backlog.
             let (num_pending, num_ack_pending) = match stream.get_consumer::<pull::Config>(WORKERS_CONSUMER).await {
                 Ok(mut consumer) => {
@@ -68,7 +81,29 @@ impl Queue for NatsQueue {
                 num_pending,
                 num_ack_pending,
                 last_sequence: info.state.last_sequence,
+                info_latency_ms,
+                current_followers,
             })
+        })
+    }
+
+    fn step_down<'a>(&'a self, url: &'a str) -> BoxFuture<'a, Result<(), QueueError>> {
+        Box::pin(async move {
+            let client = async_nats::ConnectOptions::new()
+                .connection_timeout(self.connect_timeout)
+                .connect(url)
+                .await
+                .map_err(|e| QueueError::Unreachable { url: url.to_owned(), reason: e.to_string() })?;
+            let js = jetstream::new(client);
+            let subject = format!("STREAM.LEADER.STEPDOWN.{JOBS_STREAM}");
+            let reply: serde_json::Value = tokio::time::timeout(self.connect_timeout, js.request(subject, &()))
+                .await
+                .map_err(|e| QueueError::JetStream(e.to_string()))?
+                .map_err(|e| QueueError::JetStream(e.to_string()))?;
+            match reply.get("error") {
+                Some(err) => Err(QueueError::JetStream(err.to_string())),
+                None => Ok(()),
+            }
         })
     }
 }

@@ -6,6 +6,7 @@ use crate::capacity::{self, QueueLoad};
 use crate::crd::{CapacityStatus, ReplicaCount, ResizeDeployment, ResizeDeploymentStatus};
 use crate::desired::{self, Children, Component, MANAGER, Replicas};
 use crate::error::Error;
+use crate::failover;
 use crate::metrics::Metrics;
 use crate::queue::{Queue, QueueSample};
 use futures::StreamExt;
@@ -129,6 +130,7 @@ pub async fn reconcile(rd: Arc<ResizeDeployment>, ctx: Arc<Context>) -> Result<A
         Ok(s) => {
             let d = scale_from_sample(&rd, &mut cap_status, &mut status, s, current, now.as_second());
             set(&mut status, "QueueHealthy", true, "Reachable", &format!("JOBS leader {}", leader_of(s)), now);
+            watch_leader(&ctx, &rd, &url, s, &mut status, now).await;
             d
         }
         Err(e) => {
@@ -201,6 +203,34 @@ pub async fn reconcile(rd: Arc<ResizeDeployment>, ctx: Arc<Context>) -> Result<A
     patch_status(client, &rd, &status).await?;
     info!(workers, api = base.api_replicas, queue_ok, "reconciled");
     Ok(Action::requeue(SAMPLE_PERIOD))
+}
+
+/// Steps a browned-out JOBS leader down (DESIGN §4) and says so in the status and an Event.
+async fn watch_leader(
+    ctx: &Context,
+    rd: &ResizeDeployment,
+    url: &str,
+    s: &QueueSample,
+    status: &mut ResizeDeploymentStatus,
+    now: jiff::Timestamp,
+) {
+    match failover::judge(s, status.queue.last_step_down, now.as_second()) {
+        failover::Verdict::Healthy => {}
+        failover::Verdict::Hold(why) => set(status, "QueueHealthy", false, "LeaderBrownout", &why, now),
+        failover::Verdict::StepDown(why) => match ctx.queue.step_down(url).await {
+            Ok(()) => {
+                status.queue.last_step_down = Some(now.as_second());
+                let msg = format!("{why}; asked it to step down");
+                set(status, "QueueHealthy", false, "LeaderSteppedDown", &msg, now);
+                event(ctx, rd, EventType::Warning, "QueueLeaderSteppedDown", "StepDownLeader", msg).await;
+            }
+            Err(e) => {
+                let msg = format!("{why}; step-down failed: {e}");
+                set(status, "QueueHealthy", false, "LeaderBrownout", &msg, now);
+                event(ctx, rd, EventType::Warning, "QueueLeaderStepDownFailed", "StepDownLeader", msg).await;
+            }
+        },
+    }
 }
 
 /// Feeds one queue reading into the scaling decision and returns the worker count.
@@ -516,6 +546,8 @@ mod tests {
             num_pending: 4_000,
             num_ack_pending: 800,
             last_sequence: 11_000,
+            info_latency_ms: 2,
+            current_followers: 2,
         };
         let (client, calls) = FakeApiServer::start(&rd, None);
         reconcile(Arc::new(rd), context(client, FakeQueue::Up(sample))).await.unwrap();
@@ -533,6 +565,26 @@ mod tests {
         // The leader is mirrored into a Lease named after the resource.
         let lease = calls.iter().find(|c| c.is_apply() && c.path.ends_with("/leases/photos-queue-leader")).unwrap();
         assert_eq!(lease.body["spec"]["holderIdentity"], "nats-1");
+    }
+
+    #[tokio::test]
+    async fn a_slow_leader_is_stepped_down_with_an_event() {
+        let rd = sample();
+        let slow = QueueSample {
+            leader: Some("photos-nats-0".into()),
+            num_pending: 0,
+            num_ack_pending: 0,
+            last_sequence: 0,
+            info_latency_ms: 2_000,
+            current_followers: 2,
+        };
+        let (client, calls) = FakeApiServer::start(&rd, None);
+        reconcile(Arc::new(rd), context(client, FakeQueue::Up(slow))).await.unwrap();
+        let calls = calls.lock().unwrap().clone();
+        let s = status_patch(&calls);
+        assert_eq!(cond(&s, "QueueHealthy"), ("False".into(), "LeaderSteppedDown".into()));
+        assert!(s.queue.last_step_down.is_some());
+        assert!(calls.iter().any(|c| c.path.ends_with("/events") && c.body["reason"] == "QueueLeaderSteppedDown"));
     }
 
     #[tokio::test]

@@ -80,3 +80,70 @@ async fn an_unreachable_server_is_reported_quickly() {
     assert!(matches!(err, QueueError::Unreachable { .. }), "{err}");
     assert!(started.elapsed() < Duration::from_secs(5));
 }
+
+fn port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// Three servers on loopback with routes to each other, as the StatefulSet runs them.
+fn start_cluster() -> (Vec<Server>, Vec<String>) {
+    let clients: Vec<u16> = (0..3).map(|_| port()).collect();
+    let routes: Vec<u16> = (0..3).map(|_| port()).collect();
+    let route_list = routes.iter().map(|p| format!("nats://127.0.0.1:{p}")).collect::<Vec<_>>().join(", ");
+    let mut servers = Vec::new();
+    for i in 0..3 {
+        let dir = std::env::temp_dir().join(format!("operator-cluster-{}-{}", std::process::id(), clients[i]));
+        std::fs::create_dir_all(&dir).unwrap();
+        let conf = dir.join("nats.conf");
+        std::fs::write(
+            &conf,
+            format!(
+                "server_name: n{i}\nlisten: 127.0.0.1:{}\njetstream {{ store_dir: \"{}\" }}\n\
+                 cluster {{ name: c, listen: 127.0.0.1:{}, routes: [{route_list}] }}\n",
+                clients[i],
+                dir.join("js").display(),
+                routes[i]
+            ),
+        )
+        .unwrap();
+        let child = Command::new(binary())
+            .arg("-c")
+            .arg(&conf)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("nats-server");
+        servers.push(Server(child, dir));
+    }
+    (servers, clients.iter().map(|p| format!("nats://127.0.0.1:{p}")).collect())
+}
+
+#[tokio::test]
+async fn step_down_moves_the_jobs_leader_to_a_follower() {
+    let (_servers, urls) = start_cluster();
+    let queue = NatsQueue { connect_timeout: Duration::from_secs(2) };
+    let started = Instant::now();
+    // The cluster needs a meta leader before it accepts an R3 stream.
+    let first = loop {
+        match queue.observe(&urls[0], 3).await {
+            Ok(s) if s.leader.is_some() && s.current_followers == 2 => break s,
+            other => {
+                assert!(started.elapsed() < Duration::from_secs(30), "no R3 stream with a leader: {other:?}");
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
+        }
+    };
+    let old = first.leader.clone().unwrap();
+    queue.step_down(&urls[0]).await.unwrap();
+    let asked = Instant::now();
+    loop {
+        if let Ok(s) = queue.observe(&urls[1], 3).await
+            && s.leader.as_ref().is_some_and(|l| *l != old)
+        {
+            println!("JOBS leader moved from {old} to {} in {:?}", s.leader.unwrap(), asked.elapsed());
+            break;
+        }
+        assert!(asked.elapsed() < Duration::from_secs(10), "leader still {old} after step-down");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
