@@ -86,7 +86,11 @@ pub fn decide(
     let recommended = recommendation.clamp(cap.min_workers, cap.max_workers);
     let mut window: Vec<Recommendation> =
         recent.iter().filter(|r| now - r.at < SCALE_DOWN_WINDOW_SECS && r.at <= now).cloned().collect();
-    window.push(Recommendation { at: now, workers: recommended });
+    // Two rounds in the same second (a child event right after a requeue) count as one reading.
+    match window.last_mut() {
+        Some(last) if last.at == now => last.workers = last.workers.max(recommended),
+        _ => window.push(Recommendation { at: now, workers: recommended }),
+    }
     let Some(current) = current else {
         return Decision { desired: recommended, recommended, reason: "Initial", recent: window };
     };
@@ -216,6 +220,13 @@ mod tests {
             ]
         );
         assert!(recent.iter().all(|r| 400 - r.at < SCALE_DOWN_WINDOW_SECS));
+    }
+
+    #[test]
+    fn readings_in_the_same_second_are_one() {
+        let cap = article();
+        let d = decide(Some(10), 10, 5, &[Recommendation { at: 5, workers: 12 }], &cap);
+        assert_eq!(d.recent, vec![Recommendation { at: 5, workers: 12 }]);
     }
 
     #[test]

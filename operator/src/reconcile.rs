@@ -8,7 +8,7 @@ use crate::desired::{self, Children, Component, MANAGER, Replicas};
 use crate::error::Error;
 use crate::failover;
 use crate::metrics::Metrics;
-use crate::queue::{Queue, QueueSample};
+use crate::queue::{Queue, QueueError, QueueSample};
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
@@ -21,7 +21,7 @@ use k8s_openapi::{NamespaceResourceScope, jiff};
 use kube::api::{Api, ListParams, Patch, PatchParams};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
-use kube::runtime::watcher;
+use kube::runtime::{PredicateConfig, WatchStreamExt, predicates, reflector, watcher};
 use kube::{Client, Resource, ResourceExt};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -55,7 +55,15 @@ pub async fn run(ctx: Arc<Context>, shutdown: impl Future<Output = ()> + Send + 
     let client = ctx.client.clone();
     // Only children carry this label, so the caches hold the operator's objects and nothing else.
     let owned = watcher::Config::default().labels(&format!("app.kubernetes.io/managed-by={MANAGER}"));
-    Controller::new(Api::<ResizeDeployment>::all(client.clone()), watcher::Config::default().any_semantic())
+    // Status writes change the object too; reacting to them would turn every round into the next.
+    // Spec changes bump the generation; the periodic requeue drives the queue sampling.
+    let (reader, writer) = reflector::store();
+    let rds = watcher(Api::<ResizeDeployment>::all(client.clone()), watcher::Config::default().any_semantic())
+        .default_backoff()
+        .reflect(writer)
+        .applied_objects()
+        .predicate_filter(predicates::generation, PredicateConfig::default());
+    Controller::for_stream(rds, reader)
         .owns(Api::<Deployment>::all(client.clone()), owned.clone())
         .owns(Api::<StatefulSet>::all(client.clone()), owned.clone())
         .owns(Api::<Service>::all(client.clone()), owned.clone())
@@ -135,7 +143,11 @@ pub async fn reconcile(rd: Arc<ResizeDeployment>, ctx: Arc<Context>) -> Result<A
         }
         Err(e) => {
             // Without a reading there is nothing to scale on: keep what runs, or start at the baseline.
-            set(&mut status, "QueueHealthy", false, "Unreachable", &e.to_string(), now);
+            let reason = match e {
+                QueueError::Unreachable { .. } => "Unreachable",
+                QueueError::JetStream(_) => "JetStreamError",
+            };
+            set(&mut status, "QueueHealthy", false, reason, &e.to_string(), now);
             if condition_changed(&previous, &status, "QueueHealthy") {
                 event(&ctx, &rd, EventType::Warning, "QueueUnreachable", "ObserveQueue", e.to_string()).await;
             }
