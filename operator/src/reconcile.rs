@@ -148,6 +148,8 @@ pub async fn reconcile(rd: Arc<ResizeDeployment>, ctx: Arc<Context>) -> Result<A
                 QueueError::JetStream(_) => "JetStreamError",
             };
             set(&mut status, "QueueHealthy", false, reason, &e.to_string(), now);
+            // An old leader name in `kubectl get rd` would read as current; the Lease keeps the last one seen.
+            status.queue.leader = None;
             if condition_changed(&previous, &status, "QueueHealthy") {
                 event(&ctx, &rd, EventType::Warning, "QueueUnreachable", "ObserveQueue", e.to_string()).await;
             }
@@ -159,12 +161,14 @@ pub async fn reconcile(rd: Arc<ResizeDeployment>, ctx: Arc<Context>) -> Result<A
         }
     };
 
+    // Announced once the apply has gone through, not before.
+    let mut scaled = None;
     if externally_scaled {
         set(&mut status, "Scaling", false, "ExternallyScaled", "an HorizontalPodAutoscaler owns the worker count", now);
     } else if current.is_some_and(|c| c != workers) {
         let msg = format!("workers {} → {workers} ({})", current.unwrap_or_default(), cap_status.decision);
         set(&mut status, "Scaling", true, &cap_status.decision, &msg, now);
-        event(&ctx, &rd, EventType::Normal, "Scaled", "ScaleWorkers", msg).await;
+        scaled = Some(msg);
     } else {
         set(&mut status, "Scaling", false, &cap_status.decision, &format!("{workers} workers"), now);
     }
@@ -187,6 +191,9 @@ pub async fn reconcile(rd: Arc<ResizeDeployment>, ctx: Arc<Context>) -> Result<A
             return Err(e);
         }
     };
+    if let Some(msg) = scaled {
+        event(&ctx, &rd, EventType::Normal, "Scaled", "ScaleWorkers", msg).await;
+    }
     if previous.observed_generation != rd.metadata.generation {
         let note = format!("applied generation {}", rd.metadata.generation.unwrap_or_default());
         event(&ctx, &rd, EventType::Normal, "Applied", "ApplyChildren", note).await;
