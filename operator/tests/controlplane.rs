@@ -194,13 +194,18 @@ async fn operator_against_a_real_apiserver() {
     let cap = status.capacity.clone().expect("capacity in status");
     assert_eq!(cap.baseline_workers, 30, "1,000 req/s × 1.2 / (10 × 4)");
     assert_eq!(cap.api_replicas, 2);
-    assert_eq!(condition(&rd, "QueueHealthy"), Some(("False".into(), "Unreachable".into())));
-    assert_eq!(condition(&rd, "Ready").map(|c| c.0), Some("False".into()), "no kubelet: nothing is ready");
+    // Here the queue is out of reach by construction; on a real cluster it comes up and is read.
+    if !external {
+        assert_eq!(condition(&rd, "QueueHealthy"), Some(("False".into(), "Unreachable".into())));
+        assert_eq!(condition(&rd, "Ready").map(|c| c.0), Some("False".into()), "no kubelet: nothing is ready");
+    }
     for c in ["Ready", "Progressing", "Degraded", "QueueHealthy", "Scaling"] {
         assert!(condition(&rd, c).is_some(), "condition {c} missing: {:?}", status.conditions);
     }
-    let workers: Deployment = get(&client, &ns, "photos-worker").await.unwrap();
-    assert_eq!(workers.spec.replicas, Some(30), "unreachable queue on a new fleet: the baseline");
+    if !external {
+        let workers: Deployment = get(&client, &ns, "photos-worker").await.unwrap();
+        assert_eq!(workers.spec.replicas, Some(30), "unreachable queue on a new fleet: the baseline");
+    }
     let printed = kubectl_ok(&["get", "rd", "photos", "-n", &ns], None);
     assert!(printed.contains("QUEUE-LEADER") && printed.contains("DESIRED"), "{printed}");
 
@@ -225,8 +230,10 @@ async fn operator_against_a_real_apiserver() {
     })
     .await;
     assert_owned::<Ingress>(&client, &ns, "photos-api", &uid).await;
-    let workers: Deployment = get(&client, &ns, "photos-worker").await.unwrap();
-    assert_eq!(workers.spec.replicas, Some(30), "queue unreachable: workers are left as they are");
+    if !external {
+        let workers: Deployment = get(&client, &ns, "photos-worker").await.unwrap();
+        assert_eq!(workers.spec.replicas, Some(30), "queue unreachable: workers are left as they are");
+    }
 
     // A deleted child comes back; a hand edit is reverted.
     let cms: Api<ConfigMap> = Api::namespaced(client.clone(), &ns);
