@@ -26,6 +26,8 @@ const CLIENT_PORT: i32 = 4222;
 const CLUSTER_PORT: i32 = 6222;
 const MONITOR_PORT: i32 = 8222;
 const HTTP_PORT: i32 = 8080;
+/// The worker serves no API, only `/metrics` and `/healthz` here (WORKER_METRICS_ADDR).
+const WORKER_METRICS_PORT: i32 = 9091;
 
 /// The parts of the fleet; each gets its own name, labels and service account.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -144,7 +146,7 @@ pub fn children(rd: &ResizeDeployment, replicas: Replicas) -> Result<Children, E
         {"name": "NATS_URL", "value": nats},
         {"name": "JOBS_REPLICAS", "value": jobs_replicas},
         {"name": "WORKER_CONCURRENCY", "value": cores.to_string()},
-        {"name": "WORKER_METRICS_ADDR", "value": "0.0.0.0:9091"},
+        {"name": "WORKER_METRICS_ADDR", "value": format!("0.0.0.0:{WORKER_METRICS_PORT}")},
     ]);
     out.deployments.push(b.deployment(
         Component::Worker,
@@ -246,12 +248,15 @@ impl Builder<'_> {
         env: Value,
         spread: bool,
     ) -> Result<Deployment, Error> {
+        // The worker has no readiness endpoint of its own; it is ready when it is alive.
+        let (port, ready_path) =
+            if c == Component::Worker { (WORKER_METRICS_PORT, "/healthz") } else { (HTTP_PORT, "/readyz") };
         let mut container = json!({
             "name": c.as_str(),
             "image": image,
             "env": env,
-            "ports": [{"name": "http", "containerPort": HTTP_PORT}],
-            "readinessProbe": {"httpGet": {"path": "/readyz", "port": "http"}, "periodSeconds": 5},
+            "ports": [{"name": "http", "containerPort": port}],
+            "readinessProbe": {"httpGet": {"path": ready_path, "port": "http"}, "periodSeconds": 5},
             "livenessProbe": {"httpGet": {"path": "/healthz", "port": "http"}, "periodSeconds": 10, "failureThreshold": 3},
             "securityContext": {"allowPrivilegeEscalation": false, "readOnlyRootFilesystem": true, "capabilities": {"drop": ["ALL"]}},
         });
@@ -554,6 +559,8 @@ mod tests {
         assert!(spec.template.spec.as_ref().unwrap().topology_spread_constraints.is_some());
         let worker = c.deployments.iter().find(|d| d.metadata.name.as_deref() == Some("photos-worker")).unwrap();
         assert_eq!(worker.spec.replicas, Some(7));
+        let probe = worker.spec.template.spec.as_ref().unwrap().containers[0].readiness_probe.clone().unwrap();
+        assert_eq!(probe.http_get.unwrap().path.as_deref(), Some("/healthz"));
         assert!(c.ingresses.is_empty());
     }
 
