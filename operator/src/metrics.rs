@@ -14,12 +14,23 @@ pub struct ErrorLabels {
     pub kind: String,
 }
 
+/// One ResizeDeployment.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct FleetLabels {
+    pub namespace: String,
+    pub name: String,
+}
+
 pub struct Metrics {
     pub reconciles: Counter,
     pub errors: Family<ErrorLabels, Counter>,
     pub duration: Histogram,
     /// 1 while this replica holds the leader Lease, so a dashboard shows which one acts.
     pub leader: Gauge,
+    /// The worker count the capacity math chose, per fleet: the scaling decision over time.
+    pub desired_workers: Family<FleetLabels, Gauge>,
+    /// 1 while the fleet's JOBS stream can be read.
+    pub queue_healthy: Family<FleetLabels, Gauge>,
     registry: Registry,
 }
 
@@ -30,12 +41,16 @@ impl Default for Metrics {
         // Reconciles are a handful of API round trips: milliseconds to a few seconds.
         let duration = Histogram::new([0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0]);
         let leader = Gauge::default();
+        let desired_workers = Family::<FleetLabels, Gauge>::default();
+        let queue_healthy = Family::<FleetLabels, Gauge>::default();
         let mut registry = Registry::with_prefix("resizer_operator");
         registry.register("reconciles", "Reconcile rounds started", reconciles.clone());
         registry.register("reconcile_errors", "Reconcile rounds that failed, by cause", errors.clone());
         registry.register("reconcile_duration_seconds", "Time spent in one reconcile round", duration.clone());
         registry.register("leader", "1 while this replica holds the leader lease", leader.clone());
-        Self { reconciles, errors, duration, leader, registry }
+        registry.register("desired_workers", "Worker replicas chosen by the capacity math", desired_workers.clone());
+        registry.register("queue_healthy", "1 while the JOBS stream can be read", queue_healthy.clone());
+        Self { reconciles, errors, duration, leader, desired_workers, queue_healthy, registry }
     }
 }
 
@@ -106,7 +121,10 @@ mod tests {
         let m = Metrics::default();
         drop(m.start());
         m.error(&crate::error::Error::MissingObjectKey("metadata.uid"));
+        let fleet = FleetLabels { namespace: "media".into(), name: "photos".into() };
+        m.desired_workers.get_or_create(&fleet).set(38);
         let text = m.encode();
+        assert!(text.contains("resizer_operator_desired_workers{namespace=\"media\",name=\"photos\"} 38"), "{text}");
         assert!(text.contains("resizer_operator_reconciles_total 1"), "{text}");
         assert!(text.contains("resizer_operator_reconcile_errors_total{kind=\"missing_key\"} 1"), "{text}");
         assert!(text.contains("resizer_operator_reconcile_duration_seconds_count 1"), "{text}");

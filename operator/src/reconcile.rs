@@ -7,7 +7,7 @@ use crate::crd::{CapacityStatus, ReplicaCount, ResizeDeployment, ResizeDeploymen
 use crate::desired::{self, Children, Component, MANAGER, Replicas};
 use crate::error::Error;
 use crate::failover;
-use crate::metrics::Metrics;
+use crate::metrics::{FleetLabels, Metrics};
 use crate::queue::{Queue, QueueError, QueueSample};
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
@@ -220,6 +220,9 @@ pub async fn reconcile(rd: Arc<ResizeDeployment>, ctx: Arc<Context>) -> Result<A
     }
     status.components = applied;
     patch_status(client, &rd, &status).await?;
+    let fleet = FleetLabels { namespace: ns.clone(), name: rd.name_any() };
+    ctx.metrics.desired_workers.get_or_create(&fleet).set(i64::from(workers));
+    ctx.metrics.queue_healthy.get_or_create(&fleet).set(i64::from(queue_ok));
     info!(workers, api = base.api_replicas, queue_ok, "reconciled");
     Ok(Action::requeue(SAMPLE_PERIOD))
 }
