@@ -89,8 +89,10 @@ pub struct Capacity {
     /// Measured service time of one job, subtracted from the p99 target to get the drain budget.
     #[schemars(range(min = 0))]
     pub service_time_ms: i32,
+    /// Fewest worker pods, however idle the queue.
     #[schemars(range(min = 0))]
     pub min_workers: i32,
+    /// Most worker pods; a target rate that needs more at baseline is refused as InvalidSpec.
     #[schemars(range(min = 1))]
     pub max_workers: i32,
 }
@@ -128,6 +130,7 @@ pub struct PodSettings {
 #[serde(rename_all = "camelCase")]
 #[serde(default)]
 pub struct ApiSpec {
+    /// Container image of the api-server.
     pub image: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resources: Option<ResourceRequirements>,
@@ -147,6 +150,7 @@ impl Default for ApiSpec {
 #[serde(rename_all = "camelCase")]
 #[x_kube(validation = Rule::new("!has(self.tlsSecretName) || has(self.host)").message("ingress TLS needs a host"))]
 pub struct IngressSpec {
+    /// IngressClass to use; the cluster default when unset.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub class_name: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -160,7 +164,9 @@ pub struct IngressSpec {
 #[serde(rename_all = "camelCase")]
 #[serde(default)]
 pub struct WorkerSpec {
+    /// Container image of the worker.
     pub image: String,
+    /// Defaults to exactly `capacity.coresPerWorker` CPUs, requested and limited.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resources: Option<ResourceRequirements>,
     #[serde(default)]
@@ -178,11 +184,14 @@ impl Default for WorkerSpec {
 #[serde(rename_all = "camelCase")]
 #[serde(default)]
 pub struct QueueSpec {
+    /// nats-server image; 2.12.3 or later (earlier releases can lose acknowledged writes).
     pub image: String,
     /// Raft needs an odd member count to keep a majority through one loss.
     #[schemars(extend("x-kubernetes-validations" = [{"rule": "self >= 1 && self % 2 == 1", "message": "queue replicas must be odd (raft quorum)"}]))]
     pub replicas: i32,
+    /// Size of each server's JetStream volume, e.g. `10Gi`.
     pub storage_size: String,
+    /// StorageClass of the JetStream volumes; the cluster default when unset.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub storage_class_name: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -208,6 +217,7 @@ impl Default for QueueSpec {
 #[serde(rename_all = "camelCase")]
 #[serde(default)]
 pub struct AuthCacheSpec {
+    /// Container image of the auth-cache.
     pub image: String,
     #[schemars(range(min = 1))]
     pub replicas: i32,
@@ -227,6 +237,7 @@ impl Default for AuthCacheSpec {
 #[serde(rename_all = "camelCase")]
 #[serde(default)]
 pub struct UsageAggregatorSpec {
+    /// Container image of the usage-aggregator.
     pub image: String,
     #[schemars(range(min = 0))]
     pub replicas: i32,
