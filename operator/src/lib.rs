@@ -14,8 +14,9 @@
 //! - [`error`]: the errors of a round.
 //!
 //! The binary (`main.rs`) wires these together; `bin/crdgen.rs` prints the CRD
-//! committed in `crds/`. `examples/resizedeployment.yaml` is a small fleet to
-//! apply, `deploy/rbac.yaml` the operator's own ClusterRole.
+//! committed in `crds/` (and in the Helm chart, `charts/resizer/crds/`). The
+//! chart installs the operator with its RBAC; `charts/resizer/examples/` holds a
+//! small fleet to apply.
 //!
 //! # Running
 //! `operator --lease-namespace NS` with a kubeconfig (or in a pod, with

@@ -24,7 +24,7 @@ use std::io::Write;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-const SAMPLE: &str = include_str!("../examples/resizedeployment.yaml");
+const SAMPLE: &str = include_str!("../../charts/resizer/examples/resizedeployment.yaml");
 const LEASE_SECONDS: u64 = 6;
 
 fn kubectl() -> String {

@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# The Helm chart against a real control plane of its own (e2e/controlplane/up.sh):
+# the scenario in e2e/scenarios/chart.sh, which the kind e2e runs too.
+set -euo pipefail
+source "$(dirname "$0")/../env.sh"
+cd "$REPO_ROOT"
+bash scripts/install-k8s-tools.sh >/dev/null
+export KUBECTL="$RESIZER_BIN/kubectl" HELM="$RESIZER_BIN/helm"
+# The operator binary runs with the chart's ServiceAccount token (no kubelet runs its pods here).
+cargo build -q -p operator --bin operator
+export OPERATOR_BIN="$REPO_ROOT/target/debug/operator"
+
+dir="$(mktemp -d)"
+cleanup() { bash e2e/controlplane/down.sh "$dir" || true; rm -rf "$dir"; }
+trap cleanup EXIT
+up_out="$(bash e2e/controlplane/up.sh "$dir")"
+KUBECONFIG="$(printf '%s\n' "$up_out" | sed -n 's/^KUBECONFIG=//p' | tail -n1)"
+export KUBECONFIG
+bash e2e/scenarios/chart.sh
