@@ -8,7 +8,7 @@ cd "$REPO_ROOT"
 
 if ! diff <(cargo run -q -p operator --bin crdgen) crds/resizedeployments.yaml; then
   log "crds/resizedeployments.yaml differs from the CRD types; regenerate it:"
-  log "  cargo run -q -p operator --bin crdgen > crds/resizedeployments.yaml"
+  log "  cargo run -q -p operator --bin crdgen > crds/resizedeployments.yaml && cp crds/resizedeployments.yaml charts/resizer/crds/"
   exit 1
 fi
 
