@@ -137,7 +137,8 @@ pub fn context(client: Client, queue: FakeQueue) -> Arc<Context> {
 /// The sample from `examples/`, as the apiserver would hand it over.
 pub fn sample() -> ResizeDeployment {
     let mut rd: ResizeDeployment =
-        serde_yaml::from_str(include_str!("../../charts/resizer/examples/resizedeployment.yaml")).expect("the example parses");
+        serde_yaml::from_str(include_str!("../../charts/resizer/examples/resizedeployment.yaml"))
+            .expect("the example parses");
     rd.metadata.namespace = Some("media".into());
     rd.metadata.uid = Some("0f1e2d3c".into());
     rd.metadata.generation = Some(1);
