@@ -8,7 +8,7 @@ bash scripts/install-k8s-tools.sh >/dev/null
 export KUBECTL="$RESIZER_BIN/kubectl" HELM="$RESIZER_BIN/helm"
 # The operator binary runs with the chart's ServiceAccount token (no kubelet runs its pods here).
 cargo build -q -p operator --bin operator
-export OPERATOR_BIN="$REPO_ROOT/target/debug/operator"
+export OPERATOR_BIN="${CARGO_TARGET_DIR:-$REPO_ROOT/target}/debug/operator"
 
 dir="$(mktemp -d)"
 cleanup() { bash e2e/controlplane/down.sh "$dir" || true; rm -rf "$dir"; }
