@@ -90,6 +90,7 @@ start kube-apiserver "$RESIZER_BIN/kube-apiserver" \
   --api-audiences https://kubernetes.default.svc \
   --service-cluster-ip-range 10.0.0.0/24 \
   --authorization-mode Node,RBAC --allow-privileged=true \
+  --endpoint-reconciler-type none \
   --profiling=false
 for _ in $(seq 1 300); do
   "$RESIZER_BIN/kubectl" --kubeconfig "$dir/kubeconfig" get --raw /readyz >/dev/null 2>&1 && break
