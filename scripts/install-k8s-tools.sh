@@ -62,7 +62,9 @@ fi
 # kube-apiserver and kube-controller-manager: k8s.io/kubernetes points its staging
 # modules at ./staging, which a module download does not have; a go.mod of our own
 # requires it and replaces each staging module with its published v0.x release.
-if ! have kube-apiserver "$K8S_VERSION" || ! have kube-controller-manager "$K8S_VERSION"; then
+# The stamp names the build flavour too, so a change of flags rebuilds.
+k8s_stamp="$K8S_VERSION-ldflags-version"
+if ! have kube-apiserver "$k8s_stamp" || ! have kube-controller-manager "$k8s_stamp"; then
   command -v go >/dev/null || { log "go is needed to build kube-apiserver"; exit 1; }
   build="$RESIZER_CACHE/k8s-build-$K8S_VERSION"
   mkdir -p "$build"
@@ -92,10 +94,17 @@ import (
 )
 EOF
   (cd "$build" && GOFLAGS=-mod=mod go mod tidy -e >/dev/null 2>&1 || true)
-  (cd "$build" && GOFLAGS=-mod=mod CGO_ENABLED=0 go build -trimpath -ldflags "-s -w" -o "$RESIZER_BIN/" \
+  # A module build carries no version of its own (it reports v0.0.0-master), which
+  # clients such as helm check against a chart's kubeVersion: stamp it as the release does.
+  minor=${K8S_VERSION#1.}; minor=${minor%%.*}
+  ver="-X k8s.io/component-base/version.gitVersion=v$K8S_VERSION -X k8s.io/component-base/version.gitMajor=1"
+  ver="$ver -X k8s.io/component-base/version.gitMinor=$minor -X k8s.io/component-base/version.gitTreeState=clean"
+  ver="$ver -X k8s.io/client-go/pkg/version.gitVersion=v$K8S_VERSION -X k8s.io/client-go/pkg/version.gitMajor=1"
+  ver="$ver -X k8s.io/client-go/pkg/version.gitMinor=$minor"
+  (cd "$build" && GOFLAGS=-mod=mod CGO_ENABLED=0 go build -trimpath -ldflags "-s -w $ver" -o "$RESIZER_BIN/" \
     k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kube-controller-manager)
-  mark kube-apiserver "$K8S_VERSION"
-  mark kube-controller-manager "$K8S_VERSION"
+  mark kube-apiserver "$k8s_stamp"
+  mark kube-controller-manager "$k8s_stamp"
 fi
 
 for t in kubectl helm etcd kube-apiserver kube-controller-manager; do echo "$t=$RESIZER_BIN/$t"; done
