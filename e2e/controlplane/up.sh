@@ -107,7 +107,7 @@ start kube-controller-manager "$RESIZER_BIN/kube-controller-manager" \
   --authorization-kubeconfig "$dir/controller-manager.kubeconfig" \
   --bind-address 127.0.0.1 --secure-port 0 --leader-elect=false \
   --service-account-private-key-file "$pki/sa.key" --root-ca-file "$pki/ca.crt" \
-  --use-service-account-credentials=false
+  --use-service-account-credentials=true
 # Ready when the default service account of a namespace appears: the serviceaccount controller runs.
 for _ in $(seq 1 120); do
   "$RESIZER_BIN/kubectl" --kubeconfig "$dir/kubeconfig" -n default get serviceaccount default >/dev/null 2>&1 && break
