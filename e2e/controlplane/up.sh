@@ -26,7 +26,9 @@ if [ ! -f "$pki/ca.crt" ]; then
     -keyout "$pki/ca.key" -out "$pki/ca.crt" 2>/dev/null
   issue() { # issue NAME SUBJECT [SAN]
     openssl req -newkey rsa:2048 -nodes -subj "$2" -keyout "$pki/$1.key" -out "$pki/$1.csr" 2>/dev/null
-    if [ -n "${3:-}" ]; then printf 'subjectAltName=%s\n' "$3" >"$pki/$1.ext"; else : >"$pki/$1.ext"; fi
+    # Extensions make it an X.509 v3 certificate: rustls (the operator's client) refuses v1.
+    printf 'basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth,clientAuth\n' >"$pki/$1.ext"
+    if [ -n "${3:-}" ]; then printf 'subjectAltName=%s\n' "$3" >>"$pki/$1.ext"; fi
     openssl x509 -req -in "$pki/$1.csr" -CA "$pki/ca.crt" -CAkey "$pki/ca.key" -CAcreateserial -days 30 \
       -extfile "$pki/$1.ext" -out "$pki/$1.crt" 2>/dev/null
   }
