@@ -16,6 +16,7 @@ use tracing::{info, warn};
 
 /// Runs the ResizeDeployment operator: elects a leader, then reconciles every ResizeDeployment in the cluster.
 #[derive(Parser, Debug)]
+#[command(name = "operator", version)]
 struct Args {
     /// Address of /metrics, /healthz and /readyz.
     #[arg(long, env = "OPERATOR_LISTEN", default_value = "0.0.0.0:8080")]
