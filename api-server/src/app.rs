@@ -18,6 +18,8 @@ pub struct AppState {
     pub metrics: Metrics,
     /// Decides whether a new request enters or is shed with 503.
     pub admission: Arc<Admission>,
+    /// Usage records of requests answered without a worker.
+    pub usage: crate::usage::UsageSink,
 }
 
 pub fn router(state: AppState, registry: Arc<Registry>) -> Router {

@@ -12,6 +12,7 @@
 //! - [`routes`]: handlers (`resize`; `meta` for health, readiness, OpenAPI, problem types).
 //! - [`queue`]: publishing jobs and routing answers back to waiting requests.
 //! - [`problem`]: problem+json responses.
+//! - [`usage`]: usage records of requests refused at the edge, flushed in batches.
 //! - [`metrics`]: Prometheus metrics.
 //! - [`serve`]: the HTTP/1.1 accept loop with slow-client limits and graceful shutdown.
 
@@ -23,6 +24,7 @@ pub mod problem;
 pub mod queue;
 pub mod routes;
 pub mod serve;
+pub mod usage;
 
 use std::sync::Arc;
 
@@ -38,12 +40,20 @@ pub async fn start(
     let listener = tokio::net::TcpListener::bind(config.listen).await?;
     let addr = listener.local_addr()?;
     let header_timeout = config.header_timeout;
+    let (usage, flusher, stop_usage) =
+        usage::UsageSink::start(queue.jetstream(), config.stream_replicas, metrics.clone());
     let state = app::AppState {
+        usage,
         admission: Arc::new(admission::Admission::new(config.queue_target, config.max_in_flight)),
         config: Arc::new(config),
         queue,
         metrics,
     };
     let app = app::router(state, Arc::new(registry));
-    Ok((addr, serve::serve(listener, app, header_timeout, shutdown)))
+    Ok((addr, async move {
+        serve::serve(listener, app, header_timeout, shutdown).await;
+        // Every connection is finished: no more records can come; publish the rest.
+        let _ = stop_usage.send(()).await;
+        flusher.close().await;
+    }))
 }

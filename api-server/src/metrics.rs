@@ -34,6 +34,8 @@ pub struct Metrics {
     pub deadline_exceeded: Counter,
     pub shed: Family<ShedLabel, Counter>,
     pub late_results: Counter,
+    pub usage_flushed: Counter,
+    pub usage_dropped: Counter,
 }
 
 impl Metrics {
@@ -48,6 +50,8 @@ impl Metrics {
             deadline_exceeded: Counter::default(),
             shed: Family::default(),
             late_results: Counter::default(),
+            usage_flushed: Counter::default(),
+            usage_dropped: Counter::default(),
         };
         let r = registry.sub_registry_with_prefix("api");
         r.register("http_requests", "HTTP requests by route and status", m.requests.clone());
@@ -63,6 +67,16 @@ impl Metrics {
         );
         r.register("shed", "Requests refused with 503 at the edge, by reason", m.shed.clone());
         r.register("late_results", "Results that arrived after their request was answered", m.late_results.clone());
+        r.register(
+            "usage_records_flushed",
+            "Usage records of refused requests published to USAGE",
+            m.usage_flushed.clone(),
+        );
+        r.register(
+            "usage_records_dropped",
+            "Usage records lost because JetStream stayed unreachable",
+            m.usage_dropped.clone(),
+        );
         m
     }
 }

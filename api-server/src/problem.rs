@@ -16,11 +16,25 @@ pub struct Problem {
     pub request_id: Option<String>,
     /// Seconds for `Retry-After`; set for transient kinds.
     pub retry_after: Option<u32>,
+    /// A worker processed the request and published its usage record.
+    pub metered: bool,
 }
 
 impl Problem {
     pub fn new(kind: ProblemKind, detail: impl Into<String>) -> Self {
-        Self { kind, detail: detail.into(), request_id: None, retry_after: kind.is_transient().then_some(1) }
+        Self {
+            kind,
+            detail: detail.into(),
+            request_id: None,
+            retry_after: kind.is_transient().then_some(1),
+            metered: false,
+        }
+    }
+
+    /// Marks a failure reported by a worker (already metered).
+    pub fn metered(mut self) -> Self {
+        self.metered = true;
+        self
     }
 
     pub fn with_request_id(mut self, id: &str) -> Self {

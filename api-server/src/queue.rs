@@ -88,6 +88,10 @@ impl Queue {
         Ok(Self { client, js, reply_subject, waiters })
     }
 
+    pub fn jetstream(&self) -> jetstream::Context {
+        self.js.clone()
+    }
+
     pub fn reply_subject(&self) -> &str {
         &self.reply_subject
     }

@@ -11,6 +11,8 @@ use serde::Serialize;
 pub enum ProblemKind {
     InvalidParameter,
     MissingBody,
+    Unauthorized,
+    Forbidden,
     PayloadTooLarge,
     RequestTimeout,
     UnsupportedMediaType,
@@ -31,9 +33,11 @@ pub enum ProblemKind {
 pub const TYPE_PREFIX: &str = "/problems/";
 
 impl ProblemKind {
-    pub const ALL: [ProblemKind; 15] = [
+    pub const ALL: [ProblemKind; 17] = [
         Self::InvalidParameter,
         Self::MissingBody,
+        Self::Unauthorized,
+        Self::Forbidden,
         Self::PayloadTooLarge,
         Self::RequestTimeout,
         Self::UnsupportedMediaType,
@@ -53,6 +57,8 @@ impl ProblemKind {
         match self {
             Self::InvalidParameter => "invalid-parameter",
             Self::MissingBody => "missing-body",
+            Self::Unauthorized => "unauthorized",
+            Self::Forbidden => "forbidden",
             Self::PayloadTooLarge => "payload-too-large",
             Self::RequestTimeout => "request-timeout",
             Self::UnsupportedMediaType => "unsupported-media-type",
@@ -76,6 +82,8 @@ impl ProblemKind {
     pub fn status(self) -> u16 {
         match self {
             Self::InvalidParameter | Self::MissingBody => 400,
+            Self::Unauthorized => 401,
+            Self::Forbidden => 403,
             Self::NotFound => 404,
             Self::MethodNotAllowed => 405,
             Self::RequestTimeout => 408,
@@ -91,6 +99,8 @@ impl ProblemKind {
         match self {
             Self::InvalidParameter => "A query parameter is missing or invalid",
             Self::MissingBody => "The request has no image body",
+            Self::Unauthorized => "The credentials are missing or not valid",
+            Self::Forbidden => "The credentials do not allow this request",
             Self::PayloadTooLarge => "The image is larger than the accepted maximum",
             Self::RequestTimeout => "The request body was not received in time",
             Self::UnsupportedMediaType => "The image format is not supported",

@@ -6,12 +6,16 @@
 //! - [`api`]: an api-server running in the test's own runtime on `127.0.0.1:0`.
 //! - [`corpus`]: the shared benchmark photos.
 //! - [`bench`]: load generation and statistics for the benchmark binaries.
+//! - [`cluster`]: a 3-node nats-server cluster on loopback.
+//! - [`usage`]: the usage-aggregator as a process, and reading USAGE.
 //!
 //! The binaries are taken from the cargo target directory the tests run from;
 //! `scripts/test.sh` builds them before running the tests.
 
 pub mod api;
 pub mod bench;
+pub mod cluster;
 pub mod corpus;
 pub mod nats;
 pub mod procs;
+pub mod usage;

@@ -90,22 +90,9 @@ pub struct ApiServer {
 impl ApiServer {
     /// Starts `api-server` on a free port against `nats_url`, with extra flags.
     pub fn spawn(nats_url: &str, extra: &[&str]) -> anyhow::Result<Self> {
-        use std::io::BufRead;
-        let mut child = Command::new(binary("api-server")?)
-            .args(["--nats-url", nats_url, "--listen", "127.0.0.1:0"])
-            .args(extra)
-            .env("RUST_LOG", std::env::var("API_LOG").unwrap_or_else(|_| "warn".into()))
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()?;
-        let stdout = child.stdout.take().context("api-server stdout")?;
-        let mut line = String::new();
-        std::io::BufReader::new(stdout).read_line(&mut line)?;
-        let base = line
-            .trim()
-            .strip_prefix("listening on ")
-            .with_context(|| format!("api-server said {line:?} instead of its address"))?
-            .to_owned();
+        let mut args = vec!["--nats-url", nats_url, "--listen", "127.0.0.1:0"];
+        args.extend_from_slice(extra);
+        let (child, base) = spawn_listening("api-server", &args, "API_LOG")?;
         Ok(Self { child, base })
     }
 }
@@ -114,6 +101,27 @@ impl ApiServer {
     pub fn pid(&self) -> u32 {
         self.child.id()
     }
+}
+
+/// Starts a service binary that prints `listening on <base URL>` as its first
+/// line; returns the child and that URL. `log_var` names the variable that sets its `RUST_LOG` (default `warn`).
+pub fn spawn_listening(name: &str, args: &[&str], log_var: &str) -> anyhow::Result<(Child, String)> {
+    use std::io::BufRead;
+    let mut child = Command::new(binary(name)?)
+        .args(args)
+        .env("RUST_LOG", std::env::var(log_var).unwrap_or_else(|_| "warn".into()))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()?;
+    let stdout = child.stdout.take().context("child stdout")?;
+    let mut line = String::new();
+    std::io::BufReader::new(stdout).read_line(&mut line)?;
+    let base = line
+        .trim()
+        .strip_prefix("listening on ")
+        .with_context(|| format!("{name} said {line:?} instead of its address"))?
+        .to_owned();
+    Ok((child, base))
 }
 
 /// CPU time (user + system) a process has used so far, from `/proc`.

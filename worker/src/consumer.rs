@@ -1,5 +1,5 @@
 //! The job loop: one pull slot per core, FIFO from the shared consumer, deadline
-//! check, resize on a blocking thread, answer, then ack.
+//! check, resize on a blocking thread, usage record, answer, then ack.
 //!
 //! Each slot pulls exactly one message at a time, so a busy worker never holds
 //! jobs it is not working on: they stay in the stream for idle workers, which
@@ -10,6 +10,7 @@ use crate::{
     config::Config,
     metrics::{Metrics, OutcomeLabel},
     resize::{self, Limits},
+    usage,
 };
 use anyhow::Context as _;
 use async_nats::jetstream::{self, AckKind, consumer::PullConsumer};
@@ -17,6 +18,7 @@ use contracts::{
     Job, Outcome, ProblemKind,
     outcome::{OutcomeHeaders, STATUS_OK},
     subjects,
+    usage::streams as usage_streams,
 };
 use futures::StreamExt;
 use std::{
@@ -40,6 +42,10 @@ pub async fn run(cfg: Config, metrics: Metrics, shutdown: impl Future<Output = (
         .get_or_create_stream(subjects::jobs_stream(cfg.stream_replicas))
         .await
         .context("creating the JOBS stream")?;
+    // Same replication as JOBS: both live on the same JetStream cluster.
+    js.get_or_create_stream(usage_streams::usage_stream(cfg.stream_replicas))
+        .await
+        .context("creating the USAGE stream")?;
     let consumer_cfg = subjects::workers_consumer(cfg.ack_wait, 1024);
     let consumer: PullConsumer = match stream.get_consumer(subjects::WORKERS_CONSUMER).await {
         Ok(c) => c,
@@ -53,9 +59,9 @@ pub async fn run(cfg: Config, metrics: Metrics, shutdown: impl Future<Output = (
     let ack_wait = cfg.ack_wait;
     let tasks: Vec<_> = (0..slots)
         .map(|slot| {
-            let (consumer, client, metrics, stop) =
-                (consumer.clone(), client.clone(), metrics.clone(), stop_rx.clone());
-            tokio::spawn(async move { slot_loop(slot, consumer, client, metrics, limits, ack_wait, stop).await })
+            let (consumer, client, js, metrics, stop) =
+                (consumer.clone(), client.clone(), js.clone(), metrics.clone(), stop_rx.clone());
+            tokio::spawn(async move { slot_loop(slot, consumer, client, js, metrics, limits, ack_wait, stop).await })
         })
         .collect();
     shutdown.await;
@@ -70,10 +76,12 @@ pub async fn run(cfg: Config, metrics: Metrics, shutdown: impl Future<Output = (
     Ok(())
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn slot_loop(
     slot: usize,
     consumer: PullConsumer,
     client: async_nats::Client,
+    js: jetstream::Context,
     metrics: Metrics,
     limits: Limits,
     ack_wait: Duration,
@@ -98,7 +106,7 @@ async fn slot_loop(
                 _ = stop.changed() => break,
             };
             match next {
-                Some(Ok(msg)) => handle(msg, &client, &metrics, limits, ack_wait).await,
+                Some(Ok(msg)) => handle(msg, &client, &js, &metrics, limits, ack_wait).await,
                 Some(Err(e)) => {
                     warn!(slot, error = %e, "pull failed");
                     tokio::time::sleep(Duration::from_millis(200)).await;
@@ -113,6 +121,7 @@ async fn slot_loop(
 async fn handle(
     msg: jetstream::Message,
     client: &async_nats::Client,
+    js: &jetstream::Context,
     metrics: &Metrics,
     limits: Limits,
     ack_wait: Duration,
@@ -149,14 +158,18 @@ async fn handle(
         let started = Instant::now();
         let payload = msg.payload.clone();
         let op = job.op;
-        let work = tokio::task::spawn_blocking(move || resize::resize(&payload, &op, &limits));
+        let work = tokio::task::spawn_blocking(move || {
+            let cpu = usage::thread_cpu_us();
+            let result = resize::resize(&payload, &op, &limits);
+            (result, usage::thread_cpu_us().saturating_sub(cpu))
+        });
         tokio::pin!(work);
         // Progress acks keep a long job (a 24 MP PNG) from being redelivered while still running.
         let mut progress = tokio::time::interval(ack_wait / 3);
         progress.tick().await;
-        let result = loop {
+        let (result, cpu_us) = loop {
             tokio::select! {
-                r = &mut work => break r,
+                r = &mut work => break match r { Ok((r, cpu)) => (Ok(r), cpu), Err(e) => (Err(e), 0) },
                 _ = progress.tick() => { let _ = msg.ack_with(AckKind::Progress).await; }
             }
         };
@@ -164,6 +177,7 @@ async fn handle(
         metrics.process.observe(process_us as f64 / 1e6);
         metrics.in_flight.dec();
         let max_body = client.server_info().max_payload.saturating_sub(subjects::HEADER_ALLOWANCE);
+        let pixels_in = result.as_ref().ok().and_then(|r| r.as_ref().ok()).map_or(0, |r| r.input_pixels);
         let (outcome, body) = match result {
             Ok(Ok(r)) if r.bytes.len() > max_body => (
                 Outcome::Failed {
@@ -198,13 +212,36 @@ async fn handle(
             Outcome::Ok(_) => STATUS_OK.to_owned(),
             Outcome::Failed { kind, .. } => kind.slug().to_owned(),
         };
+        let measured = usage::Measured {
+            finished_us: contracts::job::unix_us(SystemTime::now()),
+            bytes_in: msg.payload.len() as u64,
+            bytes_out: body.len() as u64,
+            pixels_in,
+            cpu_us,
+            queue_us,
+        };
+        // Usage record first, then the answer, then the ack. A crash after the
+        // record redoes the job and republishes the record under the same
+        // `Nats-Msg-Id`, which USAGE drops; had the answer gone first, a crash
+        // followed by an expired redelivery would leave an answered request unmetered.
+        let record = usage::record(&job, &outcome, measured);
         let answer = OutcomeHeaders {
             request_id: job.request_id.clone(),
             outcome,
             queue_us,
             process_us,
         };
-        // Answer first, ack second: a crash in between redelivers the job, and the
+        let mut headers = async_nats::HeaderMap::new();
+        headers.insert(contracts::job::H_MSG_ID, job.request_id.as_str());
+        let published = async {
+            js.publish_with_headers(usage_streams::USAGE_SUBJECT, headers, record.encode().into()).await?.await
+        };
+        if let Err(e) = published.await {
+            warn!(error = %e, "publishing the usage record failed; leaving the job for redelivery");
+            let _ = msg.ack_with(AckKind::Nak(Some(Duration::from_millis(500)))).await;
+            return;
+        }
+        // Answer before the ack: a crash in between redelivers the job, and the
         // api-server ignores a second answer for a request it already served.
         if let Err(e) = client
             .publish_with_headers(job.reply.clone(), answer.to_headers(), body.into())

@@ -5,9 +5,11 @@
 //! - [`resize`]: the pure bytes-in/bytes-out pipeline (also used by the benchmarks).
 //! - [`consumer`]: the pull loop, deadlines, answers, acks and progress acks.
 //! - [`metrics`]: Prometheus metrics of the worker.
+//! - [`usage`]: the usage record of a processed job.
 //! - [`config`]: command-line and environment settings.
 
 pub mod config;
 pub mod consumer;
 pub mod metrics;
 pub mod resize;
+pub mod usage;

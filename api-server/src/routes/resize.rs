@@ -18,6 +18,8 @@ use tracing::Instrument;
 pub async fn resize(State(state): State<AppState>, req: Request) -> Response {
     let request_id = uuid::Uuid::now_v7().to_string();
     let started = Instant::now();
+    let received = SystemTime::now();
+    let edge = EdgeUsage { received, bytes_in: content_length(req.headers()).ok().flatten().unwrap_or(0) };
     let _permit = match state.admission.try_admit() {
         Ok(permit) => permit,
         Err(shed) => {
@@ -28,7 +30,9 @@ pub async fn resize(State(state): State<AppState>, req: Request) -> Response {
                 }
             };
             state.metrics.shed.get_or_create(&ShedLabel { reason: reason.into() }).inc();
-            return Problem::new(ProblemKind::Overloaded, detail).with_request_id(&request_id).into_response();
+            let p = Problem::new(ProblemKind::Overloaded, detail).with_request_id(&request_id);
+            state.usage.record(edge.record(&request_id, &p));
+            return p.into_response();
         }
     };
     state.metrics.in_flight.inc();
@@ -55,6 +59,9 @@ pub async fn resize(State(state): State<AppState>, req: Request) -> Response {
         Err(p) => {
             if p.kind == ProblemKind::DeadlineExceeded {
                 state.metrics.deadline_exceeded.inc();
+            }
+            if !p.metered {
+                state.usage.record(edge.record(&request_id, &p));
             }
             p.with_request_id(&request_id).into_response()
         }
@@ -127,7 +134,7 @@ async fn handle(
     state.metrics.queue_wait.observe(h.queue_us as f64 / 1e6);
     state.metrics.worker_process.observe(h.process_us as f64 / 1e6);
     match &h.outcome {
-        Outcome::Failed { kind, detail } => Err(Problem::new(*kind, detail.clone())),
+        Outcome::Failed { kind, detail } => Err(Problem::new(*kind, detail.clone()).metered()),
         Outcome::Ok(rendered) => {
             let etag = format!("\"{}\"", hex(&Sha256::digest(&answer.body)[..16]));
             let timing =
@@ -142,6 +149,38 @@ async fn handle(
             hs.insert("x-image-height", HeaderValue::from(rendered.height));
             hs.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
             Ok(res)
+        }
+    }
+}
+
+/// What the edge knows about a request it answers without a worker.
+struct EdgeUsage {
+    received: SystemTime,
+    bytes_in: u64,
+}
+
+impl EdgeUsage {
+    fn record(&self, request_id: &str, p: &Problem) -> contracts::usage::UsageRecord {
+        let finished = SystemTime::now();
+        contracts::usage::UsageRecord {
+            v: contracts::usage::record::RECORD_VERSION,
+            request_id: request_id.to_owned(),
+            tenant: contracts::job::ANONYMOUS_TENANT.to_owned(),
+            key_id: String::new(),
+            received_ms: unix_ms(self.received),
+            finished_ms: unix_ms(finished).max(unix_ms(self.received)),
+            status: p.kind.status(),
+            problem: Some(p.kind.slug().to_owned()),
+            bytes_in: self.bytes_in,
+            bytes_out: 0,
+            pixels_in: 0,
+            pixels_out: 0,
+            format_in: None,
+            format_out: None,
+            cpu_us: 0,
+            queue_us: 0,
+            latency_us: unix_us(finished).saturating_sub(unix_us(self.received)),
+            source: contracts::usage::Source::Edge,
         }
     }
 }

@@ -1,0 +1,19 @@
+//! Usage metering: the record every request leaves, where it travels, and the
+//! rollups and reports built from it.
+//!
+//! - [`record`]: the versioned usage record (one per request, published by the
+//!   worker for processed jobs and by the api-server for requests it refused).
+//! - [`streams`]: the USAGE and dead-letter streams, the aggregator's consumer,
+//!   the rollup and state buckets and the archive bucket.
+//! - [`rollup`]: counters and the per-tenant, per-day rollup document (hourly
+//!   buckets plus the stream sequences it already contains).
+//! - [`report`]: the answer of `GET /v1/usage`.
+
+pub mod record;
+pub mod report;
+pub mod rollup;
+pub mod streams;
+
+pub use record::{RecordError, Source, UsageRecord};
+pub use report::{UsageReport, UsageRow, Window};
+pub use rollup::{Counters, DayRollup, SeqSet};

@@ -1,0 +1,105 @@
+//! A 3-node nats-server cluster on loopback, as the StatefulSet runs it, with
+//! `sync_interval: always` (the durability the usage and identity data need).
+
+use anyhow::Context;
+use std::{
+    process::{Child, Command, Stdio},
+    time::{Duration, Instant},
+};
+
+pub struct Node {
+    child: Option<Child>,
+    pub name: String,
+    pub client_url: String,
+}
+
+impl Node {
+    /// SIGKILL: no lame-duck mode, no flush.
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+pub struct Cluster {
+    pub nodes: Vec<Node>,
+    _dir: tempfile::TempDir,
+}
+
+/// `n` distinct free ports: the listeners are held until all are picked.
+fn ports(n: usize) -> Vec<u16> {
+    let held: Vec<_> = (0..n).map(|_| std::net::TcpListener::bind("127.0.0.1:0").expect("bind")).collect();
+    held.iter().map(|l| l.local_addr().expect("addr").port()).collect()
+}
+
+impl Cluster {
+    pub fn start() -> anyhow::Result<Self> {
+        let dir = tempfile::tempdir()?;
+        let all = ports(6);
+        let (clients, routes) = all.split_at(3);
+        let route_list = routes.iter().map(|p| format!("nats://127.0.0.1:{p}")).collect::<Vec<_>>().join(", ");
+        let mut nodes = Vec::new();
+        for i in 0..3 {
+            let conf = dir.path().join(format!("n{i}.conf"));
+            std::fs::write(
+                &conf,
+                format!(
+                    "server_name: n{i}\nlisten: 127.0.0.1:{}\nmax_payload: 8MB\n\
+                     jetstream {{ store_dir: \"{}\", sync_interval: always }}\n\
+                     cluster {{ name: c, listen: 127.0.0.1:{}, routes: [{route_list}] }}\n",
+                    clients[i],
+                    dir.path().join(format!("js{i}")).display(),
+                    routes[i]
+                ),
+            )?;
+            let child = Command::new(crate::nats::binary())
+                .arg("-c")
+                .arg(&conf)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .context("starting nats-server (scripts/install-nats-server.sh)")?;
+            nodes.push(Node {
+                child: Some(child),
+                name: format!("n{i}"),
+                client_url: format!("nats://127.0.0.1:{}", clients[i]),
+            });
+        }
+        Ok(Self { nodes, _dir: dir })
+    }
+
+    /// Every node's URL, comma-separated: clients fail over between them.
+    pub fn urls(&self) -> String {
+        self.nodes.iter().map(|n| n.client_url.as_str()).collect::<Vec<_>>().join(",")
+    }
+
+    /// Waits until the cluster accepts an R3 stream (its meta group has a leader).
+    pub async fn ready(&self, within: Duration) -> anyhow::Result<()> {
+        let started = Instant::now();
+        loop {
+            let attempt = async {
+                let client = async_nats::connect(self.urls()).await?;
+                let js = async_nats::jetstream::new(client);
+                js.get_or_create_stream(contracts::usage::streams::usage_stream(3)).await?;
+                anyhow::Ok(())
+            };
+            match tokio::time::timeout(Duration::from_secs(5), attempt).await {
+                Ok(Ok(())) => return Ok(()),
+                other => {
+                    if started.elapsed() > within {
+                        anyhow::bail!("cluster not ready after {within:?}: {other:?}");
+                    }
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                }
+            }
+        }
+    }
+}

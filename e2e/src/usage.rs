@@ -1,0 +1,76 @@
+//! The usage side of the harness: the aggregator as a process, and reading
+//! what is really in USAGE.
+
+use async_nats::jetstream::{self, consumer::pull::OrderedConfig};
+use contracts::usage::{UsageRecord, streams};
+use futures::StreamExt;
+use std::{collections::HashSet, process::Child, time::Duration};
+
+/// A usage-aggregator process.
+pub struct Aggregator {
+    child: Child,
+    pub base: String,
+}
+
+impl Aggregator {
+    /// Starts `usage-aggregator` on a free port against `nats_url`, with extra flags.
+    pub fn spawn(nats_url: &str, admin_token: &str, extra: &[&str]) -> anyhow::Result<Self> {
+        let mut args = vec!["--nats-url", nats_url, "--listen", "127.0.0.1:0", "--admin-token", admin_token];
+        args.extend_from_slice(extra);
+        let (child, base) = crate::procs::spawn_listening("usage-aggregator", &args, "USAGE_LOG")?;
+        Ok(Self { child, base })
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    /// SIGKILL.
+    pub fn kill9(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Aggregator {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+/// Every message in USAGE: the valid records and the number of undecodable ones.
+pub async fn stored_records(client: &async_nats::Client) -> anyhow::Result<(Vec<UsageRecord>, usize)> {
+    let js = jetstream::new(client.clone());
+    let mut stream = js.get_stream(streams::USAGE_STREAM).await?;
+    let total = stream.info().await?.state.messages;
+    let mut records = Vec::new();
+    let mut bad = 0;
+    if total == 0 {
+        return Ok((records, 0));
+    }
+    let consumer = stream.create_consumer(OrderedConfig::default()).await?;
+    let mut messages = consumer.messages().await?;
+    while let Some(m) = tokio::time::timeout(Duration::from_secs(5), messages.next()).await? {
+        let m = m.map_err(|e| anyhow::anyhow!(e))?;
+        match UsageRecord::decode(&m.payload) {
+            Ok(r) => records.push(r),
+            Err(_) => bad += 1,
+        }
+        if m.info().map_err(|e| anyhow::anyhow!(e))?.pending == 0 {
+            break;
+        }
+    }
+    Ok((records, bad))
+}
+
+/// Distinct request ids among `records`.
+pub fn distinct(records: &[UsageRecord]) -> usize {
+    records.iter().map(|r| r.request_id.as_str()).collect::<HashSet<_>>().len()
+}
+
+/// `base?k=v&…` with the values percent-encoded as far as a query needs.
+pub fn with_query(base: &str, pairs: &[(&str, &str)]) -> String {
+    let enc = |v: &str| v.replace('%', "%25").replace('+', "%2B").replace('&', "%26").replace(' ', "%20");
+    let q: Vec<String> = pairs.iter().map(|(k, v)| format!("{k}={}", enc(v))).collect();
+    format!("{base}?{}", q.join("&"))
+}

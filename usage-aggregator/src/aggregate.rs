@@ -1,0 +1,269 @@
+//! The consumer loop: fetch a batch from the shared durable consumer, move
+//! malformed records to the dead-letter subject, count the rest into their
+//! rollup documents with compare-and-set (see [`crate::apply`]), and only then
+//! ack. A failure anywhere leaves the batch unacked; it comes back and counts once.
+
+use crate::{
+    apply::{self, Staged},
+    metrics::Metrics,
+    store::Store,
+    watermark,
+};
+use async_nats::jetstream::{AckKind, Message, consumer::PullConsumer, kv};
+use contracts::usage::{DayRollup, SeqSet, UsageRecord, streams};
+use futures::{StreamExt, TryStreamExt};
+use std::time::{Duration, Instant, SystemTime};
+use tracing::{instrument, warn};
+
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Records fetched and counted per batch.
+    pub batch: usize,
+    /// How long a batch may stay unacked before JetStream hands it to another replica.
+    pub ack_wait: Duration,
+    /// Rollup documents written at once within a batch.
+    pub write_concurrency: usize,
+    /// Longest time between a request's arrival and its record's publication.
+    pub lateness: Duration,
+    /// Fault injection for tests: wait this long between writing the rollups and acking.
+    pub pause_before_ack: Option<Duration>,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            batch: 1000,
+            ack_wait: Duration::from_secs(30),
+            write_concurrency: 64,
+            lateness: Duration::from_secs(30),
+            pause_before_ack: None,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum AggregateError {
+    #[error("dead-lettering the record at sequence {seq}: {detail}")]
+    DeadLetter { seq: u64, detail: String },
+    #[error("rollup `{key}` is not a readable document: {detail}")]
+    CorruptRollup { key: String, detail: String },
+    #[error("writing rollup `{key}` failed {attempts} times: {detail}")]
+    Write { key: String, attempts: u32, detail: String },
+    #[error("message without JetStream metadata: {0}")]
+    Metadata(String),
+}
+
+/// What one batch did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct BatchSummary {
+    pub counted: usize,
+    pub already_counted: usize,
+    pub dead_lettered: usize,
+}
+
+/// Runs until `shutdown` resolves; the batch in progress is finished first.
+pub async fn run(
+    store: Store,
+    opts: Options,
+    metrics: Metrics,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> anyhow::Result<()> {
+    let consumer = store.consumer(opts.ack_wait).await?;
+    tokio::pin!(shutdown);
+    let mut floor = 0;
+    loop {
+        let fetched = tokio::select! {
+            f = fetch(&consumer, opts.batch) => f,
+            _ = &mut shutdown => return Ok(()),
+        };
+        let msgs = match fetched {
+            Ok(m) => m,
+            Err(e) => {
+                warn!(error = %e, "fetch failed; retrying");
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                continue;
+            }
+        };
+        if !msgs.is_empty() {
+            let started = Instant::now();
+            match process_batch(&store, &msgs, floor, &opts, &metrics).await {
+                Ok(_) => metrics.batch_duration.observe(started.elapsed().as_secs_f64()),
+                Err(e) => {
+                    warn!(error = %e, records = msgs.len(), "batch failed; leaving it for redelivery");
+                    metrics.failed_batches.inc();
+                    for m in &msgs {
+                        let _ = m.ack_with(AckKind::Nak(Some(Duration::from_secs(1)))).await;
+                    }
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                }
+            }
+        }
+        if let Some(f) = observe(&store, &consumer, &opts, &metrics).await {
+            floor = f;
+        }
+    }
+}
+
+async fn fetch(consumer: &PullConsumer, batch: usize) -> anyhow::Result<Vec<Message>> {
+    let mut msgs = consumer.fetch().max_messages(batch).expires(Duration::from_secs(1)).messages().await?;
+    let mut out = Vec::with_capacity(batch);
+    while let Some(m) = msgs.next().await {
+        out.push(m.map_err(|e| anyhow::anyhow!(e))?);
+    }
+    Ok(out)
+}
+
+/// Reads the consumer's ack floor (the next batch's floor), the lag and the watermark.
+async fn observe(store: &Store, consumer: &PullConsumer, opts: &Options, metrics: &Metrics) -> Option<u64> {
+    let mut consumer = consumer.clone();
+    let info = consumer.info().await.ok()?.clone();
+    metrics.lag.set(info.num_pending as i64);
+    let floor = info.ack_floor.stream_sequence;
+    let first_unacked = if info.num_pending == 0 && info.num_ack_pending == 0 {
+        None
+    } else {
+        match store.usage.get_raw_message(floor + 1).await {
+            Ok(m) => Some((m.time.unix_timestamp_nanos() / 1_000_000) as u64),
+            // Gone (aged out) or not yet written: no safe statement this round.
+            Err(_) => return Some(floor),
+        }
+    };
+    let now = contracts::job::unix_ms(SystemTime::now());
+    let c = watermark::candidate(now, first_unacked, opts.lateness.as_millis() as u64);
+    if let Some(w) = watermark::advance(store, c).await {
+        metrics.watermark.set(w as f64 / 1000.0);
+    }
+    Some(floor)
+}
+
+/// Counts one batch; acks it only when every rollup it touches is written.
+#[instrument(skip_all, fields(records = msgs.len()))]
+pub async fn process_batch(
+    store: &Store,
+    msgs: &[Message],
+    floor: u64,
+    opts: &Options,
+    metrics: &Metrics,
+) -> Result<BatchSummary, AggregateError> {
+    let mut staged = Vec::with_capacity(msgs.len());
+    let mut summary = BatchSummary::default();
+    let mut seqs = Vec::with_capacity(msgs.len());
+    for m in msgs {
+        let seq = m.info().map_err(|e| AggregateError::Metadata(e.to_string()))?.stream_sequence;
+        seqs.push(seq);
+        match UsageRecord::decode(&m.payload) {
+            Ok(record) => staged.push(Staged { seq, record }),
+            Err(reason) => {
+                dead_letter(store, m, seq, &reason.to_string()).await?;
+                summary.dead_lettered += 1;
+            }
+        }
+    }
+    let set = SeqSet::from_seqs(seqs);
+    let groups = apply::group(&staged);
+    let writes: Vec<_> =
+        groups.into_iter().map(|(key, recs)| write_group(&store.rollups, key, recs, &set, floor, metrics)).collect();
+    let written: Vec<(usize, usize)> =
+        futures::stream::iter(writes).buffer_unordered(opts.write_concurrency.max(1)).try_collect().await?;
+    for (n, skipped) in written {
+        summary.counted += n;
+        summary.already_counted += skipped;
+    }
+    metrics.unacked_batches.inc();
+    if let Some(p) = opts.pause_before_ack {
+        tokio::time::sleep(p).await;
+    }
+    for m in msgs {
+        // A lost ack only means a redelivery, which counts nothing twice.
+        let _ = m.ack().await;
+    }
+    let _ = store.client.flush().await;
+    metrics.unacked_batches.dec();
+    metrics.aggregated.inc_by(summary.counted as u64);
+    metrics.already_counted.inc_by(summary.already_counted as u64);
+    metrics.dead_lettered.inc_by(summary.dead_lettered as u64);
+    Ok(summary)
+}
+
+/// Counted and already-counted records of one document.
+async fn write_group(
+    kv: &kv::Store,
+    key: String,
+    recs: Vec<&Staged>,
+    set: &SeqSet,
+    floor: u64,
+    metrics: &Metrics,
+) -> Result<(usize, usize), AggregateError> {
+    let n = write_doc(kv, &key, &recs, set, floor, metrics).await?;
+    Ok((n, recs.len() - n))
+}
+
+const WRITE_ATTEMPTS: u32 = 20;
+
+/// Read, apply, compare-and-set; again on a conflict.
+async fn write_doc(
+    kv: &kv::Store,
+    key: &str,
+    recs: &[&Staged],
+    set: &SeqSet,
+    floor: u64,
+    metrics: &Metrics,
+) -> Result<usize, AggregateError> {
+    let mut last_error = String::new();
+    for attempt in 0..WRITE_ATTEMPTS {
+        if attempt > 0 {
+            metrics.conflicts.inc();
+            tokio::time::sleep(Duration::from_millis(5 * u64::from(attempt))).await;
+        }
+        let entry = match kv.entry(key).await {
+            Ok(e) => e,
+            Err(e) => {
+                last_error = e.to_string();
+                continue;
+            }
+        };
+        let (mut doc, revision) = match entry {
+            Some(e) if e.operation == kv::Operation::Put => (
+                DayRollup::decode(&e.value)
+                    .map_err(|err| AggregateError::CorruptRollup { key: key.to_owned(), detail: err.to_string() })?,
+                e.revision,
+            ),
+            Some(e) => (DayRollup::new(), e.revision),
+            None => (DayRollup::new(), 0),
+        };
+        let n = apply::apply(&mut doc, recs, set, floor);
+        if n == 0 {
+            return Ok(0);
+        }
+        let value = doc.encode().into();
+        let result = if revision == 0 {
+            kv.create(key, value).await.map(|_| ()).map_err(|e| e.to_string())
+        } else {
+            kv.update(key, value, revision).await.map(|_| ()).map_err(|e| e.to_string())
+        };
+        match result {
+            Ok(()) => return Ok(n),
+            Err(e) => last_error = e,
+        }
+    }
+    Err(AggregateError::Write { key: key.to_owned(), attempts: WRITE_ATTEMPTS, detail: last_error })
+}
+
+async fn dead_letter(store: &Store, m: &Message, seq: u64, reason: &str) -> Result<(), AggregateError> {
+    let err = |e: &dyn std::fmt::Display| AggregateError::DeadLetter { seq, detail: e.to_string() };
+    let mut h = async_nats::HeaderMap::new();
+    let reason: String = reason.chars().map(|c| if c.is_control() { ' ' } else { c }).take(512).collect();
+    h.insert(streams::H_DEAD_REASON, reason.as_str());
+    h.insert(streams::H_DEAD_SEQ, seq.to_string().as_str());
+    // A crash after this publish and before the ack dead-letters it again: the id makes that a no-op.
+    h.insert(contracts::job::H_MSG_ID, format!("dead-{seq}").as_str());
+    store
+        .js
+        .publish_with_headers(streams::DEAD_SUBJECT, h, m.payload.clone())
+        .await
+        .map_err(|e| err(&e))?
+        .await
+        .map_err(|e| err(&e))?;
+    warn!(seq, %reason, "record moved to the dead-letter subject");
+    Ok(())
+}

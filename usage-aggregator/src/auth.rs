@@ -1,0 +1,88 @@
+//! Who is asking, and which tenant's usage they may read.
+//!
+//! Until request signatures exist, this is the seam they will replace: a
+//! request without credentials is the anonymous tenant (the tenant every job
+//! carries today), and a bearer token equal to the configured admin token is
+//! an administrator who may name any tenant. Identity will turn a verified
+//! key into `Caller::Tenant(its tenant)` here, and nothing else changes:
+//! [`tenant_for`] already confines a tenant to itself.
+
+use contracts::job::ANONYMOUS_TENANT;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Caller {
+    Admin,
+    Tenant(String),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AuthError {
+    #[error("the bearer token is not valid")]
+    BadToken,
+    #[error("the Authorization header must be `Bearer <token>`")]
+    BadScheme,
+    #[error("tenant `{asked}` is not yours; you may read `{own}` only")]
+    OtherTenant { asked: String, own: String },
+    #[error("parameter `tenant` is required for an administrator")]
+    TenantRequired,
+    #[error("parameter `tenant`: `{0}` is not a tenant id")]
+    BadTenant(String),
+}
+
+/// Equal-length comparison that does not stop at the first difference.
+fn same(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+pub fn caller(authorization: Option<&str>, admin_token: Option<&str>) -> Result<Caller, AuthError> {
+    let Some(value) = authorization else {
+        return Ok(Caller::Tenant(ANONYMOUS_TENANT.to_owned()));
+    };
+    let token = value.strip_prefix("Bearer ").ok_or(AuthError::BadScheme)?.trim();
+    match admin_token {
+        Some(admin) if !admin.is_empty() && same(token.as_bytes(), admin.as_bytes()) => Ok(Caller::Admin),
+        _ => Err(AuthError::BadToken),
+    }
+}
+
+/// The tenant whose usage the caller gets for a `tenant=` parameter (if any).
+pub fn tenant_for(caller: &Caller, asked: Option<&str>) -> Result<String, AuthError> {
+    if let Some(t) = asked
+        && !contracts::usage::record::valid_id(t)
+    {
+        return Err(AuthError::BadTenant(t.to_owned()));
+    }
+    match (caller, asked) {
+        (Caller::Admin, Some(t)) => Ok(t.to_owned()),
+        (Caller::Admin, None) => Err(AuthError::TenantRequired),
+        (Caller::Tenant(own), None) => Ok(own.clone()),
+        (Caller::Tenant(own), Some(t)) if t == own => Ok(own.clone()),
+        (Caller::Tenant(own), Some(t)) => Err(AuthError::OtherTenant { asked: t.to_owned(), own: own.clone() }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_tenant_sees_only_itself_and_an_admin_anyone() {
+        let anon = caller(None, Some("s3cret")).unwrap();
+        assert_eq!(anon, Caller::Tenant(ANONYMOUS_TENANT.into()));
+        assert_eq!(tenant_for(&anon, None).unwrap(), ANONYMOUS_TENANT);
+        assert_eq!(tenant_for(&anon, Some(ANONYMOUS_TENANT)).unwrap(), ANONYMOUS_TENANT);
+        assert!(matches!(tenant_for(&anon, Some("acme")), Err(AuthError::OtherTenant { .. })));
+        let admin = caller(Some("Bearer s3cret"), Some("s3cret")).unwrap();
+        assert_eq!(tenant_for(&admin, Some("acme")).unwrap(), "acme");
+        assert_eq!(tenant_for(&admin, None), Err(AuthError::TenantRequired));
+        assert_eq!(tenant_for(&admin, Some("a.b")), Err(AuthError::BadTenant("a.b".into())));
+    }
+
+    #[test]
+    fn wrong_or_unconfigured_tokens_are_refused() {
+        assert_eq!(caller(Some("Bearer nope"), Some("s3cret")), Err(AuthError::BadToken));
+        assert_eq!(caller(Some("Bearer s3cret"), None), Err(AuthError::BadToken));
+        assert_eq!(caller(Some("Bearer "), Some("")), Err(AuthError::BadToken));
+        assert_eq!(caller(Some("Basic czNjcmV0"), Some("s3cret")), Err(AuthError::BadScheme));
+    }
+}

@@ -1,0 +1,86 @@
+//! Settings, from flags or the environment.
+
+use clap::{Args, Parser, Subcommand};
+use std::{net::SocketAddr, time::Duration};
+
+#[derive(Debug, Clone, Parser)]
+#[command(name = "usage-aggregator", version, about = "Usage rollups, archive and the usage API")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    #[command(flatten)]
+    pub run: RunArgs,
+}
+
+#[derive(Debug, Clone, Subcommand)]
+pub enum Command {
+    /// Print a usage report (the same rows as `GET /v1/usage`) straight from the rollups.
+    Report(ReportArgs),
+    /// Archive one UTC day now (normally done once the watermark passes its end).
+    Archive {
+        #[command(flatten)]
+        nats: NatsArgs,
+        /// The day, `YYYY-MM-DD`.
+        #[arg(long)]
+        day: String,
+    },
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct NatsArgs {
+    /// NATS server URL(s), comma-separated.
+    #[arg(long, env = "NATS_URL", default_value = "nats://127.0.0.1:4222")]
+    pub nats_url: String,
+    /// Replicas of USAGE, its dead-letter stream and the buckets when this process creates them (3 in a cluster).
+    #[arg(long, env = "USAGE_REPLICAS", default_value_t = 1)]
+    pub replicas: usize,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct RunArgs {
+    #[command(flatten)]
+    pub nats: NatsArgs,
+    /// Address of the usage API, `/metrics` and `/healthz` (`:0` picks a free port; it is printed).
+    #[arg(long, env = "USAGE_LISTEN", default_value = "127.0.0.1:8090")]
+    pub listen: SocketAddr,
+    /// Bearer token that may read any tenant's usage. Unset: no administrator.
+    #[arg(long, env = "USAGE_ADMIN_TOKEN", hide_env_values = true)]
+    pub admin_token: Option<String>,
+    /// Records counted per batch.
+    #[arg(long, env = "USAGE_BATCH", default_value_t = 1000)]
+    pub batch: usize,
+    /// How long a batch may stay unacked before another replica gets it.
+    #[arg(long, env = "USAGE_ACK_WAIT", default_value = "30s", value_parser = contracts::duration::parse)]
+    pub ack_wait: Duration,
+    /// Longest delay between a request's arrival and its record reaching USAGE.
+    #[arg(long, env = "USAGE_LATENESS", default_value = "30s", value_parser = contracts::duration::parse)]
+    pub lateness: Duration,
+    /// How often closed days are archived and old archives removed.
+    #[arg(long, env = "USAGE_ARCHIVE_INTERVAL", default_value = "5m", value_parser = contracts::duration::parse)]
+    pub archive_interval: Duration,
+    /// Days an archived day is kept.
+    #[arg(long, env = "USAGE_ARCHIVE_RETENTION_DAYS", default_value_t = 5 * 366)]
+    pub archive_retention_days: u64,
+    /// Fault injection for tests: wait this long between writing rollups and acking a batch.
+    #[arg(long, env = "USAGE_PAUSE_BEFORE_ACK", value_parser = contracts::duration::parse, hide = true)]
+    pub pause_before_ack: Option<Duration>,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ReportArgs {
+    #[command(flatten)]
+    pub nats: NatsArgs,
+    #[arg(long)]
+    pub tenant: String,
+    /// Start (inclusive), RFC 3339 or `YYYY-MM-DD`.
+    #[arg(long)]
+    pub from: String,
+    /// End (exclusive).
+    #[arg(long)]
+    pub to: String,
+    #[arg(long, default_value = "hour")]
+    pub window: String,
+    /// CSV instead of JSON.
+    #[arg(long)]
+    pub csv: bool,
+}

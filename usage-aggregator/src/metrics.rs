@@ -1,0 +1,62 @@
+//! What the aggregator measures.
+
+use prometheus_client::{
+    metrics::{counter::Counter, gauge::Gauge, histogram::Histogram},
+    registry::Registry,
+};
+use std::sync::atomic::AtomicU64;
+
+#[derive(Clone)]
+pub struct Metrics {
+    pub aggregated: Counter,
+    pub already_counted: Counter,
+    pub dead_lettered: Counter,
+    pub conflicts: Counter,
+    pub failed_batches: Counter,
+    pub lag: Gauge,
+    pub unacked_batches: Gauge,
+    pub watermark: Gauge<f64, AtomicU64>,
+    pub batch_duration: Histogram,
+    pub archived_objects: Counter,
+}
+
+impl Metrics {
+    pub fn register(registry: &mut Registry) -> Self {
+        let m = Self {
+            aggregated: Counter::default(),
+            already_counted: Counter::default(),
+            dead_lettered: Counter::default(),
+            conflicts: Counter::default(),
+            failed_batches: Counter::default(),
+            lag: Gauge::default(),
+            unacked_batches: Gauge::default(),
+            watermark: Gauge::default(),
+            batch_duration: Histogram::new(telemetry::metrics::latency_buckets()),
+            archived_objects: Counter::default(),
+        };
+        let r = registry.sub_registry_with_prefix("usage");
+        r.register("records_aggregated", "Records counted into the rollups", m.aggregated.clone());
+        r.register(
+            "records_already_counted",
+            "Records skipped because their rollup already contained them (redelivery, a second replica)",
+            m.already_counted.clone(),
+        );
+        r.register(
+            "records_dead_lettered",
+            "Malformed records moved to the dead-letter subject",
+            m.dead_lettered.clone(),
+        );
+        r.register("rollup_conflicts", "Rollup writes redone after a concurrent write", m.conflicts.clone());
+        r.register("failed_batches", "Batches left unacked for redelivery after an error", m.failed_batches.clone());
+        r.register("lag_records", "Records in USAGE not yet delivered to any aggregator", m.lag.clone());
+        r.register(
+            "unacked_batches",
+            "Batches whose rollups are written but whose records are not acked yet",
+            m.unacked_batches.clone(),
+        );
+        r.register("watermark_seconds", "Unix time before which every request is counted", m.watermark.clone());
+        r.register("batch_duration_seconds", "Time to count and acknowledge one batch", m.batch_duration.clone());
+        r.register("archived_objects", "Per-tenant daily archive objects written", m.archived_objects.clone());
+        m
+    }
+}
