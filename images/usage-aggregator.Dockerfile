@@ -63,7 +63,7 @@ ARG REVISION=""
 ARG CREATED=""
 ARG PROFILE=release
 LABEL org.opencontainers.image.title="resizer-usage-aggregator" \
-      org.opencontainers.image.description="Usage rollups from the USAGE stream" \
+      org.opencontainers.image.description="Usage metering: per-tenant rollups from the USAGE stream, a compressed archive, the usage query API" \
       org.opencontainers.image.version="${VERSION}" \
       org.opencontainers.image.revision="${REVISION}" \
       org.opencontainers.image.created="${CREATED}" \
@@ -73,4 +73,7 @@ LABEL org.opencontainers.image.title="resizer-usage-aggregator" \
 COPY --from=binaries /out/usage-aggregator /usr/local/bin/usage-aggregator
 # Numeric, so runAsNonRoot can verify it; nothing is written outside /tmp.
 USER 65532:65532
+# The port the operator's pod spec probes (8080), as for the api-server.
+ENV USAGE_LISTEN=0.0.0.0:8080
+EXPOSE 8080
 ENTRYPOINT ["/usr/local/bin/usage-aggregator"]

@@ -129,5 +129,7 @@ for name in "${names[@]}"; do
     printf '%s\n' "$out" >&2; log "building $tag failed"; exit 1
   fi
   log "built $tag in $(( $(date +%s) - s ))s, $("$docker" image inspect -f '{{.Size}}' "$tag" | awk '{printf "%.1f MB", $1/1e6}')"
+  # The image this tag named before (another revision's labels) is dangling now.
+  "$docker" image prune -f --filter "label=org.opencontainers.image.title=resizer-$name" >/dev/null
   echo "$tag"
 done

@@ -10,7 +10,7 @@ cd "$REPO_ROOT"
 
 docker=$(bash scripts/install-docker.sh)
 corpus=${CORPUS_DIR:-$REPO_ROOT/../shared/corpus}
-photo=$(find "$corpus/jpeg" -name '*.jpg' 2>/dev/null | sort | head -n1)
+photo=$( (find "$corpus/jpeg" -name '*.jpg' 2>/dev/null || true) | sort | head -n1)
 [ -n "$photo" ] || { log "no JPEG in $corpus/jpeg (set CORPUS_DIR)"; exit 1; }
 
 work=$(mktemp -d)
