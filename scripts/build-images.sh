@@ -111,6 +111,7 @@ version_of() { # the crate version from cargo metadata; nats: the nats-server bi
 }
 
 [ -n "$base" ] || base=$(make_base)
+[ "$from" = host ] || profile=release # the builder stage compiles release binaries
 args=(--build-arg "RUNTIME_IMAGE=$base" --build-arg "BINARIES=$from" --build-arg "PROFILE=$profile")
 args+=(--build-arg "REVISION=$(git rev-parse HEAD)" --build-arg "CREATED=$(git log -1 --format=%cI)")
 if [ "$from" = host ]; then
