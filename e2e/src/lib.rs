@@ -8,6 +8,7 @@
 //! - [`bench`]: load generation and statistics for the benchmark binaries.
 //! - [`cluster`]: a 3-node nats-server cluster on loopback.
 //! - [`usage`]: the usage-aggregator as a process, and reading USAGE.
+//! - [`ssim`]: structural similarity, the benchmarks' quality guard.
 //!
 //! The binaries are taken from the cargo target directory the tests run from;
 //! `scripts/test.sh` builds them before running the tests.
@@ -18,4 +19,5 @@ pub mod cluster;
 pub mod corpus;
 pub mod nats;
 pub mod procs;
+pub mod ssim;
 pub mod usage;

@@ -67,6 +67,24 @@ fn resized_content_matches_a_plain_downscale() {
 }
 
 #[test]
+fn jpeg_to_jpeg_in_ycbcr_planes_matches_a_plain_downscale() {
+    // JPEG → JPEG stays in YCbCr planes; odd output sizes need the luma plane
+    // padded to whole chroma samples, so check several, against image's own
+    // Lanczos3 downscale of the full decode.
+    let input = sample_jpeg();
+    let full = decode(&input);
+    for w in [64, 63, 101, 320] {
+        let out = decode(&run(&input, &format!("w={w}&format=jpeg&quality=95")).unwrap().bytes).to_rgb8();
+        assert_eq!(out.width(), w);
+        let reference = full.resize_exact(out.width(), out.height(), image::imageops::FilterType::Lanczos3).to_rgb8();
+        let diff: f64 =
+            out.as_raw().iter().zip(reference.as_raw()).map(|(a, b)| (*a as f64 - *b as f64).abs()).sum::<f64>()
+                / out.as_raw().len() as f64;
+        assert!(diff < 6.0, "w={w}: mean absolute difference {diff}");
+    }
+}
+
+#[test]
 fn fits_produce_the_requested_geometry() {
     let input = sample_jpeg();
     for (q, size) in [

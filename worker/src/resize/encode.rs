@@ -52,9 +52,11 @@ pub fn encode(
         ImageFormat::Png => {
             let mut out = Vec::new();
             let color = if alpha { image::ExtendedColorType::Rgba8 } else { image::ExtendedColorType::Rgb8 };
+            // fdeflate ("Fast") instead of miniz_oxide's level 6: 4× the speed on the corpus photos for
+            // 2 % larger files, still a quarter smaller than libvips' (which skips the row filters).
             image::codecs::png::PngEncoder::new_with_quality(
                 &mut out,
-                image::codecs::png::CompressionType::Default,
+                image::codecs::png::CompressionType::Fast,
                 image::codecs::png::FilterType::Adaptive,
             )
             .write_image(buf, width, height, color)

@@ -6,18 +6,23 @@
 //! downscaled in the DCT domain) → resample with Lanczos3 → convert to sRGB
 //! from an embedded profile → apply the EXIF orientation to the small result →
 //! pad (`contain`) → encode without metadata.
+//!
+//! A JPEG that becomes a JPEG with no profile to apply, no rotation and no
+//! padding (the common thumbnail) skips RGB altogether: see [`planes`].
 
 mod color;
 mod decode;
 mod encode;
 mod error;
 pub mod geometry;
+mod lanczos;
+mod planes;
 
 pub use error::ResizeError;
 
 use contracts::{ImageFormat, Rendered, ResizeOp};
 use fast_image_resize::{self as fr, PixelType, ResizeAlg, ResizeOptions, images::Image};
-use image::DynamicImage;
+use image::{DynamicImage, metadata::Orientation};
 use std::cell::RefCell;
 
 /// Bounds on the work one job may cause.
@@ -48,6 +53,7 @@ pub struct Engine {
     decompressor: turbojpeg::Decompressor,
     compressor: turbojpeg::Compressor,
     resizer: fr::Resizer,
+    planes: planes::Buffers,
 }
 
 impl Engine {
@@ -57,6 +63,7 @@ impl Engine {
             decompressor: turbojpeg::Decompressor::new().map_err(tj)?,
             compressor: turbojpeg::Compressor::new().map_err(tj)?,
             resizer: fr::Resizer::new(),
+            planes: planes::Buffers::default(),
         })
     }
 
@@ -76,6 +83,30 @@ impl Engine {
         let (up_w, up_h) = header.upright_size();
         let plan = geometry::plan(up_w, up_h, op);
         let stored_plan = if header.transposed() { plan.transposed() } else { plan };
+        let out_format = op.output_format(format);
+        if format == ImageFormat::Jpeg
+            && out_format == ImageFormat::Jpeg
+            && header.icc.is_none()
+            && header.orientation == Orientation::NoTransforms
+            && plan.canvas == plan.content
+            && let Some(bytes) = planes::resize(
+                &mut self.decompressor,
+                &mut self.compressor,
+                &mut self.resizer,
+                &mut self.planes,
+                input,
+                &stored_plan,
+                op.quality,
+                decode::MAX_JPEG_SCANS,
+            )?
+        {
+            let (width, height) = plan.canvas;
+            return Ok(Resized {
+                bytes,
+                rendered: Rendered { format: out_format, width, height },
+                input_pixels: pixels,
+            });
+        }
         let decoded = decode::decode(&mut self.decompressor, input, format, &header, stored_plan.min_scale())?;
 
         // The decoder may have shrunk the image: map the crop into decoded pixels.
@@ -89,7 +120,7 @@ impl Engine {
         // Clamp: the decoder rounds scaled sizes up, float products may overshoot by an ulp.
         let (dw, dh) = (decoded.width as f64, decoded.height as f64);
         let (left, top) = ((crop.left * sx).min(dw - 1.0), (crop.top * sy).min(dh - 1.0));
-        let options = ResizeOptions::new().resize_alg(ResizeAlg::Convolution(fr::FilterType::Lanczos3)).crop(
+        let options = ResizeOptions::new().resize_alg(ResizeAlg::Convolution(lanczos::filter())).crop(
             left,
             top,
             (crop.width * sx).min(dw - left),
@@ -105,7 +136,6 @@ impl Engine {
         let mut img = to_dynamic(out, cw, ch, decoded.alpha)?;
         img.apply_orientation(header.orientation);
 
-        let out_format = op.output_format(format);
         if plan.canvas != plan.content {
             img = pad(img, plan.canvas, plan.offset, out_format != ImageFormat::Jpeg);
         }

@@ -1,0 +1,74 @@
+"""Pillow(-SIMD) peer for resize-bench: one process over in-memory inputs.
+
+Usage: python pillow.py --width W --height H --format jpeg|webp|png --quality Q --passes N [--out DIR] FILE...
+Prints `elapsed=<seconds> count=<conversions>` for the timed passes.
+
+JPEGs are opened with draft(), libjpeg-turbo's DCT scaling to the smallest
+size that still covers the target, then resized with Lanczos: Pillow's
+fastest faithful thumbnail path.
+"""
+
+import argparse
+import io
+import os
+import time
+
+from PIL import Image
+
+SAVE = {
+    "jpeg": lambda im, out, q: im.save(out, "JPEG", quality=q),
+    "webp": lambda im, out, q: im.save(out, "WEBP", quality=q),
+    "png": lambda im, out, q: im.save(out, "PNG"),
+}
+
+
+def fit_inside(w, h, box_w, box_h):
+    # The same rounding as the worker's planner, so every tool writes the same size.
+    scale = min(box_w / w, box_h / h)
+    return min(max(round(w * scale), 1), box_w), min(max(round(h * scale), 1), box_h)
+
+
+def convert(data, args):
+    im = Image.open(io.BytesIO(data))
+    size = fit_inside(im.width, im.height, args.width, args.height)
+    if im.format == "JPEG":
+        im.draft("RGB", size)
+    keep_alpha = args.format != "jpeg" and im.mode in ("RGBA", "LA", "P")
+    mode = "RGBA" if keep_alpha else "RGB"
+    if im.mode != mode:  # convert() to the same mode is a full copy
+        im = im.convert(mode)
+    im = im.resize(size, Image.LANCZOS)
+    out = io.BytesIO()
+    SAVE[args.format](im, out, args.quality)
+    return out.getvalue()
+
+
+def main():
+    p = argparse.ArgumentParser()
+    p.add_argument("--width", type=int, required=True)
+    p.add_argument("--height", type=int, required=True)
+    p.add_argument("--format", choices=sorted(SAVE), required=True)
+    p.add_argument("--quality", type=int, default=80)
+    p.add_argument("--passes", type=int, default=1)
+    p.add_argument("--out")
+    p.add_argument("files", nargs="+")
+    args = p.parse_args()
+    inputs = []
+    for f in args.files:
+        with open(f, "rb") as fh:
+            inputs.append(fh.read())
+    count = 0
+    t0 = time.perf_counter()
+    for n in range(args.passes):
+        for f, data in zip(args.files, inputs):
+            out = convert(data, args)
+            if args.out and n == 0:
+                name = os.path.splitext(os.path.basename(f))[0] + "." + args.format
+                with open(os.path.join(args.out, name), "wb") as fh:
+                    fh.write(out)
+            count += 1
+    print(f"elapsed={time.perf_counter() - t0} count={count}")
+
+
+if __name__ == "__main__":
+    main()

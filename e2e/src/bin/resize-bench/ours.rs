@@ -1,0 +1,33 @@
+//! Our side of the comparison: `worker::resize` called in a loop in this
+//! process, exactly as the worker's job loop calls it, over inputs already in
+//! memory (as the node and Python drivers hold theirs).
+
+use crate::driver::Invocation;
+use anyhow::Context;
+use contracts::ResizeOp;
+use std::time::Instant;
+use worker::resize::{Limits, resize};
+
+pub fn run(inv: &Invocation) -> anyhow::Result<()> {
+    let op = ResizeOp::parse_canonical(&inv.query).map_err(|e| anyhow::anyhow!("{}: {e:?}", inv.query))?;
+    let inputs = inv
+        .files
+        .iter()
+        .map(|f| std::fs::read(f).with_context(|| format!("reading {}", f.display())))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let limits = Limits::default();
+    let started = Instant::now();
+    let mut count = 0;
+    for pass in 0..inv.passes {
+        for (file, input) in inv.files.iter().zip(&inputs) {
+            let out = resize(input, &op, &limits).with_context(|| format!("resizing {}", file.display()))?;
+            if let (Some(dir), 0) = (&inv.out, pass) {
+                let stem = file.file_stem().context("file name")?.to_string_lossy();
+                std::fs::write(dir.join(format!("{stem}.{}", inv.format)), &out.bytes)?;
+            }
+            count += 1;
+        }
+    }
+    println!("elapsed={} count={count}", started.elapsed().as_secs_f64());
+    Ok(())
+}

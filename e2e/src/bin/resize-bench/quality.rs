@@ -1,0 +1,41 @@
+//! The quality guard: our outputs against libvips' (Lanczos3) outputs of the same operation.
+
+use e2e::ssim::ssim;
+use std::path::Path;
+
+pub struct Similarity {
+    pub mean: f64,
+    pub compared: usize,
+    /// Outputs whose size differs from the reference by a rounding choice; not scored.
+    pub size_mismatches: Vec<String>,
+}
+
+/// Mean SSIM of every output in `ours` against the file of the same name in `reference`.
+pub fn compare(ours: &Path, reference: &Path) -> anyhow::Result<Similarity> {
+    let mut names: Vec<_> = std::fs::read_dir(ours)?.map(|e| e.map(|e| e.file_name())).collect::<Result<_, _>>()?;
+    names.sort();
+    let (mut sum, mut compared, mut size_mismatches) = (0.0, 0, Vec::new());
+    for name in names {
+        let other = reference.join(&name);
+        if !other.exists() {
+            continue;
+        }
+        let a = image::open(ours.join(&name))?.to_rgb8();
+        let b = image::open(&other)?.to_rgb8();
+        match ssim(&a, &b) {
+            Some(s) => {
+                sum += s;
+                compared += 1;
+            }
+            None => size_mismatches.push(format!(
+                "{}: {}×{} vs {}×{}",
+                name.to_string_lossy(),
+                a.width(),
+                a.height(),
+                b.width(),
+                b.height()
+            )),
+        }
+    }
+    Ok(Similarity { mean: sum / compared.max(1) as f64, compared, size_mismatches })
+}

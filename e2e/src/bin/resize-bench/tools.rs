@@ -1,0 +1,121 @@
+//! The tools compared and how each is started, single-threaded.
+
+use crate::driver::Spec;
+use std::{
+    path::{Path, PathBuf},
+    process::Command,
+};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Tool {
+    Ours,
+    Vipsthumbnail,
+    Sharp,
+    PillowSimd,
+    Imgproxy,
+}
+
+pub const ALL: [Tool; 5] = [Tool::Ours, Tool::Vipsthumbnail, Tool::Sharp, Tool::PillowSimd, Tool::Imgproxy];
+
+impl Tool {
+    pub fn name(self) -> &'static str {
+        match self {
+            Tool::Ours => "ours",
+            Tool::Vipsthumbnail => "vipsthumbnail",
+            Tool::Sharp => "sharp",
+            Tool::PillowSimd => "pillow-simd",
+            Tool::Imgproxy => "imgproxy",
+        }
+    }
+}
+
+/// Where the peers were installed (`scripts/install-bench-peers.sh`).
+pub struct Peers {
+    pub dir: PathBuf,
+    drivers: PathBuf,
+}
+
+impl Peers {
+    pub fn new(dir: PathBuf) -> Self {
+        Self { dir, drivers: PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/bench")) }
+    }
+
+    /// Why `tool` cannot run here, if it cannot.
+    pub fn unavailable(&self, tool: Tool) -> Option<String> {
+        let note = std::fs::read_to_string(self.dir.join(format!("{}.unavailable", tool.name())));
+        if let Ok(note) = note {
+            return Some(note.trim().to_string());
+        }
+        let missing = |p: PathBuf| {
+            (!p.exists()).then(|| format!("{} is missing: run scripts/install-bench-peers.sh", p.display()))
+        };
+        match tool {
+            Tool::Ours => None,
+            Tool::Vipsthumbnail => which("vipsthumbnail").is_none().then(|| "vipsthumbnail is not on PATH".into()),
+            Tool::Sharp => missing(self.dir.join("node/node_modules/sharp")),
+            Tool::PillowSimd => missing(self.dir.join("pillow-simd/bin/python")),
+            Tool::Imgproxy => Some(match missing(self.dir.join("imgproxy")) {
+                Some(m) => m,
+                None => "built, but this harness has no HTTP driver for it yet".into(),
+            }),
+        }
+    }
+
+    /// The command converting `files` `passes` times, writing outputs to `out`;
+    /// `None` as the count when the tool reports its own timing.
+    pub fn command(
+        &self,
+        tool: Tool,
+        spec: &Spec,
+        files: &[PathBuf],
+        passes: usize,
+        out: &Path,
+    ) -> (Command, Option<u64>) {
+        let mut driver_args = spec.args();
+        driver_args.extend(["--passes".into(), passes.to_string(), "--out".into(), out.display().to_string()]);
+        driver_args.extend(files.iter().map(|f| f.display().to_string()));
+        match tool {
+            Tool::Ours => {
+                let mut c = Command::new(std::env::current_exe().expect("own path"));
+                c.arg(crate::OURS_DRIVER).args(driver_args);
+                (c, None)
+            }
+            Tool::Sharp => {
+                let mut c = Command::new("node");
+                c.arg(self.drivers.join("sharp.js")).args(driver_args);
+                c.env("NODE_PATH", self.dir.join("node/node_modules")).env("UV_THREADPOOL_SIZE", "1");
+                (c, None)
+            }
+            Tool::PillowSimd => {
+                let mut c = Command::new(self.dir.join("pillow-simd/bin/python"));
+                c.arg(self.drivers.join("pillow.py")).args(driver_args);
+                (c, None)
+            }
+            Tool::Imgproxy => unreachable!("imgproxy is never started: see Peers::unavailable"),
+            Tool::Vipsthumbnail => {
+                // One process over every file (start-up is ≈ 60 ms, so it must not be paid per file);
+                // the operation cache is off so that later passes are not answered from it.
+                let mut c = Command::new("vipsthumbnail");
+                c.args(["--vips-concurrency=1", "--vips-cache-max=0"])
+                    .arg(format!("--size={}x{}", spec.width, spec.height))
+                    .arg(format!("--output={}/%s.{}[{}]", out.display(), spec.format, vips_save_options(spec)));
+                for _ in 0..passes {
+                    c.args(files);
+                }
+                c.env("VIPS_CONCURRENCY", "1");
+                (c, Some((files.len() * passes) as u64))
+            }
+        }
+    }
+}
+
+fn vips_save_options(spec: &Spec) -> String {
+    match spec.format {
+        "png" => "strip".into(),
+        _ => format!("Q={},strip", spec.quality),
+    }
+}
+
+fn which(name: &str) -> Option<PathBuf> {
+    std::env::var_os("PATH")?.to_str()?.split(':').map(|d| Path::new(d).join(name)).find(|p| p.is_file())
+}

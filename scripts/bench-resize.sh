@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# The worker's resize speed against libvips, sharp and Pillow-SIMD on one core.
+# Installs the peers (cached), builds the harness in release mode and runs it
+# pinned to one core; arguments go to the harness (--reps N, --seconds S, --ops a,b).
+# BENCH_CORE picks the core (default 1). The report is on stdout, progress on stderr.
+set -euo pipefail
+source "$(dirname "$0")/env.sh"
+bash "$REPO_ROOT/scripts/install-system-packages.sh"
+peers=$(bash "$REPO_ROOT/scripts/install-bench-peers.sh")
+cd "$REPO_ROOT"
+cargo build --release --quiet -p e2e --bin resize-bench
+target=$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')
+exec taskset -c "${BENCH_CORE:-1}" "$target/release/resize-bench" --peers-dir "$peers" "$@"
