@@ -86,7 +86,8 @@ impl Cluster {
         let started = Instant::now();
         loop {
             let attempt = async {
-                let client = async_nats::connect(self.urls()).await?;
+                let urls: Vec<&str> = self.nodes.iter().map(|n| n.client_url.as_str()).collect();
+                let client = async_nats::connect(urls.as_slice()).await?;
                 let js = async_nats::jetstream::new(client);
                 js.get_or_create_stream(contracts::usage::streams::usage_stream(3)).await?;
                 anyhow::Ok(())

@@ -132,7 +132,10 @@ async fn metric(url: &str, name: &str) -> f64 {
 async fn the_invariant_holds_under_faults_on_a_cluster() {
     let mut cluster = Cluster::start().expect("cluster");
     cluster.ready(Duration::from_secs(90)).await.expect("cluster ready");
-    let urls = cluster.urls();
+    // The api-server and workers take one URL and learn the others from the cluster;
+    // the aggregators get the whole list.
+    let all = cluster.urls();
+    let urls = cluster.nodes[1].client_url.clone();
     let mut cfg = api::config(&urls);
     cfg.stream_replicas = 3;
     cfg.job_timeout = Duration::from_secs(20);
@@ -144,7 +147,7 @@ async fn the_invariant_holds_under_faults_on_a_cluster() {
 
     // 1. The aggregator dies between writing rollups and acking; two replicas take over.
     let mut first = Aggregator::spawn(
-        &urls,
+        &all,
         TOKEN,
         &["--replicas", "3", "--ack-wait", "3s", "--batch", "10", "--pause-before-ack", "30s"],
     )
@@ -157,10 +160,10 @@ async fn the_invariant_holds_under_faults_on_a_cluster() {
     }
     let written_before_kill = metric(&first.url("/metrics"), "usage_records_aggregated_total").await;
     first.kill9();
-    println!("aggregator killed with a written, unacked batch ({written_before_kill} records counted before)");
+    println!("aggregator killed while holding a written, unacked batch ({written_before_kill} records acked before)");
     let replica_args = ["--replicas", "3", "--ack-wait", "3s", "--batch", "7"];
-    let a = Aggregator::spawn(&urls, TOKEN, &replica_args).expect("replica a");
-    let b = Aggregator::spawn(&urls, TOKEN, &replica_args).expect("replica b");
+    let a = Aggregator::spawn(&all, TOKEN, &replica_args).expect("replica a");
+    let b = Aggregator::spawn(&all, TOKEN, &replica_args).expect("replica b");
 
     // 2. A worker dies mid-job; the job is redelivered and metered once.
     let large = corpus::files("large").into_iter().max_by_key(|p| std::fs::metadata(p).unwrap().len()).unwrap();
@@ -203,8 +206,13 @@ async fn the_invariant_holds_under_faults_on_a_cluster() {
         })
     };
     tokio::time::sleep(Duration::from_millis(700)).await;
+    let leader = async {
+        let mut s = jetstream::new(client.clone()).get_stream(streams::USAGE_STREAM).await.ok()?;
+        s.info().await.ok()?.cluster.clone()?.leader
+    };
+    let leader = leader.await.unwrap_or_default();
     cluster.nodes[0].kill();
-    println!("killed JetStream node {}", cluster.nodes[0].name);
+    println!("killed JetStream node {} (USAGE leader was {leader})", cluster.nodes[0].name);
     answered += traffic_during.await.unwrap();
 
     // 4. The same record published twice, and a malformed one that must not block the stream.
@@ -232,10 +240,21 @@ async fn the_invariant_holds_under_faults_on_a_cluster() {
     assert_eq!(ids, answered, "every answered request left exactly one record");
     assert_eq!(counted, ids as u64, "the rollups count each record once");
     assert_eq!(hourly, counted, "hourly and daily rollups agree");
-    let dead_stream = js.get_stream(streams::DEAD_STREAM).await.unwrap();
-    let dead = dead_stream.get_last_raw_message_by_subject(streams::DEAD_SUBJECT);
-    let dead = dead.await.expect("the malformed record is dead-lettered");
-    assert!(dead.headers.get(streams::H_DEAD_REASON).is_some_and(|r| r.as_str().contains("not a usage record")));
+    // The dead-letter stream may still be electing a leader after the node loss: ask until it answers.
+    let started = Instant::now();
+    let reason = loop {
+        let last = async {
+            let dead = js.get_stream(streams::DEAD_STREAM).await.ok()?;
+            let m = dead.get_last_raw_message_by_subject(streams::DEAD_SUBJECT).await.ok()?;
+            Some(m.headers.get(streams::H_DEAD_REASON)?.as_str().to_owned())
+        };
+        if let Ok(Some(r)) = tokio::time::timeout(Duration::from_secs(5), last).await {
+            break r;
+        }
+        assert!(started.elapsed() < Duration::from_secs(60), "the malformed record was never dead-lettered");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    assert!(reason.contains("not a usage record"), "{reason}");
 }
 
 #[tokio::test]

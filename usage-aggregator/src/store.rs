@@ -29,12 +29,13 @@ fn setup(what: &'static str) -> impl Fn(&dyn std::fmt::Display) -> StoreError {
 }
 
 impl Store {
-    /// Connects and creates whatever does not exist yet (streams, buckets).
+    /// Connects (to any of the comma-separated `url`s) and creates whatever does not exist yet.
     pub async fn open(url: &str, replicas: usize) -> Result<Self, StoreError> {
+        let urls: Vec<&str> = url.split(',').map(str::trim).filter(|u| !u.is_empty()).collect();
         let client = async_nats::ConnectOptions::new()
             .name("usage-aggregator")
             .retry_on_initial_connect()
-            .connect(url)
+            .connect(urls.as_slice())
             .await
             .map_err(|source| StoreError::Connect { url: url.to_owned(), source })?;
         Self::with_client(client, replicas).await
