@@ -1,6 +1,7 @@
 // sharp peer for resize-bench: one long-running process over in-memory inputs.
 // Usage: node sharp.js --width W --height H --format jpeg|webp|png --quality Q --passes N [--out DIR] FILE...
-// Prints `elapsed=<seconds> count=<conversions>` for the timed passes.
+// Prints `elapsed=<seconds> cpu=<seconds> count=<conversions>` for the timed passes
+// (CPU time of the whole process, libvips' threads included).
 'use strict';
 const fs = require('fs');
 const path = require('path');
@@ -31,6 +32,7 @@ async function main() {
   const inputs = a.files.map((f) => fs.readFileSync(f));
   const passes = Number(a.passes);
   const t0 = process.hrtime.bigint();
+  const cpu0 = process.cpuUsage();
   let count = 0;
   for (let p = 0; p < passes; p++) {
     for (let i = 0; i < inputs.length; i++) {
@@ -42,7 +44,8 @@ async function main() {
     }
   }
   const secs = Number(process.hrtime.bigint() - t0) / 1e9;
-  console.log(`elapsed=${secs} count=${count}`);
+  const cpu = process.cpuUsage(cpu0);
+  console.log(`elapsed=${secs} cpu=${(cpu.user + cpu.system) / 1e6} count=${count}`);
 }
 
 main().catch((e) => {

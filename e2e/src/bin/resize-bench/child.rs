@@ -21,6 +21,8 @@ pub const RSS_HELPER: &str = "--peak-rss-of";
 pub struct Outcome {
     pub count: u64,
     pub secs: f64,
+    /// CPU seconds (user + system, every thread) spent on the same conversions.
+    pub cpu_secs: f64,
     pub peak_rss_kib: u64,
 }
 
@@ -28,11 +30,17 @@ impl Outcome {
     pub fn rate(&self) -> f64 {
         self.count as f64 / self.secs
     }
+
+    /// Conversions per CPU-second: what one core does when it is not shared.
+    /// Other processes running on the same core lengthen wall time, not this.
+    pub fn cpu_rate(&self) -> f64 {
+        self.count as f64 / self.cpu_secs
+    }
 }
 
-/// Runs `cmd` to completion. A driver prints `elapsed=<s> count=<n>` for its
-/// timed loop only; a tool that does not (`expected` conversions given) is
-/// timed from spawn to exit, start-up included.
+/// Runs `cmd` to completion. A driver prints `elapsed=<s> cpu=<s> count=<n>`
+/// for its timed loop only; a tool that does not (`expected` conversions
+/// given) is timed from spawn to exit, start-up included.
 pub fn run(cmd: &Command, expected: Option<u64>) -> anyhow::Result<Outcome> {
     let mut wrapped = Command::new(std::env::current_exe()?);
     wrapped.arg(RSS_HELPER).arg(cmd.get_program()).args(cmd.get_args());
@@ -62,18 +70,20 @@ pub fn run(cmd: &Command, expected: Option<u64>) -> anyhow::Result<Outcome> {
     };
     let peak_rss_kib = field("peak_rss_kib=")? as u64;
     if let Some(count) = expected {
-        return Ok(Outcome { count, secs: wall, peak_rss_kib });
+        return Ok(Outcome { count, secs: wall, cpu_secs: field("child_cpu=")?, peak_rss_kib });
     }
-    Ok(Outcome { count: field("count=")? as u64, secs: field("elapsed=")?, peak_rss_kib })
+    Ok(Outcome { count: field("count=")? as u64, secs: field("elapsed=")?, cpu_secs: field("cpu=")?, peak_rss_kib })
 }
 
 /// The [`RSS_HELPER`] side: runs `program args`, passes its output through,
-/// then prints `peak_rss_kib=<n>` and exits as the child did.
+/// then prints `peak_rss_kib=<n> child_cpu=<s>` and exits as the child did.
 pub fn spawn_and_report(mut args: impl Iterator<Item = String>) -> anyhow::Result<i32> {
     let program = args.next().context("no program to run")?;
     let child = Command::new(&program).args(args).spawn().with_context(|| format!("starting {program}"))?;
     let (status, rusage) = wait4(child.id())?;
-    println!("peak_rss_kib={}", rusage.ru_maxrss); // Linux reports kilobytes
+    let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    // Linux reports kilobytes.
+    println!("peak_rss_kib={} child_cpu={}", rusage.ru_maxrss, secs(rusage.ru_utime) + secs(rusage.ru_stime));
     Ok(if libc::WIFEXITED(status) { libc::WEXITSTATUS(status) } else { 128 + libc::WTERMSIG(status) })
 }
 

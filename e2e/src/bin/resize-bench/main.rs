@@ -11,6 +11,11 @@
 //! tools so that noise from other load on the machine is shared out.
 //! Progress goes to stderr, the report to stdout; its last line is
 //! `min_ratio=<x.xx> worst_peer=<name> ssim=<0.xxx>` for the headline operation.
+//!
+//! Two rates are reported per tool: conversions per wall-clock second, and per
+//! CPU-second of the tool's process (all its threads). On a quiet core they
+//! agree; on a core shared with other work only the second stays put, so the
+//! ratios and the last line use it.
 
 mod child;
 mod driver;
@@ -96,7 +101,10 @@ fn inputs(op: &Op) -> Vec<PathBuf> {
 /// What one tool measured on one operation.
 #[derive(Default)]
 pub struct Measured {
+    /// Conversions per wall-clock second, one per repetition.
     pub rates: Vec<f64>,
+    /// Conversions per CPU-second, one per repetition.
+    pub cpu_rates: Vec<f64>,
     pub peak_rss_kib: u64,
 }
 
@@ -135,17 +143,19 @@ fn measure(
             let (cmd, expected) = peers.command(tool, &op.spec, &files, passes[i], &discard);
             let o = child::run(&cmd, expected).with_context(|| format!("{} on {}", tool.name(), op.name))?;
             eprintln!(
-                "[{}] rep {rep}/{} {}: {:.1} conv/s ({} in {:.2} s, peak RSS {} MiB)",
+                "[{}] rep {rep}/{} {}: {:.1} conv/s, {:.1} per CPU-s ({} in {:.2} s, peak RSS {} MiB)",
                 op.name,
                 cfg.reps,
                 tool.name(),
                 o.rate(),
+                o.cpu_rate(),
                 o.count,
                 o.secs,
                 o.peak_rss_kib / 1024
             );
             let m = &mut measured[i].1;
             m.rates.push(o.rate());
+            m.cpu_rates.push(o.cpu_rate());
             m.peak_rss_kib = m.peak_rss_kib.max(o.peak_rss_kib);
         }
     }

@@ -22,11 +22,15 @@ fn get(r: &OpResult, tool: Tool) -> Option<&Measured> {
     r.tools.iter().find(|(t, _)| *t == tool).map(|(_, m)| m)
 }
 
-/// ours/peer on medians, for every peer that ran on `r`.
+/// ours/peer on medians of conversions per CPU-second, for every peer that ran on `r`.
 fn ratios(r: &OpResult) -> Vec<(Tool, f64)> {
+    ratios_of(r, |m| &m.cpu_rates)
+}
+
+fn ratios_of(r: &OpResult, rates: impl Fn(&Measured) -> &Vec<f64>) -> Vec<(Tool, f64)> {
     let Some(ours) = get(r, Tool::Ours) else { return Vec::new() };
-    let ours = median(&ours.rates);
-    r.tools.iter().filter(|(t, _)| *t != Tool::Ours).map(|(t, m)| (*t, ours / median(&m.rates))).collect()
+    let ours = median(rates(ours));
+    r.tools.iter().filter(|(t, _)| *t != Tool::Ours).map(|(t, m)| (*t, ours / median(rates(m)))).collect()
 }
 
 fn mib(kib: u64) -> f64 {
@@ -37,13 +41,16 @@ pub fn print(results: &[OpResult], skipped: &[(Tool, String)], cores: usize, rep
     for r in results {
         println!();
         println!("== {}: {} ({} input files, {reps} repetitions, {cores} core(s))", r.op.name, r.op.what, r.files);
-        println!("{:<14} {:>9} {:>9} {:>9} {:>10}", "tool", "median/s", "min/s", "max/s", "peak RSS");
+        println!("conversions per CPU-second and per wall-clock second: median [min–max]");
+        println!("{:<14} {:>23} {:>23} {:>10}", "tool", "per CPU-s", "per wall-s", "peak RSS");
         for (tool, m) in &r.tools {
-            let (md, lo, hi) = (median(&m.rates), min(&m.rates), max(&m.rates));
-            println!("{:<14} {md:>9.1} {lo:>9.1} {hi:>9.1} {:>6.1} MiB", tool.name(), mib(m.peak_rss_kib));
+            let span = |v: &[f64]| format!("{:.1} [{:.1}–{:.1}]", median(v), min(v), max(v));
+            let (cpu, wall) = (span(&m.cpu_rates), span(&m.rates));
+            println!("{:<14} {cpu:>23} {wall:>23} {:>6.1} MiB", tool.name(), mib(m.peak_rss_kib));
         }
-        for (peer, ratio) in ratios(r) {
-            println!("ratio ours/{} = {ratio:.2}", peer.name());
+        let wall = ratios_of(r, |m| &m.rates);
+        for ((peer, ratio), (_, wall)) in ratios(r).into_iter().zip(wall) {
+            println!("ratio ours/{} = {ratio:.2} (per wall-clock second: {wall:.2})", peer.name());
         }
         for (tool, s) in &r.ssim {
             print!(
