@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs the whole service on this machine as local processes (no Kubernetes):
-# nats-server with JetStream, the api-server and the workers, on loopback.
+# nats-server with JetStream, the api-server, the workers and the usage
+# aggregator (rollups and GET /v1/usage), on loopback.
 # Prints the endpoint and an example request; Ctrl-C stops everything.
 #
 #   scripts/run-local.sh [--release] [--port N] [--workers N]
@@ -23,7 +24,7 @@ done
 bash scripts/install-system-packages.sh
 nats_bin=$(bash scripts/install-nats-server.sh)
 log "building the service ($profile profile; the first build takes a few minutes)"
-cargo build --profile "$profile" --bins -p api-server -p worker
+cargo build --profile "$profile" --bins -p api-server -p worker -p usage-aggregator
 bin="${CARGO_TARGET_DIR:-$REPO_ROOT/target}/$target_sub"
 
 state=$(mktemp -d "${TMPDIR:-/tmp}/resizer-local.XXXXXX")
@@ -65,6 +66,14 @@ for i in $(seq "$workers"); do
   "$bin/worker" --nats-url "$nats_url" --metrics-addr 127.0.0.1:0 2>"$state/worker-$i.log" &
   pids+=($!)
 done
+admin_token=${USAGE_ADMIN_TOKEN:-$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')}
+USAGE_ADMIN_TOKEN=$admin_token "$bin/usage-aggregator" --nats-url "$nats_url" --listen 127.0.0.1:0 \
+  >"$state/usage.out" 2>"$state/usage.log" &
+pids+=($!)
+for _ in $(seq 100); do grep -q '^listening on' "$state/usage.out" 2>/dev/null && break; sleep 0.1; done
+usage_endpoint=$(sed -n 's/^listening on //p' "$state/usage.out" | head -n1)
+[ -n "$usage_endpoint" ] || { cat "$state/usage.log" >&2; log "usage-aggregator did not start"; exit 1; }
+
 for _ in $(seq 100); do curl -sf "$endpoint/readyz" >/dev/null && break; sleep 0.1; done
 
 photo=$(realpath -m "$REPO_ROOT/../shared/corpus/jpeg/020_bridge.jpg")
@@ -74,8 +83,12 @@ cat <<MSG
 The resize service is running ($workers worker process(es), logs in $state).
   curl --data-binary @$photo -H 'Content-Type: image/jpeg' '$endpoint/v1/resize?w=320&h=320' -o thumb.jpg
   API description: $endpoint/openapi.json   metrics: $endpoint/metrics
+  usage (anonymous tenant, today by hour):
+    curl "$usage_endpoint/v1/usage?from=$(date -u +%F)&to=$(date -u -d tomorrow +%F)&window=hour"
+  usage of any tenant: add -H 'Authorization: Bearer $admin_token' and &tenant=NAME; CSV: -H 'Accept: text/csv'
 Press Ctrl-C to stop.
 endpoint=$endpoint
+usage_endpoint=$usage_endpoint
 MSG
 wait -n "${pids[@]}" || true
 log "a component exited; see the logs above"
