@@ -48,8 +48,11 @@ impl Drop for WaiterGuard<'_> {
 impl Queue {
     /// Connects, creates the JOBS stream if missing and starts routing answers.
     pub async fn connect(nats_url: &str, replicas: usize, metrics: Metrics) -> anyhow::Result<Self> {
-        let client =
-            async_nats::ConnectOptions::new().name("api-server").retry_on_initial_connect().connect(nats_url).await?;
+        let client = async_nats::ConnectOptions::new()
+            .name("api-server")
+            .retry_on_initial_connect()
+            .connect(contracts::servers::server_urls(nats_url).as_slice())
+            .await?;
         let js = jetstream::new(client.clone());
         if let Err(e) = js.get_or_create_stream(subjects::jobs_stream(replicas)).await {
             // Not fatal: readiness reports it and requests get 503 until JetStream is back.

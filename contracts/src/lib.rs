@@ -10,6 +10,7 @@
 //! - [`job`]: the job message the api-server publishes to JetStream.
 //! - [`outcome`]: the result message a worker sends back to the api-server.
 //! - [`problem`]: the stable RFC 9457 problem types every component reports.
+//! - [`servers`]: the comma-separated NATS server list every component accepts.
 //! - [`usage`]: the usage record, its streams, rollups and the usage report.
 
 pub mod duration;
@@ -18,6 +19,7 @@ pub mod job;
 pub mod op;
 pub mod outcome;
 pub mod problem;
+pub mod servers;
 pub mod subjects;
 pub mod usage;
 

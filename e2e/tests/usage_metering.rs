@@ -132,16 +132,15 @@ async fn metric(url: &str, name: &str) -> f64 {
 async fn the_invariant_holds_under_faults_on_a_cluster() {
     let mut cluster = Cluster::start().expect("cluster");
     cluster.ready(Duration::from_secs(90)).await.expect("cluster ready");
-    // The api-server and workers take one URL and learn the others from the cluster;
-    // the aggregators get the whole list.
+    // Every component gets the whole comma-separated list, as the operator hands it out.
     let all = cluster.urls();
     let urls = cluster.nodes[1].client_url.clone();
-    let mut cfg = api::config(&urls);
+    let mut cfg = api::config(&all);
     cfg.stream_replicas = 3;
     cfg.job_timeout = Duration::from_secs(20);
     let api = Api::start(cfg).await.expect("api-server");
     let worker_args = ["--ack-wait", "2s", "--stream-replicas", "3", "--concurrency", "1"];
-    let mut workers: Vec<Worker> = (0..2).map(|_| Worker::spawn(&urls, &worker_args).expect("worker")).collect();
+    let mut workers: Vec<Worker> = (0..2).map(|_| Worker::spawn(&all, &worker_args).expect("worker")).collect();
     let http = reqwest::Client::new();
     let mut answered = 0usize;
 
@@ -190,7 +189,7 @@ async fn the_invariant_holds_under_faults_on_a_cluster() {
     for w in &mut workers {
         w.kill9();
     }
-    workers = (0..2).map(|_| Worker::spawn(&urls, &worker_args).expect("worker")).collect();
+    workers = (0..2).map(|_| Worker::spawn(&all, &worker_args).expect("worker")).collect();
     answered += usize::from(slow.await.unwrap());
 
     // 3. A JetStream node dies under traffic.

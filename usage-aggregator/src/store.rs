@@ -31,7 +31,7 @@ fn setup(what: &'static str) -> impl Fn(&dyn std::fmt::Display) -> StoreError {
 impl Store {
     /// Connects (to any of the comma-separated `url`s) and creates whatever does not exist yet.
     pub async fn open(url: &str, replicas: usize) -> Result<Self, StoreError> {
-        let urls: Vec<&str> = url.split(',').map(str::trim).filter(|u| !u.is_empty()).collect();
+        let urls = contracts::servers::server_urls(url);
         let client = async_nats::ConnectOptions::new()
             .name("usage-aggregator")
             .retry_on_initial_connect()

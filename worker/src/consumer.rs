@@ -34,7 +34,7 @@ pub async fn run(cfg: Config, metrics: Metrics, shutdown: impl Future<Output = (
     let client = async_nats::ConnectOptions::new()
         .name("worker")
         .retry_on_initial_connect()
-        .connect(cfg.nats_url.as_str())
+        .connect(contracts::servers::server_urls(&cfg.nats_url).as_slice())
         .await
         .context("connecting to NATS")?;
     let js = jetstream::new(client.clone());
