@@ -39,7 +39,25 @@ impl Drop for Aggregator {
 }
 
 /// Every message in USAGE: the valid records and the number of undecodable ones.
+///
+/// Right after a node is killed the cluster may still be electing a meta or
+/// stream leader, and a read started then stalls: each stalled or failed read is
+/// started again, for up to a minute.
 pub async fn stored_records(client: &async_nats::Client) -> anyhow::Result<(Vec<UsageRecord>, usize)> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        match read_all(client).await {
+            Ok(read) => return Ok(read),
+            Err(e) if tokio::time::Instant::now() < deadline => {
+                eprintln!("reading USAGE: {e}; trying again");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+async fn read_all(client: &async_nats::Client) -> anyhow::Result<(Vec<UsageRecord>, usize)> {
     let js = jetstream::new(client.clone());
     let mut stream = js.get_stream(streams::USAGE_STREAM).await?;
     let total = stream.info().await?.state.messages;
