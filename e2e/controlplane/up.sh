@@ -69,17 +69,24 @@ start() { # start NAME CMD...: runs in the background, logging to DIR/logs/NAME.
   echo "$! $name" >>"$dir/pids"
 }
 fail() { log "control plane: $1; last lines of $2:"; tail -n 30 "$dir/logs/$2.log" >&2; bash "$(dirname "$0")/down.sh" "$dir"; exit 1; }
+ready() { # ready NAME SECONDS WHAT CMD...: polls CMD until it succeeds, failing when NAME exits or time runs out
+  local name=$1 secs=$2 what=$3; shift 3
+  local pid end=$(( $(date +%s) + secs ))
+  pid=$(awk -v n="$name" '$2 == n { print $1 }' "$dir/pids")
+  until "$@" >/dev/null 2>&1; do
+    kill -0 "$pid" 2>/dev/null || fail "$name exited" "$name"
+    [ "$(date +%s)" -lt "$end" ] || fail "$name: $what not within ${secs}s" "$name"
+    sleep 0.5
+  done
+}
+kubectl_admin() { "$RESIZER_BIN/kubectl" --kubeconfig "$dir/kubeconfig" "$@"; }
 
 log "control plane: etcd on 127.0.0.1:$etcd_port"
 start etcd "$RESIZER_BIN/etcd" --name default --data-dir "$dir/etcd" \
   --listen-client-urls "http://127.0.0.1:$etcd_port" --advertise-client-urls "http://127.0.0.1:$etcd_port" \
   --listen-peer-urls "http://127.0.0.1:$etcd_peer" --initial-advertise-peer-urls "http://127.0.0.1:$etcd_peer" \
   --initial-cluster "default=http://127.0.0.1:$etcd_peer" --unsafe-no-fsync --quota-backend-bytes 2147483648
-for _ in $(seq 1 100); do
-  curl -fsS "http://127.0.0.1:$etcd_port/health" >/dev/null 2>&1 && break
-  sleep 0.2
-done
-curl -fsS "http://127.0.0.1:$etcd_port/health" >/dev/null 2>&1 || fail "etcd did not become healthy" etcd
+ready etcd 20 "healthy" curl -fsS "http://127.0.0.1:$etcd_port/health"
 
 log "control plane: kube-apiserver on https://127.0.0.1:$api_port"
 start kube-apiserver "$RESIZER_BIN/kube-apiserver" \
@@ -94,13 +101,7 @@ start kube-apiserver "$RESIZER_BIN/kube-apiserver" \
   --authorization-mode Node,RBAC --allow-privileged=true \
   --endpoint-reconciler-type none \
   --profiling=false
-for _ in $(seq 1 300); do
-  "$RESIZER_BIN/kubectl" --kubeconfig "$dir/kubeconfig" get --raw /readyz >/dev/null 2>&1 && break
-  kill -0 "$(awk '$2=="kube-apiserver"{print $1}' "$dir/pids")" 2>/dev/null || fail "kube-apiserver exited" kube-apiserver
-  sleep 0.5
-done
-"$RESIZER_BIN/kubectl" --kubeconfig "$dir/kubeconfig" get --raw /readyz >/dev/null 2>&1 \
-  || fail "kube-apiserver not ready after 150 s" kube-apiserver
+ready kube-apiserver 150 "/readyz" kubectl_admin get --raw /readyz
 
 log "control plane: kube-controller-manager"
 start kube-controller-manager "$RESIZER_BIN/kube-controller-manager" \
@@ -111,14 +112,7 @@ start kube-controller-manager "$RESIZER_BIN/kube-controller-manager" \
   --service-account-private-key-file "$pki/sa.key" --root-ca-file "$pki/ca.crt" \
   --use-service-account-credentials=true
 # Ready when the default service account of a namespace appears: the serviceaccount controller runs.
-for _ in $(seq 1 120); do
-  "$RESIZER_BIN/kubectl" --kubeconfig "$dir/kubeconfig" -n default get serviceaccount default >/dev/null 2>&1 && break
-  kill -0 "$(awk '$2=="kube-controller-manager"{print $1}' "$dir/pids")" 2>/dev/null \
-    || fail "kube-controller-manager exited" kube-controller-manager
-  sleep 0.5
-done
-"$RESIZER_BIN/kubectl" --kubeconfig "$dir/kubeconfig" -n default get serviceaccount default >/dev/null 2>&1 \
-  || fail "kube-controller-manager made no default service account in 60 s" kube-controller-manager
+ready kube-controller-manager 60 "a default service account" kubectl_admin -n default get serviceaccount default
 
 log "control plane: up (logs in $dir/logs)"
 echo "KUBECONFIG=$dir/kubeconfig"

@@ -96,8 +96,8 @@ sed -e "s#^spec:#spec:\n  worker:\n    image: resizer/worker:$(tag_of worker)#" 
 log "waiting for the api, worker and queue of the fleet"
 for c in api worker queue; do
   end=$(( $(date +%s) + 600 ))
-  until [ -n "$("$KUBECTL" -n "$FLEET_NS" get rd photos -o jsonpath="{.status.components.$c.ready}")" ] \
-     && [ "$("$KUBECTL" -n "$FLEET_NS" get rd photos -o jsonpath="{.status.components.$c.ready}")" -ge 1 ]; do
+  until ready=$("$KUBECTL" -n "$FLEET_NS" get rd photos -o jsonpath="{.status.components.$c.ready}") \
+     && [ "${ready:-0}" -ge 1 ]; do
     [ "$(date +%s)" -lt "$end" ] || { "$KUBECTL" -n "$FLEET_NS" get rd,pods -o wide; log "component $c not ready in 600 s"; exit 1; }
     sleep 5
   done

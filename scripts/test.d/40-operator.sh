@@ -23,12 +23,8 @@ export KUBECTL
 # Build before the control plane starts, so it is not kept waiting on a compile.
 cargo test -p operator --test controlplane --no-run
 
-dir="$(mktemp -d)"
-cleanup() { bash e2e/controlplane/down.sh "$dir" || true; rm -rf "$dir"; }
-trap cleanup EXIT
-up_out="$(bash e2e/controlplane/up.sh "$dir")"
-kubeconfig="$(printf '%s\n' "$up_out" | sed -n 's/^KUBECONFIG=//p' | tail -n1)"
-export KUBECONFIG="${kubeconfig:-$dir/kubeconfig}"
+source e2e/controlplane/session.sh
+control_plane_up
 log "control plane up, KUBECONFIG=$KUBECONFIG, kubectl $KUBECTL"
 
 "$KUBECTL" apply -f crds/

@@ -10,10 +10,6 @@ export KUBECTL="$RESIZER_BIN/kubectl" HELM="$RESIZER_BIN/helm"
 cargo build -q -p operator --bin operator
 export OPERATOR_BIN="${CARGO_TARGET_DIR:-$REPO_ROOT/target}/debug/operator"
 
-dir="$(mktemp -d)"
-cleanup() { bash e2e/controlplane/down.sh "$dir" || true; rm -rf "$dir"; }
-trap cleanup EXIT
-up_out="$(bash e2e/controlplane/up.sh "$dir")"
-KUBECONFIG="$(printf '%s\n' "$up_out" | sed -n 's/^KUBECONFIG=//p' | tail -n1)"
-export KUBECONFIG
+source e2e/controlplane/session.sh
+control_plane_up
 bash e2e/scenarios/chart.sh
