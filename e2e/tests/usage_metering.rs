@@ -5,9 +5,10 @@
 
 use async_nats::jetstream::{self, consumer::PullConsumer};
 use contracts::{
+    ProblemKind,
     job::{ANONYMOUS_TENANT, H_MSG_ID},
     subjects,
-    usage::{Source, UsageRecord, UsageReport, record::RECORD_VERSION, streams},
+    usage::{UsageRecord, UsageReport, streams},
 };
 use e2e::{
     api::{self, Api},
@@ -73,24 +74,10 @@ async fn settle(agg: &Aggregator, expected: u64, within: Duration) -> u64 {
 fn record(id: &str) -> UsageRecord {
     let t = now_ms();
     UsageRecord {
-        v: RECORD_VERSION,
-        request_id: id.into(),
-        tenant: ANONYMOUS_TENANT.into(),
-        key_id: String::new(),
         received_ms: t,
         finished_ms: t + 1,
-        status: 400,
-        problem: Some("missing-body".into()),
-        bytes_in: 0,
-        bytes_out: 0,
-        pixels_in: 0,
-        pixels_out: 0,
-        format_in: None,
-        format_out: None,
-        cpu_us: 0,
-        queue_us: 0,
         latency_us: 1000,
-        source: Source::Edge,
+        ..UsageRecord::refused(id, ProblemKind::MissingBody)
     }
 }
 

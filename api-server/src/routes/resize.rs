@@ -163,24 +163,11 @@ impl EdgeUsage {
     fn record(&self, request_id: &str, p: &Problem) -> contracts::usage::UsageRecord {
         let finished = SystemTime::now();
         contracts::usage::UsageRecord {
-            v: contracts::usage::record::RECORD_VERSION,
-            request_id: request_id.to_owned(),
-            tenant: contracts::job::ANONYMOUS_TENANT.to_owned(),
-            key_id: String::new(),
             received_ms: unix_ms(self.received),
             finished_ms: unix_ms(finished).max(unix_ms(self.received)),
-            status: p.kind.status(),
-            problem: Some(p.kind.slug().to_owned()),
             bytes_in: self.bytes_in,
-            bytes_out: 0,
-            pixels_in: 0,
-            pixels_out: 0,
-            format_in: None,
-            format_out: None,
-            cpu_us: 0,
-            queue_us: 0,
             latency_us: unix_us(finished).saturating_sub(unix_us(self.received)),
-            source: contracts::usage::Source::Edge,
+            ..contracts::usage::UsageRecord::refused(request_id, p.kind)
         }
     }
 }

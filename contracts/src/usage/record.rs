@@ -80,6 +80,32 @@ pub fn valid_id(s: &str) -> bool {
 }
 
 impl UsageRecord {
+    /// The record of a request answered with `problem` before any worker saw it:
+    /// the anonymous tenant, nothing processed. Callers fill in what they
+    /// measured (times, bytes in) with struct update syntax.
+    pub fn refused(request_id: &str, problem: ProblemKind) -> Self {
+        Self {
+            v: RECORD_VERSION,
+            request_id: request_id.to_owned(),
+            tenant: crate::job::ANONYMOUS_TENANT.to_owned(),
+            key_id: String::new(),
+            received_ms: 0,
+            finished_ms: 0,
+            status: problem.status(),
+            problem: Some(problem.slug().to_owned()),
+            bytes_in: 0,
+            bytes_out: 0,
+            pixels_in: 0,
+            pixels_out: 0,
+            format_in: None,
+            format_out: None,
+            cpu_us: 0,
+            queue_us: 0,
+            latency_us: 0,
+            source: Source::Edge,
+        }
+    }
+
     pub fn encode(&self) -> Vec<u8> {
         serde_json::to_vec(self).expect("a record always serialises")
     }
@@ -127,6 +153,18 @@ impl UsageRecord {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
+
+    #[test]
+    fn a_refused_request_is_an_edge_record_that_validates() {
+        let r = UsageRecord {
+            received_ms: 1_764_000_000_000,
+            finished_ms: 1_764_000_000_002,
+            ..UsageRecord::refused("r1", ProblemKind::Overloaded)
+        };
+        assert_eq!((r.status, r.problem.as_deref(), r.source), (503, Some("overloaded"), Source::Edge));
+        assert_eq!(r.tenant, crate::job::ANONYMOUS_TENANT);
+        assert_eq!(UsageRecord::decode(&r.encode()), Ok(r));
+    }
 
     pub fn sample() -> UsageRecord {
         UsageRecord {
