@@ -12,9 +12,11 @@
 //! - [`problem`]: the stable RFC 9457 problem types every component reports.
 //! - [`servers`]: the comma-separated NATS server list every component accepts.
 //! - [`usage`]: the usage record, its streams, rollups and the usage report.
+//! - [`identity`]: tenant and key records (bucket IDENTITY), API keys, the verification exchange.
 
 pub mod duration;
 pub mod format;
+pub mod identity;
 pub mod job;
 pub mod op;
 pub mod outcome;

@@ -26,6 +26,20 @@ pub enum ProblemKind {
     NotFound,
     MethodNotAllowed,
     Internal,
+    SignatureMalformed,
+    SignatureIncomplete,
+    SignatureExpired,
+    SignatureNotYetValid,
+    SignatureInvalid,
+    DigestMismatch,
+    UnknownKey,
+    ApiKeyInvalid,
+    KeyRevoked,
+    TenantDisabled,
+    HeaderTooLarge,
+    RateLimited,
+    QuotaExhausted,
+    AuthUnavailable,
 }
 
 /// The problem `type` URIs are relative references (RFC 9457 §3.1.1) under this path;
@@ -33,7 +47,7 @@ pub enum ProblemKind {
 pub const TYPE_PREFIX: &str = "/problems/";
 
 impl ProblemKind {
-    pub const ALL: [ProblemKind; 17] = [
+    pub const ALL: [ProblemKind; 31] = [
         Self::InvalidParameter,
         Self::MissingBody,
         Self::Unauthorized,
@@ -51,6 +65,20 @@ impl ProblemKind {
         Self::NotFound,
         Self::MethodNotAllowed,
         Self::Internal,
+        Self::SignatureMalformed,
+        Self::SignatureIncomplete,
+        Self::SignatureExpired,
+        Self::SignatureNotYetValid,
+        Self::SignatureInvalid,
+        Self::DigestMismatch,
+        Self::UnknownKey,
+        Self::ApiKeyInvalid,
+        Self::KeyRevoked,
+        Self::TenantDisabled,
+        Self::HeaderTooLarge,
+        Self::RateLimited,
+        Self::QuotaExhausted,
+        Self::AuthUnavailable,
     ];
 
     pub fn slug(self) -> &'static str {
@@ -72,6 +100,20 @@ impl ProblemKind {
             Self::NotFound => "not-found",
             Self::MethodNotAllowed => "method-not-allowed",
             Self::Internal => "internal",
+            Self::SignatureMalformed => "signature-malformed",
+            Self::SignatureIncomplete => "signature-incomplete",
+            Self::SignatureExpired => "signature-expired",
+            Self::SignatureNotYetValid => "signature-not-yet-valid",
+            Self::SignatureInvalid => "signature-invalid",
+            Self::DigestMismatch => "digest-mismatch",
+            Self::UnknownKey => "unknown-key",
+            Self::ApiKeyInvalid => "api-key-invalid",
+            Self::KeyRevoked => "key-revoked",
+            Self::TenantDisabled => "tenant-disabled",
+            Self::HeaderTooLarge => "header-too-large",
+            Self::RateLimited => "rate-limited",
+            Self::QuotaExhausted => "quota-exhausted",
+            Self::AuthUnavailable => "auth-unavailable",
         }
     }
 
@@ -82,8 +124,18 @@ impl ProblemKind {
     pub fn status(self) -> u16 {
         match self {
             Self::InvalidParameter | Self::MissingBody => 400,
-            Self::Unauthorized => 401,
-            Self::Forbidden => 403,
+            Self::Unauthorized
+            | Self::SignatureMalformed
+            | Self::SignatureIncomplete
+            | Self::SignatureExpired
+            | Self::SignatureNotYetValid
+            | Self::SignatureInvalid
+            | Self::DigestMismatch
+            | Self::UnknownKey
+            | Self::ApiKeyInvalid => 401,
+            Self::Forbidden | Self::KeyRevoked | Self::TenantDisabled => 403,
+            Self::RateLimited | Self::QuotaExhausted => 429,
+            Self::HeaderTooLarge => 431,
             Self::NotFound => 404,
             Self::MethodNotAllowed => 405,
             Self::RequestTimeout => 408,
@@ -91,7 +143,7 @@ impl ProblemKind {
             Self::UnsupportedMediaType | Self::ContentTypeMismatch => 415,
             Self::CorruptImage | Self::PixelLimitExceeded | Self::OutputTooLarge => 422,
             Self::Internal => 500,
-            Self::DeadlineExceeded | Self::QueueUnavailable | Self::Overloaded => 503,
+            Self::DeadlineExceeded | Self::QueueUnavailable | Self::Overloaded | Self::AuthUnavailable => 503,
         }
     }
 
@@ -114,6 +166,20 @@ impl ProblemKind {
             Self::NotFound => "No such resource",
             Self::MethodNotAllowed => "Method not allowed on this resource",
             Self::Internal => "Internal error",
+            Self::SignatureMalformed => "The signature headers are missing, malformed or duplicated",
+            Self::SignatureIncomplete => "The signature does not cover every required component",
+            Self::SignatureExpired => "The signature is too old or has expired",
+            Self::SignatureNotYetValid => "The signature was created in the future",
+            Self::SignatureInvalid => "The signature does not verify with the key",
+            Self::DigestMismatch => "The body does not match its Content-Digest",
+            Self::UnknownKey => "No such key",
+            Self::ApiKeyInvalid => "The API key is malformed or its secret is wrong",
+            Self::KeyRevoked => "The key has been revoked",
+            Self::TenantDisabled => "The tenant is disabled",
+            Self::HeaderTooLarge => "A request header is larger than allowed",
+            Self::RateLimited => "The tenant's request rate limit is exceeded",
+            Self::QuotaExhausted => "The tenant's monthly quota is used up",
+            Self::AuthUnavailable => "Requests cannot be authenticated right now",
         }
     }
 

@@ -1,37 +1,10 @@
 //! UTC calendar arithmetic and RFC 3339, without a date library: the usage API
-//! needs only whole UTC days and hours.
+//! needs only whole UTC days and hours. The day names of storage keys are a
+//! contract and live in `contracts::usage::calendar`.
 
-/// Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's `days_from_civil`).
-pub fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (m as i64 + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + d as i64 - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
-}
+pub use contracts::usage::calendar::{civil_from_days, day_name, days_from_civil};
 
-/// The date of a day number (inverse of [`days_from_civil`]).
-pub fn civil_from_days(z: i64) -> (i64, u32, u32) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    (yoe + era * 400 + i64::from(m <= 2), m, d)
-}
-
-const MS_PER_DAY: i64 = 86_400_000;
-
-/// `YYYY-MM-DD` of the UTC day containing `ms`.
-pub fn day_name(ms: u64) -> String {
-    let (y, m, d) = civil_from_days(ms as i64 / MS_PER_DAY);
-    format!("{y:04}-{m:02}-{d:02}")
-}
+const MS_PER_DAY: i64 = contracts::usage::rollup::MS_PER_DAY as i64;
 
 /// RFC 3339 UTC with second precision (`2026-01-31T13:00:00Z`).
 pub fn format_rfc3339(ms: u64) -> String {

@@ -8,7 +8,9 @@
 //! - [`rollup`]: counters and the per-tenant, per-day rollup document (hourly
 //!   buckets plus the stream sequences it already contains).
 //! - [`report`]: the answer of `GET /v1/usage`.
+//! - [`calendar`]: UTC day and month names of rollup keys and quotas.
 
+pub mod calendar;
 pub mod record;
 pub mod report;
 pub mod rollup;

@@ -1,0 +1,30 @@
+//! Health, readiness, replica status and metrics over HTTP.
+
+use crate::state::Shared;
+use axum::{Json, Router, extract::State, http::StatusCode, response::IntoResponse, routing::get};
+use std::sync::Arc;
+
+pub fn router(shared: Arc<Shared>, registry: Arc<prometheus_client::registry::Registry>) -> Router {
+    Router::new()
+        .route("/readyz", get(readyz))
+        .route("/v1/status", get(status))
+        .with_state(shared)
+        .merge(telemetry::metrics::router(registry))
+}
+
+/// Ready once the first snapshot is loaded; a stale replica stays ready (it
+/// serves what it has), and says how stale in `/v1/status` and the metrics.
+async fn readyz(State(s): State<Arc<Shared>>) -> impl IntoResponse {
+    if s.is_loaded() { (StatusCode::OK, "ready") } else { (StatusCode::SERVICE_UNAVAILABLE, "loading IDENTITY") }
+}
+
+async fn status(State(s): State<Arc<Shared>>) -> impl IntoResponse {
+    let r = s.replica();
+    Json(serde_json::json!({
+        "loaded": s.is_loaded(),
+        "revision": r.revision,
+        "tenants": r.tenants(),
+        "keys": r.keys(),
+        "staleness_seconds": s.staleness().as_secs_f64(),
+    }))
+}

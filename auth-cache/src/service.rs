@@ -1,0 +1,60 @@
+//! Answering verification requests: core NATS request/reply on
+//! `identity.verify`, one queue group across all auth-cache replicas, so
+//! api-servers need no address of their own and no replica gets more than
+//! its share. A replica joins the group only once its snapshot is loaded:
+//! before that it could only say "unknown key" to keys that exist.
+
+use crate::{
+    metrics::{Metrics, VerdictLabel},
+    state::Shared,
+};
+use contracts::identity::{self, Refusal, Verdict, VerifyRequest};
+use futures::StreamExt;
+use std::{sync::Arc, time::Instant};
+
+pub async fn serve(
+    client: async_nats::Client,
+    shared: Arc<Shared>,
+    metrics: Metrics,
+    tasks: usize,
+) -> anyhow::Result<()> {
+    shared.wait_loaded().await;
+    let mut set = tokio::task::JoinSet::new();
+    for _ in 0..tasks.max(1) {
+        let mut sub = client.queue_subscribe(identity::VERIFY_SUBJECT, identity::VERIFY_QUEUE_GROUP.to_owned()).await?;
+        let (client, shared, metrics) = (client.clone(), shared.clone(), metrics.clone());
+        set.spawn(async move {
+            while let Some(msg) = sub.next().await {
+                let Some(reply) = msg.reply else { continue };
+                let answer = answer(&shared, &metrics, &msg.payload);
+                let _ = client.publish(reply, answer.into()).await;
+            }
+        });
+    }
+    tracing::info!(tasks, subject = identity::VERIFY_SUBJECT, "answering verification requests");
+    while set.join_next().await.is_some() {}
+    Ok(())
+}
+
+/// Decides one request payload and renders the answer.
+pub fn answer(shared: &Shared, metrics: &Metrics, payload: &[u8]) -> Vec<u8> {
+    let started = Instant::now();
+    let verdict = match serde_json::from_slice::<VerifyRequest>(payload) {
+        Ok(req) => {
+            let month = contracts::usage::calendar::month_name(contracts::job::unix_ms(std::time::SystemTime::now()));
+            shared.replica().verify(&req, &month, started)
+        }
+        Err(e) => {
+            Verdict::Refused { reason: Refusal::BadSignature, detail: format!("unreadable verification request: {e}") }
+        }
+    };
+    let label = match &verdict {
+        Verdict::Allowed { .. } => "allowed".to_owned(),
+        Verdict::Refused { reason, .. } => {
+            serde_json::to_value(reason).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default()
+        }
+    };
+    metrics.verifications.get_or_create(&VerdictLabel { verdict: label }).inc();
+    metrics.verify_seconds.observe(started.elapsed().as_secs_f64());
+    serde_json::to_vec(&verdict).expect("verdicts serialise")
+}

@@ -1,0 +1,42 @@
+//! Identity: the records of the management plane (bucket IDENTITY), the
+//! bearer API key format, and the verification exchange between api-servers
+//! and auth-caches.
+//!
+//! The bucket is the source of truth; it is written only by the admin CLI and
+//! the admin API, each write a compare-and-set on the revision it read, and
+//! read by auth-caches through a watch.
+
+pub mod apikey;
+pub mod records;
+pub mod verify;
+
+pub use records::{Entry, KeyMaterial, KeyRecord, Quota, RateLimit, TenantRecord};
+pub use verify::{QuotaExhausted, Refusal, Verdict, VerifyRequest};
+
+use async_nats::jetstream::kv;
+use std::time::Duration;
+
+/// The KV bucket of tenants and keys.
+pub const BUCKET: &str = "IDENTITY";
+
+/// Core NATS subject of verification requests; auth-caches answer it as one queue group.
+pub const VERIFY_SUBJECT: &str = "identity.verify";
+pub const VERIFY_QUEUE_GROUP: &str = "auth-cache";
+
+/// The IDENTITY bucket. History keeps the previous versions of a record for
+/// audit; every write is a compare-and-set, so history is never needed to
+/// resolve a conflict.
+pub fn bucket(replicas: usize) -> kv::Config {
+    kv::Config {
+        bucket: BUCKET.to_owned(),
+        description: "Tenants and their keys (authoritative; written by the admin CLI/API only)".to_owned(),
+        history: 16,
+        num_replicas: replicas.max(1),
+        storage: async_nats::jetstream::stream::StorageType::File,
+        max_value_size: 64 * 1024,
+        ..Default::default()
+    }
+}
+
+/// How long an "unknown key" answer may be reused before asking the replica again.
+pub const NEGATIVE_TTL: Duration = Duration::from_secs(2);

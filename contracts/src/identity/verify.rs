@@ -1,0 +1,103 @@
+//! The verification exchange: an api-server asks (NATS request on
+//! [`super::VERIFY_SUBJECT`]), an auth-cache answers from its replica.
+//!
+//! The api-server does the work that needs the request (parsing the signature
+//! headers, building the RFC 9421 signature base, time windows, the body
+//! digest); the auth-cache does the work that needs key material (the
+//! signature check, revocation, tenant state, quota). Neither caches a
+//! verification: each request is checked against the key as it is now.
+
+use super::records::RateLimit;
+use crate::ProblemKind;
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "scheme", rename_all = "snake_case")]
+pub enum VerifyRequest {
+    /// An RFC 9421 signature: the signature base the api-server built and the signature bytes (base64).
+    Signature {
+        key_id: String,
+        base: String,
+        signature: String,
+        /// The `alg` parameter if the request named one; it must match the key's.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        alg: Option<String>,
+    },
+    /// A bearer API key; only the SHA-256 of its secret leaves the api-server.
+    Bearer { key_id: String, secret_sha256: String },
+}
+
+impl VerifyRequest {
+    pub fn key_id(&self) -> &str {
+        match self {
+            Self::Signature { key_id, .. } | Self::Bearer { key_id, .. } => key_id,
+        }
+    }
+}
+
+/// Which monthly allowance is used up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum QuotaExhausted {
+    Images,
+    Megapixels,
+}
+
+/// Why a credential was refused; each has its own problem type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Refusal {
+    UnknownKey,
+    KeyRevoked,
+    TenantDisabled,
+    /// The signature does not verify, or the request named another algorithm than the key's.
+    BadSignature,
+    /// The bearer secret is wrong, or a signature key was used as a bearer key (or the reverse).
+    BadApiKey,
+}
+
+impl Refusal {
+    pub fn problem(self) -> ProblemKind {
+        match self {
+            Self::UnknownKey => ProblemKind::UnknownKey,
+            Self::KeyRevoked => ProblemKind::KeyRevoked,
+            Self::TenantDisabled => ProblemKind::TenantDisabled,
+            Self::BadSignature => ProblemKind::SignatureInvalid,
+            Self::BadApiKey => ProblemKind::ApiKeyInvalid,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "verdict", rename_all = "snake_case")]
+pub enum Verdict {
+    Allowed {
+        tenant: String,
+        key_id: String,
+        rate: RateLimit,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        quota_exhausted: Option<QuotaExhausted>,
+    },
+    Refused {
+        reason: Refusal,
+        detail: String,
+    },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn messages_round_trip() {
+        let req = VerifyRequest::Bearer { key_id: "k".into(), secret_sha256: "00".into() };
+        let json = serde_json::to_string(&req).unwrap();
+        assert!(json.contains(r#""scheme":"bearer""#), "{json}");
+        assert_eq!(serde_json::from_str::<VerifyRequest>(&json).unwrap(), req);
+        let v = Verdict::Refused { reason: Refusal::KeyRevoked, detail: "x".into() };
+        let json = serde_json::to_string(&v).unwrap();
+        assert_eq!(serde_json::from_str::<Verdict>(&json).unwrap(), v);
+        assert_eq!(Refusal::KeyRevoked.problem().status(), 403);
+        assert_eq!(Refusal::UnknownKey.problem().status(), 401);
+    }
+}

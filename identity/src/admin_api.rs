@@ -1,0 +1,171 @@
+//! The admin HTTP API: the management plane over HTTP, guarded by an admin
+//! bearer token. Every write goes through [`Store`] (compare-and-set).
+//!
+//! - `POST /v1/tenants` `{id, name?, rate?, quota?}` → 201 tenant
+//! - `GET /v1/tenants`, `GET /v1/tenants/{id}`
+//! - `PATCH /v1/tenants/{id}` `{disabled?, rate?, quota?}`
+//! - `POST /v1/tenants/{id}/keys` `{type: "ed25519", public_key, key_id?}` or `{type: "api_key"}` → 201
+//!   (an API key's token is in this answer only)
+//! - `GET /v1/tenants/{id}/keys`
+//! - `DELETE /v1/keys/{key_id}`: revoke
+
+use crate::store::{Store, StoreError};
+use axum::{
+    Json, Router,
+    extract::{Path, Request, State},
+    http::{HeaderValue, StatusCode, header},
+    middleware::{self, Next},
+    response::{IntoResponse, Response},
+    routing::{delete, get},
+};
+use contracts::{
+    ProblemKind,
+    identity::{Quota, RateLimit},
+    problem::ProblemDocument,
+};
+use serde::Deserialize;
+use std::sync::Arc;
+
+#[derive(Clone)]
+struct AdminState {
+    store: Store,
+    token: Arc<str>,
+}
+
+pub fn router(store: Store, admin_token: &str) -> Router {
+    let state = AdminState { store, token: admin_token.into() };
+    Router::new()
+        .route("/v1/tenants", get(list_tenants).post(create_tenant))
+        .route("/v1/tenants/{id}", get(get_tenant).patch(patch_tenant))
+        .route("/v1/tenants/{id}/keys", get(list_keys).post(add_key))
+        .route("/v1/keys/{key_id}", delete(revoke))
+        .fallback(|| async { problem(ProblemKind::NotFound, "no such admin resource".into()) })
+        .layer(middleware::from_fn_with_state(state.clone(), guard))
+        .with_state(state)
+}
+
+fn problem(kind: ProblemKind, detail: String) -> Response {
+    let doc = ProblemDocument::new(kind, detail, None);
+    let mut res =
+        (StatusCode::from_u16(kind.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR), Json(doc)).into_response();
+    res.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/problem+json"));
+    res
+}
+
+fn store_error(e: StoreError) -> Response {
+    let kind = match &e {
+        StoreError::NoTenant(_) | StoreError::NoKey(_) => ProblemKind::NotFound,
+        StoreError::Exists(_) | StoreError::BadId(_) | StoreError::BadInput(_) => ProblemKind::InvalidParameter,
+        StoreError::Contended(_) | StoreError::Nats(_) => ProblemKind::QueueUnavailable,
+    };
+    problem(kind, e.to_string())
+}
+
+/// Equal-length comparison that does not stop at the first difference.
+fn same(a: &[u8], b: &[u8]) -> bool {
+    use subtle::ConstantTimeEq;
+    a.len() == b.len() && bool::from(a.ct_eq(b))
+}
+
+async fn guard(State(s): State<AdminState>, req: Request, next: Next) -> Response {
+    let token =
+        req.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer "));
+    match token {
+        None => problem(ProblemKind::Unauthorized, "send the admin token as `Authorization: Bearer <token>`".into()),
+        Some(t) if !s.token.is_empty() && same(t.trim().as_bytes(), s.token.as_bytes()) => next.run(req).await,
+        Some(_) => problem(ProblemKind::Forbidden, "the admin token is not valid".into()),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewTenant {
+    id: String,
+    #[serde(default)]
+    name: String,
+    #[serde(default)]
+    rate: Option<RateLimit>,
+    #[serde(default)]
+    quota: Option<Quota>,
+}
+
+type Body<T> = Result<Json<T>, axum::extract::rejection::JsonRejection>;
+
+fn body<T>(b: Body<T>) -> Result<T, Response> {
+    b.map(|Json(v)| v).map_err(|e| problem(ProblemKind::InvalidParameter, e.body_text()))
+}
+
+async fn create_tenant(State(s): State<AdminState>, b: Body<NewTenant>) -> Response {
+    let t = match body(b) {
+        Ok(t) => t,
+        Err(r) => return r,
+    };
+    match s.store.create_tenant(&t.id, &t.name, t.rate.unwrap_or_default(), t.quota.unwrap_or_default()).await {
+        Ok(t) => (StatusCode::CREATED, Json(t)).into_response(),
+        Err(e) => store_error(e),
+    }
+}
+
+async fn list_tenants(State(s): State<AdminState>) -> Response {
+    s.store.tenants().await.map_or_else(store_error, |t| Json(t).into_response())
+}
+
+async fn get_tenant(State(s): State<AdminState>, Path(id): Path<String>) -> Response {
+    s.store.tenant(&id).await.map_or_else(store_error, |t| Json(t).into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TenantPatch {
+    disabled: Option<bool>,
+    rate: Option<RateLimit>,
+    quota: Option<Quota>,
+}
+
+async fn patch_tenant(State(s): State<AdminState>, Path(id): Path<String>, b: Body<TenantPatch>) -> Response {
+    let p = match body(b) {
+        Ok(p) => p,
+        Err(r) => return r,
+    };
+    let mut result = s.store.set_limits(&id, p.rate, p.quota).await;
+    if let (Ok(_), Some(d)) = (&result, p.disabled) {
+        result = s.store.set_disabled(&id, d).await;
+    }
+    result.map_or_else(store_error, |t| Json(t).into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+enum NewKey {
+    Ed25519 { public_key: String, key_id: Option<String> },
+    ApiKey {},
+}
+
+async fn add_key(State(s): State<AdminState>, Path(id): Path<String>, b: Body<NewKey>) -> Response {
+    let k = match body(b) {
+        Ok(k) => k,
+        Err(r) => return r,
+    };
+    match k {
+        NewKey::Ed25519 { public_key, key_id } => {
+            match s.store.add_ed25519(&id, key_id.as_deref(), &public_key).await {
+                Ok(k) => (StatusCode::CREATED, Json(k)).into_response(),
+                Err(e) => store_error(e),
+            }
+        }
+        NewKey::ApiKey {} => match s.store.issue_api_key(&id).await {
+            Ok((k, token)) => {
+                (StatusCode::CREATED, Json(serde_json::json!({"key": k, "token": token}))).into_response()
+            }
+            Err(e) => store_error(e),
+        },
+    }
+}
+
+async fn list_keys(State(s): State<AdminState>, Path(id): Path<String>) -> Response {
+    s.store.keys(&id).await.map_or_else(store_error, |k| Json(k).into_response())
+}
+
+async fn revoke(State(s): State<AdminState>, Path(key_id): Path<String>) -> Response {
+    s.store.revoke_key(&key_id).await.map_or_else(store_error, |k| Json(k).into_response())
+}

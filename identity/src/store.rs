@@ -1,0 +1,298 @@
+//! The management plane's writes to IDENTITY. Every change reads a record
+//! with its revision and writes it back only if nobody wrote in between
+//! (compare-and-set); on a conflict it reads again and reapplies the change,
+//! so concurrent admins never lose an update.
+
+use async_nats::jetstream::{self, kv};
+use base64::{Engine, engine::general_purpose::STANDARD};
+use bytes::Bytes;
+use contracts::identity::{
+    self, Entry, KeyMaterial, KeyRecord, Quota, RateLimit, TenantRecord, apikey, records::RECORD_VERSION,
+};
+use contracts::usage::record::valid_id;
+use futures::TryStreamExt;
+use serde::de::DeserializeOwned;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("tenant `{0}` does not exist")]
+    NoTenant(String),
+    #[error("key `{0}` does not exist")]
+    NoKey(String),
+    #[error("{0} already exists")]
+    Exists(String),
+    #[error("`{0}` is not a valid id (1-64 of A-Z a-z 0-9 _ -)")]
+    BadId(String),
+    #[error("{0}")]
+    BadInput(String),
+    #[error("gave up after {0} conflicting concurrent writes")]
+    Contended(usize),
+    #[error("identity store: {0}")]
+    Nats(String),
+}
+
+fn nats(e: impl std::fmt::Display) -> StoreError {
+    StoreError::Nats(e.to_string())
+}
+
+pub fn now_ms() -> u64 {
+    contracts::job::unix_ms(std::time::SystemTime::now())
+}
+
+/// Handle on the IDENTITY bucket for the admin CLI and API.
+#[derive(Clone)]
+pub struct Store {
+    kv: kv::Store,
+}
+
+const MAX_ATTEMPTS: usize = 32;
+
+impl Store {
+    /// Opens the bucket, creating it with `replicas` if it does not exist.
+    pub async fn open(js: &jetstream::Context, replicas: usize) -> Result<Self, StoreError> {
+        let kv = match js.get_key_value(identity::BUCKET).await {
+            Ok(kv) => kv,
+            Err(_) => js.create_key_value(identity::bucket(replicas)).await.map_err(nats)?,
+        };
+        Ok(Self { kv })
+    }
+
+    pub fn kv(&self) -> &kv::Store {
+        &self.kv
+    }
+
+    async fn read<T: DeserializeOwned>(&self, entry: &Entry) -> Result<Option<(T, u64)>, StoreError> {
+        match self.kv.entry(entry.kv_key()).await.map_err(nats)? {
+            Some(e) if e.operation == kv::Operation::Put => {
+                let v = serde_json::from_slice(&e.value)
+                    .map_err(|err| StoreError::Nats(format!("stored record: {err}")))?;
+                Ok(Some((v, e.revision)))
+            }
+            _ => Ok(None),
+        }
+    }
+
+    async fn create<T: serde::Serialize>(&self, entry: &Entry, value: &T, what: String) -> Result<(), StoreError> {
+        let bytes = Bytes::from(serde_json::to_vec(value).expect("records serialise"));
+        match self.kv.create(entry.kv_key(), bytes).await {
+            Ok(_) => Ok(()),
+            Err(e) if e.kind() == kv::CreateErrorKind::AlreadyExists => Err(StoreError::Exists(what)),
+            Err(e) => Err(nats(e)),
+        }
+    }
+
+    /// Reads, changes and compare-and-sets, again on conflict.
+    async fn update<T>(
+        &self,
+        entry: &Entry,
+        missing: impl Fn() -> StoreError,
+        change: impl Fn(&mut T),
+    ) -> Result<T, StoreError>
+    where
+        T: DeserializeOwned + serde::Serialize,
+    {
+        for _ in 0..MAX_ATTEMPTS {
+            let (mut value, revision) = self.read::<T>(entry).await?.ok_or_else(&missing)?;
+            change(&mut value);
+            let bytes = Bytes::from(serde_json::to_vec(&value).expect("records serialise"));
+            match self.kv.update(entry.kv_key(), bytes, revision).await {
+                Ok(_) => return Ok(value),
+                Err(e) if e.kind() == kv::UpdateErrorKind::WrongLastRevision => continue,
+                Err(e) => return Err(nats(e)),
+            }
+        }
+        Err(StoreError::Contended(MAX_ATTEMPTS))
+    }
+
+    pub async fn create_tenant(
+        &self,
+        id: &str,
+        name: &str,
+        rate: RateLimit,
+        quota: Quota,
+    ) -> Result<TenantRecord, StoreError> {
+        check_id(id)?;
+        check_rate(rate)?;
+        let now = now_ms();
+        let t = TenantRecord {
+            v: RECORD_VERSION,
+            id: id.to_owned(),
+            name: name.to_owned(),
+            disabled: false,
+            rate,
+            quota,
+            created_ms: now,
+            updated_ms: now,
+        };
+        self.create(&Entry::Tenant(id.to_owned()), &t, format!("tenant `{id}`")).await?;
+        Ok(t)
+    }
+
+    pub async fn tenant(&self, id: &str) -> Result<TenantRecord, StoreError> {
+        check_id(id)?;
+        Ok(self.read(&Entry::Tenant(id.to_owned())).await?.ok_or_else(|| StoreError::NoTenant(id.to_owned()))?.0)
+    }
+
+    pub async fn update_tenant(
+        &self,
+        id: &str,
+        change: impl Fn(&mut TenantRecord),
+    ) -> Result<TenantRecord, StoreError> {
+        check_id(id)?;
+        self.update(
+            &Entry::Tenant(id.to_owned()),
+            || StoreError::NoTenant(id.to_owned()),
+            |t: &mut TenantRecord| {
+                change(t);
+                t.updated_ms = now_ms().max(t.updated_ms);
+            },
+        )
+        .await
+    }
+
+    pub async fn set_disabled(&self, id: &str, disabled: bool) -> Result<TenantRecord, StoreError> {
+        self.update_tenant(id, |t| t.disabled = disabled).await
+    }
+
+    pub async fn set_limits(
+        &self,
+        id: &str,
+        rate: Option<RateLimit>,
+        quota: Option<Quota>,
+    ) -> Result<TenantRecord, StoreError> {
+        if let Some(r) = rate {
+            check_rate(r)?;
+        }
+        self.update_tenant(id, |t| {
+            if let Some(r) = rate {
+                t.rate = r;
+            }
+            if let Some(q) = quota {
+                t.quota = q;
+            }
+        })
+        .await
+    }
+
+    async fn all<T: DeserializeOwned>(&self, prefix: &str) -> Result<Vec<T>, StoreError> {
+        let keys: Vec<String> = match self.kv.keys().await {
+            Ok(k) => k.try_collect().await.map_err(nats)?,
+            Err(e) => return Err(nats(e)),
+        };
+        let mut out = Vec::new();
+        for k in keys.iter().filter(|k| k.starts_with(prefix)) {
+            if let Some(entry) = Entry::parse(k)
+                && let Some((v, _)) = self.read(&entry).await?
+            {
+                out.push(v);
+            }
+        }
+        Ok(out)
+    }
+
+    pub async fn tenants(&self) -> Result<Vec<TenantRecord>, StoreError> {
+        let mut t: Vec<TenantRecord> = self.all("tenant.").await?;
+        t.sort_by(|a, b| a.id.cmp(&b.id));
+        Ok(t)
+    }
+
+    pub async fn keys(&self, tenant: &str) -> Result<Vec<KeyRecord>, StoreError> {
+        self.tenant(tenant).await?;
+        let mut k: Vec<KeyRecord> = self.all("key.").await?;
+        k.retain(|k| k.tenant == tenant);
+        k.sort_by(|a, b| a.id.cmp(&b.id));
+        Ok(k)
+    }
+
+    async fn add_key(&self, tenant: &str, key_id: &str, material: KeyMaterial) -> Result<KeyRecord, StoreError> {
+        check_id(key_id)?;
+        self.tenant(tenant).await?;
+        let k = KeyRecord {
+            v: RECORD_VERSION,
+            id: key_id.to_owned(),
+            tenant: tenant.to_owned(),
+            material,
+            created_ms: now_ms(),
+            revoked_ms: None,
+        };
+        self.create(&Entry::Key(key_id.to_owned()), &k, format!("key `{key_id}`")).await?;
+        Ok(k)
+    }
+
+    /// Registers an Ed25519 public key (raw 32 bytes, base64) under `key_id` (generated if `None`).
+    pub async fn add_ed25519(
+        &self,
+        tenant: &str,
+        key_id: Option<&str>,
+        public_key: &str,
+    ) -> Result<KeyRecord, StoreError> {
+        if crate::signature::public_key(public_key).is_none() {
+            return Err(StoreError::BadInput("public_key must be a base64 Ed25519 public key (32 bytes)".into()));
+        }
+        let id = key_id.map_or_else(|| random_token(16), str::to_owned);
+        let public_key = STANDARD.encode(STANDARD.decode(public_key.trim()).expect("checked above"));
+        self.add_key(tenant, &id, KeyMaterial::Ed25519 { public_key }).await
+    }
+
+    /// Issues a bearer API key; the token is returned here and nowhere else.
+    pub async fn issue_api_key(&self, tenant: &str) -> Result<(KeyRecord, String), StoreError> {
+        let (id, secret) = (random_token(16), random_token(32));
+        let record =
+            self.add_key(tenant, &id, KeyMaterial::Bearer { secret_sha256: apikey::secret_sha256(&secret) }).await?;
+        Ok((record, apikey::format(&id, &secret)))
+    }
+
+    pub async fn revoke_key(&self, key_id: &str) -> Result<KeyRecord, StoreError> {
+        check_id(key_id)?;
+        let now = now_ms();
+        self.update(
+            &Entry::Key(key_id.to_owned()),
+            || StoreError::NoKey(key_id.to_owned()),
+            |k: &mut KeyRecord| {
+                k.revoked_ms.get_or_insert(now);
+            },
+        )
+        .await
+    }
+}
+
+fn check_id(id: &str) -> Result<(), StoreError> {
+    if valid_id(id) { Ok(()) } else { Err(StoreError::BadId(id.to_owned())) }
+}
+
+fn check_rate(r: RateLimit) -> Result<(), StoreError> {
+    if r.per_second == 0 || r.burst == 0 {
+        return Err(StoreError::BadInput("rate limit and burst must be at least 1".into()));
+    }
+    Ok(())
+}
+
+/// `len` random characters from [A-Za-z0-9], from the OS generator.
+pub fn random_token(len: usize) -> String {
+    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+    let mut out = String::with_capacity(len);
+    let mut buf = [0u8; 64];
+    while out.len() < len {
+        getrandom::fill(&mut buf).expect("the OS random generator is available");
+        // Rejection sampling keeps the characters uniform (248 = 4 × 62).
+        out.extend(
+            buf.iter().filter(|&&b| b < 248).map(|&b| ALPHABET[(b % 62) as usize] as char).take(len - out.len()),
+        );
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn random_tokens_are_api_key_safe() {
+        let a = super::random_token(32);
+        assert_eq!(a.len(), 32);
+        assert!(a.bytes().all(|b| b.is_ascii_alphanumeric()));
+        assert_ne!(a, super::random_token(32));
+        assert!(
+            contracts::identity::apikey::parse(&contracts::identity::apikey::format(&super::random_token(16), &a))
+                .is_some()
+        );
+    }
+}
