@@ -84,6 +84,55 @@ fn jpeg_to_jpeg_in_ycbcr_planes_matches_a_plain_downscale() {
     }
 }
 
+fn mean_abs_diff(a: &[u8], b: &[u8]) -> f64 {
+    a.iter().zip(b).map(|(x, y)| (*x as f64 - *y as f64).abs()).sum::<f64>() / a.len() as f64
+}
+
+#[test]
+fn every_chroma_layout_and_scale_on_the_plane_path_matches_a_plain_downscale() {
+    // Luma and chroma are DCT-scaled by different factors on the plane path,
+    // each plane mapped to the output on its own grid: check each stored
+    // subsampling, grey, progressive and a cropping fit, at sizes that pick
+    // different scales (1/8 to 1), against image's Lanczos3 of the full decode.
+    let src = decode(&sample_jpeg()).to_rgb8();
+    let (w, h) = (src.width() as usize, src.height() as usize);
+    let encode = |subsamp: turbojpeg::Subsamp, progressive: bool| {
+        let mut c = turbojpeg::Compressor::new().unwrap();
+        c.set_quality(95).unwrap();
+        c.set_subsamp(subsamp).unwrap();
+        c.set_progressive(progressive).unwrap();
+        let image = turbojpeg::Image {
+            pixels: src.as_raw().as_slice(),
+            width: w,
+            pitch: w * 3,
+            height: h,
+            format: turbojpeg::PixelFormat::RGB,
+        };
+        c.compress_to_vec(image).unwrap()
+    };
+    use turbojpeg::Subsamp::*;
+    for (subsamp, progressive) in
+        [(None, false), (Sub2x1, false), (Sub2x2, false), (Sub1x2, false), (Gray, false), (Sub2x2, true)]
+    {
+        let input = encode(subsamp, progressive);
+        let full = decode(&input);
+        for q in ["w=50", "w=101", "w=300", "w=700", "w=120&h=120&fit=cover"] {
+            let out = decode(&run(&input, &format!("{q}&format=jpeg&quality=95")).unwrap().bytes);
+            let (ow, oh) = (out.width(), out.height());
+            let reference = if q.contains("cover") {
+                full.resize_to_fill(ow, oh, image::imageops::FilterType::Lanczos3)
+            } else {
+                full.resize_exact(ow, oh, image::imageops::FilterType::Lanczos3)
+            };
+            let diff = mean_abs_diff(out.to_rgb8().as_raw(), reference.to_rgb8().as_raw());
+            assert!(diff < 6.0, "{subsamp:?} progressive={progressive} {q}: mean absolute difference {diff}");
+            if subsamp == Gray {
+                assert_eq!(out.color(), image::ColorType::L8, "grey stays grey");
+            }
+        }
+    }
+}
+
 #[test]
 fn fits_produce_the_requested_geometry() {
     let input = sample_jpeg();

@@ -17,6 +17,7 @@ mod error;
 pub mod geometry;
 mod lanczos;
 mod planes;
+mod rawjpeg;
 
 pub use error::ResizeError;
 
@@ -51,6 +52,7 @@ pub struct Resized {
 /// Codec and resampler state, reused across jobs on one thread.
 pub struct Engine {
     decompressor: turbojpeg::Decompressor,
+    raw: rawjpeg::Decoder,
     compressor: turbojpeg::Compressor,
     resizer: fr::Resizer,
     planes: planes::Buffers,
@@ -61,6 +63,8 @@ impl Engine {
         let tj = |e: turbojpeg::Error| ResizeError::Internal(e.to_string());
         Ok(Self {
             decompressor: turbojpeg::Decompressor::new().map_err(tj)?,
+            raw: rawjpeg::Decoder::new()
+                .ok_or_else(|| ResizeError::Internal("JPEG plane decoder: out of memory".into()))?,
             compressor: turbojpeg::Compressor::new().map_err(tj)?,
             resizer: fr::Resizer::new(),
             planes: planes::Buffers::default(),
@@ -91,6 +95,7 @@ impl Engine {
             && plan.canvas == plan.content
             && let Some(bytes) = planes::resize(
                 &mut self.decompressor,
+                &mut self.raw,
                 &mut self.compressor,
                 &mut self.resizer,
                 &mut self.planes,

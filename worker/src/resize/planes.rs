@@ -10,18 +10,22 @@
 //! resizing RGB and converting, up to rounding; chroma is resampled once, with
 //! Lanczos3, instead of the encoder's 2×2 box.
 //!
+//! Chroma is decoded at its own, smaller DCT scale ([`CHROMA_HEADROOM`]),
+//! which TurboJPEG's YUV API cannot do: see `jpeg_planes.c`.
+//!
 //! Only for what needs no pixel in RGB: no ICC profile to apply, no EXIF
-//! rotation, no padding, three-component YCbCr input. Everything else takes
-//! the general path.
+//! rotation, no padding, grey or three-component YCbCr input. Everything else
+//! takes the general path.
 
 use super::{
     ResizeError,
     decode::{LANCZOS_HEADROOM, jpeg_scaling},
     geometry::Plan,
     lanczos,
+    rawjpeg::{Decoder, Layout},
 };
 use fast_image_resize::{self as fr, PixelType, ResizeAlg, ResizeOptions, images::Image, images::ImageRef};
-use turbojpeg::{Colorspace, Compressor, Decompressor, Subsamp, YuvImage, YuvPlanesImage};
+use turbojpeg::{Colorspace, Compressor, Decompressor, PixelFormat, Subsamp, YuvPlanesImage};
 
 /// Plane buffers kept between jobs: the decoded planes are the largest
 /// allocation of a conversion, and reusing them spares the page faults.
@@ -33,35 +37,29 @@ pub struct Buffers {
     cr: Vec<u8>,
 }
 
-/// Chroma subsampling of a stored JPEG as (horizontal, vertical) factors.
-fn factors(s: Subsamp) -> Option<(usize, usize)> {
-    Some(match s {
-        Subsamp::None => (1, 1),
-        Subsamp::Sub2x1 => (2, 1),
-        Subsamp::Sub2x2 => (2, 2),
-        Subsamp::Sub1x2 => (1, 2),
-        // 4:1:1 and 4:4:1 are rare enough to leave to the general path.
-        _ => return None,
-    })
-}
-
-/// One plane's geometry: stored size (padded to whole chroma samples, as
-/// libjpeg-turbo lays the planes out) and the factor to luma coordinates.
-struct PlaneGeom {
-    width: usize,
-    height: usize,
-    hs: usize,
-    vs: usize,
-}
-
 /// Output chroma is always 4:2:0, like the general path's encoder.
 const OUT: (usize, usize) = (2, 2);
 
-/// Resizes a YCbCr JPEG to a JPEG following `plan` (in stored orientation),
-/// or `None` when the input is not one this path handles.
+/// How much larger than the output chroma plane the chroma is decoded. Luma
+/// keeps libvips' 2× ([`LANCZOS_HEADROOM`]); chroma, which the eye resolves
+/// far less and which the output stores at half resolution anyway, only needs
+/// to cover its output, as Pillow's `draft()` does for every channel. On the
+/// corpus this decodes chroma at 1/4 where luma is at 1/2: 2×2 instead of 4×4
+/// IDCTs and a quarter of the samples to resample.
+pub const CHROMA_HEADROOM: f64 = 1.0;
+
+/// The DCT size (n of n/8) for a needed scale, as [`jpeg_scaling`] picks it.
+fn dct_size(scale: f64) -> u8 {
+    let f = jpeg_scaling(scale);
+    (8 * f.num() / f.denom()) as u8
+}
+
+/// Resizes a grey or YCbCr JPEG to a JPEG following `plan` (in stored
+/// orientation), or `None` when the input is not one this path handles.
 #[allow(clippy::too_many_arguments)]
 pub fn resize(
     jpeg: &mut Decompressor,
+    raw: &mut Decoder,
     compressor: &mut Compressor,
     resizer: &mut fr::Resizer,
     bufs: &mut Buffers,
@@ -70,42 +68,59 @@ pub fn resize(
     quality: u8,
     scan_limit: u32,
 ) -> Result<Option<Vec<u8>>, ResizeError> {
-    let corrupt = |e: turbojpeg::Error| ResizeError::Corrupt(e.to_string());
+    let corrupt = |e: &dyn std::fmt::Display| ResizeError::Corrupt(e.to_string());
     let internal = |e: &dyn std::fmt::Display| ResizeError::Internal(format!("JPEG planes: {e}"));
-    let h = jpeg.read_header(input).map_err(corrupt)?;
-    let Some((hs, vs)) = factors(h.subsamp) else { return Ok(None) };
-    if h.colorspace != Colorspace::YCbCr || h.is_lossless {
+    let h = jpeg.read_header(input).map_err(|e| corrupt(&e))?;
+    if !matches!(h.colorspace, Colorspace::YCbCr | Colorspace::Gray) || h.is_lossless {
         return Ok(None);
     }
-    let factor = jpeg_scaling(LANCZOS_HEADROOM * plan.min_scale());
-    jpeg.set_scaling_factor(factor).map_err(corrupt)?;
-    jpeg.set_scan_limit(scan_limit).map_err(corrupt)?;
-    let (w, hgt) = (factor.scale(h.width), factor.scale(h.height));
-    let luma = PlaneGeom { width: w.div_ceil(hs) * hs, height: hgt.div_ceil(vs) * vs, hs: 1, vs: 1 };
-    let chroma = PlaneGeom { width: luma.width / hs, height: luma.height / vs, hs, vs };
-    let len = luma.width * luma.height + 2 * chroma.width * chroma.height;
-    bufs.decoded.resize(len, 0);
-    let image = YuvImage { pixels: &mut bufs.decoded[..], width: w, align: 1, height: hgt, subsamp: h.subsamp };
-    jpeg.decompress_to_yuv(input, image).map_err(corrupt)?;
-
-    let (sx, sy) = (w as f64 / h.width as f64, hgt as f64 / h.height as f64);
+    let (sw, sh) = (h.width as f64, h.height as f64);
+    let crop = plan.crop;
     let (cw, ch) = (plan.content.0 as usize, plan.content.1 as usize);
     let (ow, oh) = (cw.div_ceil(OUT.0), ch.div_ceil(OUT.1));
-    let (y_src, rest) = bufs.decoded.split_at(luma.width * luma.height);
-    let (cb_src, cr_src) = rest.split_at(chroma.width * chroma.height);
-    // Crop in decoded luma pixels, clamped to the real (unpadded) image.
-    let crop = plan.crop;
-    let (left, top) = ((crop.left * sx).min(w as f64 - 1.0), (crop.top * sy).min(hgt as f64 - 1.0));
-    let region = (left, top, (crop.width * sx).min(w as f64 - left), (crop.height * sy).min(hgt as f64 - top));
-    let mut plane = |src: &[u8], g: &PlaneGeom, dst: &mut Vec<u8>, out: (usize, usize)| {
-        resize_plane(resizer, src, g, region, dst, out).map_err(|e| internal(&e))
+    let luma = dct_size(LANCZOS_HEADROOM * plan.min_scale());
+    // Stored chroma is 1/hs × 1/vs of luma.
+    let chroma_for = |hs: f64, vs: f64| {
+        let need = (ow as f64 / (crop.width / hs)).max(oh as f64 / (crop.height / vs));
+        dct_size(CHROMA_HEADROOM * need).min(luma)
     };
-    plane(y_src, &luma, &mut bufs.y, (cw, ch))?;
-    plane(cb_src, &chroma, &mut bufs.cb, (ow, oh))?;
-    plane(cr_src, &chroma, &mut bufs.cr, (ow, oh))?;
-    let y_stride = pad_to_chroma_grid(&mut bufs.y, (cw, ch), (ow * OUT.0, oh * OUT.1));
+    let (hs, vs) = match h.subsamp {
+        Subsamp::None => (1.0, 1.0),
+        Subsamp::Sub2x1 => (2.0, 1.0),
+        Subsamp::Sub2x2 => (2.0, 2.0),
+        Subsamp::Sub1x2 => (1.0, 2.0),
+        Subsamp::Gray => (1.0, 1.0),
+        // 4:1:1 and 4:4:1 are rare enough to leave to the general path.
+        _ => return Ok(None),
+    };
+    let Some(started) = raw.start(input, luma, chroma_for(hs, vs), scan_limit).map_err(|e| corrupt(&e))? else {
+        return Ok(None);
+    };
+    let layout = started.layout;
+    let offsets = started.read(&mut bufs.decoded).map_err(|e| corrupt(&e))?;
 
+    let mut plane = |c: usize, dst: &mut Vec<u8>, out: (usize, usize)| {
+        let src = compact(&mut bufs.decoded[offsets[c]..offsets[c] + layout.len(c)], &layout, c);
+        let (pw, ph) = (layout.width[c] as f64, layout.height[c] as f64);
+        let (sx, sy) = (pw / sw, ph / sh);
+        // Crop in this plane's samples, clamped to the real image (the decoder rounds sizes up).
+        let (left, top) = ((crop.left * sx).min(pw - 1.0), (crop.top * sy).min(ph - 1.0));
+        let region = (left, top, (crop.width * sx).min(pw - left), (crop.height * sy).min(ph - top));
+        resize_plane(resizer, src, (layout.width[c] as u32, layout.height[c] as u32), region, dst, out)
+            .map_err(|e| internal(&e))
+    };
+    plane(0, &mut bufs.y, (cw, ch))?;
     compressor.set_quality(quality as i32).map_err(|e| internal(&e))?;
+    if layout.components() == 1 {
+        // Grey stays grey (as libvips writes it): one plane, no colour conversion.
+        compressor.set_subsamp(Subsamp::Gray).map_err(|e| internal(&e))?;
+        let image =
+            turbojpeg::Image { pixels: &bufs.y[..], width: cw, pitch: cw, height: ch, format: PixelFormat::GRAY };
+        return compressor.compress_to_vec(image).map(Some).map_err(|e| internal(&e));
+    }
+    plane(1, &mut bufs.cb, (ow, oh))?;
+    plane(2, &mut bufs.cr, (ow, oh))?;
+    let y_stride = pad_to_chroma_grid(&mut bufs.y, (cw, ch), (ow * OUT.0, oh * OUT.1));
     let planes = YuvPlanesImage {
         y_plane: &bufs.y[..],
         u_plane: &bufs.cb[..],
@@ -118,6 +133,19 @@ pub fn resize(
         subsamp: Subsamp::Sub2x2,
     };
     compressor.compress_yuv_planes_to_vec(&planes).map(Some).map_err(|e| internal(&e))
+}
+
+/// Moves plane `c`'s meaningful samples to the front of its block-padded
+/// buffer, rows packed: the resampler clamps its kernel to the image edge, and
+/// the padding columns past it are not image.
+fn compact<'a>(plane: &'a mut [u8], layout: &Layout, c: usize) -> &'a [u8] {
+    let (stride, w, h) = (layout.stride[c] as usize, layout.width[c] as usize, layout.height[c] as usize);
+    if stride != w {
+        for row in 1..h {
+            plane.copy_within(row * stride..row * stride + w, row * w);
+        }
+    }
+    &plane[..w * h]
 }
 
 /// Extends a `size` luma plane to `padded` (whole chroma samples, which the
@@ -139,27 +167,22 @@ fn pad_to_chroma_grid(y: &mut Vec<u8>, (w, h): (usize, usize), (pw, ph): (usize,
     pw
 }
 
-/// Resamples one plane: `region` is in luma pixels of the decoded image and is
-/// mapped into this plane's own sample grid.
+/// Resamples one `size` plane: `region` is in the plane's own samples.
 fn resize_plane(
     resizer: &mut fr::Resizer,
     src: &[u8],
-    g: &PlaneGeom,
+    (sw, sh): (u32, u32),
     region: (f64, f64, f64, f64),
     dst: &mut Vec<u8>,
     (dw, dh): (usize, usize),
 ) -> Result<(), String> {
     let e = |e: &dyn std::fmt::Display| e.to_string();
-    let src = ImageRef::new(g.width as u32, g.height as u32, src, PixelType::U8).map_err(|x| e(&x))?;
+    let src = ImageRef::new(sw, sh, src, PixelType::U8).map_err(|x| e(&x))?;
     dst.resize(dw * dh, 0);
     let mut out = Image::from_slice_u8(dw as u32, dh as u32, &mut dst[..], PixelType::U8).map_err(|x| e(&x))?;
-    let (hs, vs) = (g.hs as f64, g.vs as f64);
-    let options = ResizeOptions::new().resize_alg(ResizeAlg::Convolution(lanczos::filter())).crop(
-        region.0 / hs,
-        region.1 / vs,
-        region.2 / hs,
-        region.3 / vs,
-    );
+    let options = ResizeOptions::new()
+        .resize_alg(ResizeAlg::Convolution(lanczos::filter()))
+        .crop(region.0, region.1, region.2, region.3);
     resizer.resize(&src, &mut out, &options).map_err(|x| e(&x))
 }
 
@@ -178,13 +201,5 @@ mod tests {
         let mut y = vec![7, 8];
         assert_eq!(pad_to_chroma_grid(&mut y, (2, 1), (2, 2)), 2);
         assert_eq!(y, vec![7, 8, 7, 8]);
-    }
-
-    #[test]
-    fn subsampling_factors() {
-        assert_eq!(factors(Subsamp::Sub2x2), Some((2, 2)));
-        assert_eq!(factors(Subsamp::Sub2x1), Some((2, 1)));
-        assert_eq!(factors(Subsamp::None), Some((1, 1)));
-        assert_eq!(factors(Subsamp::Gray), None);
     }
 }
