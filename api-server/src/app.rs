@@ -20,6 +20,68 @@ pub struct AppState {
     pub admission: Arc<Admission>,
     /// Usage records of requests answered without a worker.
     pub usage: crate::usage::UsageSink,
+    pub verifier: crate::auth::Verifier,
+    pub limits: Arc<crate::limits::TenantLimits>,
+}
+
+impl AppState {
+    /// Who is calling, within their rate limit and quota.
+    pub async fn authenticate(
+        &self,
+        parts: &http::request::Parts,
+    ) -> Result<crate::auth::Caller, crate::problem::Problem> {
+        let result = self.authenticate_inner(parts).await;
+        if let Err(p) = &result {
+            let label = crate::metrics::ProblemLabel { problem: p.kind.slug().to_owned() };
+            self.metrics.auth_refused.get_or_create(&label).inc();
+        }
+        result
+    }
+
+    async fn authenticate_inner(
+        &self,
+        parts: &http::request::Parts,
+    ) -> Result<crate::auth::Caller, crate::problem::Problem> {
+        use crate::{auth, problem::Problem};
+        use contracts::{ProblemKind, identity::Verdict};
+        if self.config.auth == auth::AuthMode::None {
+            return Ok(auth::Caller::anonymous());
+        }
+        let (req, digest) = auth::credential(parts)?;
+        let started = Instant::now();
+        let verdict = self.verifier.verify(&req).await;
+        self.metrics.auth_verify.observe(started.elapsed().as_secs_f64());
+        match verdict? {
+            Verdict::Refused { reason, detail } => Err(Problem::new(reason.problem(), detail)),
+            Verdict::Allowed { tenant, key_id, rate, quota_exhausted } => {
+                if let Some(q) = quota_exhausted {
+                    let now = contracts::job::unix_ms(std::time::SystemTime::now());
+                    return Err(Problem::new(
+                        ProblemKind::QuotaExhausted,
+                        format!(
+                            "tenant `{tenant}` has used its monthly {} quota",
+                            match q {
+                                contracts::identity::QuotaExhausted::Images => "image",
+                                contracts::identity::QuotaExhausted::Megapixels => "megapixel",
+                            }
+                        ),
+                    )
+                    .with_retry_after(auth::until_next_month(now)));
+                }
+                if let Err(wait) = self.limits.check(&tenant, rate) {
+                    return Err(Problem::new(
+                        ProblemKind::RateLimited,
+                        format!(
+                            "tenant `{tenant}` is limited to {} requests/s (burst {})",
+                            rate.per_second, rate.burst
+                        ),
+                    )
+                    .with_retry_after(wait.as_secs_f64().ceil() as u64));
+                }
+                Ok(auth::Caller { tenant, key_id, rate, quota_exhausted, digest })
+            }
+        }
+    }
 }
 
 pub fn router(state: AppState, registry: Arc<Registry>) -> Router {

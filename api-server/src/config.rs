@@ -27,6 +27,13 @@ pub struct Config {
     /// Queue wait above which new requests are shed while it persists (a standing queue).
     #[arg(long, env = "QUEUE_TARGET", default_value = "100ms", value_parser = contracts::duration::parse)]
     pub queue_target: Duration,
+    /// `required`: every request is verified through an auth-cache; `none`: no
+    /// authentication, every request is the anonymous tenant.
+    #[arg(long, env = "AUTH", value_enum, default_value = "required")]
+    pub auth: crate::auth::AuthMode,
+    /// Longest wait for an auth-cache's answer before the request gets 503.
+    #[arg(long, env = "AUTH_TIMEOUT", default_value = "250ms", value_parser = contracts::duration::parse)]
+    pub auth_timeout: Duration,
     /// Time allowed to receive the request headers (slow-client protection).
     #[arg(long, env = "HEADER_TIMEOUT", default_value = "10s", value_parser = contracts::duration::parse)]
     pub header_timeout: Duration,

@@ -7,6 +7,8 @@
 //!
 //! # Layout
 //! - [`config`]: flags and environment.
+//! - [`auth`]: credentials of a request and their verification by an auth-cache (fail closed).
+//! - [`limits`]: per-tenant request rates (GCRA).
 //! - [`admission`]: shedding at the edge when the queue stands (graceful degradation).
 //! - [`app`]: shared state, router, request metrics middleware.
 //! - [`routes`]: handlers (`resize`; `meta` for health, readiness, OpenAPI, problem types).
@@ -18,7 +20,9 @@
 
 pub mod admission;
 pub mod app;
+pub mod auth;
 pub mod config;
+pub mod limits;
 pub mod metrics;
 pub mod problem;
 pub mod queue;
@@ -42,7 +46,13 @@ pub async fn start(
     let header_timeout = config.header_timeout;
     let (usage, flusher, stop_usage) =
         usage::UsageSink::start(queue.jetstream(), config.stream_replicas, metrics.clone());
+    let verifier = auth::Verifier::new(queue.client(), config.auth_timeout);
+    if config.auth == auth::AuthMode::None {
+        tracing::warn!("authentication is off (AUTH=none): every request is the anonymous tenant");
+    }
     let state = app::AppState {
+        verifier,
+        limits: Arc::default(),
         usage,
         admission: Arc::new(admission::Admission::new(config.queue_target, config.max_in_flight)),
         config: Arc::new(config),

@@ -36,6 +36,14 @@ pub struct Metrics {
     pub late_results: Counter,
     pub usage_flushed: Counter,
     pub usage_dropped: Counter,
+    /// Round trip of a verification to an auth-cache.
+    pub auth_verify: Histogram,
+    pub auth_refused: Family<ProblemLabel, Counter>,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ProblemLabel {
+    pub problem: String,
 }
 
 impl Metrics {
@@ -52,6 +60,8 @@ impl Metrics {
             late_results: Counter::default(),
             usage_flushed: Counter::default(),
             usage_dropped: Counter::default(),
+            auth_verify: Histogram::new([50e-6, 100e-6, 250e-6, 500e-6, 1e-3, 2.5e-3, 5e-3, 25e-3, 100e-3].into_iter()),
+            auth_refused: Family::default(),
         };
         let r = registry.sub_registry_with_prefix("api");
         r.register("http_requests", "HTTP requests by route and status", m.requests.clone());
@@ -77,6 +87,8 @@ impl Metrics {
             "Usage records lost because JetStream stayed unreachable",
             m.usage_dropped.clone(),
         );
+        r.register("auth_verify_seconds", "Round trip of a verification to an auth-cache", m.auth_verify.clone());
+        r.register("auth_refused", "Requests refused by authentication, rate limit or quota", m.auth_refused.clone());
         m
     }
 }

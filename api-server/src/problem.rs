@@ -37,6 +37,11 @@ impl Problem {
         self
     }
 
+    pub fn with_retry_after(mut self, secs: u64) -> Self {
+        self.retry_after = Some(secs.clamp(1, u64::from(u32::MAX)) as u32);
+        self
+    }
+
     pub fn with_request_id(mut self, id: &str) -> Self {
         self.request_id = Some(id.to_owned());
         self

@@ -91,6 +91,11 @@ impl Queue {
         Ok(Self { client, js, reply_subject, waiters })
     }
 
+    /// The connection, for core NATS requests (verifications).
+    pub fn client(&self) -> Client {
+        self.client.clone()
+    }
+
     pub fn jetstream(&self) -> jetstream::Context {
         self.js.clone()
     }

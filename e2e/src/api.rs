@@ -11,7 +11,8 @@ pub struct Api {
     task: Option<tokio::task::JoinHandle<()>>,
 }
 
-/// Defaults for tests: ephemeral port, short timeouts.
+/// Defaults for tests of the resize path: ephemeral port, short timeouts, and
+/// no authentication (the identity tests set `auth` to `Required`).
 pub fn config(nats_url: &str) -> Config {
     Config {
         listen: "127.0.0.1:0".parse().expect("literal address"),
@@ -23,6 +24,8 @@ pub fn config(nats_url: &str) -> Config {
         queue_target: Duration::from_millis(100),
         header_timeout: Duration::from_secs(10),
         body_timeout: Duration::from_secs(30),
+        auth: api_server::auth::AuthMode::None,
+        auth_timeout: Duration::from_millis(250),
     }
 }
 

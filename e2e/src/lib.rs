@@ -7,6 +7,7 @@
 //! - [`corpus`]: the shared benchmark photos.
 //! - [`bench`]: load generation and statistics for the benchmark binaries.
 //! - [`cluster`]: a 3-node nats-server cluster on loopback.
+//! - [`identity`]: the auth-cache as a process, tenants and keys, authenticated requests.
 //! - [`usage`]: the usage-aggregator as a process, and reading USAGE.
 //! - [`ssim`]: structural similarity, the benchmarks' quality guard.
 //!
@@ -17,6 +18,7 @@ pub mod api;
 pub mod bench;
 pub mod cluster;
 pub mod corpus;
+pub mod identity;
 pub mod nats;
 pub mod procs;
 pub mod ssim;

@@ -345,7 +345,7 @@ async fn the_usage_api_validates_confines_and_formats() {
 #[tokio::test]
 async fn a_killed_api_server_loses_at_most_its_unflushed_window() {
     let nats = NatsServer::start().unwrap();
-    let api = ApiServer::spawn(&nats.client_url, &[]).unwrap();
+    let api = ApiServer::spawn(&nats.client_url, &["--auth", "none"]).unwrap();
     let http = reqwest::Client::new();
     // Refused requests at a steady pace for 3 s, then SIGKILL without warning.
     let mut answered: Vec<(String, Instant)> = Vec::new();

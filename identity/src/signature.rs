@@ -65,15 +65,16 @@ pub trait Message {
     fn header_values(&self, name: &str) -> Vec<&[u8]>;
 }
 
+fn authority<'a>(uri: &'a http::Uri, headers: &'a http::HeaderMap) -> Option<&'a str> {
+    uri.authority().map(|a| a.as_str()).or_else(|| headers.get(http::header::HOST).and_then(|h| h.to_str().ok()))
+}
+
 impl<B> Message for http::Request<B> {
     fn method(&self) -> &str {
         self.method().as_str()
     }
     fn authority(&self) -> Option<&str> {
-        self.uri()
-            .authority()
-            .map(|a| a.as_str())
-            .or_else(|| self.headers().get(http::header::HOST).and_then(|h| h.to_str().ok()))
+        authority(self.uri(), self.headers())
     }
     fn path(&self) -> &str {
         self.uri().path()
@@ -83,6 +84,25 @@ impl<B> Message for http::Request<B> {
     }
     fn header_values(&self, name: &str) -> Vec<&[u8]> {
         self.headers().get_all(name).iter().map(|v| v.as_bytes()).collect()
+    }
+}
+
+/// The server side sees the head of a request before deciding to read its body.
+impl Message for http::request::Parts {
+    fn method(&self) -> &str {
+        self.method.as_str()
+    }
+    fn authority(&self) -> Option<&str> {
+        authority(&self.uri, &self.headers)
+    }
+    fn path(&self) -> &str {
+        self.uri.path()
+    }
+    fn query(&self) -> Option<&str> {
+        self.uri.query()
+    }
+    fn header_values(&self, name: &str) -> Vec<&[u8]> {
+        self.headers.get_all(name).iter().map(|v| v.as_bytes()).collect()
     }
 }
 

@@ -43,6 +43,7 @@ pub fn now_ms() -> u64 {
 #[derive(Clone)]
 pub struct Store {
     kv: kv::Store,
+    js: jetstream::Context,
 }
 
 const MAX_ATTEMPTS: usize = 32;
@@ -54,7 +55,14 @@ impl Store {
             Ok(kv) => kv,
             Err(_) => js.create_key_value(identity::bucket(replicas)).await.map_err(nats)?,
         };
-        Ok(Self { kv })
+        Ok(Self { kv, js: js.clone() })
+    }
+
+    /// The bucket's latest revision (every write raises it): a replica that has
+    /// applied it has seen every write made so far.
+    pub async fn revision(&self) -> Result<u64, StoreError> {
+        let mut stream = self.js.get_stream(format!("KV_{}", identity::BUCKET)).await.map_err(nats)?;
+        Ok(stream.info().await.map_err(nats)?.state.last_sequence)
     }
 
     pub fn kv(&self) -> &kv::Store {

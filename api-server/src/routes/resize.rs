@@ -19,7 +19,12 @@ pub async fn resize(State(state): State<AppState>, req: Request) -> Response {
     let request_id = uuid::Uuid::now_v7().to_string();
     let started = Instant::now();
     let received = SystemTime::now();
-    let edge = EdgeUsage { received, bytes_in: content_length(req.headers()).ok().flatten().unwrap_or(0) };
+    let mut edge = EdgeUsage {
+        received,
+        bytes_in: content_length(req.headers()).ok().flatten().unwrap_or(0),
+        tenant: None,
+        key_id: String::new(),
+    };
     let _permit = match state.admission.try_admit() {
         Ok(permit) => permit,
         Err(shed) => {
@@ -43,7 +48,7 @@ pub async fn resize(State(state): State<AppState>, req: Request) -> Response {
     }
     // Without a tracing pipeline the client's own context is passed on unchanged.
     let traceparent = telemetry::trace::traceparent(&span).or(incoming);
-    let result = handle(&state, &request_id, traceparent.clone(), req).instrument(span).await;
+    let result = handle(&state, &request_id, traceparent.clone(), req, &mut edge).instrument(span).await;
     state.metrics.in_flight.dec();
     let mut res = match result {
         Ok(mut res) => {
@@ -78,20 +83,35 @@ async fn handle(
     request_id: &str,
     traceparent: Option<String>,
     req: Request,
+    edge: &mut EdgeUsage,
 ) -> Result<Response, Problem> {
     let (parts, body) = req.into_parts();
-    let op = parse_query(parts.uri.query().unwrap_or(""))?;
     let max = state.config.max_body_bytes;
-    if let Some(len) = content_length(&parts.headers)?
-        && len > max as u64
-    {
-        return Err(Problem::new(
-            ProblemKind::PayloadTooLarge,
-            format!("body of {len} bytes exceeds the limit of {max} bytes"),
-        ));
-    }
-    let declared = declared_format(&parts.headers)?;
+    let head = async {
+        // Before anything else: an unauthenticated caller learns nothing and sends no body.
+        let caller = state.authenticate(&parts).await?;
+        edge.tenant = Some(caller.tenant.clone());
+        edge.key_id.clone_from(&caller.key_id);
+        let op = parse_query(parts.uri.query().unwrap_or(""))?;
+        if let Some(len) = content_length(&parts.headers)?
+            && len > max as u64
+        {
+            return Err(Problem::new(
+                ProblemKind::PayloadTooLarge,
+                format!("body of {len} bytes exceeds the limit of {max} bytes"),
+            ));
+        }
+        Ok((caller, op, declared_format(&parts.headers)?))
+    };
+    let (caller, op, declared) = match head.await {
+        Ok(h) => h,
+        Err(p) => {
+            linger(body, &parts.headers).await;
+            return Err(p);
+        }
+    };
     let body = read_body(body, max, state.config.body_timeout).await?;
+    caller.check_body(&body)?;
     if body.is_empty() {
         return Err(Problem::new(ProblemKind::MissingBody, "send the image as the request body"));
     }
@@ -115,8 +135,8 @@ async fn handle(
         input,
         enqueued_us: unix_us(now),
         traceparent,
-        tenant: contracts::job::ANONYMOUS_TENANT.to_owned(),
-        key_id: String::new(),
+        tenant: caller.tenant,
+        key_id: caller.key_id,
     };
     let answer = match state.queue.submit(&job, body, timeout).await {
         Ok(a) => a,
@@ -157,17 +177,23 @@ async fn handle(
 struct EdgeUsage {
     received: SystemTime,
     bytes_in: u64,
+    /// Known once the caller is authenticated; until then the record is the anonymous tenant's.
+    tenant: Option<String>,
+    key_id: String,
 }
 
 impl EdgeUsage {
     fn record(&self, request_id: &str, p: &Problem) -> contracts::usage::UsageRecord {
         let finished = SystemTime::now();
+        let refused = contracts::usage::UsageRecord::refused(request_id, p.kind);
         contracts::usage::UsageRecord {
+            tenant: self.tenant.clone().unwrap_or(refused.tenant.clone()),
+            key_id: self.key_id.clone(),
             received_ms: unix_ms(self.received),
             finished_ms: unix_ms(finished).max(unix_ms(self.received)),
             bytes_in: self.bytes_in,
             latency_us: unix_us(finished).saturating_sub(unix_us(self.received)),
-            ..contracts::usage::UsageRecord::refused(request_id, p.kind)
+            ..refused
         }
     }
 }
@@ -243,6 +269,22 @@ fn declared_format(headers: &HeaderMap) -> Result<ImageFormat, Problem> {
             format!("Content-Type `{ct}` is not one of image/jpeg, image/png, image/webp, image/gif"),
         )
     })
+}
+
+/// Bodies up to this size are read and discarded after an early refusal.
+const LINGER_BYTES: u64 = 1 << 20;
+const LINGER_TIME: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// After refusing a request from its head, reads (and drops) a small body the
+/// client is still sending. Closing with unread data makes the kernel reset
+/// the connection, and a reset can destroy the problem document before the
+/// client reads it. Large or slow bodies are not waited for.
+async fn linger(body: Body, headers: &HeaderMap) {
+    if content_length(headers).ok().flatten().is_some_and(|len| len > LINGER_BYTES) {
+        return;
+    }
+    let limited = Limited::new(body, LINGER_BYTES as usize);
+    let _ = tokio::time::timeout(LINGER_TIME, limited.collect()).await;
 }
 
 async fn read_body(body: Body, max: usize, timeout: std::time::Duration) -> Result<Bytes, Problem> {

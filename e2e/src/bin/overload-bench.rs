@@ -91,7 +91,10 @@ async fn main() -> anyhow::Result<()> {
     for (name, target) in [("shedding on (queue target 100ms)", "100ms"), ("shedding off (queue target 60s)", "60s")] {
         eprintln!("[{name}] starting nats-server, api-server, worker");
         let nats = NatsServer::start()?;
-        let api = procs::ApiServer::spawn(&nats.client_url, &["--queue-target", target, "--max-in-flight", "100000"])?;
+        let api = procs::ApiServer::spawn(
+            &nats.client_url,
+            &["--auth", "none", "--queue-target", target, "--max-in-flight", "100000"],
+        )?;
         let _worker = procs::Worker::spawn(&nats.client_url, &[])?;
         over_http(&api.base, &files, OP, 4, 2).await;
         let capacity = over_http(&api.base, &files, OP, 4, secs.min(10)).await.rate();

@@ -82,7 +82,7 @@ async fn main() -> anyhow::Result<()> {
 
     eprintln!("[2/4] starting nats-server, api-server and a worker ({cores} slots)");
     let nats = NatsServer::start()?;
-    let api = procs::ApiServer::spawn(&nats.client_url, &[])?;
+    let api = procs::ApiServer::spawn(&nats.client_url, &["--auth", "none"])?;
     let worker = procs::Worker::spawn(&nats.client_url, &[])?;
     over_http(&api.base, &files, &a.op, a.clients, 2).await;
 

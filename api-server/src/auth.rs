@@ -1,0 +1,191 @@
+//! Authentication at the edge: who is calling, before the body is read.
+//!
+//! The api-server checks what needs the request (signature headers, the
+//! time window, the signature base, later the body's digest) and asks an
+//! auth-cache to check what needs key material. No answer from any
+//! auth-cache means 503: a request is never let through unauthenticated.
+
+use crate::problem::Problem;
+use contracts::{
+    ProblemKind,
+    identity::{self, QuotaExhausted, Verdict, VerifyRequest, apikey},
+};
+use http::request::Parts;
+use identity_sig::{digest, signature::Signed};
+use std::time::Duration;
+
+use ::identity as identity_sig;
+
+/// Whether requests must authenticate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum AuthMode {
+    /// Every request is verified through an auth-cache (the default).
+    Required,
+    /// No authentication: every request is the anonymous tenant. For a
+    /// single-tenant deployment behind its own gate, and benchmarks.
+    None,
+}
+
+/// The authenticated caller.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Caller {
+    pub tenant: String,
+    pub key_id: String,
+    pub rate: identity::RateLimit,
+    pub quota_exhausted: Option<QuotaExhausted>,
+    /// The body must match this `Content-Digest` (signed requests).
+    pub digest: Option<String>,
+}
+
+impl Caller {
+    pub fn anonymous() -> Self {
+        Self {
+            tenant: contracts::job::ANONYMOUS_TENANT.to_owned(),
+            key_id: String::new(),
+            rate: identity::RateLimit::default(),
+            quota_exhausted: None,
+            digest: None,
+        }
+    }
+
+    /// Checks the body against the signed `Content-Digest`.
+    pub fn check_body(&self, body: &[u8]) -> Result<(), Problem> {
+        match &self.digest {
+            None => Ok(()),
+            Some(header) => digest::verify(header, body).map_err(|e| match e {
+                digest::DigestError::Mismatch(_) => Problem::new(ProblemKind::DigestMismatch, e.to_string()),
+                _ => Problem::new(ProblemKind::SignatureMalformed, e.to_string()),
+            }),
+        }
+    }
+}
+
+fn now_s() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64)
+}
+
+/// What the request says about itself, checked as far as possible without key material.
+pub fn credential(parts: &Parts) -> Result<(VerifyRequest, Option<String>), Problem> {
+    let signed = Signed::from_message(parts).map_err(|e| Problem::new(e.problem(), e.to_string()))?;
+    if let Some(signed) = signed {
+        signed.check_profile(now_s()).map_err(|e| Problem::new(e.problem(), e.to_string()))?;
+        let base = signed.base(parts).map_err(|e| Problem::new(e.problem(), e.to_string()))?;
+        let digest = parts.headers.get("content-digest").and_then(|v| v.to_str().ok()).map(str::to_owned);
+        let digest =
+            digest.ok_or_else(|| Problem::new(ProblemKind::SignatureMalformed, "Content-Digest is not valid ASCII"))?;
+        use base64::Engine;
+        let req = VerifyRequest::Signature {
+            key_id: signed.key_id,
+            base,
+            signature: base64::engine::general_purpose::STANDARD.encode(&signed.signature),
+            alg: signed.alg,
+        };
+        return Ok((req, Some(digest)));
+    }
+    let mut auth = parts.headers.get_all(http::header::AUTHORIZATION).iter();
+    let (Some(value), None) = (auth.next(), auth.next()) else {
+        return Err(Problem::new(
+            ProblemKind::Unauthorized,
+            "sign the request (RFC 9421 Signature-Input and Signature) or send `Authorization: Bearer <API key>`",
+        ));
+    };
+    if value.len() > identity_sig::signature::MAX_HEADER_BYTES {
+        return Err(Problem::new(ProblemKind::HeaderTooLarge, "Authorization is too large"));
+    }
+    let token = value
+        .to_str()
+        .ok()
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .ok_or_else(|| Problem::new(ProblemKind::Unauthorized, "the Authorization scheme must be Bearer"))?;
+    let key = apikey::parse(token.trim())
+        .ok_or_else(|| Problem::new(ProblemKind::ApiKeyInvalid, "the API key is not of the form rsz_<id>_<secret>"))?;
+    Ok((
+        VerifyRequest::Bearer { key_id: key.key_id.to_owned(), secret_sha256: apikey::secret_sha256(key.secret) },
+        None,
+    ))
+}
+
+/// Asks the auth-caches about a credential.
+#[derive(Clone)]
+pub struct Verifier {
+    client: async_nats::Client,
+    timeout: Duration,
+}
+
+impl Verifier {
+    pub fn new(client: async_nats::Client, timeout: Duration) -> Self {
+        Self { client, timeout }
+    }
+
+    pub async fn verify(&self, req: &VerifyRequest) -> Result<Verdict, Problem> {
+        let payload = serde_json::to_vec(req).expect("requests serialise");
+        let unavailable = |why: String| {
+            Problem::new(ProblemKind::AuthUnavailable, format!("the request could not be authenticated: {why}"))
+        };
+        let answer =
+            tokio::time::timeout(self.timeout, self.client.request(identity::VERIFY_SUBJECT, payload.into())).await;
+        let msg = match answer {
+            Err(_) => return Err(unavailable("no auth-cache answered in time".into())),
+            Ok(Err(e)) => return Err(unavailable(e.to_string())),
+            Ok(Ok(msg)) => msg,
+        };
+        serde_json::from_slice(&msg.payload).map_err(|e| unavailable(format!("unreadable answer: {e}")))
+    }
+}
+
+/// Seconds until the first day of next month (UTC): when a monthly quota resets.
+pub fn until_next_month(now_ms: u64) -> u64 {
+    use contracts::usage::calendar::{civil_from_days, days_from_civil};
+    let (y, m, _) = civil_from_days((now_ms / contracts::usage::rollup::MS_PER_DAY) as i64);
+    let (ny, nm) = if m == 12 { (y + 1, 1) } else { (y, m + 1) };
+    let next = days_from_civil(ny, nm, 1) as u64 * contracts::usage::rollup::MS_PER_DAY;
+    next.saturating_sub(now_ms).div_ceil(1000)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parts(req: http::Request<()>) -> Parts {
+        req.into_parts().0
+    }
+
+    #[test]
+    fn credentials_are_read_or_refused_with_their_kind() {
+        let none = parts(http::Request::post("/v1/resize").body(()).unwrap());
+        assert_eq!(credential(&none).unwrap_err().kind, ProblemKind::Unauthorized);
+        let basic = parts(http::Request::post("/").header("authorization", "Basic eDp5").body(()).unwrap());
+        assert_eq!(credential(&basic).unwrap_err().kind, ProblemKind::Unauthorized);
+        let bad = parts(http::Request::post("/").header("authorization", "Bearer nope").body(()).unwrap());
+        assert_eq!(credential(&bad).unwrap_err().kind, ProblemKind::ApiKeyInvalid);
+        let good = parts(http::Request::post("/").header("authorization", "Bearer rsz_abc_def").body(()).unwrap());
+        let (req, digest) = credential(&good).unwrap();
+        assert_eq!(req, VerifyRequest::Bearer { key_id: "abc".into(), secret_sha256: apikey::secret_sha256("def") });
+        assert_eq!(digest, None);
+        let twice = parts(
+            http::Request::post("/")
+                .header("authorization", "Bearer rsz_abc_def")
+                .header("authorization", "Bearer rsz_abc_def")
+                .body(())
+                .unwrap(),
+        );
+        assert_eq!(credential(&twice).unwrap_err().kind, ProblemKind::Unauthorized);
+        let stale = parts(
+            http::Request::post("/")
+                .header("signature-input", r#"s=("@method");created=1;keyid="k""#)
+                .header("signature", "s=:AAAA:")
+                .body(())
+                .unwrap(),
+        );
+        assert_eq!(credential(&stale).unwrap_err().kind, ProblemKind::SignatureIncomplete);
+    }
+
+    #[test]
+    fn quotas_reset_at_the_start_of_the_month() {
+        let day = contracts::usage::rollup::MS_PER_DAY;
+        let nov_30_end = contracts::usage::calendar::days_from_civil(2026, 12, 1) as u64 * day - 1000;
+        assert_eq!(until_next_month(nov_30_end), 1);
+        let dec_31 = contracts::usage::calendar::days_from_civil(2026, 12, 31) as u64 * day;
+        assert_eq!(until_next_month(dec_31), 86_400);
+    }
+}

@@ -1,0 +1,450 @@
+//! Identity end to end: a real nats-server, the auth-cache process, the
+//! api-server with authentication required, a worker. Every bad credential
+//! gets its own problem type and never reaches a worker; the auth-cache
+//! failing closes the door (503), and a partitioned identity store leaves the
+//! auth-cache serving what it has.
+
+use contracts::identity::{Quota, RateLimit};
+use e2e::{
+    api::{self, Api},
+    corpus,
+    identity::{self as ident, AuthCache, Tenant, auth_headers},
+    nats::NatsServer,
+    procs::Worker,
+};
+use ed25519_dalek::SigningKey;
+use identity::{
+    client::{self, Credentials},
+    signature::{self, REQUIRED},
+};
+use reqwest::header::{HeaderMap, HeaderValue};
+use std::time::Duration;
+
+struct Stack {
+    nats: NatsServer,
+    api: Api,
+    auth: Option<AuthCache>,
+    _worker: Worker,
+    store: identity::store::Store,
+    http: reqwest::Client,
+}
+
+const GENEROUS: RateLimit = RateLimit { per_second: 1000, burst: 1000 };
+
+async fn stack() -> Stack {
+    let nats = NatsServer::start().expect("nats-server");
+    let store = ident::store(&nats.client_url).await.expect("identity store");
+    let auth = AuthCache::spawn(&nats.client_url, &[]).await.expect("auth-cache");
+    let mut cfg = api::config(&nats.client_url);
+    cfg.auth = api_server::auth::AuthMode::Required;
+    let api = Api::start(cfg).await.expect("api-server");
+    let worker = Worker::spawn(&nats.client_url, &[]).expect("worker");
+    Stack { nats, api, auth: Some(auth), _worker: worker, store, http: reqwest::Client::new() }
+}
+
+fn photo() -> Vec<u8> {
+    corpus::read("jpeg/020_bridge.jpg")
+}
+
+const QUERY: &str = "/v1/resize?w=64&h=64";
+
+impl Stack {
+    /// Creates a tenant with keys and waits until the auth-cache has them.
+    async fn tenant(&self, id: &str, rate: RateLimit) -> Tenant {
+        let t = ident::tenant(&self.store, id, rate).await.expect("tenant");
+        self.auth.as_ref().expect("auth-cache").caught_up(&self.store).await.expect("replica");
+        t
+    }
+
+    fn url(&self) -> String {
+        self.api.url(QUERY)
+    }
+
+    async fn send(&self, headers: HeaderMap, body: Vec<u8>) -> reqwest::Response {
+        self.http.post(self.url()).headers(headers).body(body).send().await.expect("request")
+    }
+
+    async fn as_(&self, creds: &Credentials) -> reqwest::Response {
+        let body = photo();
+        self.send(auth_headers(&self.url(), "image/jpeg", &body, creds), body).await
+    }
+
+    async fn jobs_published(&self) -> u64 {
+        let text = self.http.get(self.api.url("/metrics")).send().await.unwrap().text().await.unwrap();
+        text.lines()
+            .find(|l| l.starts_with("api_jobs_published_total "))
+            .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+            .unwrap_or(0)
+    }
+}
+
+/// Signature headers over `components` with explicit times, for crafting bad requests.
+fn signed(
+    url: &str,
+    body: &[u8],
+    key: &SigningKey,
+    key_id: &str,
+    components: &[&str],
+    created: i64,
+    expires: Option<i64>,
+) -> HeaderMap {
+    let mut req = http::Request::post(url)
+        .header("content-type", "image/jpeg")
+        .header("content-digest", identity::digest::content_digest(body))
+        .body(())
+        .unwrap();
+    let h = signature::sign(key, key_id, "sig1", components, created, expires, &req).unwrap();
+    let hs = req.headers_mut();
+    hs.insert("signature-input", HeaderValue::from_str(&h.signature_input).unwrap());
+    hs.insert("signature", HeaderValue::from_str(&h.signature).unwrap());
+    req.into_parts().0.headers
+}
+
+async fn assert_problem(res: reqwest::Response, status: u16, slug: &str) -> serde_json::Value {
+    assert_eq!(res.status().as_u16(), status, "status for {slug}");
+    assert_eq!(
+        res.headers().get("content-type").and_then(|v| v.to_str().ok()),
+        Some("application/problem+json"),
+        "{slug}"
+    );
+    let doc: serde_json::Value = res.json().await.expect("problem body is JSON");
+    assert_eq!(doc["type"], format!("/problems/{slug}"), "{doc}");
+    assert!(doc["detail"].as_str().is_some_and(|d| !d.is_empty()), "{doc}");
+    doc
+}
+
+fn signing_key(t: &Tenant) -> SigningKey {
+    match &t.signature {
+        Credentials::Signature { key, .. } => key.clone(),
+        Credentials::ApiKey(_) => unreachable!("the signature credential"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn signed_and_api_key_requests_are_served_for_their_tenant() {
+    let s = stack().await;
+    let t = s.tenant("acme", GENEROUS).await;
+    for creds in [&t.signature, &t.api_key] {
+        let res = s.as_(creds).await;
+        assert_eq!(res.status(), 200, "{creds:?}: {:?}", res.text().await);
+        assert_eq!(res.headers()["content-type"], "image/jpeg");
+    }
+    assert_eq!(s.jobs_published().await, 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_bad_credential_has_its_problem_type_and_reaches_no_worker() {
+    let s = stack().await;
+    let t = s.tenant("acme", GENEROUS).await;
+    let key = signing_key(&t);
+    let kid = t.signature_key_id.as_str();
+    let url = s.url();
+    let body = photo();
+    let now = client::now_s();
+    let good = || signed(&url, &body, &key, kid, &REQUIRED, now, Some(now + 60));
+
+    let mut cases: Vec<(&str, HeaderMap, Vec<u8>, u16, &str)> = Vec::new();
+    let mut plain = HeaderMap::new();
+    plain.insert("content-type", HeaderValue::from_static("image/jpeg"));
+    cases.push(("no credentials", plain.clone(), body.clone(), 401, "unauthorized"));
+    let mut h = good();
+    h.insert("signature-input", HeaderValue::from_static("sig1=(\"@method\";created=1"));
+    cases.push(("malformed Signature-Input", h, body.clone(), 401, "signature-malformed"));
+    let mut h = good();
+    let input = h["signature-input"].clone();
+    h.append("signature-input", input);
+    cases.push(("duplicated Signature-Input", h, body.clone(), 401, "signature-malformed"));
+    let mut h = good();
+    h.remove("signature-input");
+    cases.push(("Signature alone", h, body.clone(), 401, "signature-malformed"));
+    let mut h = good();
+    let sig = h["signature"].to_str().unwrap().replacen("sig1=:", "sig1=:AAAA", 1);
+    h.insert("signature", HeaderValue::from_str(&sig).unwrap());
+    cases.push(("garbage signature bytes", h, body.clone(), 401, "signature-invalid"));
+    cases.push((
+        "unknown key id",
+        signed(&url, &body, &key, "nobody", &REQUIRED, now, None),
+        body.clone(),
+        401,
+        "unknown-key",
+    ));
+    let other = client::generate_key();
+    cases.push((
+        "signed by another key",
+        signed(&url, &body, &other, kid, &REQUIRED, now, None),
+        body.clone(),
+        401,
+        "signature-invalid",
+    ));
+    cases.push((
+        "over other components",
+        signed(&url, &body, &key, kid, &["@method", "@path", "content-type"], now, None),
+        body.clone(),
+        401,
+        "signature-incomplete",
+    ));
+    let mut changed = body.clone();
+    changed[1000] ^= 0xff;
+    cases.push(("body changed after signing", good(), changed, 401, "digest-mismatch"));
+    let mut h = good();
+    h.insert("content-type", HeaderValue::from_static("image/png"));
+    cases.push(("a signed header changed", h, body.clone(), 401, "signature-invalid"));
+    cases.push((
+        "created in the future",
+        signed(&url, &body, &key, kid, &REQUIRED, now + 400, None),
+        body.clone(),
+        401,
+        "signature-not-yet-valid",
+    ));
+    cases.push((
+        "created too long ago",
+        signed(&url, &body, &key, kid, &REQUIRED, now - 400, None),
+        body.clone(),
+        401,
+        "signature-expired",
+    ));
+    cases.push((
+        "expired",
+        signed(&url, &body, &key, kid, &REQUIRED, now - 100, Some(now - 10)),
+        body.clone(),
+        401,
+        "signature-expired",
+    ));
+    let mut h = plain.clone();
+    h.insert("authorization", HeaderValue::from_str(&format!("Bearer rsz_{}_wrongsecret", t.api_key_id)).unwrap());
+    cases.push(("API key with a wrong secret", h, body.clone(), 401, "api-key-invalid"));
+    let mut h = plain.clone();
+    h.insert("authorization", HeaderValue::from_static("Bearer not-a-key"));
+    cases.push(("malformed API key", h, body.clone(), 401, "api-key-invalid"));
+    let mut h = plain.clone();
+    h.insert("authorization", HeaderValue::from_str(&format!("Bearer rsz_{kid}_secret")).unwrap());
+    cases.push(("a signature key used as an API key", h, body.clone(), 401, "api-key-invalid"));
+    let mut h = good();
+    h.insert("signature", HeaderValue::from_str(&format!("sig1=:{}:", "A".repeat(8000))).unwrap());
+    cases.push(("oversized signature header", h, body.clone(), 431, "header-too-large"));
+
+    for (what, headers, body, status, slug) in cases {
+        let res = s.send(headers, body).await;
+        assert_eq!(res.status().as_u16(), status, "{what}");
+        assert_problem(res, status, slug).await;
+    }
+    assert_eq!(s.jobs_published().await, 0, "no refused request reached the queue");
+    let res = s.send(good(), body.clone()).await;
+    assert_eq!(res.status(), 200, "the same signature, unaltered, is accepted");
+    assert_eq!(s.jobs_published().await, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn revocation_disabling_and_replay_after_the_window() {
+    let s = stack().await;
+    let t = s.tenant("acme", GENEROUS).await;
+    let url = s.url();
+    let body = photo();
+    let now = client::now_s();
+    let captured = signed(&url, &body, &signing_key(&t), &t.signature_key_id, &REQUIRED, now, Some(now + 2));
+    assert_eq!(s.send(captured.clone(), body.clone()).await.status(), 200);
+    tokio::time::sleep(Duration::from_millis(3100)).await;
+    assert_problem(s.send(captured, body.clone()).await, 401, "signature-expired").await;
+
+    s.store.set_disabled("acme", true).await.unwrap();
+    let refused = wait_for(|| async { s.as_(&t.api_key).await.status() == 403 }).await;
+    assert!(refused, "a disabled tenant is refused");
+    assert_problem(s.as_(&t.signature).await, 403, "tenant-disabled").await;
+    s.store.set_disabled("acme", false).await.unwrap();
+    assert!(wait_for(|| async { s.as_(&t.api_key).await.status() == 200 }).await);
+
+    s.store.revoke_key(&t.api_key_id).await.unwrap();
+    assert!(wait_for(|| async { s.as_(&t.api_key).await.status() == 403 }).await);
+    assert_problem(s.as_(&t.api_key).await, 403, "key-revoked").await;
+    assert_eq!(s.as_(&t.signature).await.status(), 200, "the tenant's other key still works");
+}
+
+/// Polls `f` for up to 3 s (propagation is measured by `auth-bench`, not here).
+async fn wait_for<F, Fut>(f: F) -> bool
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    for _ in 0..150 {
+        if f().await {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    false
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_created_after_an_unknown_key_answer_is_usable_at_once() {
+    let s = stack().await;
+    s.tenant("acme", GENEROUS).await;
+    let key = client::generate_key();
+    let creds = Credentials::Signature { key_id: "late".into(), key: key.clone() };
+    assert_problem(s.as_(&creds).await, 401, "unknown-key").await;
+    s.store.add_ed25519("acme", Some("late"), &client::encode_public(&key)).await.unwrap();
+    // Well inside the 2 s the unknown answer could otherwise be remembered.
+    let started = std::time::Instant::now();
+    assert!(wait_for(|| async { s.as_(&creds).await.status() == 200 }).await);
+    assert!(started.elapsed() < Duration::from_secs(2), "the create event cleared the negative entry");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rate_limits_and_quotas_answer_429_with_their_types() {
+    let s = stack().await;
+    let t = s.tenant("slow", RateLimit { per_second: 1, burst: 2 }).await;
+    let url = s.api.url("/v1/resize?w=0");
+    let mut statuses = Vec::new();
+    for _ in 0..4 {
+        let res = s
+            .http
+            .post(&url)
+            .headers(auth_headers(&url, "image/jpeg", b"x", &t.api_key))
+            .body("x")
+            .send()
+            .await
+            .unwrap();
+        statuses.push(res.status().as_u16());
+        if res.status() == 429 {
+            let retry: u64 = res.headers()["retry-after"].to_str().unwrap().parse().unwrap();
+            assert!((1..=2).contains(&retry), "Retry-After {retry}");
+            assert_problem(res, 429, "rate-limited").await;
+        }
+    }
+    assert_eq!(&statuses[..2], &[400, 400], "the burst passes authentication (then fails validation)");
+    assert!(statuses[2..].iter().all(|s| *s == 429), "{statuses:?}");
+
+    // Quotas count what the usage pipeline counted: run the aggregator.
+    let _agg = e2e::usage::Aggregator::spawn(&s.nats.client_url, "admin-token-for-tests", &[]).unwrap();
+    let q = s.tenant("metered", GENEROUS).await;
+    s.store.set_limits("metered", None, Some(Quota { images: Some(2), megapixels: None })).await.unwrap();
+    s.auth.as_ref().unwrap().caught_up(&s.store).await.unwrap();
+    assert_eq!(s.as_(&q.api_key).await.status(), 200);
+    assert_eq!(s.as_(&q.api_key).await.status(), 200);
+    let mut exhausted = None;
+    for _ in 0..100 {
+        let res = s.as_(&q.api_key).await;
+        if res.status() == 429 {
+            exhausted = Some(res);
+            break;
+        }
+        assert_eq!(res.status(), 200, "until the rollup arrives, requests are served");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let res = exhausted.expect("the quota is enforced once the rollups count it");
+    let retry: u64 = res.headers()["retry-after"].to_str().unwrap().parse().unwrap();
+    assert!(retry > 0 && retry <= 31 * 86_400, "Retry-After is the start of next month: {retry}");
+    assert_problem(res, 429, "quota-exhausted").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_an_auth_cache_requests_fail_closed() {
+    let mut s = stack().await;
+    let t = s.tenant("acme", GENEROUS).await;
+    assert_eq!(s.as_(&t.api_key).await.status(), 200);
+    s.auth.take();
+    let started = std::time::Instant::now();
+    let res = s.as_(&t.api_key).await;
+    assert!(started.elapsed() < Duration::from_secs(2), "fails fast: {:?}", started.elapsed());
+    assert!(res.headers().contains_key("retry-after"));
+    assert_problem(res, 503, "auth-unavailable").await;
+    let stopped = AuthCache::spawn(&s.nats.client_url, &[]).await.unwrap();
+    stopped.signal("STOP");
+    let res = s.as_(&t.signature).await;
+    assert_problem(res, 503, "auth-unavailable").await;
+    stopped.signal("CONT");
+    assert_eq!(s.jobs_published().await, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_admins_lose_no_update() {
+    let nats = NatsServer::start().unwrap();
+    let store = ident::store(&nats.client_url).await.unwrap();
+    store.create_tenant("acme", "", GENEROUS, Quota::default()).await.unwrap();
+    let mut tasks = Vec::new();
+    for i in 0..16u8 {
+        let store = ident::store(&nats.client_url).await.unwrap();
+        tasks.push(tokio::spawn(async move {
+            store.update_tenant("acme", |t| t.name.push((b'a' + i) as char)).await.unwrap();
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let mut name: Vec<char> = store.tenant("acme").await.unwrap().name.chars().collect();
+    name.sort_unstable();
+    assert_eq!(name.into_iter().collect::<String>(), "abcdefghijklmnop");
+    // A write against a stale revision is refused by the bucket itself.
+    let kv = store.kv();
+    let rev = kv.entry("tenant.acme").await.unwrap().unwrap().revision;
+    kv.put("tenant.acme", kv.entry("tenant.acme").await.unwrap().unwrap().value).await.unwrap();
+    assert!(kv.update("tenant.acme", "{}".into(), rev).await.is_err());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_admin_api_is_guarded_and_manages_tenants_and_keys() {
+    let s = stack().await;
+    let token = "an-admin-token-of-some-length";
+    let app = identity::admin_api::router(s.store.clone(), token);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    let http = &s.http;
+    assert_problem(http.get(format!("{base}/v1/tenants")).send().await.unwrap(), 401, "unauthorized").await;
+    let wrong = http.get(format!("{base}/v1/tenants")).bearer_auth("nope").send().await.unwrap();
+    assert_problem(wrong, 403, "forbidden").await;
+    let res = http
+        .post(format!("{base}/v1/tenants"))
+        .bearer_auth(token)
+        .json(&serde_json::json!({"id": "web", "rate": {"per_second": 50, "burst": 100}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 201);
+    let again = http
+        .post(format!("{base}/v1/tenants"))
+        .bearer_auth(token)
+        .json(&serde_json::json!({"id": "web"}))
+        .send()
+        .await
+        .unwrap();
+    assert_problem(again, 400, "invalid-parameter").await;
+    let bad = http
+        .post(format!("{base}/v1/tenants"))
+        .bearer_auth(token)
+        .json(&serde_json::json!({"id": "a.b"}))
+        .send()
+        .await
+        .unwrap();
+    assert_problem(bad, 400, "invalid-parameter").await;
+    let issued: serde_json::Value = http
+        .post(format!("{base}/v1/tenants/web/keys"))
+        .bearer_auth(token)
+        .json(&serde_json::json!({"type": "api_key"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let token_shown = issued["token"].as_str().unwrap().to_owned();
+    let key_id = issued["key"]["id"].as_str().unwrap().to_owned();
+    assert!(!issued["key"].to_string().contains(token_shown.rsplit('_').next().unwrap()), "the secret is not stored");
+    let creds = Credentials::ApiKey(token_shown);
+    assert!(wait_for(|| async { s.as_(&creds).await.status() == 200 }).await);
+    let listed: serde_json::Value =
+        http.get(format!("{base}/v1/tenants/web/keys")).bearer_auth(token).send().await.unwrap().json().await.unwrap();
+    assert_eq!(listed[0]["id"], key_id.as_str());
+    let res = http.delete(format!("{base}/v1/keys/{key_id}")).bearer_auth(token).send().await.unwrap();
+    assert_eq!(res.status(), 200);
+    assert!(wait_for(|| async { s.as_(&creds).await.status() == 403 }).await);
+    let res = http
+        .patch(format!("{base}/v1/tenants/web"))
+        .bearer_auth(token)
+        .json(&serde_json::json!({"disabled": true}))
+        .send()
+        .await
+        .unwrap();
+    let t: serde_json::Value = res.json().await.unwrap();
+    assert_eq!(t["disabled"], true);
+    assert_eq!(t["rate"]["per_second"], 50, "a patch keeps what it does not name");
+}
