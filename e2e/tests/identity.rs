@@ -448,3 +448,52 @@ async fn the_admin_api_is_guarded_and_manages_tenants_and_keys() {
     assert_eq!(t["disabled"], true);
     assert_eq!(t["rate"]["per_second"], 50, "a patch keeps what it does not name");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_the_identity_store_unreachable_the_auth_cache_serves_what_it_has() {
+    let mut cluster = e2e::cluster::Cluster::start().unwrap();
+    cluster.ready(Duration::from_secs(60)).await.unwrap();
+    let client = async_nats::connect(contracts::servers::server_urls(&cluster.urls()).as_slice()).await.unwrap();
+    let store = identity::store::Store::open(&async_nats::jetstream::new(client), 3).await.unwrap();
+    let t = ident::tenant(&store, "acme", GENEROUS).await.unwrap();
+    // Both the auth-cache and the api-server reach the survivor only.
+    let survivor = cluster.nodes[2].client_url.clone();
+    let auth = AuthCache::spawn(&survivor, &["--replicas", "3"]).await.unwrap();
+    auth.caught_up(&store).await.unwrap();
+    let mut cfg = api::config(&survivor);
+    cfg.auth = api_server::auth::AuthMode::Required;
+    cfg.stream_replicas = 3;
+    let api = Api::start(cfg).await.unwrap();
+    let http = reqwest::Client::new();
+    // An invalid parameter answers 400 only after authentication passed: no worker needed.
+    let url = api.url("/v1/resize?w=0");
+    let ask = |creds: Credentials| {
+        let (http, url) = (http.clone(), url.clone());
+        async move {
+            let h = auth_headers(&url, "image/jpeg", b"x", &creds);
+            http.post(&url).headers(h).body("x").send().await.unwrap().status().as_u16()
+        }
+    };
+    assert_eq!(ask(t.api_key.clone()).await, 400);
+    cluster.nodes[0].kill();
+    cluster.nodes[1].kill();
+    // JetStream has lost its quorum: IDENTITY cannot be read, the replica can.
+    let mut stale = 0.0;
+    for _ in 0..100 {
+        stale = auth.status().await.unwrap()["staleness_seconds"].as_f64().unwrap();
+        if stale > 2.0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(stale > 2.0, "the auth-cache reports how stale it is: {stale}");
+    assert_eq!(ask(t.api_key.clone()).await, 400, "API key still verified from the replica");
+    assert_eq!(ask(t.signature.clone()).await, 400, "signature still verified from the replica");
+    let metrics = http.get(format!("{}/metrics", auth.base)).send().await.unwrap().text().await.unwrap();
+    let lag: f64 = metrics
+        .lines()
+        .find(|l| l.starts_with("auth_cache_replication_lag_seconds "))
+        .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        .expect("lag metric");
+    assert!(lag > 1.0, "lag metric {lag}");
+}
