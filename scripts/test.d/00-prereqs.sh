@@ -4,3 +4,4 @@ set -euo pipefail
 source "$(dirname "$0")/../env.sh"
 bash "$REPO_ROOT/scripts/install-system-packages.sh"
 bash "$REPO_ROOT/scripts/install-nats-server.sh" >/dev/null
+bash "$REPO_ROOT/scripts/install-interop.sh" >/dev/null

@@ -4,6 +4,9 @@ set -euo pipefail
 source "$(dirname "$0")/../env.sh"
 cd "$REPO_ROOT"
 export NATS_SERVER_BIN="$RESIZER_BIN/nats-server"
+# The RFC 9421 interoperability test signs with an independent implementation (00-prereqs installs it).
+RESIZER_INTEROP_PYTHON="$(bash "$REPO_ROOT/scripts/install-interop.sh")"
+export RESIZER_INTEROP_PYTHON
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets -- -D warnings
 # The end-to-end tests run the service binaries as processes: build them first.
