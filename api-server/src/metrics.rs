@@ -60,7 +60,7 @@ impl Metrics {
             late_results: Counter::default(),
             usage_flushed: Counter::default(),
             usage_dropped: Counter::default(),
-            auth_verify: Histogram::new([50e-6, 100e-6, 250e-6, 500e-6, 1e-3, 2.5e-3, 5e-3, 25e-3, 100e-3].into_iter()),
+            auth_verify: Histogram::new([50e-6, 100e-6, 250e-6, 500e-6, 1e-3, 2.5e-3, 5e-3, 25e-3, 100e-3]),
             auth_refused: Family::default(),
         };
         let r = registry.sub_registry_with_prefix("api");

@@ -31,7 +31,7 @@ impl Metrics {
     pub fn register(r: &mut Registry) -> Self {
         let m = Self {
             verifications: Family::default(),
-            verify_seconds: Histogram::new([25e-6, 50e-6, 100e-6, 250e-6, 500e-6, 1e-3, 2.5e-3, 10e-3].into_iter()),
+            verify_seconds: Histogram::new([25e-6, 50e-6, 100e-6, 250e-6, 500e-6, 1e-3, 2.5e-3, 10e-3]),
             replication_lag: Gauge::default(),
             revisions_behind: Gauge::default(),
             propagation: Histogram::new(telemetry::metrics::latency_buckets()),

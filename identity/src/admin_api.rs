@@ -91,14 +91,15 @@ struct NewTenant {
 
 type Body<T> = Result<Json<T>, axum::extract::rejection::JsonRejection>;
 
-fn body<T>(b: Body<T>) -> Result<T, Response> {
-    b.map(|Json(v)| v).map_err(|e| problem(ProblemKind::InvalidParameter, e.body_text()))
+/// The JSON body, or the text of why it is not acceptable.
+fn body<T>(b: Body<T>) -> Result<T, String> {
+    b.map(|Json(v)| v).map_err(|e| e.body_text())
 }
 
 async fn create_tenant(State(s): State<AdminState>, b: Body<NewTenant>) -> Response {
     let t = match body(b) {
         Ok(t) => t,
-        Err(r) => return r,
+        Err(detail) => return problem(ProblemKind::InvalidParameter, detail),
     };
     match s.store.create_tenant(&t.id, &t.name, t.rate.unwrap_or_default(), t.quota.unwrap_or_default()).await {
         Ok(t) => (StatusCode::CREATED, Json(t)).into_response(),
@@ -125,7 +126,7 @@ struct TenantPatch {
 async fn patch_tenant(State(s): State<AdminState>, Path(id): Path<String>, b: Body<TenantPatch>) -> Response {
     let p = match body(b) {
         Ok(p) => p,
-        Err(r) => return r,
+        Err(detail) => return problem(ProblemKind::InvalidParameter, detail),
     };
     let mut result = s.store.set_limits(&id, p.rate, p.quota).await;
     if let (Ok(_), Some(d)) = (&result, p.disabled) {
@@ -144,7 +145,7 @@ enum NewKey {
 async fn add_key(State(s): State<AdminState>, Path(id): Path<String>, b: Body<NewKey>) -> Response {
     let k = match body(b) {
         Ok(k) => k,
-        Err(r) => return r,
+        Err(detail) => return problem(ProblemKind::InvalidParameter, detail),
     };
     match k {
         NewKey::Ed25519 { public_key, key_id } => {

@@ -6,6 +6,8 @@ use ed25519_dalek::SigningKey;
 use http::{HeaderValue, Request, header};
 
 /// How a client authenticates.
+// A client holds one of these for its lifetime; boxing the key would buy nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone)]
 pub enum Credentials {
     /// RFC 9421 signatures with an Ed25519 key registered under `key_id`.

@@ -231,7 +231,12 @@ impl Signed {
 fn component_value(name: &str, msg: &impl Message) -> Result<String, SigError> {
     Ok(match name {
         "@method" => msg.method().to_owned(),
-        "@authority" => msg.authority().ok_or_else(|| malformed("the request has no authority"))?.to_ascii_lowercase(),
+        "@authority" => {
+            let a = msg.authority().ok_or_else(|| malformed("the request has no authority"))?.to_ascii_lowercase();
+            // §2.2.3: the default port is not part of the value. Behind TLS
+            // termination the scheme is unknown here, so both defaults go.
+            a.strip_suffix(":80").or_else(|| a.strip_suffix(":443")).map_or(a.clone(), str::to_owned)
+        }
         "@path" => if msg.path().is_empty() { "/" } else { msg.path() }.to_owned(),
         "@query" => format!("?{}", msg.query().unwrap_or("")),
         "@target-uri" | "@request-target" | "@scheme" | "@query-param" | "@status" | "@signature-params" => {

@@ -58,7 +58,7 @@ fn refusal(v: Verdict) -> Refusal {
 
 #[test]
 fn good_credentials_are_allowed_with_the_tenants_limits() {
-    let mut f = fixture();
+    let f = fixture();
     let now = Instant::now();
     let req = signed(&f, "base");
     let v = f.replica.verify(&req, "2026-11", now);

@@ -132,3 +132,16 @@ fn a_covered_header_missing_from_the_request_is_malformed() {
     let signed = Signed::parse(r#"a=("x-missing");keyid="k""#, "a=:AAAA:").unwrap();
     assert!(matches!(signed.base(&profile_request()), Err(SigError::Malformed(_))));
 }
+
+#[test]
+fn default_ports_are_not_part_of_the_authority() {
+    let signed = Signed::parse(r#"a=("@authority");keyid="k""#, "a=:AAAA:").unwrap();
+    for (host, want) in [
+        ("Example.COM:443", "example.com"),
+        ("example.com:80", "example.com"),
+        ("example.com:8443", "example.com:8443"),
+    ] {
+        let req = http::Request::post("/").header("host", host).body(()).unwrap();
+        assert!(signed.base(&req).unwrap().starts_with(&format!("\"@authority\": {want}\n")), "{host}");
+    }
+}
