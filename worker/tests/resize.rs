@@ -396,6 +396,29 @@ fn tagged(rgb: [u8; 3], icc: &[u8]) -> [Vec<u8>; 2] {
 }
 
 #[test]
+fn an_embedded_srgb_profile_is_treated_as_none() {
+    // Cameras and phones tag their JPEGs sRGB; converting sRGB to sRGB is the
+    // identity, so such a file must come out exactly as the untagged one
+    // (and a JPEG stays on the plane path).
+    let src = decode(&sample_jpeg()).to_rgb8();
+    let encode = |icc: Option<Vec<u8>>| {
+        let mut jpeg = Vec::new();
+        let mut enc = image::codecs::jpeg::JpegEncoder::new_with_quality(&mut jpeg, 90);
+        if let Some(icc) = icc {
+            enc.set_icc_profile(icc).unwrap();
+        }
+        enc.write_image(src.as_raw(), src.width(), src.height(), image::ExtendedColorType::Rgb8).unwrap();
+        jpeg
+    };
+    let srgb = moxcms::ColorProfile::new_srgb().encode().unwrap();
+    let (tagged, plain) = (encode(Some(srgb)), encode(None));
+    assert_ne!(tagged, plain);
+    for q in ["w=100&format=jpeg", "w=100&format=png"] {
+        assert_eq!(run(&tagged, q).unwrap().bytes, run(&plain, q).unwrap().bytes, "{q}");
+    }
+}
+
+#[test]
 fn embedded_profiles_are_converted_to_srgb() {
     let pro_photo = moxcms::ColorProfile::new_pro_photo_rgb();
     let icc = pro_photo.encode().unwrap();

@@ -6,6 +6,58 @@
 //! CMYK has to be converted at decode time, before there is RGB to resize.
 
 use moxcms::{ColorProfile, DataColorSpace, Layout, TransformOptions};
+use std::{cell::RefCell, collections::HashMap};
+
+/// Whether `icc` is an RGB profile that maps every colour to itself in sRGB
+/// (±1 of 255): the sRGB profiles cameras, phones and editors embed, whatever
+/// their encoding (matrix and curves, or tables). Such an image is treated as
+/// untagged, so a JPEG keeps the fast path in YCbCr planes.
+///
+/// Deciding builds a transform (a fraction of a millisecond), and the same
+/// few profiles recur in nearly every tagged file: answers are kept per thread.
+pub fn is_srgb(icc: &[u8]) -> bool {
+    thread_local! {
+        static SEEN: RefCell<HashMap<Box<[u8]>, bool>> = RefCell::new(HashMap::new());
+    }
+    SEEN.with(|seen| {
+        if let Some(&known) = seen.borrow().get(icc) {
+            return known;
+        }
+        let answer = maps_to_itself_in_srgb(icc);
+        let mut seen = seen.borrow_mut();
+        if seen.len() >= 32 {
+            seen.clear(); // a bound, not an eviction policy: distinct profiles are few
+        }
+        seen.insert(icc.into(), answer);
+        answer
+    })
+}
+
+fn maps_to_itself_in_srgb(icc: &[u8]) -> bool {
+    let Ok(src) = ColorProfile::new_from_slice(icc) else {
+        return false;
+    };
+    if src.color_space != DataColorSpace::Rgb {
+        return false;
+    }
+    let Ok(t) =
+        src.create_transform_8bit(Layout::Rgb, &ColorProfile::new_srgb(), Layout::Rgb, TransformOptions::default())
+    else {
+        return false;
+    };
+    // Every combination of 9 levels per channel, the extremes included.
+    let levels = [0u8, 32, 64, 96, 128, 160, 192, 224, 255];
+    let mut grid = Vec::with_capacity(levels.len().pow(3) * 3);
+    for r in levels {
+        for g in levels {
+            for b in levels {
+                grid.extend([r, g, b]);
+            }
+        }
+    }
+    let mut out = vec![0u8; grid.len()];
+    t.transform(&grid, &mut out).is_ok() && grid.iter().zip(&out).all(|(a, b)| a.abs_diff(*b) <= 1)
+}
 
 /// Converts interleaved RGB(A) pixels from `icc` to sRGB in place. Profiles
 /// that cannot be parsed or applied are ignored: the pixels are then taken as
@@ -70,6 +122,17 @@ mod tests {
         // A profile that is not CMYK falls back to the formula.
         let rgb_profile = ColorProfile::new_adobe_rgb().encode().unwrap();
         assert_eq!(cmyk_to_srgb(Some(&rgb_profile), &[255, 0, 255, 255]), vec![255, 0, 255]);
+    }
+
+    #[test]
+    fn srgb_profiles_are_recognised_and_others_are_not() {
+        assert!(is_srgb(&ColorProfile::new_srgb().encode().unwrap()));
+        for other in [ColorProfile::new_adobe_rgb(), ColorProfile::new_display_p3(), ColorProfile::new_pro_photo_rgb()]
+        {
+            assert!(!is_srgb(&other.encode().unwrap()));
+        }
+        assert!(!is_srgb(b"not a profile"));
+        assert!(is_srgb(&ColorProfile::new_srgb().encode().unwrap()), "answered again from the cache");
     }
 
     #[test]

@@ -18,7 +18,7 @@ pub struct Header {
     pub width: u32,
     pub height: u32,
     pub orientation: Orientation,
-    /// Embedded ICC profile, if any.
+    /// Embedded ICC profile, if any and not sRGB ([`color::is_srgb`]).
     pub icc: Option<Vec<u8>>,
 }
 
@@ -58,12 +58,13 @@ pub fn header(jpeg: &mut Decompressor, input: &[u8], format: ImageFormat) -> Res
     if format == ImageFormat::Jpeg {
         let h = jpeg.read_header(input).map_err(jpeg_error)?;
         let orientation = jpeg_exif(input).and_then(Orientation::from_exif_chunk).unwrap_or(Orientation::NoTransforms);
-        return Ok(Header { width: h.width as u32, height: h.height as u32, orientation, icc: jpeg_icc(input) });
+        let icc = jpeg_icc(input).filter(|p| !color::is_srgb(p));
+        return Ok(Header { width: h.width as u32, height: h.height as u32, orientation, icc });
     }
     let mut decoder = image_decoder(input, format)?;
     let (width, height) = decoder.dimensions();
     let orientation = decoder.orientation().unwrap_or(Orientation::NoTransforms);
-    let icc = decoder.icc_profile().ok().flatten();
+    let icc = decoder.icc_profile().ok().flatten().filter(|p| !color::is_srgb(p));
     Ok(Header { width, height, orientation, icc })
 }
 
