@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Runs the whole service on this machine as local processes (no Kubernetes):
-# nats-server with JetStream, the api-server, the workers and the usage
-# aggregator (rollups and GET /v1/usage), on loopback.
-# Prints the endpoint and an example request; Ctrl-C stops everything.
+# nats-server with JetStream, the auth-cache, the admin API, the api-server,
+# the workers and the usage aggregator (rollups and GET /v1/usage), on
+# loopback. Creates a demo tenant with an API key and a signing key.
+# Prints the endpoint and example requests; Ctrl-C stops everything.
 #
 #   scripts/run-local.sh [--release] [--port N] [--workers N]
 set -euo pipefail
@@ -24,7 +25,7 @@ done
 bash scripts/install-system-packages.sh
 nats_bin=$(bash scripts/install-nats-server.sh)
 log "building the service ($profile profile; the first build takes a few minutes)"
-cargo build --profile "$profile" --bins -p api-server -p worker -p usage-aggregator
+cargo build --profile "$profile" --bins -p api-server -p worker -p usage-aggregator -p auth-cache -p identity
 bin="${CARGO_TARGET_DIR:-$REPO_ROOT/target}/$target_sub"
 
 state=$(mktemp -d "${TMPDIR:-/tmp}/resizer-local.XXXXXX")
@@ -52,6 +53,25 @@ pids+=($!)
 for _ in $(seq 100); do ls "$state"/*.ports >/dev/null 2>&1 && break; sleep 0.1; done
 nats_url=$(python3 -c 'import json,glob,sys; print(json.load(open(glob.glob(sys.argv[1]+"/*.ports")[0]))["nats"][0])' "$state")
 log "nats-server at $nats_url (logs: $state/nats.log)"
+
+# Identity first: the api-server refuses every request it cannot verify.
+"$bin/auth-cache" --nats-url "$nats_url" --listen 127.0.0.1:0 >"$state/auth.out" 2>"$state/auth.log" &
+pids+=($!)
+admin_api_token=${ADMIN_TOKEN:-$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')}
+ADMIN_TOKEN=$admin_api_token "$bin/resizer-admin" --nats-url "$nats_url" serve --listen 127.0.0.1:0 \
+  >"$state/admin.out" 2>"$state/admin.log" &
+pids+=($!)
+admin=("$bin/resizer-admin" --nats-url "$nats_url")
+"${admin[@]}" tenant create demo --name "Demo tenant" --rate 200 --burst 400 >/dev/null
+api_key=$("${admin[@]}" key issue demo | python3 -c 'import json,sys; print(json.load(sys.stdin)["token"])')
+"${admin[@]}" keygen --out "$state/demo.key" >"$state/demo.pub"
+"${admin[@]}" key add demo --key-id demo-signing --public-key "$(cat "$state/demo.pub")" >/dev/null
+for f in auth admin; do
+  for _ in $(seq 100); do grep -q '^listening on' "$state/$f.out" 2>/dev/null && break; sleep 0.1; done
+done
+admin_endpoint=$(sed -n 's/^listening on //p' "$state/admin.out" | head -n1)
+auth_endpoint=$(sed -n 's/^listening on //p' "$state/auth.out" | head -n1)
+for _ in $(seq 100); do curl -sf "$auth_endpoint/readyz" >/dev/null && break; sleep 0.1; done
 
 if ! python3 -c 'import socket,sys; s=socket.socket(); s.bind(("127.0.0.1", int(sys.argv[1])))' "$port" 2>/dev/null; then
   log "port $port is busy; picking a free one"; port=0
@@ -81,14 +101,22 @@ photo=$(realpath -m "$REPO_ROOT/../shared/corpus/jpeg/020_bridge.jpg")
 cat <<MSG
 
 The resize service is running ($workers worker process(es), logs in $state).
-  curl --data-binary @$photo -H 'Content-Type: image/jpeg' '$endpoint/v1/resize?w=320&h=320' -o thumb.jpg
+Tenant "demo" has an API key and an Ed25519 signing key:
+  curl --data-binary @$photo -H 'Content-Type: image/jpeg' -H 'Authorization: Bearer $api_key' \
+    '$endpoint/v1/resize?w=320&h=320' -o thumb.jpg
+  $bin/resizer-client --endpoint $endpoint --key-id demo-signing --private-key $state/demo.key \
+    --query 'w=320&h=320&format=webp' -o thumb.webp $photo
   API description: $endpoint/openapi.json   metrics: $endpoint/metrics
-  usage (anonymous tenant, today by hour):
-    curl "$usage_endpoint/v1/usage?from=$(date -u +%F)&to=$(date -u -d tomorrow +%F)&window=hour"
-  usage of any tenant: add -H 'Authorization: Bearer $admin_token' and &tenant=NAME; CSV: -H 'Accept: text/csv'
+  admin API (tenants, keys, limits): $admin_endpoint/v1/tenants with -H 'Authorization: Bearer $admin_api_token'
+    or the CLI: $bin/resizer-admin --nats-url $nats_url tenant list
+  usage of the demo tenant, today by hour:
+    curl -H 'Authorization: Bearer $admin_token' "$usage_endpoint/v1/usage?tenant=demo&from=$(date -u +%F)&to=$(date -u -d tomorrow +%F)&window=hour"
+  CSV: add -H 'Accept: text/csv'
 Press Ctrl-C to stop.
 endpoint=$endpoint
+api_key=$api_key
 usage_endpoint=$usage_endpoint
+admin_endpoint=$admin_endpoint
 MSG
 wait -n "${pids[@]}" || true
 log "a component exited; see the logs above"

@@ -331,6 +331,20 @@ async fn rate_limits_and_quotas_answer_429_with_their_types() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let res = exhausted.expect("the quota is enforced once the rollups count it");
+    // The tenant reads its own usage with its API key, and nobody else's.
+    let day = |d: u64| contracts::usage::calendar::day_name(contracts::job::unix_ms(std::time::SystemTime::now()) + d);
+    let usage_url = |tenant: &str| {
+        e2e::usage::with_query(
+            &_agg.url("/v1/usage"),
+            &[("from", &day(0)), ("to", &day(86_400_000)), ("window", "day"), ("tenant", tenant)],
+        )
+    };
+    let Credentials::ApiKey(token) = &q.api_key else { unreachable!() };
+    let own: serde_json::Value =
+        s.http.get(usage_url("metered")).bearer_auth(token).send().await.unwrap().json().await.unwrap();
+    assert_eq!(own["tenant"], "metered", "{own}");
+    let other = s.http.get(usage_url("slow")).bearer_auth(token).send().await.unwrap();
+    assert_problem(other, 403, "forbidden").await;
     let retry: u64 = res.headers()["retry-after"].to_str().unwrap().parse().unwrap();
     assert!(retry > 0 && retry <= 31 * 86_400, "Retry-After is the start of next month: {retry}");
     assert_problem(res, 429, "quota-exhausted").await;

@@ -1,13 +1,16 @@
 //! Who is asking, and which tenant's usage they may read.
 //!
-//! Until request signatures exist, this is the seam they will replace: a
-//! request without credentials is the anonymous tenant (the tenant every job
-//! carries today), and a bearer token equal to the configured admin token is
-//! an administrator who may name any tenant. Identity will turn a verified
-//! key into `Caller::Tenant(its tenant)` here, and nothing else changes:
-//! [`tenant_for`] already confines a tenant to itself.
+//! A bearer token equal to the configured admin token is an administrator
+//! who may name any tenant. A tenant's API key (`rsz_…`) is verified by an
+//! auth-cache, like at the api-server, and reads its own tenant only. A
+//! request without credentials is the anonymous tenant (the tenant of an
+//! api-server running without authentication). [`tenant_for`] confines a
+//! tenant to itself.
 
-use contracts::job::ANONYMOUS_TENANT;
+use contracts::{
+    identity::{VerifyRequest, apikey},
+    job::ANONYMOUS_TENANT,
+};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Caller {
@@ -34,14 +37,29 @@ fn same(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
-pub fn caller(authorization: Option<&str>, admin_token: Option<&str>) -> Result<Caller, AuthError> {
+/// What the Authorization header says: a caller, or an API key to verify.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Credential {
+    Caller(Caller),
+    ApiKey(VerifyRequest),
+}
+
+pub fn credential(authorization: Option<&str>, admin_token: Option<&str>) -> Result<Credential, AuthError> {
     let Some(value) = authorization else {
-        return Ok(Caller::Tenant(ANONYMOUS_TENANT.to_owned()));
+        return Ok(Credential::Caller(Caller::Tenant(ANONYMOUS_TENANT.to_owned())));
     };
     let token = value.strip_prefix("Bearer ").ok_or(AuthError::BadScheme)?.trim();
     match admin_token {
-        Some(admin) if !admin.is_empty() && same(token.as_bytes(), admin.as_bytes()) => Ok(Caller::Admin),
-        _ => Err(AuthError::BadToken),
+        Some(admin) if !admin.is_empty() && same(token.as_bytes(), admin.as_bytes()) => {
+            Ok(Credential::Caller(Caller::Admin))
+        }
+        _ => match apikey::parse(token) {
+            Some(k) => Ok(Credential::ApiKey(VerifyRequest::Bearer {
+                key_id: k.key_id.to_owned(),
+                secret_sha256: apikey::secret_sha256(k.secret),
+            })),
+            None => Err(AuthError::BadToken),
+        },
     }
 }
 
@@ -67,6 +85,11 @@ mod tests {
 
     #[test]
     fn a_tenant_sees_only_itself_and_an_admin_anyone() {
+        let caller = |a, b| match credential(a, b) {
+            Ok(Credential::Caller(c)) => Ok(c),
+            Ok(other) => panic!("{other:?}"),
+            Err(e) => Err(e),
+        };
         let anon = caller(None, Some("s3cret")).unwrap();
         assert_eq!(anon, Caller::Tenant(ANONYMOUS_TENANT.into()));
         assert_eq!(tenant_for(&anon, None).unwrap(), ANONYMOUS_TENANT);
@@ -80,9 +103,16 @@ mod tests {
 
     #[test]
     fn wrong_or_unconfigured_tokens_are_refused() {
-        assert_eq!(caller(Some("Bearer nope"), Some("s3cret")), Err(AuthError::BadToken));
-        assert_eq!(caller(Some("Bearer s3cret"), None), Err(AuthError::BadToken));
-        assert_eq!(caller(Some("Bearer "), Some("")), Err(AuthError::BadToken));
-        assert_eq!(caller(Some("Basic czNjcmV0"), Some("s3cret")), Err(AuthError::BadScheme));
+        assert_eq!(credential(Some("Bearer nope"), Some("s3cret")), Err(AuthError::BadToken));
+        assert_eq!(credential(Some("Bearer s3cret"), None), Err(AuthError::BadToken));
+        assert_eq!(credential(Some("Bearer "), Some("")), Err(AuthError::BadToken));
+        assert_eq!(credential(Some("Basic czNjcmV0"), Some("s3cret")), Err(AuthError::BadScheme));
+    }
+
+    #[test]
+    fn api_keys_go_to_verification() {
+        let c = credential(Some("Bearer rsz_k1_secret"), Some("s3cret")).unwrap();
+        let want = VerifyRequest::Bearer { key_id: "k1".into(), secret_sha256: apikey::secret_sha256("secret") };
+        assert_eq!(c, Credential::ApiKey(want));
     }
 }

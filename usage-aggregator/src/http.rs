@@ -49,6 +49,30 @@ fn problem(kind: ProblemKind, detail: String) -> Response {
     res
 }
 
+/// Asks an auth-cache about an API key, as the api-server does; no answer is 503.
+async fn verify(
+    client: &async_nats::Client,
+    req: &contracts::identity::VerifyRequest,
+) -> Result<auth::Caller, Box<Response>> {
+    use contracts::identity::{VERIFY_SUBJECT, Verdict};
+    let payload = serde_json::to_vec(req).expect("requests serialise");
+    let answer =
+        tokio::time::timeout(std::time::Duration::from_millis(500), client.request(VERIFY_SUBJECT, payload.into()));
+    let verdict = match answer.await {
+        Ok(Ok(msg)) => serde_json::from_slice::<Verdict>(&msg.payload).ok(),
+        _ => None,
+    };
+    match verdict {
+        Some(Verdict::Allowed { tenant, .. }) => Ok(auth::Caller::Tenant(tenant)),
+        Some(Verdict::Refused { reason, detail }) => Err(Box::new(problem(reason.problem(), detail))),
+        None => {
+            let mut res = problem(ProblemKind::AuthUnavailable, "the API key could not be verified right now".into());
+            res.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(1));
+            Err(Box::new(res))
+        }
+    }
+}
+
 fn auth_problem(e: AuthError) -> Response {
     let kind = match e {
         AuthError::BadToken | AuthError::BadScheme => ProblemKind::Unauthorized,
@@ -88,8 +112,12 @@ async fn usage(
         Err(detail) => return problem(ProblemKind::InvalidParameter, detail),
     };
     let authorization = headers.get(header::AUTHORIZATION).map(|v| v.to_str().unwrap_or("\u{0}"));
-    let caller = match auth::caller(authorization, state.admin_token.as_deref()) {
-        Ok(c) => c,
+    let caller = match auth::credential(authorization, state.admin_token.as_deref()) {
+        Ok(auth::Credential::Caller(c)) => c,
+        Ok(auth::Credential::ApiKey(req)) => match verify(&state.store.client, &req).await {
+            Ok(c) => c,
+            Err(res) => return *res,
+        },
         Err(e) => return auth_problem(e),
     };
     let tenant = match auth::tenant_for(&caller, tenant) {
