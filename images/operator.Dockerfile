@@ -14,7 +14,7 @@ ARG RUNTIME_IMAGE=gcr.io/distroless/cc-debian12:nonroot
 ARG BINARIES=source
 
 # ---- source: the workspace compiled in a Rust image. This stage is the same in
-# every service's Dockerfile, so one build's layers serve all four images.
+# every service's Dockerfile, so one build's layers serve all five images.
 FROM ${RUST_IMAGE} AS source
 RUN apt-get update \
  && apt-get install -y --no-install-recommends cmake nasm pkg-config \
@@ -25,28 +25,33 @@ WORKDIR /src
 COPY Cargo.toml Cargo.lock ./
 COPY contracts/Cargo.toml contracts/
 COPY telemetry/Cargo.toml telemetry/
+COPY identity/Cargo.toml identity/
+COPY auth-cache/Cargo.toml auth-cache/
 COPY api-server/Cargo.toml api-server/
 COPY worker/Cargo.toml worker/
 COPY usage-aggregator/Cargo.toml usage-aggregator/
 COPY operator/Cargo.toml operator/
 COPY e2e/Cargo.toml e2e/
-RUN for m in contracts telemetry api-server worker usage-aggregator operator e2e; do \
+RUN for m in contracts telemetry identity auth-cache api-server worker usage-aggregator operator e2e; do \
       mkdir -p "$m/src" && echo 'fn main() {}' >"$m/src/main.rs" && : >"$m/src/lib.rs"; \
     done \
- && cargo build --release --locked -p api-server -p worker -p usage-aggregator -p operator --bins \
- && rm -rf contracts telemetry api-server worker usage-aggregator operator
+ && cargo build --release --locked -p api-server -p worker -p usage-aggregator -p operator -p auth-cache -p identity --bins \
+ && rm -rf contracts telemetry identity auth-cache api-server worker usage-aggregator operator
 # Then the sources (e2e stays a stub: it is a member, not part of any image).
 COPY contracts contracts
 COPY telemetry telemetry
+COPY identity identity
+COPY auth-cache auth-cache
 COPY api-server api-server
 COPY worker worker
 COPY usage-aggregator usage-aggregator
 COPY operator operator
 # Newer than the stub build, so cargo rebuilds the workspace crates.
-RUN find contracts telemetry api-server worker usage-aggregator operator -name '*.rs' -exec touch {} + \
- && cargo build --release --locked -p api-server -p worker -p usage-aggregator -p operator --bins \
+RUN find contracts telemetry identity auth-cache api-server worker usage-aggregator operator -name '*.rs' -exec touch {} + \
+ && cargo build --release --locked -p api-server -p worker -p usage-aggregator -p operator -p auth-cache -p identity --bins \
  && mkdir /out && cp target/release/api-server target/release/worker \
-      target/release/usage-aggregator target/release/operator /out/
+      target/release/usage-aggregator target/release/operator \
+      target/release/auth-cache target/release/resizer-admin /out/
 
 # ---- host: binaries built on the host (machines without a Rust image to pull).
 FROM scratch AS host

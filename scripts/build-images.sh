@@ -5,7 +5,7 @@
 #   scripts/build-images.sh [--profile release|debug] [--from host|source]
 #                           [--base IMAGE] [--rust-image IMAGE] [NAME...]
 #
-# NAME is any of api-server worker usage-aggregator operator nats (default: all).
+# NAME is any of api-server worker usage-aggregator auth-cache operator nats (default: all).
 # --from host (default): cargo builds the binaries on this machine; they are
 #   stripped into target/image-bin/PROFILE and the Dockerfiles' `host` stage copies
 #   them in. For machines without a pullable Rust image.
@@ -34,9 +34,9 @@ while [ $# -gt 0 ]; do
 done
 case "$profile" in release|debug) ;; *) echo "--profile is release or debug" >&2; exit 2 ;; esac
 case "$from" in host|source) ;; *) echo "--from is host or source" >&2; exit 2 ;; esac
-[ ${#names[@]} -gt 0 ] || names=(api-server worker usage-aggregator operator nats)
+[ ${#names[@]} -gt 0 ] || names=(api-server worker usage-aggregator auth-cache operator nats)
 prefix=${IMAGE_PREFIX:-resizer/}
-binaries=(api-server worker usage-aggregator operator)
+binaries=(api-server worker usage-aggregator auth-cache resizer-admin operator)
 
 docker=$(bash scripts/install-docker.sh)
 export DOCKER_BUILDKIT=1 # only the stages the chosen one depends on are built

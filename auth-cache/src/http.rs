@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 pub fn router(shared: Arc<Shared>, registry: Arc<prometheus_client::registry::Registry>) -> Router {
     Router::new()
+        .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
         .route("/v1/status", get(status))
         .with_state(shared)

@@ -90,7 +90,7 @@ IN_CLUSTER=1 KUBECTL="$KUBECTL" HELM="$HELM" OPERATOR_IMAGE_TAG="$(tag_of operat
 # --- A fleet behind the ingress, and a real photo through it.
 "$HELM" install resizer charts/resizer -n "$NAMESPACE" --create-namespace --set "image.tag=$(tag_of operator)" --wait --timeout 5m
 "$KUBECTL" create namespace "$FLEET_NS" --dry-run=client -o yaml | "$KUBECTL" apply -f - >/dev/null
-sed -e "s#^spec:#spec:\n  worker:\n    image: resizer/worker:$(tag_of worker)#" \
+sed -e "s#^spec:#spec:\n  worker:\n    image: resizer/worker:$(tag_of worker)\n  authCache:\n    image: resizer/auth-cache:$(tag_of auth-cache)\n  usageAggregator:\n    image: resizer/usage-aggregator:$(tag_of usage-aggregator)#" \
     -e "s#^  api:#  api:\n    image: resizer/api-server:$(tag_of api-server)#" e2e/kind/fleet.yaml \
   | "$KUBECTL" -n "$FLEET_NS" apply -f -
 log "waiting for the api, worker and queue of the fleet"
@@ -103,16 +103,18 @@ for c in api worker queue; do
   done
   log "component $c ready"
 done
-# Ready needs every component, the auth-cache included; wait for it when its image was built.
-if [ -n "$(tag_of auth-cache)" ]; then
-  "$KUBECTL" -n "$FLEET_NS" wait --for=condition=Ready rd/photos --timeout=600s
-fi
+"$KUBECTL" -n "$FLEET_NS" wait --for=condition=Ready rd/photos --timeout=600s
 "$KUBECTL" -n "$FLEET_NS" get rd photos
+
+# A tenant and an API key, made with the admin CLI that ships in the auth-cache image.
+admin() { "$KUBECTL" -n "$FLEET_NS" exec deploy/photos-auth-cache -- /usr/local/bin/resizer-admin "$@"; }
+admin tenant create kind-e2e >/dev/null
+api_key=$(admin key issue kind-e2e | python3 -c 'import json,sys; print(json.load(sys.stdin)["token"])')
 
 photo=$(ls "$REPO_ROOT"/../shared/corpus/jpeg/*.jpg | head -n1)
 log "resizing $photo through the ingress"
 code=$(curl -sS -o "$work/thumb.jpg" -w '%{http_code}' --max-time 30 --retry 10 --retry-all-errors --retry-delay 3 \
-  -H 'Host: photos.kind.local' -H 'Content-Type: image/jpeg' --data-binary @"$photo" \
+  -H 'Host: photos.kind.local' -H 'Content-Type: image/jpeg' -H "Authorization: Bearer $api_key" --data-binary @"$photo" \
   "http://127.0.0.1:$KIND_HTTP_PORT/v1/resize?w=320&h=320")
 [ "$code" = 200 ] || { log "resize through the ingress answered $code: $(head -c 500 "$work/thumb.jpg")"; exit 1; }
 width=$(python3 "$REPO_ROOT/e2e/kind/jpeg_size.py" "$work/thumb.jpg" | cut -d' ' -f1)

@@ -122,7 +122,6 @@ pub fn children(rd: &ResizeDeployment, replicas: Replicas) -> Result<Children, E
         {"name": "NATS_URL", "value": nats},
         {"name": "JOBS_REPLICAS", "value": jobs_replicas},
         {"name": "MAX_BODY_BYTES", "value": spec.sla.max_image_bytes.to_string()},
-        {"name": "AUTH_CACHE_URL", "value": format!("http://{}:{HTTP_PORT}", Component::AuthCache.name(rd))},
     ]);
     out.deployments.push(b.deployment(
         Component::Api,
@@ -158,14 +157,20 @@ pub fn children(rd: &ResizeDeployment, replicas: Replicas) -> Result<Children, E
         false,
     )?);
 
-    let nats_only = json!([{"name": "NATS_URL", "value": nats}]);
+    // api-servers reach the auth-caches over NATS (one queue group), not this port:
+    // it serves probes and metrics.
+    let auth_env = json!([
+        {"name": "NATS_URL", "value": nats},
+        {"name": "AUTH_CACHE_LISTEN", "value": format!("0.0.0.0:{HTTP_PORT}")},
+        {"name": "IDENTITY_REPLICAS", "value": jobs_replicas},
+    ]);
     out.deployments.push(b.deployment(
         Component::AuthCache,
         Some(spec.auth_cache.replicas),
         &spec.auth_cache.image,
         spec.auth_cache.resources.as_ref(),
         &spec.auth_cache.pod,
-        nats_only.clone(),
+        auth_env,
         false,
     )?);
     out.services.push(b.http_service(Component::AuthCache, HTTP_PORT)?);
@@ -175,7 +180,11 @@ pub fn children(rd: &ResizeDeployment, replicas: Replicas) -> Result<Children, E
         &spec.usage_aggregator.image,
         spec.usage_aggregator.resources.as_ref(),
         &spec.usage_aggregator.pod,
-        nats_only,
+        json!([
+            {"name": "NATS_URL", "value": nats},
+            {"name": "USAGE_LISTEN", "value": format!("0.0.0.0:{HTTP_PORT}")},
+            {"name": "USAGE_REPLICAS", "value": jobs_replicas},
+        ]),
         false,
     )?);
 

@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Container images: builds every image from the debug binaries (the ones stage
 # 10 built), runs each once with --version and checks its metadata, then runs
-# nats + worker + api-server as containers on their own network and resizes a
-# real photo through the api-server container's published port. Fails, never
+# nats + auth-cache + worker + api-server as containers on their own network,
+# creates a tenant and an API key with the admin CLI from the auth-cache
+# image, and resizes a real photo through the api-server container's
+# published port with that key. Fails, never
 # skips, when a piece is missing.
 set -euo pipefail
 source "$(dirname "$0")/../env.sh"
@@ -18,13 +20,13 @@ trap 'rm -rf "$work"' EXIT
 mapfile -t tags < <(bash scripts/build-images.sh --profile debug)
 declare -A tag
 for t in "${tags[@]}"; do n=${t##*/}; tag[${n%%:*}]=$t; done
-for n in api-server worker usage-aggregator operator nats; do
+for n in api-server worker usage-aggregator auth-cache operator nats; do
   [ -n "${tag[$n]:-}" ] || { log "build-images.sh made no $n image"; exit 1; }
 done
 
 # Each image: runs as a numeric non-root user, has no HEALTHCHECK, carries its
 # version label, and answers --version with a read-only root and no network.
-for n in api-server worker usage-aggregator operator nats; do
+for n in api-server worker usage-aggregator auth-cache operator nats; do
   t=${tag[$n]} v=${tag[$n]##*:}
   meta=$("$docker" image inspect -f '{{.Config.User}}|{{.Config.Healthcheck}}|{{index .Config.Labels "org.opencontainers.image.version"}}' "$t")
   [ "$meta" = "65532:65532|<nil>|$v" ] || { log "$t: user|healthcheck|version label = $meta"; exit 1; }
@@ -34,7 +36,7 @@ for n in api-server worker usage-aggregator operator nats; do
   log "$t: $out"
 done
 
-# The service as containers: nats, one worker, the api-server with a published port.
+# The service as containers: nats, the auth-cache, one worker, the api-server with a published port.
 net="resizer-images-$$"
 containers=()
 cleanup() {
@@ -56,6 +58,7 @@ run() { # NAME IMAGE [docker run options...]: a locked-down container on the tes
     --read-only --tmpfs /tmp --cap-drop ALL --security-opt no-new-privileges "$@" "$image" >/dev/null
 }
 run nats "${tag[nats]}"
+run auth "${tag[auth-cache]}" -e NATS_URL=nats://nats:4222
 run worker "${tag[worker]}" -e NATS_URL=nats://nats:4222 -e WORKER_CONCURRENCY=1
 run api "${tag[api-server]}" -e NATS_URL=nats://nats:4222 -p 127.0.0.1::8080
 endpoint="http://$("$docker" port "$net-api" 8080/tcp | head -n1)"
@@ -63,12 +66,23 @@ log "api-server container at $endpoint"
 for _ in $(seq 120); do curl -sf "$endpoint/readyz" >/dev/null && break; sleep 0.5; done
 curl -sf "$endpoint/readyz" >/dev/null || { log "api-server container not ready (JetStream unreachable?)"; exit 1; }
 
+admin() { # the admin CLI, shipped in the auth-cache image
+  "$docker" run --rm --network "$net" --read-only --cap-drop ALL -e NATS_URL=nats://nats:4222 \
+    --entrypoint /usr/local/bin/resizer-admin "${tag[auth-cache]}" "$@"
+}
+admin tenant create images-test >/dev/null
+api_key=$(admin key issue images-test | python3 -c 'import json,sys; print(json.load(sys.stdin)["token"])')
+[[ "$api_key" == rsz_* ]] || { log "no API key issued"; exit 1; }
+got=$(curl -s -o /dev/null -w '%{http_code}' --data-binary @"$photo" -H 'Content-Type: image/jpeg' "$endpoint/v1/resize?w=8")
+[ "$got" = 401 ] || { log "a request without credentials answered $got, want 401"; exit 1; }
+
 width=320
 # The first attempt may find no worker subscribed yet; it answers 503 and is retried.
 for attempt in 1 2 3 4 5; do
   got=$(curl -s -o "$work/out" -w '%{http_code} %{content_type}' --data-binary @"$photo" \
-    -H 'Content-Type: image/jpeg' "$endpoint/v1/resize?w=$width")
-  [ "${got%% *}" = 503 ] || break
+    -H 'Content-Type: image/jpeg' -H "Authorization: Bearer $api_key" "$endpoint/v1/resize?w=$width")
+  # 503 until a worker subscribed; 401 until the auth-cache saw the new key.
+  case "${got%% *}" in 503|401) ;; *) break ;; esac
   sleep 1
 done
 [ "$got" = "200 image/jpeg" ] || { head -c 600 "$work/out" >&2; echo >&2; log "resize answered '$got'"; exit 1; }
@@ -89,4 +103,4 @@ while i < len(d):
 PY
 )
 [ "${size%%x*}" = "$width" ] || { log "resized $(basename "$photo") is $size, want width $width"; exit 1; }
-log "resized $(basename "$photo") through the containers: 200 image/jpeg $size"
+log "resized $(basename "$photo") through the containers with an API key: 200 image/jpeg $size"

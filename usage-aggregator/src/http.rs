@@ -33,6 +33,7 @@ pub fn router(state: ApiState, registry: Arc<Registry>) -> Router {
     Router::new()
         .route("/v1/usage", get(usage))
         .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(|| async { "ready" }))
         .fallback(|| async { problem(ProblemKind::NotFound, "no such resource".into()) })
         .with_state(state)
         .merge(telemetry::metrics::router(registry))

@@ -32,7 +32,7 @@ enum Command {
     },
     /// Serves the admin HTTP API (guarded by ADMIN_TOKEN).
     Serve {
-        #[arg(long, env = "ADMIN_LISTEN", default_value = "127.0.0.1:8090")]
+        #[arg(long, env = "ADMIN_LISTEN", default_value = "127.0.0.1:8092")]
         listen: std::net::SocketAddr,
         #[arg(long, env = "ADMIN_TOKEN", hide_env_values = true)]
         admin_token: String,
