@@ -102,10 +102,8 @@ cat <<MSG
 
 The resize service is running ($workers worker process(es), logs in $state).
 Tenant "demo" has an API key and an Ed25519 signing key:
-  curl --data-binary @$photo -H 'Content-Type: image/jpeg' -H 'Authorization: Bearer $api_key' \
-    '$endpoint/v1/resize?w=320&h=320' -o thumb.jpg
-  $bin/resizer-client --endpoint $endpoint --key-id demo-signing --private-key $state/demo.key \
-    --query 'w=320&h=320&format=webp' -o thumb.webp $photo
+  curl --data-binary @$photo -H 'Content-Type: image/jpeg' -H 'Authorization: Bearer $api_key' '$endpoint/v1/resize?w=320&h=320' -o thumb.jpg
+  $bin/resizer-client --endpoint $endpoint --key-id demo-signing --private-key $state/demo.key --query 'w=320&h=320&format=webp' -o thumb.webp $photo
   API description: $endpoint/openapi.json   metrics: $endpoint/metrics
   admin API (tenants, keys, limits): $admin_endpoint/v1/tenants with -H 'Authorization: Bearer $admin_api_token'
     or the CLI: $bin/resizer-admin --nats-url $nats_url tenant list
