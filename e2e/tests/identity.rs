@@ -492,8 +492,11 @@ async fn with_the_identity_store_unreachable_the_auth_cache_serves_what_it_has()
     cluster.nodes[0].kill();
     cluster.nodes[1].kill();
     // JetStream has lost its quorum: IDENTITY cannot be read, the replica can.
+    // The surviving stream leader answers reads until it notices the lost quorum
+    // (raft's lost-quorum interval, about 10 s), and then staleness grows.
+    assert_eq!(ask(t.api_key.clone()).await, 400, "verified from the replica right after the loss");
     let mut stale = 0.0;
-    for _ in 0..100 {
+    for _ in 0..400 {
         stale = auth.status().await.unwrap()["staleness_seconds"].as_f64().unwrap();
         if stale > 2.0 {
             break;
