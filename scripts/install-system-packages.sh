@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Debian packages the build needs: nasm and cmake for libjpeg-turbo's SIMD code.
+# Debian packages the build and tests need: nasm and cmake for libjpeg-turbo's
+# SIMD code, python3-venv for the venvs of the interoperability test and benchmarks.
 # Idempotent: does nothing when everything is present.
 set -euo pipefail
 source "$(dirname "$0")/env.sh"
@@ -7,6 +8,7 @@ need=()
 command -v nasm >/dev/null || need+=(nasm)
 command -v cmake >/dev/null || need+=(cmake)
 command -v pkg-config >/dev/null || need+=(pkg-config)
+python3 -c 'import ensurepip, venv' 2>/dev/null || need+=(python3-venv)
 if [ ${#need[@]} -gt 0 ]; then
   log "apt-get install ${need[*]}"
   SUDO=; [ "$(id -u)" = 0 ] || SUDO=sudo
