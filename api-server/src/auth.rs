@@ -122,8 +122,14 @@ impl Verifier {
         let unavailable = |why: String| {
             Problem::new(ProblemKind::AuthUnavailable, format!("the request could not be authenticated: {why}"))
         };
-        let answer =
-            tokio::time::timeout(self.timeout, self.client.request(identity::VERIFY_SUBJECT, payload.into())).await;
+        // The auth-cache's span joins the request's trace.
+        let span = tracing::info_span!("auth_verify", key_id = %req.key_id());
+        let mut headers = async_nats::HeaderMap::new();
+        if let Some(tp) = telemetry::trace::traceparent(&span) {
+            headers.insert(contracts::job::H_TRACEPARENT, tp.as_str());
+        }
+        let request = self.client.request_with_headers(identity::VERIFY_SUBJECT, headers, payload.into());
+        let answer = tokio::time::timeout(self.timeout, tracing::Instrument::instrument(request, span)).await;
         let msg = match answer {
             Err(_) => return Err(unavailable("no auth-cache answered in time".into())),
             Ok(Err(e)) => return Err(unavailable(e.to_string())),

@@ -26,7 +26,11 @@ pub async fn serve(
         set.spawn(async move {
             while let Some(msg) = sub.next().await {
                 let Some(reply) = msg.reply else { continue };
-                let answer = answer(&shared, &metrics, &msg.payload);
+                let span = tracing::info_span!("verify");
+                if let Some(tp) = msg.headers.as_ref().and_then(|h| h.get(contracts::job::H_TRACEPARENT)) {
+                    telemetry::trace::set_parent(&span, tp.as_str());
+                }
+                let answer = span.in_scope(|| answer(&shared, &metrics, &msg.payload));
                 let _ = client.publish(reply, answer.into()).await;
             }
         });
