@@ -94,6 +94,35 @@ async fn main() -> anyhow::Result<()> {
     println!("new key usable after the admin call:   {}", stats(&created));
     println!("revoked key refused after the call:    {}", stats(&revoked));
 
+    eprintln!("transport: 3000 verifications over NATS request/reply, 3000 HTTP round trips to the auth-cache");
+    // The verification exchange as the api-server makes it, against an HTTP round
+    // trip to the same process on a kept-alive connection (a lower bound for an
+    // HTTP verification endpoint: it does no verification at all).
+    let nc = async_nats::connect(&nats.client_url).await?;
+    let req = contracts::identity::VerifyRequest::Bearer {
+        key_id: t.api_key_id.clone(),
+        secret_sha256: match &t.api_key {
+            Credentials::ApiKey(token) => {
+                let k = contracts::identity::apikey::parse(token).context("issued API key")?;
+                contracts::identity::apikey::secret_sha256(k.secret)
+            }
+            Credentials::Signature { .. } => anyhow::bail!("the tenant's API key"),
+        },
+    };
+    let payload: bytes::Bytes = serde_json::to_vec(&req)?.into();
+    let (mut over_nats, mut over_http) = (Vec::new(), Vec::new());
+    for _ in 0..3000 {
+        let t0 = Instant::now();
+        let msg = nc.request(contracts::identity::VERIFY_SUBJECT, payload.clone()).await?;
+        over_nats.push(t0.elapsed().as_secs_f64() * 1000.0);
+        anyhow::ensure!(msg.payload.starts_with(br#"{"verdict":"allowed""#), "verification refused");
+        let t0 = Instant::now();
+        http.get(format!("{}/readyz", auth.base)).send().await?.bytes().await?;
+        over_http.push(t0.elapsed().as_secs_f64() * 1000.0);
+    }
+    println!("verification over NATS request/reply:    {}", stats(&over_nats));
+    println!("HTTP round trip to the auth-cache (no work): {}", stats(&over_http));
+
     eprintln!("added latency: 2 × 3000 sequential requests");
     let open_url = format!("{}/v1/resize?w=0", open.base);
     let mut with = Vec::new();
