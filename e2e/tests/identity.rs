@@ -398,7 +398,8 @@ async fn concurrent_admins_lose_no_update() {
 async fn the_admin_api_is_guarded_and_manages_tenants_and_keys() {
     let s = stack().await;
     let token = "an-admin-token-of-some-length";
-    let app = identity::admin_api::router(s.store.clone(), token);
+    let mut registry = prometheus_client::registry::Registry::default();
+    let app = identity::admin_api::router(s.store.clone(), token, &mut registry);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     tokio::spawn(async move { axum::serve(listener, app).await });
@@ -461,6 +462,12 @@ async fn the_admin_api_is_guarded_and_manages_tenants_and_keys() {
     let t: serde_json::Value = res.json().await.unwrap();
     assert_eq!(t["disabled"], true);
     assert_eq!(t["rate"]["per_second"], 50, "a patch keeps what it does not name");
+    let metrics = telemetry::metrics::render(&registry);
+    assert!(
+        metrics.contains(r#"admin_http_requests_total{method="POST",route="/v1/tenants",status="201"} 1"#),
+        "{metrics}"
+    );
+    assert!(metrics.contains(r#"method="GET",route="/v1/tenants",status="401"} 1"#), "{metrics}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

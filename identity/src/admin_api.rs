@@ -26,14 +26,25 @@ use contracts::{
 use serde::Deserialize;
 use std::sync::Arc;
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, prometheus_client::encoding::EncodeLabelSet)]
+struct RequestLabels {
+    method: String,
+    route: String,
+    status: u16,
+}
+
 #[derive(Clone)]
 struct AdminState {
     store: Store,
     token: Arc<str>,
+    requests: prometheus_client::metrics::family::Family<RequestLabels, prometheus_client::metrics::counter::Counter>,
 }
 
-pub fn router(store: Store, admin_token: &str) -> Router {
-    let state = AdminState { store, token: admin_token.into() };
+/// The admin API; its request counts (by method, route and status) go into `registry`.
+pub fn router(store: Store, admin_token: &str, registry: &mut prometheus_client::registry::Registry) -> Router {
+    let requests = prometheus_client::metrics::family::Family::default();
+    registry.register("admin_http_requests", "Admin API requests by method, route and status", requests.clone());
+    let state = AdminState { store, token: admin_token.into(), requests };
     Router::new()
         .route("/v1/tenants", get(list_tenants).post(create_tenant))
         .route("/v1/tenants/{id}", get(get_tenant).patch(patch_tenant))
@@ -41,6 +52,7 @@ pub fn router(store: Store, admin_token: &str) -> Router {
         .route("/v1/keys/{key_id}", delete(revoke))
         .fallback(|| async { problem(ProblemKind::NotFound, "no such admin resource".into()) })
         .layer(middleware::from_fn_with_state(state.clone(), guard))
+        .layer(middleware::from_fn_with_state(state.clone(), count))
         .with_state(state)
 }
 
@@ -65,6 +77,17 @@ fn store_error(e: StoreError) -> Response {
 fn same(a: &[u8], b: &[u8]) -> bool {
     use subtle::ConstantTimeEq;
     a.len() == b.len() && bool::from(a.ct_eq(b))
+}
+
+async fn count(State(s): State<AdminState>, req: Request, next: Next) -> Response {
+    let method = req.method().to_string();
+    let route = req
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
+    let res = next.run(req).await;
+    s.requests.get_or_create(&RequestLabels { method, route, status: res.status().as_u16() }).inc();
+    res
 }
 
 async fn guard(State(s): State<AdminState>, req: Request, next: Next) -> Response {

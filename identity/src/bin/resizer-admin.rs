@@ -147,8 +147,9 @@ async fn main() -> anyhow::Result<()> {
         Command::Serve { listen, admin_token } => {
             telemetry::init("resizer-admin");
             anyhow::ensure!(admin_token.len() >= 16, "ADMIN_TOKEN must be at least 16 characters");
-            let registry = std::sync::Arc::new(prometheus_client::registry::Registry::default());
-            let app = identity::admin_api::router(store, &admin_token).merge(telemetry::metrics::router(registry));
+            let mut registry = prometheus_client::registry::Registry::default();
+            let api = identity::admin_api::router(store, &admin_token, &mut registry);
+            let app = api.merge(telemetry::metrics::router(std::sync::Arc::new(registry)));
             let listener = tokio::net::TcpListener::bind(listen).await?;
             println!("listening on http://{}", listener.local_addr()?);
             axum::serve(listener, app).with_graceful_shutdown(telemetry::shutdown_signal()).await?;
