@@ -475,10 +475,16 @@ async fn with_the_identity_store_unreachable_the_auth_cache_serves_what_it_has()
     let mut cluster = e2e::cluster::Cluster::start().unwrap();
     cluster.ready(Duration::from_secs(60)).await.unwrap();
     let client = async_nats::connect(contracts::servers::server_urls(&cluster.urls()).as_slice()).await.unwrap();
-    let store = identity::store::Store::open(&async_nats::jetstream::new(client), 3).await.unwrap();
+    let js = async_nats::jetstream::new(client);
+    let store = identity::store::Store::open(&js, 3).await.unwrap();
     let t = ident::tenant(&store, "acme", GENEROUS).await.unwrap();
+    // The survivor must be a follower of IDENTITY's stream: a leader left alone
+    // keeps answering reads of what it has, so the bucket would not be unreachable.
+    let mut stream = js.get_stream(format!("KV_{}", contracts::identity::BUCKET)).await.unwrap();
+    let leader = stream.info().await.unwrap().cluster.as_ref().and_then(|c| c.leader.clone()).expect("a stream leader");
+    let survivor_index = cluster.nodes.iter().position(|n| n.name != leader).expect("a follower");
     // Both the auth-cache and the api-server reach the survivor only.
-    let survivor = cluster.nodes[2].client_url.clone();
+    let survivor = cluster.nodes[survivor_index].client_url.clone();
     let auth = AuthCache::spawn(&survivor, &["--replicas", "3"]).await.unwrap();
     auth.caught_up(&store).await.unwrap();
     let mut cfg = api::config(&survivor);
@@ -496,11 +502,12 @@ async fn with_the_identity_store_unreachable_the_auth_cache_serves_what_it_has()
         }
     };
     assert_eq!(ask(t.api_key.clone()).await, 400);
-    cluster.nodes[0].kill();
-    cluster.nodes[1].kill();
+    for (i, node) in cluster.nodes.iter_mut().enumerate() {
+        if i != survivor_index {
+            node.kill();
+        }
+    }
     // JetStream has lost its quorum: IDENTITY cannot be read, the replica can.
-    // The surviving stream leader answers reads until it notices the lost quorum
-    // (raft's lost-quorum interval, about 10 s), and then staleness grows.
     assert_eq!(ask(t.api_key.clone()).await, 400, "verified from the replica right after the loss");
     let mut stale = 0.0;
     for _ in 0..400 {
