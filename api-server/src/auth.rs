@@ -60,15 +60,11 @@ impl Caller {
     }
 }
 
-fn now_s() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64)
-}
-
 /// What the request says about itself, checked as far as possible without key material.
 pub fn credential(parts: &Parts) -> Result<(VerifyRequest, Option<String>), Problem> {
     let signed = Signed::from_message(parts).map_err(|e| Problem::new(e.problem(), e.to_string()))?;
     if let Some(signed) = signed {
-        signed.check_profile(now_s()).map_err(|e| Problem::new(e.problem(), e.to_string()))?;
+        signed.check_profile(identity_sig::client::now_s()).map_err(|e| Problem::new(e.problem(), e.to_string()))?;
         let base = signed.base(parts).map_err(|e| Problem::new(e.problem(), e.to_string()))?;
         let digest = parts.headers.get("content-digest").and_then(|v| v.to_str().ok()).map(str::to_owned);
         let digest =
@@ -118,24 +114,16 @@ impl Verifier {
     }
 
     pub async fn verify(&self, req: &VerifyRequest) -> Result<Verdict, Problem> {
-        let payload = serde_json::to_vec(req).expect("requests serialise");
-        let unavailable = |why: String| {
-            Problem::new(ProblemKind::AuthUnavailable, format!("the request could not be authenticated: {why}"))
-        };
         // The auth-cache's span joins the request's trace.
         let span = tracing::info_span!("auth_verify", key_id = %req.key_id());
         let mut headers = async_nats::HeaderMap::new();
         if let Some(tp) = telemetry::trace::traceparent(&span) {
             headers.insert(contracts::job::H_TRACEPARENT, tp.as_str());
         }
-        let request = self.client.request_with_headers(identity::VERIFY_SUBJECT, headers, payload.into());
-        let answer = tokio::time::timeout(self.timeout, tracing::Instrument::instrument(request, span)).await;
-        let msg = match answer {
-            Err(_) => return Err(unavailable("no auth-cache answered in time".into())),
-            Ok(Err(e)) => return Err(unavailable(e.to_string())),
-            Ok(Ok(msg)) => msg,
-        };
-        serde_json::from_slice(&msg.payload).map_err(|e| unavailable(format!("unreadable answer: {e}")))
+        let answer = identity::ask(&self.client, req, headers, self.timeout);
+        tracing::Instrument::instrument(answer, span).await.map_err(|e| {
+            Problem::new(ProblemKind::AuthUnavailable, format!("the request could not be authenticated: {e}"))
+        })
     }
 }
 

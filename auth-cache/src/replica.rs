@@ -169,8 +169,7 @@ impl Replica {
                 key.ed25519.as_ref().is_some_and(|k| identity::signature::verify_ed25519(k, base, &sig))
             }
             (VerifyRequest::Bearer { secret_sha256, .. }, KeyMaterial::Bearer { secret_sha256: stored }) => {
-                use subtle::ConstantTimeEq;
-                secret_sha256.len() == stored.len() && bool::from(secret_sha256.as_bytes().ct_eq(stored.as_bytes()))
+                contracts::identity::same_secret(secret_sha256.as_bytes(), stored.as_bytes())
             }
             (VerifyRequest::Signature { .. }, KeyMaterial::Bearer { .. }) => {
                 return refused(Refusal::BadSignature, format!("key `{key_id}` is an API key, not a signature key"));

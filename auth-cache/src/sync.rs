@@ -44,8 +44,7 @@ async fn watch_identity(
     };
     let mut watch = kv.watch_with_history(">").await?;
     // An empty bucket delivers nothing: the snapshot is complete at once.
-    let mut stream = js.get_stream(format!("KV_{}", identity::BUCKET)).await?;
-    if stream.info().await?.state.messages == 0 {
+    if js.get_stream(identity::STREAM).await?.cached_info().state.messages == 0 {
         shared.snapshot_loaded();
     }
     while let Some(entry) = watch.next().await {
@@ -103,8 +102,9 @@ pub async fn confirm(js: jetstream::Context, shared: Arc<Shared>, metrics: Metri
     loop {
         tick.tick().await;
         let latest = async {
-            let mut s = js.get_stream(format!("KV_{}", identity::BUCKET)).await.ok()?;
-            Some(s.info().await.ok()?.state.last_sequence)
+            // The lookup itself fetches the stream's current state.
+            let s = js.get_stream(identity::STREAM).await.ok()?;
+            Some(s.cached_info().state.last_sequence)
         };
         let latest = tokio::time::timeout(every.max(Duration::from_millis(500)), latest).await.ok().flatten();
         let applied = shared.replica().revision;

@@ -73,12 +73,6 @@ fn store_error(e: StoreError) -> Response {
     problem(kind, e.to_string())
 }
 
-/// Equal-length comparison that does not stop at the first difference.
-fn same(a: &[u8], b: &[u8]) -> bool {
-    use subtle::ConstantTimeEq;
-    a.len() == b.len() && bool::from(a.ct_eq(b))
-}
-
 async fn count(State(s): State<AdminState>, req: Request, next: Next) -> Response {
     let method = req.method().to_string();
     let route = req
@@ -95,7 +89,9 @@ async fn guard(State(s): State<AdminState>, req: Request, next: Next) -> Respons
         req.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer "));
     match token {
         None => problem(ProblemKind::Unauthorized, "send the admin token as `Authorization: Bearer <token>`".into()),
-        Some(t) if !s.token.is_empty() && same(t.trim().as_bytes(), s.token.as_bytes()) => next.run(req).await,
+        Some(t) if !s.token.is_empty() && contracts::identity::same_secret(t.trim().as_bytes(), s.token.as_bytes()) => {
+            next.run(req).await
+        }
         Some(_) => problem(ProblemKind::Forbidden, "the admin token is not valid".into()),
     }
 }

@@ -61,8 +61,8 @@ impl Store {
     /// The bucket's latest revision (every write raises it): a replica that has
     /// applied it has seen every write made so far.
     pub async fn revision(&self) -> Result<u64, StoreError> {
-        let mut stream = self.js.get_stream(format!("KV_{}", identity::BUCKET)).await.map_err(nats)?;
-        Ok(stream.info().await.map_err(nats)?.state.last_sequence)
+        let stream = self.js.get_stream(identity::STREAM).await.map_err(nats)?;
+        Ok(stream.cached_info().state.last_sequence)
     }
 
     pub fn kv(&self) -> &kv::Store {

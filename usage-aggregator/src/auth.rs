@@ -8,7 +8,7 @@
 //! tenant to itself.
 
 use contracts::{
-    identity::{VerifyRequest, apikey},
+    identity::{VerifyRequest, apikey, same_secret},
     job::ANONYMOUS_TENANT,
 };
 
@@ -32,11 +32,6 @@ pub enum AuthError {
     BadTenant(String),
 }
 
-/// Equal-length comparison that does not stop at the first difference.
-fn same(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
-
 /// What the Authorization header says: a caller, or an API key to verify.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Credential {
@@ -50,7 +45,7 @@ pub fn credential(authorization: Option<&str>, admin_token: Option<&str>) -> Res
     };
     let token = value.strip_prefix("Bearer ").ok_or(AuthError::BadScheme)?.trim();
     match admin_token {
-        Some(admin) if !admin.is_empty() && same(token.as_bytes(), admin.as_bytes()) => {
+        Some(admin) if !admin.is_empty() && same_secret(token.as_bytes(), admin.as_bytes()) => {
             Ok(Credential::Caller(Caller::Admin))
         }
         _ => match apikey::parse(token) {

@@ -55,14 +55,8 @@ async fn verify(
     client: &async_nats::Client,
     req: &contracts::identity::VerifyRequest,
 ) -> Result<auth::Caller, Box<Response>> {
-    use contracts::identity::{VERIFY_SUBJECT, Verdict};
-    let payload = serde_json::to_vec(req).expect("requests serialise");
-    let answer =
-        tokio::time::timeout(std::time::Duration::from_millis(500), client.request(VERIFY_SUBJECT, payload.into()));
-    let verdict = match answer.await {
-        Ok(Ok(msg)) => serde_json::from_slice::<Verdict>(&msg.payload).ok(),
-        _ => None,
-    };
+    use contracts::identity::{Verdict, ask};
+    let verdict = ask(client, req, async_nats::HeaderMap::new(), std::time::Duration::from_millis(500)).await.ok();
     match verdict {
         Some(Verdict::Allowed { tenant, .. }) => Ok(auth::Caller::Tenant(tenant)),
         Some(Verdict::Refused { reason, detail }) => Err(Box::new(problem(reason.problem(), detail))),

@@ -11,13 +11,15 @@ pub mod records;
 pub mod verify;
 
 pub use records::{Entry, KeyMaterial, KeyRecord, Quota, RateLimit, TenantRecord};
-pub use verify::{QuotaExhausted, Refusal, Verdict, VerifyRequest};
+pub use verify::{AskError, QuotaExhausted, Refusal, Verdict, VerifyRequest, ask};
 
 use async_nats::jetstream::kv;
 use std::time::Duration;
 
 /// The KV bucket of tenants and keys.
 pub const BUCKET: &str = "IDENTITY";
+/// The stream behind [`BUCKET`]; its last sequence is the bucket's latest revision.
+pub const STREAM: &str = "KV_IDENTITY";
 
 /// Core NATS subject of verification requests; auth-caches answer it as one queue group.
 pub const VERIFY_SUBJECT: &str = "identity.verify";
@@ -40,3 +42,21 @@ pub fn bucket(replicas: usize) -> kv::Config {
 
 /// How long an "unknown key" answer may be reused before asking the replica again.
 pub const NEGATIVE_TTL: Duration = Duration::from_secs(2);
+
+/// Compares secrets (tokens, secret digests) without stopping at the first
+/// difference, so the time taken says nothing about how much of a guess was right.
+pub fn same_secret(a: &[u8], b: &[u8]) -> bool {
+    use subtle::ConstantTimeEq;
+    a.len() == b.len() && bool::from(a.ct_eq(b))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn names_and_secrets() {
+        assert_eq!(super::STREAM, format!("KV_{}", super::BUCKET));
+        assert!(super::same_secret(b"abc", b"abc"));
+        assert!(!super::same_secret(b"abc", b"abd"));
+        assert!(!super::same_secret(b"abc", b"abcd"));
+    }
+}

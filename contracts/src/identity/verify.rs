@@ -10,6 +10,7 @@
 use super::records::RateLimit;
 use crate::ProblemKind;
 use serde::{Deserialize, Serialize};
+use std::time::Duration;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "scheme", rename_all = "snake_case")]
@@ -82,6 +83,35 @@ pub enum Verdict {
         reason: Refusal,
         detail: String,
     },
+}
+
+/// Why no verdict came back: the caller fails closed on any of these.
+#[derive(Debug, thiserror::Error)]
+pub enum AskError {
+    #[error("no auth-cache answered in time")]
+    Timeout,
+    #[error("{0}")]
+    Nats(String),
+    #[error("unreadable answer: {0}")]
+    Unreadable(String),
+}
+
+/// Asks the auth-caches (one queue group on [`super::VERIFY_SUBJECT`]) about
+/// `req`; `headers` carry the caller's trace context.
+pub async fn ask(
+    client: &async_nats::Client,
+    req: &VerifyRequest,
+    headers: async_nats::HeaderMap,
+    timeout: Duration,
+) -> Result<Verdict, AskError> {
+    let payload = serde_json::to_vec(req).expect("requests serialise");
+    let request = client.request_with_headers(super::VERIFY_SUBJECT, headers, payload.into());
+    let msg = match tokio::time::timeout(timeout, request).await {
+        Err(_) => return Err(AskError::Timeout),
+        Ok(Err(e)) => return Err(AskError::Nats(e.to_string())),
+        Ok(Ok(msg)) => msg,
+    };
+    serde_json::from_slice(&msg.payload).map_err(|e| AskError::Unreadable(e.to_string()))
 }
 
 #[cfg(test)]
