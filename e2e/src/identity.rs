@@ -60,6 +60,29 @@ impl Drop for AuthCache {
     }
 }
 
+/// The service with authentication required: nats-server, the identity store,
+/// an auth-cache, an api-server in the test process and one worker.
+pub struct AuthStack {
+    pub nats: crate::nats::NatsServer,
+    pub store: identity::store::Store,
+    pub auth: AuthCache,
+    pub api: crate::api::Api,
+    pub worker: crate::procs::Worker,
+}
+
+impl AuthStack {
+    pub async fn start() -> anyhow::Result<Self> {
+        let nats = crate::nats::NatsServer::start()?;
+        let store = store(&nats.client_url).await?;
+        let auth = AuthCache::spawn(&nats.client_url, &[]).await?;
+        let mut cfg = crate::api::config(&nats.client_url);
+        cfg.auth = api_server::auth::AuthMode::Required;
+        let api = crate::api::Api::start(cfg).await?;
+        let worker = crate::procs::Worker::spawn(&nats.client_url, &[])?;
+        Ok(Self { nats, store, auth, api, worker })
+    }
+}
+
 /// The management plane's store on `nats_url`.
 pub async fn store(nats_url: &str) -> anyhow::Result<identity::store::Store> {
     let urls = contracts::servers::server_urls(nats_url);

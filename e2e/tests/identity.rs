@@ -8,7 +8,7 @@ use contracts::identity::{Quota, RateLimit};
 use e2e::{
     api::{self, Api},
     corpus,
-    identity::{self as ident, AuthCache, Tenant, auth_headers},
+    identity::{self as ident, AuthCache, AuthStack, Tenant, auth_headers},
     nats::NatsServer,
     procs::Worker,
 };
@@ -32,13 +32,7 @@ struct Stack {
 const GENEROUS: RateLimit = RateLimit { per_second: 1000, burst: 1000 };
 
 async fn stack() -> Stack {
-    let nats = NatsServer::start().expect("nats-server");
-    let store = ident::store(&nats.client_url).await.expect("identity store");
-    let auth = AuthCache::spawn(&nats.client_url, &[]).await.expect("auth-cache");
-    let mut cfg = api::config(&nats.client_url);
-    cfg.auth = api_server::auth::AuthMode::Required;
-    let api = Api::start(cfg).await.expect("api-server");
-    let worker = Worker::spawn(&nats.client_url, &[]).expect("worker");
+    let AuthStack { nats, store, auth, api, worker } = AuthStack::start().await.expect("stack");
     Stack { nats, api, auth: Some(auth), _worker: worker, store, http: reqwest::Client::new() }
 }
 
@@ -69,12 +63,9 @@ impl Stack {
         self.send(auth_headers(&self.url(), "image/jpeg", &body, creds), body).await
     }
 
-    async fn jobs_published(&self) -> u64 {
+    async fn jobs_published(&self) -> f64 {
         let text = self.http.get(self.api.url("/metrics")).send().await.unwrap().text().await.unwrap();
-        text.lines()
-            .find(|l| l.starts_with("api_jobs_published_total "))
-            .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
-            .unwrap_or(0)
+        e2e::metrics::sum(&text, "api_jobs_published_total")
     }
 }
 
@@ -129,7 +120,7 @@ async fn signed_and_api_key_requests_are_served_for_their_tenant() {
         assert_eq!(res.status(), 200, "{creds:?}: {:?}", res.text().await);
         assert_eq!(res.headers()["content-type"], "image/jpeg");
     }
-    assert_eq!(s.jobs_published().await, 2);
+    assert_eq!(s.jobs_published().await, 2.0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -228,10 +219,10 @@ async fn every_bad_credential_has_its_problem_type_and_reaches_no_worker() {
         assert_eq!(res.status().as_u16(), status, "{what}");
         assert_problem(res, status, slug).await;
     }
-    assert_eq!(s.jobs_published().await, 0, "no refused request reached the queue");
+    assert_eq!(s.jobs_published().await, 0.0, "no refused request reached the queue");
     let res = s.send(good(), body.clone()).await;
     assert_eq!(res.status(), 200, "the same signature, unaltered, is accepted");
-    assert_eq!(s.jobs_published().await, 1);
+    assert_eq!(s.jobs_published().await, 1.0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -366,7 +357,7 @@ async fn without_an_auth_cache_requests_fail_closed() {
     let res = s.as_(&t.signature).await;
     assert_problem(res, 503, "auth-unavailable").await;
     stopped.signal("CONT");
-    assert_eq!(s.jobs_published().await, 1);
+    assert_eq!(s.jobs_published().await, 1.0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -480,8 +471,8 @@ async fn with_the_identity_store_unreachable_the_auth_cache_serves_what_it_has()
     let t = ident::tenant(&store, "acme", GENEROUS).await.unwrap();
     // The survivor must be a follower of IDENTITY's stream: a leader left alone
     // keeps answering reads of what it has, so the bucket would not be unreachable.
-    let mut stream = js.get_stream(format!("KV_{}", contracts::identity::BUCKET)).await.unwrap();
-    let leader = stream.info().await.unwrap().cluster.as_ref().and_then(|c| c.leader.clone()).expect("a stream leader");
+    let stream = js.get_stream(contracts::identity::STREAM).await.unwrap();
+    let leader = stream.cached_info().cluster.as_ref().and_then(|c| c.leader.clone()).expect("a stream leader");
     let survivor_index = cluster.nodes.iter().position(|n| n.name != leader).expect("a follower");
     // Both the auth-cache and the api-server reach the survivor only.
     let survivor = cluster.nodes[survivor_index].client_url.clone();
@@ -521,10 +512,6 @@ async fn with_the_identity_store_unreachable_the_auth_cache_serves_what_it_has()
     assert_eq!(ask(t.api_key.clone()).await, 400, "API key still verified from the replica");
     assert_eq!(ask(t.signature.clone()).await, 400, "signature still verified from the replica");
     let metrics = http.get(format!("{}/metrics", auth.base)).send().await.unwrap().text().await.unwrap();
-    let lag: f64 = metrics
-        .lines()
-        .find(|l| l.starts_with("auth_cache_replication_lag_seconds "))
-        .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
-        .expect("lag metric");
+    let lag = e2e::metrics::sum(&metrics, "auth_cache_replication_lag_seconds");
     assert!(lag > 1.0, "lag metric {lag}");
 }

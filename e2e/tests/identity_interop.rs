@@ -10,13 +10,7 @@
 //! (`scripts/install-interop.sh` prints it; `scripts/test.sh` sets it).
 
 use contracts::identity::RateLimit;
-use e2e::{
-    api::{self, Api},
-    corpus,
-    identity::{self as ident, AuthCache},
-    nats::NatsServer,
-    procs::Worker,
-};
+use e2e::{corpus, identity::AuthStack};
 use identity::client;
 use std::io::Write;
 
@@ -77,13 +71,8 @@ fn assert_problem(o: &Outcome, status: u16, slug: &str) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn requests_signed_by_an_independent_implementation_are_verified() {
     let Some(python) = python() else { return };
-    let nats = NatsServer::start().expect("nats-server");
-    let store = ident::store(&nats.client_url).await.expect("identity store");
-    let auth = AuthCache::spawn(&nats.client_url, &[]).await.expect("auth-cache");
-    let mut cfg = api::config(&nats.client_url);
-    cfg.auth = api_server::auth::AuthMode::Required;
-    let api = Api::start(cfg).await.expect("api-server");
-    let _worker = Worker::spawn(&nats.client_url, &[]).expect("worker");
+    let stack = AuthStack::start().await.expect("stack");
+    let AuthStack { store, auth, api, .. } = &stack;
 
     store
         .create_tenant("interop", "interop", RateLimit { per_second: 100, burst: 100 }, Default::default())
@@ -91,7 +80,7 @@ async fn requests_signed_by_an_independent_implementation_are_verified() {
         .expect("tenant");
     let key = client::generate_key();
     store.add_ed25519("interop", Some(KEY_ID), &client::encode_public(&key)).await.expect("key");
-    auth.caught_up(&store).await.expect("auth-cache has the key");
+    auth.caught_up(store).await.expect("auth-cache has the key");
 
     let mut photo = tempfile::NamedTempFile::new().expect("temp file");
     photo.write_all(&corpus::read("jpeg/020_bridge.jpg")).expect("write the photo");

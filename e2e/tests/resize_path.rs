@@ -246,7 +246,7 @@ async fn metric(url: &str, name: &str) -> f64 {
             Err(e) => panic!("{url}: {e}"),
         }
     };
-    text.lines().filter(|l| l.starts_with(name)).filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok()).sum()
+    e2e::metrics::sum(&text, name)
 }
 
 #[tokio::test]

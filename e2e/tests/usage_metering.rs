@@ -128,7 +128,7 @@ async fn traffic(http: &reqwest::Client, base: &str, n: usize) -> usize {
 async fn metric(url: &str, name: &str) -> f64 {
     let Ok(res) = reqwest::get(url).await else { return 0.0 };
     let text = res.text().await.unwrap_or_default();
-    text.lines().filter(|l| l.starts_with(name)).filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok()).sum()
+    e2e::metrics::sum(&text, name)
 }
 
 #[tokio::test]
