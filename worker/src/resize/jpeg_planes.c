@@ -26,6 +26,7 @@
 
 #include "jpeglib.h"
 #include "jerror.h"
+#include "jpeg_huffman.h"
 
 /* The public header leaves this opaque; its first member is libjpeg's hook
  * to select the IDCT routines from each component's DCT_scaled_size. */
@@ -48,6 +49,8 @@ typedef struct {
   struct jpeg_decompress_struct cinfo;
   rz_error_mgr err;
   rz_progress_mgr progress;
+  int own_entropy;
+  rz_huff_state huff;
 } rz_decoder;
 
 typedef struct {
@@ -102,8 +105,16 @@ rz_decoder *rz_new(void)
     return NULL;
   }
   jpeg_create_decompress(&d->cinfo);
+  d->cinfo.client_data = &d->huff;
+  d->own_entropy = 1;
   d->progress.pub.progress_monitor = rz_progress;
   return d;
+}
+
+/* Whether baseline scans go through jpeg_huffman.c (the default) or libjpeg's decoder. */
+void rz_set_own_entropy(rz_decoder *d, int on)
+{
+  d->own_entropy = on;
 }
 
 void rz_free(rz_decoder *d)
@@ -174,6 +185,8 @@ int rz_start(rz_decoder *d, const unsigned char *data, size_t len, int luma_size
     c->MCU_sample_width = c->MCU_width * size;
   }
   (*cinfo->idct->start_pass)(cinfo);
+  if (d->own_entropy)
+    rz_huff_install(cinfo, &d->huff);
 
   out->components = cinfo->num_components;
   for (ci = 0; ci < cinfo->num_components; ci++) {

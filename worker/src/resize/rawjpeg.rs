@@ -47,6 +47,8 @@ unsafe extern "C" {
         out: *mut Layout,
     ) -> i32;
     fn rz_read(d: *mut RawDecoder, planes: *mut *mut u8) -> i32;
+    #[cfg(test)]
+    fn rz_set_own_entropy(d: *mut RawDecoder, on: i32);
 }
 
 pub struct Decoder(NonNull<RawDecoder>);
@@ -77,6 +79,14 @@ impl Decoder {
     pub fn new() -> Option<Self> {
         // SAFETY: returns an initialised decoder or null.
         NonNull::new(unsafe { rz_new() }).map(Self)
+    }
+
+    /// Hands baseline scans back to libjpeg-turbo's own entropy decoder, the
+    /// reference `jpeg_huffman.c` is checked against.
+    #[cfg(test)]
+    fn use_libjpeg_entropy(&mut self) {
+        // SAFETY: a plain flag on a live decoder.
+        unsafe { rz_set_own_entropy(self.0.as_ptr(), 0) }
     }
 
     fn message(&self) -> String {
@@ -134,5 +144,114 @@ impl Started<'_> {
         // SAFETY: rz_read writes at most stride × rows bytes to each plane, per the layout it reported.
         let rc = unsafe { rz_read(self.decoder.0.as_ptr(), planes.as_mut_ptr()) };
         if rc == 0 { Ok(offsets) } else { Err(self.decoder.message()) }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::{Path, PathBuf};
+
+    /// Every plane of a decode, or libjpeg's message.
+    fn planes(decoder: &mut Decoder, input: &[u8], luma: u8, chroma: u8) -> Result<Option<Vec<u8>>, String> {
+        let Some(started) = decoder.start(input, luma, chroma, 100)? else {
+            return Ok(None);
+        };
+        let mut buf = Vec::new();
+        started.read(&mut buf)?;
+        Ok(Some(buf))
+    }
+
+    fn jpegs(dir: &Path) -> Vec<PathBuf> {
+        let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+            .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|x| x == "jpg"))
+            .collect();
+        files.sort();
+        files
+    }
+
+    fn corpus() -> PathBuf {
+        std::env::var_os("CORPUS_DIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/corpus")))
+    }
+
+    const SCALES: [(u8, u8); 5] = [(8, 8), (8, 4), (4, 2), (2, 1), (1, 1)];
+
+    /// The entropy decoder of `jpeg_huffman.c` hands libjpeg the same
+    /// coefficients as libjpeg's own: every plane of every corpus photo and
+    /// seed (4:2:0, 4:2:2, 4:4:4, grey, restart intervals) is identical at
+    /// every scale.
+    #[test]
+    fn own_entropy_decoder_matches_libjpeg_on_every_plane() {
+        let seeds = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/seeds");
+        let mut files = jpegs(&seeds);
+        files.extend(jpegs(&corpus().join("jpeg")));
+        assert!(files.len() > 20, "corpus and seeds found: {}", files.len());
+        let (mut ours, mut theirs) = (Decoder::new().unwrap(), Decoder::new().unwrap());
+        theirs.use_libjpeg_entropy();
+        let mut compared = 0;
+        let mut restarts = 0;
+        for file in &files {
+            let input = std::fs::read(file).unwrap();
+            restarts += usize::from(input.windows(2).any(|w| w == [0xFF, 0xDD]));
+            for (luma, chroma) in SCALES {
+                let a = planes(&mut ours, &input, luma, chroma);
+                let b = planes(&mut theirs, &input, luma, chroma);
+                assert!(a == b, "{} at {luma}/{chroma}: planes differ", file.display());
+                compared += usize::from(matches!(a, Ok(Some(_))));
+            }
+        }
+        assert!(compared >= 5 * 20, "decoded and compared {compared}");
+        assert!(restarts >= 2, "files with restart intervals: {restarts}");
+    }
+
+    /// On damaged input the decoder may refuse where libjpeg's own would
+    /// have carried on (it treats an invalid code as an error), but whatever
+    /// it decodes is exactly what libjpeg decodes. The one difference the
+    /// other way is harmless: stray bytes between the last block and the
+    /// next marker are an error (a warning made one) only when the reader
+    /// had not loaded them yet, and the two readers load ahead differently.
+    #[test]
+    fn own_entropy_decoder_never_accepts_what_libjpeg_refuses() {
+        let seeds = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/seeds");
+        let files = jpegs(&seeds);
+        let (mut ours, mut theirs) = (Decoder::new().unwrap(), Decoder::new().unwrap());
+        theirs.use_libjpeg_entropy();
+        let mut rng = 0x9E37_79B9_7F4A_7C15u64;
+        let mut next = move || {
+            rng ^= rng << 13;
+            rng ^= rng >> 7;
+            rng ^= rng << 17;
+            rng
+        };
+        let (mut both_ok, mut both_err, mut only_ours_err, mut stray) = (0, 0, 0, 0);
+        for i in 0..6000 {
+            let mut input = std::fs::read(&files[i % files.len()]).unwrap();
+            for _ in 0..1 + next() % 3 {
+                let at = (next() % input.len() as u64) as usize;
+                match next() % 3 {
+                    0 => input[at] ^= 1 << (next() % 8),
+                    1 => input.truncate(at.max(2)),
+                    _ => input[at] = next() as u8,
+                }
+            }
+            let (luma, chroma) = SCALES[i % SCALES.len()];
+            match (planes(&mut ours, &input, luma, chroma), planes(&mut theirs, &input, luma, chroma)) {
+                (Ok(a), Ok(b)) => {
+                    assert!(a == b, "mutant {i} decodes differently");
+                    both_ok += 1;
+                }
+                (Ok(_), Err(e)) if e.contains("extraneous bytes before marker") => stray += 1,
+                (Ok(_), Err(e)) => panic!("mutant {i}: accepted, libjpeg refused: {e}"),
+                (Err(_), Ok(_)) => only_ours_err += 1,
+                (Err(_), Err(_)) => both_err += 1,
+            }
+        }
+        assert!(both_ok > 100 && both_err > 100, "ok {both_ok}, refused {both_err}");
+        assert!(only_ours_err * 20 < both_err, "refused by ours only: {only_ours_err}");
+        assert!(stray * 100 < both_ok, "stray bytes libjpeg's reader refused: {stray}");
     }
 }
