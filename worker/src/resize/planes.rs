@@ -11,7 +11,9 @@
 //! Lanczos3, instead of the encoder's 2×2 box.
 //!
 //! Chroma is decoded at its own, smaller DCT scale ([`CHROMA_HEADROOM`]),
-//! which TurboJPEG's YUV API cannot do: see `jpeg_planes.c`.
+//! which TurboJPEG's YUV API cannot do: see `jpeg_planes.c`. Baseline scans
+//! are entropy-decoded by `jpeg_huffman.c`, most of the time a thumbnail
+//! takes.
 //!
 //! Only for what needs no pixel in RGB: no ICC profile to apply, no EXIF
 //! rotation, no padding, grey or three-component YCbCr input. Everything else
