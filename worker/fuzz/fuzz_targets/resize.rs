@@ -3,6 +3,13 @@
 //! of bounds, in our code or in the C decoders under it.
 //!
 //!   cd worker/fuzz && cargo +nightly fuzz run resize seeds -- -max_len=65536
+//!
+//! Built that way, only Rust code reports coverage to libFuzzer. With clang,
+//! the C under `worker` (libjpeg-turbo, our JPEG plane and entropy decoders,
+//! libwebp's encoder) is instrumented too, for coverage and for the address
+//! sanitizer:
+//!
+//!   CC=clang CFLAGS="-fsanitize=fuzzer-no-link,address" cargo +nightly fuzz run -O resize corpus/resize seeds
 
 #![no_main]
 
