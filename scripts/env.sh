@@ -9,5 +9,21 @@ export REPO_ROOT
 
 log() { printf '[%s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 
+# kube_wait SECONDS ARGS...: `kubectl wait --timeout ARGS`, tried again until
+# SECONDS have passed. Right after an object is created its
+# .status.conditions can still be null, and kubectl wait then fails at once
+# ("accessor error: <nil>") instead of waiting.
+kube_wait() {
+  local deadline=$((SECONDS + $1)) left
+  shift
+  while :; do
+    left=$((deadline - SECONDS))
+    [ "$left" -gt 0 ] || left=1
+    "$KUBECTL" wait --timeout="${left}s" "$@" && return 0
+    [ "$SECONDS" -lt "$deadline" ] || return 1
+    sleep 1
+  done
+}
+
 # version_ge A B: true when version A >= B (dotted numbers).
 version_ge() { [ "$(printf '%s\n%s\n' "$2" "$1" | sort -V | head -n1)" = "$2" ]; }

@@ -82,7 +82,7 @@ tag_of() { printf '%s\n' "${images[@]}" | sed -n "s#^resizer/$1:##p" | head -n1;
 # --- Ingress controller.
 log "installing ingress-nginx"
 "$KUBECTL" apply -f "$INGRESS_NGINX_MANIFEST" >/dev/null
-"$KUBECTL" -n ingress-nginx wait --for=condition=ready pod -l app.kubernetes.io/component=controller --timeout=300s
+kube_wait 300 -n ingress-nginx --for=condition=ready pod -l app.kubernetes.io/component=controller
 
 # --- Scenario shared with the local control plane: the chart, with the operator running in pods.
 IN_CLUSTER=1 KUBECTL="$KUBECTL" HELM="$HELM" OPERATOR_IMAGE_TAG="$(tag_of operator)" bash e2e/scenarios/chart.sh
@@ -103,7 +103,7 @@ for c in api worker queue; do
   done
   log "component $c ready"
 done
-"$KUBECTL" -n "$FLEET_NS" wait --for=condition=Ready rd/photos --timeout=600s
+kube_wait 600 -n "$FLEET_NS" --for=condition=Ready rd/photos
 "$KUBECTL" -n "$FLEET_NS" get rd photos
 
 # A tenant and an API key, made with the admin CLI that ships in the auth-cache image.

@@ -75,7 +75,7 @@ set_tag=()
   || fail "helm install"
 grep -q "ResizeDeployment" "$work/install.txt" || fail "NOTES.txt does not say what to apply next"
 log "chart: ok: helm install (NOTES printed)"
-check "CRD established" k wait --for condition=established --timeout=60s crd/resizedeployments.resizer.dev
+check "CRD established" kube_wait 60 --for condition=established crd/resizedeployments.resizer.dev
 [ "$(k -n "$NAMESPACE" get deploy "$full" -o jsonpath='{.spec.replicas}')" = 2 ] || fail "operator Deployment is not 2 replicas"
 for kind in serviceaccount service poddisruptionbudget lease.coordination.k8s.io; do
   check "$kind made" k -n "$NAMESPACE" get "$kind" "$([ "$kind" = service ] && echo "$full-metrics" || echo "$full")"
@@ -92,7 +92,7 @@ log "chart: ok: RBAC refuses secrets, deletes, pods and spec writes"
 
 # --- The operator reconciles a fleet with the chart's identity.
 if [ "$IN_CLUSTER" = 1 ]; then
-  check "operator Deployment available" k -n "$NAMESPACE" wait --for condition=available --timeout=180s "deploy/$full"
+  check "operator Deployment available" kube_wait 180 -n "$NAMESPACE" --for condition=available "deploy/$full"
 else
   # No kubelet: the operator's pods stay Pending. The binary runs here with the
   # ServiceAccount's own token, so only the chart's RBAC stands behind it.

@@ -28,5 +28,5 @@ control_plane_up
 log "control plane up, KUBECONFIG=$KUBECONFIG, kubectl $KUBECTL"
 
 "$KUBECTL" apply -f crds/
-"$KUBECTL" wait --for condition=established --timeout=60s crd/resizedeployments.resizer.dev
+kube_wait 60 --for condition=established crd/resizedeployments.resizer.dev
 cargo test -p operator --test controlplane -- --ignored --nocapture
