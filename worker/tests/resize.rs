@@ -222,9 +222,14 @@ fn gif_first_frame_becomes_png() {
 fn oriented_jpeg(orientation: u16) -> Vec<u8> {
     let img =
         image::RgbImage::from_fn(60, 30, |x, _| if x < 30 { image::Rgb([255, 0, 0]) } else { image::Rgb([0, 0, 255]) });
+    with_orientation(&img, orientation)
+}
+
+/// `img` as a JPEG (q95) whose EXIF APP1 segment carries `orientation`.
+fn with_orientation(img: &image::RgbImage, orientation: u16) -> Vec<u8> {
     let mut plain = Vec::new();
     image::codecs::jpeg::JpegEncoder::new_with_quality(&mut plain, 95)
-        .write_image(img.as_raw(), 60, 30, image::ExtendedColorType::Rgb8)
+        .write_image(img.as_raw(), img.width(), img.height(), image::ExtendedColorType::Rgb8)
         .unwrap();
     // TIFF header (big endian), one IFD entry: tag 0x0112 SHORT count 1 value.
     let mut tiff = b"MM\0*\0\0\0\x08\0\x01\x01\x12\0\x03\0\0\0\x01".to_vec();
@@ -258,6 +263,38 @@ fn exif_orientations_1_to_8_are_applied() {
         };
         assert!(red(expect_red_at.0, expect_red_at.1), "orientation {o}: no red at {expect_red_at:?}");
     }
+}
+
+/// JPEG → JPEG resamples the stored planes and turns them afterwards; the
+/// RGB path (PNG output here) turns the resized RGB image. Both must put the
+/// same colour in each corner, for every orientation: the stored image has a
+/// different colour in each quadrant (red, blue / green, white), so each of
+/// the eight orientations gives a different arrangement. Odd sizes, so that
+/// the 4:2:0 output's chroma grid does not divide the image evenly.
+#[test]
+fn exif_orientations_on_the_jpeg_plane_path_match_the_rgb_path() {
+    let colours = [[255, 0, 0], [0, 0, 255], [0, 255, 0], [255, 255, 255]];
+    let stored =
+        image::RgbImage::from_fn(90, 50, |x, y| image::Rgb(colours[(x >= 45) as usize + 2 * (y >= 25) as usize]));
+    let mut arrangements = std::collections::HashSet::new();
+    for o in 1..=8u16 {
+        let input = with_orientation(&stored, o);
+        let jpeg = decode(&run(&input, "w=61&h=61&format=jpeg&quality=95").unwrap().bytes).to_rgb8();
+        let rgb = decode(&run(&input, "w=61&h=61&format=png").unwrap().bytes).to_rgb8();
+        assert_eq!(jpeg.dimensions(), rgb.dimensions(), "orientation {o}");
+        assert_eq!(jpeg.dimensions(), if o >= 5 { (34, 61) } else { (61, 34) }, "orientation {o}");
+        let (w, h) = jpeg.dimensions();
+        let corners = [(w / 4, h / 4), (3 * w / 4, h / 4), (w / 4, 3 * h / 4), (3 * w / 4, 3 * h / 4)];
+        let mut arrangement = Vec::new();
+        for (x, y) in corners {
+            let (a, b) = (jpeg.get_pixel(x, y).0, rgb.get_pixel(x, y).0);
+            let far = a.iter().zip(b).any(|(p, q)| p.abs_diff(q) > 40);
+            assert!(!far, "orientation {o} at ({x}, {y}): JPEG path {a:?}, RGB path {b:?}");
+            arrangement.push(b.map(|c| c > 127));
+        }
+        arrangements.insert(arrangement);
+    }
+    assert_eq!(arrangements.len(), 8, "each orientation arranges the quadrants differently");
 }
 
 #[test]

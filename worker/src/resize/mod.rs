@@ -7,8 +7,8 @@
 //! from an embedded profile → apply the EXIF orientation to the small result →
 //! pad (`contain`) → encode without metadata.
 //!
-//! A JPEG that becomes a JPEG with no profile to apply, no rotation and no
-//! padding (the common thumbnail) skips RGB altogether: see [`planes`].
+//! A JPEG that becomes a JPEG with no profile to apply and no padding (the
+//! common thumbnail, EXIF-rotated or not) skips RGB altogether: see [`planes`].
 
 mod color;
 mod decode;
@@ -23,7 +23,7 @@ pub use error::ResizeError;
 
 use contracts::{ImageFormat, Rendered, ResizeOp};
 use fast_image_resize::{self as fr, PixelType, ResizeAlg, ResizeOptions, images::Image};
-use image::{DynamicImage, metadata::Orientation};
+use image::DynamicImage;
 use std::cell::RefCell;
 
 /// Bounds on the work one job may cause.
@@ -91,7 +91,6 @@ impl Engine {
         if format == ImageFormat::Jpeg
             && out_format == ImageFormat::Jpeg
             && header.icc.is_none()
-            && header.orientation == Orientation::NoTransforms
             && plan.canvas == plan.content
             && let Some(bytes) = planes::resize(
                 &mut self.decompressor,
@@ -101,6 +100,7 @@ impl Engine {
                 &mut self.planes,
                 input,
                 &stored_plan,
+                header.orientation,
                 op.quality,
                 decode::MAX_JPEG_SCANS,
             )?

@@ -15,9 +15,11 @@
 //! are entropy-decoded by `jpeg_huffman.c`, most of the time a thumbnail
 //! takes.
 //!
-//! Only for what needs no pixel in RGB: no ICC profile to apply, no EXIF
-//! rotation, no padding, grey or three-component YCbCr input. Everything else
-//! takes the general path.
+//! Only for what needs no pixel in RGB: no ICC profile to apply, no padding,
+//! grey or three-component YCbCr input. Everything else takes the general
+//! path. An EXIF orientation is applied to each resized plane, as the
+//! general path applies it to the resized RGB image: phone photos, which
+//! mostly carry one, keep this path.
 
 use super::{
     ResizeError,
@@ -27,6 +29,7 @@ use super::{
     rawjpeg::{Decoder, Layout},
 };
 use fast_image_resize::{self as fr, PixelType, ResizeAlg, ResizeOptions, images::Image, images::ImageRef};
+use image::{DynamicImage, GrayImage, metadata::Orientation};
 use turbojpeg::{Colorspace, Compressor, Decompressor, PixelFormat, Subsamp, YuvPlanesImage};
 
 /// Plane buffers kept between jobs: the decoded planes are the largest
@@ -57,7 +60,8 @@ fn dct_size(scale: f64) -> u8 {
 }
 
 /// Resizes a grey or YCbCr JPEG to a JPEG following `plan` (in stored
-/// orientation), or `None` when the input is not one this path handles.
+/// orientation), then applies `orientation`; `None` when the input is not
+/// one this path handles.
 #[allow(clippy::too_many_arguments)]
 pub fn resize(
     jpeg: &mut Decompressor,
@@ -67,6 +71,7 @@ pub fn resize(
     bufs: &mut Buffers,
     input: &[u8],
     plan: &Plan,
+    orientation: Orientation,
     quality: u8,
     scan_limit: u32,
 ) -> Result<Option<Vec<u8>>, ResizeError> {
@@ -112,6 +117,7 @@ pub fn resize(
             .map_err(|e| internal(&e))
     };
     plane(0, &mut bufs.y, (cw, ch))?;
+    let (cw, ch) = orient(&mut bufs.y, (cw, ch), orientation);
     compressor.set_quality(quality as i32).map_err(|e| internal(&e))?;
     if layout.components() == 1 {
         // Grey stays grey (as libvips writes it): one plane, no colour conversion.
@@ -122,6 +128,11 @@ pub fn resize(
     }
     plane(1, &mut bufs.cb, (ow, oh))?;
     plane(2, &mut bufs.cr, (ow, oh))?;
+    // Each chroma sample covers the same luma samples before and after: the
+    // chroma plane spans exactly the luma plane, so flips and turns map one
+    // grid onto the other.
+    orient(&mut bufs.cb, (ow, oh), orientation);
+    let (ow, oh) = orient(&mut bufs.cr, (ow, oh), orientation);
     let y_stride = pad_to_chroma_grid(&mut bufs.y, (cw, ch), (ow * OUT.0, oh * OUT.1));
     let planes = YuvPlanesImage {
         y_plane: &bufs.y[..],
@@ -135,6 +146,20 @@ pub fn resize(
         subsamp: Subsamp::Sub2x2,
     };
     compressor.compress_yuv_planes_to_vec(&planes).map(Some).map_err(|e| internal(&e))
+}
+
+/// Applies an EXIF orientation to a `w`×`h` plane, in place; returns its new size.
+fn orient(plane: &mut Vec<u8>, (w, h): (usize, usize), orientation: Orientation) -> (usize, usize) {
+    if orientation == Orientation::NoTransforms {
+        return (w, h);
+    }
+    plane.truncate(w * h);
+    let grey = GrayImage::from_raw(w as u32, h as u32, std::mem::take(plane)).expect("a plane holds w × h samples");
+    let mut img = DynamicImage::ImageLuma8(grey);
+    img.apply_orientation(orientation);
+    let size = (img.width() as usize, img.height() as usize);
+    *plane = img.into_luma8().into_raw();
+    size
 }
 
 /// Moves plane `c`'s meaningful samples to the front of its block-padded
