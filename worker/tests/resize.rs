@@ -479,4 +479,58 @@ fn embedded_profiles_are_converted_to_srgb() {
             assert!(g.abs_diff(e) <= 3, "{:?}: got {got:?}, expected {expected:?}", ImageFormat::sniff(&bytes));
         }
     }
+    // JPEG → JPEG converts the resized planes (its own path): same colour.
+    let [_, jpeg] = tagged(input, &icc);
+    let out = decode(&run(&jpeg, "w=16&format=jpeg&quality=95").unwrap().bytes).to_rgb8();
+    let got = out.get_pixel(8, 8).0;
+    for (g, e) in got.iter().zip(expected) {
+        assert!(g.abs_diff(e) <= 4, "JPEG → JPEG: got {got:?}, expected {expected:?}");
+    }
+}
+
+/// A wide-gamut photo: JPEG → JPEG, which applies the profile to the resized
+/// planes, agrees with the RGB path's result (PNG output, encoded here with
+/// the same JPEG settings), and both differ from ignoring the profile.
+#[test]
+fn a_profiled_jpeg_to_jpeg_matches_the_rgb_path() {
+    let src = decode(&sample_jpeg()).to_rgb8();
+    let icc = moxcms::ColorProfile::new_pro_photo_rgb().encode().unwrap();
+    let encode = |icc: Option<&[u8]>| {
+        let mut jpeg = Vec::new();
+        let mut enc = image::codecs::jpeg::JpegEncoder::new_with_quality(&mut jpeg, 90);
+        if let Some(icc) = icc {
+            enc.set_icc_profile(icc.to_vec()).unwrap();
+        }
+        enc.write_image(src.as_raw(), src.width(), src.height(), image::ExtendedColorType::Rgb8).unwrap();
+        jpeg
+    };
+    let (tagged, plain) = (encode(Some(&icc)), encode(None));
+    let q = "w=200&h=200&format=jpeg&quality=95";
+    let jpeg = decode(&run(&tagged, q).unwrap().bytes).to_rgb8();
+    let rgb = decode(&run(&tagged, "w=200&h=200&format=png").unwrap().bytes).to_rgb8();
+    let untouched = decode(&run(&plain, q).unwrap().bytes).to_rgb8();
+    assert_eq!(jpeg.dimensions(), rgb.dimensions());
+    // Each RGB path result through the same encoder settings (q95, 4:2:0).
+    let mut c = turbojpeg::Compressor::new().unwrap();
+    c.set_quality(95).unwrap();
+    c.set_subsamp(turbojpeg::Subsamp::Sub2x2).unwrap();
+    let mut as_jpeg = |rgb: &image::RgbImage| {
+        let (w, h) = (rgb.width() as usize, rgb.height() as usize);
+        let pixels = rgb.as_raw().as_slice();
+        let image = turbojpeg::Image { pixels, width: w, pitch: w * 3, height: h, format: turbojpeg::PixelFormat::RGB };
+        decode(&c.compress_to_vec(image).unwrap()).to_rgb8()
+    };
+    let reference = as_jpeg(&rgb);
+    let plain_reference = as_jpeg(&decode(&run(&plain, "w=200&h=200&format=png").unwrap().bytes).to_rgb8());
+    let mean_diff = |a: &image::RgbImage, b: &image::RgbImage| {
+        let total: u64 = a.as_raw().iter().zip(b.as_raw()).map(|(x, y)| x.abs_diff(*y) as u64).sum();
+        total as f64 / a.as_raw().len() as f64
+    };
+    // Untagged, the two paths differ by the plane path's own approximations
+    // (chroma decoded smaller, resampled at half size); ProPhoto's wide gamut
+    // stretches those differences on the way to sRGB, by about 1.75 ×.
+    let baseline = mean_diff(&untouched, &plain_reference);
+    let (same, ignored) = (mean_diff(&jpeg, &reference), mean_diff(&untouched, &reference));
+    assert!(same < 2.0 * baseline, "JPEG path vs RGB path: mean difference {same:.2}, untagged {baseline:.2}");
+    assert!(ignored > 3.0 * same, "ignoring the profile must show: {ignored:.2} vs {same:.2}");
 }

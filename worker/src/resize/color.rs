@@ -80,6 +80,25 @@ pub fn rgb_to_srgb(icc: &[u8], pixels: &mut [u8], alpha: bool) {
     }
 }
 
+/// Interleaved RGB from a `w`×`h` luma plane and 4:2:0 chroma planes of
+/// ⌈w/2⌉×⌈h/2⌉ (JFIF's full-range YCbCr, as libjpeg converts it). Each
+/// chroma sample is repeated over its 2×2 luma samples: a JPEG encoder's 2×2
+/// average brings back the same chroma.
+pub fn ycbcr420_to_rgb(y: &[u8], (w, h): (usize, usize), cb: &[u8], cr: &[u8]) -> Vec<u8> {
+    let cw = w.div_ceil(2);
+    let clamp = |v: f32| v.round().clamp(0.0, 255.0) as u8;
+    let mut rgb = Vec::with_capacity(w * h * 3);
+    for row in 0..h {
+        for col in 0..w {
+            let l = y[row * w + col] as f32;
+            let c = (row / 2) * cw + col / 2;
+            let (b, r) = (cb[c] as f32 - 128.0, cr[c] as f32 - 128.0);
+            rgb.extend([clamp(l + 1.402 * r), clamp(l - 0.344_136 * b - 0.714_136 * r), clamp(l + 1.772 * b)]);
+        }
+    }
+    rgb
+}
+
 /// Converts the inverted CMYK that Adobe applications write (nearly every CMYK
 /// JPEG in the wild) to sRGB: through the embedded profile when there is a
 /// usable one, else with the naive formula libjpeg-based tools use.
@@ -113,6 +132,21 @@ fn cmyk_through_profile(icc: &[u8], cmyk: &[u8]) -> Option<Vec<u8>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ycbcr_planes_become_rgb_with_chroma_over_2x2() {
+        // 3×3 luma, 2×2 chroma: the last column and row share the edge chroma.
+        let y = [128, 128, 76, 128, 128, 76, 255, 255, 0];
+        let (cb, cr) = ([128, 85, 128, 128], [128, 255, 128, 128]);
+        let rgb = ycbcr420_to_rgb(&y, (3, 3), &cb, &cr);
+        assert_eq!(rgb.len(), 27);
+        assert_eq!(&rgb[0..3], &[128, 128, 128]);
+        // JFIF red: Y 76, Cb 85, Cr 255.
+        let red = &rgb[6..9];
+        assert!(red[0] >= 253 && red[1] <= 2 && red[2] <= 2, "red: {red:?}");
+        assert_eq!(&rgb[18..21], &[255, 255, 255]);
+        assert_eq!(&rgb[24..27], &[0, 0, 0]);
+    }
 
     #[test]
     fn naive_cmyk_treats_values_as_inverted() {

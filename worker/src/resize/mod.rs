@@ -7,8 +7,8 @@
 //! from an embedded profile → apply the EXIF orientation to the small result →
 //! pad (`contain`) → encode without metadata.
 //!
-//! A JPEG that becomes a JPEG with no profile to apply and no padding (the
-//! common thumbnail, EXIF-rotated or not) skips RGB altogether: see [`planes`].
+//! A JPEG that becomes a JPEG without padding (the common thumbnail,
+//! EXIF-rotated or not) skips RGB at full size: see [`planes`].
 
 mod color;
 mod decode;
@@ -90,7 +90,6 @@ impl Engine {
         let out_format = op.output_format(format);
         if format == ImageFormat::Jpeg
             && out_format == ImageFormat::Jpeg
-            && header.icc.is_none()
             && plan.canvas == plan.content
             && let Some(bytes) = planes::resize(
                 &mut self.decompressor,
@@ -101,6 +100,7 @@ impl Engine {
                 input,
                 &stored_plan,
                 header.orientation,
+                header.icc.as_deref(),
                 op.quality,
                 decode::MAX_JPEG_SCANS,
             )?

@@ -15,19 +15,22 @@
 //! are entropy-decoded by `jpeg_huffman.c`, most of the time a thumbnail
 //! takes.
 //!
-//! Only for what needs no pixel in RGB: no ICC profile to apply, no padding,
-//! grey or three-component YCbCr input. Everything else takes the general
-//! path. An EXIF orientation is applied to each resized plane, as the
-//! general path applies it to the resized RGB image: phone photos, which
-//! mostly carry one, keep this path.
+//! For grey or three-component YCbCr input without padding; everything else
+//! takes the general path. An EXIF orientation is applied to each resized
+//! plane, as the general path applies it to the resized RGB image: phone
+//! photos, which mostly carry one, keep this path. So does a colour profile
+//! other than sRGB (Display P3, Adobe RGB): only the small resized planes
+//! become RGB, for the profile to be applied where the general path applies
+//! it too, after resizing.
 
 use super::{
-    ResizeError,
+    ResizeError, color,
     decode::{LANCZOS_HEADROOM, jpeg_scaling},
     geometry::Plan,
     lanczos,
     rawjpeg::{Decoder, Layout},
 };
+use contracts::ImageFormat;
 use fast_image_resize::{self as fr, PixelType, ResizeAlg, ResizeOptions, images::Image, images::ImageRef};
 use image::{DynamicImage, GrayImage, metadata::Orientation};
 use turbojpeg::{Colorspace, Compressor, Decompressor, PixelFormat, Subsamp, YuvPlanesImage};
@@ -60,8 +63,9 @@ fn dct_size(scale: f64) -> u8 {
 }
 
 /// Resizes a grey or YCbCr JPEG to a JPEG following `plan` (in stored
-/// orientation), then applies `orientation`; `None` when the input is not
-/// one this path handles.
+/// orientation), then applies `orientation` and converts from `icc` (an RGB
+/// profile other than sRGB); `None` when the input is not one this path
+/// handles.
 #[allow(clippy::too_many_arguments)]
 pub fn resize(
     jpeg: &mut Decompressor,
@@ -72,6 +76,7 @@ pub fn resize(
     input: &[u8],
     plan: &Plan,
     orientation: Orientation,
+    icc: Option<&[u8]>,
     quality: u8,
     scan_limit: u32,
 ) -> Result<Option<Vec<u8>>, ResizeError> {
@@ -79,6 +84,9 @@ pub fn resize(
     let internal = |e: &dyn std::fmt::Display| ResizeError::Internal(format!("JPEG planes: {e}"));
     let h = jpeg.read_header(input).map_err(|e| corrupt(&e))?;
     if !matches!(h.colorspace, Colorspace::YCbCr | Colorspace::Gray) || h.is_lossless {
+        return Ok(None);
+    }
+    if icc.is_some() && h.colorspace != Colorspace::YCbCr {
         return Ok(None);
     }
     let (sw, sh) = (h.width as f64, h.height as f64);
@@ -133,6 +141,12 @@ pub fn resize(
     // grid onto the other.
     orient(&mut bufs.cb, (ow, oh), orientation);
     let (ow, oh) = orient(&mut bufs.cr, (ow, oh), orientation);
+    if let Some(icc) = icc {
+        let mut rgb = color::ycbcr420_to_rgb(&bufs.y, (cw, ch), &bufs.cb, &bufs.cr);
+        color::rgb_to_srgb(icc, &mut rgb, false);
+        return super::encode::encode(compressor, ImageFormat::Jpeg, &rgb, cw as u32, ch as u32, false, quality)
+            .map(Some);
+    }
     let y_stride = pad_to_chroma_grid(&mut bufs.y, (cw, ch), (ow * OUT.0, oh * OUT.1));
     let planes = YuvPlanesImage {
         y_plane: &bufs.y[..],
