@@ -5,8 +5,8 @@
 //! applied to the resized result (a few thousand pixels instead of millions);
 //! CMYK has to be converted at decode time, before there is RGB to resize.
 
-use moxcms::{ColorProfile, DataColorSpace, Layout, TransformOptions};
-use std::{cell::RefCell, collections::HashMap};
+use moxcms::{ColorProfile, DataColorSpace, Layout, Transform8BitExecutor, TransformOptions};
+use std::{cell::RefCell, collections::HashMap, sync::Arc};
 
 /// Whether `icc` is an RGB profile that maps every colour to itself in sRGB
 /// (±1 of 255): the sRGB profiles cameras, phones and editors embed, whatever
@@ -63,40 +63,73 @@ fn maps_to_itself_in_srgb(icc: &[u8]) -> bool {
 /// that cannot be parsed or applied are ignored: the pixels are then taken as
 /// sRGB, as every browser does with a broken profile.
 pub fn rgb_to_srgb(icc: &[u8], pixels: &mut [u8], alpha: bool) {
-    let Ok(src) = ColorProfile::new_from_slice(icc) else {
+    thread_local! {
+        /// The transformed copy, kept between images: a thumbnail's worth is
+        /// above malloc's mmap threshold, and a fresh mapping per image costs
+        /// its page faults.
+        static SCRATCH: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+    }
+    let Some(t) = transform_to_srgb(icc, alpha) else {
         return;
     };
-    if src.color_space != DataColorSpace::Rgb {
-        return;
-    }
-    let layout = if alpha { Layout::Rgba } else { Layout::Rgb };
-    let Ok(t) = src.create_transform_8bit(layout, &ColorProfile::new_srgb(), layout, TransformOptions::default())
-    else {
-        return;
-    };
-    let mut out = vec![0u8; pixels.len()];
-    if t.transform(pixels, &mut out).is_ok() {
-        pixels.copy_from_slice(&out);
-    }
+    SCRATCH.with(|scratch| {
+        let mut out = scratch.borrow_mut();
+        out.clear();
+        out.resize(pixels.len(), 0);
+        if t.transform(pixels, &mut out).is_ok() {
+            pixels.copy_from_slice(&out);
+        }
+    });
 }
 
-/// Interleaved RGB from a `w`×`h` luma plane and 4:2:0 chroma planes of
-/// ⌈w/2⌉×⌈h/2⌉ (JFIF's full-range YCbCr, as libjpeg converts it). Each
-/// chroma sample is repeated over its 2×2 luma samples: a JPEG encoder's 2×2
-/// average brings back the same chroma.
-pub fn ycbcr420_to_rgb(y: &[u8], (w, h): (usize, usize), cb: &[u8], cr: &[u8]) -> Vec<u8> {
+/// The transform from `icc` to sRGB. Building one evaluates the profile's
+/// curves (a good part of a thumbnail's time), and the same few profiles
+/// recur: transforms are kept per thread and profile.
+fn transform_to_srgb(icc: &[u8], alpha: bool) -> Option<Arc<Transform8BitExecutor>> {
+    type Cache = HashMap<(Box<[u8]>, bool), Option<Arc<Transform8BitExecutor>>>;
+    thread_local! {
+        static BUILT: RefCell<Cache> = RefCell::new(HashMap::new());
+    }
+    BUILT.with(|built| {
+        let key = (Box::<[u8]>::from(icc), alpha);
+        if let Some(known) = built.borrow().get(&key) {
+            return known.clone();
+        }
+        let transform =
+            ColorProfile::new_from_slice(icc).ok().filter(|p| p.color_space == DataColorSpace::Rgb).and_then(|src| {
+                let layout = if alpha { Layout::Rgba } else { Layout::Rgb };
+                src.create_transform_8bit(layout, &ColorProfile::new_srgb(), layout, TransformOptions::default()).ok()
+            });
+        let mut built = built.borrow_mut();
+        if built.len() >= 16 {
+            built.clear(); // a bound, not an eviction policy: distinct profiles are few
+        }
+        built.insert(key, transform.clone());
+        transform
+    })
+}
+
+/// Interleaved RGB, into `rgb`, from a `w`×`h` luma plane and 4:2:0 chroma
+/// planes of ⌈w/2⌉×⌈h/2⌉: JFIF's full-range YCbCr in libjpeg's 16-bit fixed
+/// point. Each chroma sample is repeated over its 2×2 luma samples: a JPEG
+/// encoder's 2×2 average brings back the same chroma.
+pub fn ycbcr420_to_rgb(y: &[u8], (w, h): (usize, usize), cb: &[u8], cr: &[u8], rgb: &mut Vec<u8>) {
+    const HALF: i32 = 1 << 15;
     let cw = w.div_ceil(2);
-    let clamp = |v: f32| v.round().clamp(0.0, 255.0) as u8;
-    let mut rgb = Vec::with_capacity(w * h * 3);
+    rgb.clear();
+    rgb.reserve(w * h * 3);
     for row in 0..h {
-        for col in 0..w {
-            let l = y[row * w + col] as f32;
-            let c = (row / 2) * cw + col / 2;
-            let (b, r) = (cb[c] as f32 - 128.0, cr[c] as f32 - 128.0);
-            rgb.extend([clamp(l + 1.402 * r), clamp(l - 0.344_136 * b - 0.714_136 * r), clamp(l + 1.772 * b)]);
+        let (luma, chroma) = (&y[row * w..row * w + w], (row / 2) * cw);
+        for (col, &l) in luma.iter().enumerate() {
+            let l = l as i32;
+            let c = chroma + col / 2;
+            let (b, r) = (cb[c] as i32 - 128, cr[c] as i32 - 128);
+            let red = l + ((91_881 * r + HALF) >> 16);
+            let green = l + ((-22_554 * b - 46_802 * r + HALF) >> 16);
+            let blue = l + ((116_130 * b + HALF) >> 16);
+            rgb.extend([red.clamp(0, 255) as u8, green.clamp(0, 255) as u8, blue.clamp(0, 255) as u8]);
         }
     }
-    rgb
 }
 
 /// Converts the inverted CMYK that Adobe applications write (nearly every CMYK
@@ -138,7 +171,8 @@ mod tests {
         // 3×3 luma, 2×2 chroma: the last column and row share the edge chroma.
         let y = [128, 128, 76, 128, 128, 76, 255, 255, 0];
         let (cb, cr) = ([128, 85, 128, 128], [128, 255, 128, 128]);
-        let rgb = ycbcr420_to_rgb(&y, (3, 3), &cb, &cr);
+        let mut rgb = Vec::new();
+        ycbcr420_to_rgb(&y, (3, 3), &cb, &cr, &mut rgb);
         assert_eq!(rgb.len(), 27);
         assert_eq!(&rgb[0..3], &[128, 128, 128]);
         // JFIF red: Y 76, Cb 85, Cr 255.

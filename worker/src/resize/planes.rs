@@ -43,6 +43,7 @@ pub struct Buffers {
     y: Vec<u8>,
     cb: Vec<u8>,
     cr: Vec<u8>,
+    rgb: Vec<u8>,
 }
 
 /// Output chroma is always 4:2:0, like the general path's encoder.
@@ -142,9 +143,9 @@ pub fn resize(
     orient(&mut bufs.cb, (ow, oh), orientation);
     let (ow, oh) = orient(&mut bufs.cr, (ow, oh), orientation);
     if let Some(icc) = icc {
-        let mut rgb = color::ycbcr420_to_rgb(&bufs.y, (cw, ch), &bufs.cb, &bufs.cr);
-        color::rgb_to_srgb(icc, &mut rgb, false);
-        return super::encode::encode(compressor, ImageFormat::Jpeg, &rgb, cw as u32, ch as u32, false, quality)
+        color::ycbcr420_to_rgb(&bufs.y, (cw, ch), &bufs.cb, &bufs.cr, &mut bufs.rgb);
+        color::rgb_to_srgb(icc, &mut bufs.rgb, false);
+        return super::encode::encode(compressor, ImageFormat::Jpeg, &bufs.rgb, cw as u32, ch as u32, false, quality)
             .map(Some);
     }
     let y_stride = pad_to_chroma_grid(&mut bufs.y, (cw, ch), (ow * OUT.0, oh * OUT.1));
