@@ -13,8 +13,9 @@ use std::{cell::RefCell, collections::HashMap, sync::Arc};
 /// their encoding (matrix and curves, or tables). Such an image is treated as
 /// untagged, so a JPEG keeps the fast path in YCbCr planes.
 ///
-/// Deciding builds a transform (a fraction of a millisecond), and the same
-/// few profiles recur in nearly every tagged file: answers are kept per thread.
+/// Deciding builds a transform (a fraction of a millisecond, and kept for
+/// converting), and the same few profiles recur in nearly every tagged file:
+/// answers are kept per thread.
 pub fn is_srgb(icc: &[u8]) -> bool {
     thread_local! {
         static SEEN: RefCell<HashMap<Box<[u8]>, bool>> = RefCell::new(HashMap::new());
@@ -34,15 +35,7 @@ pub fn is_srgb(icc: &[u8]) -> bool {
 }
 
 fn maps_to_itself_in_srgb(icc: &[u8]) -> bool {
-    let Ok(src) = ColorProfile::new_from_slice(icc) else {
-        return false;
-    };
-    if src.color_space != DataColorSpace::Rgb {
-        return false;
-    }
-    let Ok(t) =
-        src.create_transform_8bit(Layout::Rgb, &ColorProfile::new_srgb(), Layout::Rgb, TransformOptions::default())
-    else {
+    let Some(t) = transform_to_srgb(icc, false) else {
         return false;
     };
     // Every combination of 9 levels per channel, the extremes included.
@@ -82,17 +75,18 @@ pub fn rgb_to_srgb(icc: &[u8], pixels: &mut [u8], alpha: bool) {
     });
 }
 
-/// The transform from `icc` to sRGB. Building one evaluates the profile's
-/// curves (a good part of a thumbnail's time), and the same few profiles
-/// recur: transforms are kept per thread and profile.
+/// The transform from `icc` to sRGB, `None` for a profile that is not RGB or
+/// cannot be applied. Building one evaluates the profile's curves (a good
+/// part of a thumbnail's time), and the same few profiles recur: transforms
+/// are kept per thread, profile and layout.
 fn transform_to_srgb(icc: &[u8], alpha: bool) -> Option<Arc<Transform8BitExecutor>> {
-    type Cache = HashMap<(Box<[u8]>, bool), Option<Arc<Transform8BitExecutor>>>;
+    type Cache = HashMap<Box<[u8]>, Option<Arc<Transform8BitExecutor>>>;
     thread_local! {
-        static BUILT: RefCell<Cache> = RefCell::new(HashMap::new());
+        /// Indexed by `alpha`.
+        static BUILT: RefCell<[Cache; 2]> = RefCell::new([HashMap::new(), HashMap::new()]);
     }
     BUILT.with(|built| {
-        let key = (Box::<[u8]>::from(icc), alpha);
-        if let Some(known) = built.borrow().get(&key) {
+        if let Some(known) = built.borrow()[usize::from(alpha)].get(icc) {
             return known.clone();
         }
         let transform =
@@ -100,11 +94,11 @@ fn transform_to_srgb(icc: &[u8], alpha: bool) -> Option<Arc<Transform8BitExecuto
                 let layout = if alpha { Layout::Rgba } else { Layout::Rgb };
                 src.create_transform_8bit(layout, &ColorProfile::new_srgb(), layout, TransformOptions::default()).ok()
             });
-        let mut built = built.borrow_mut();
+        let built = &mut built.borrow_mut()[usize::from(alpha)];
         if built.len() >= 16 {
             built.clear(); // a bound, not an eviction policy: distinct profiles are few
         }
-        built.insert(key, transform.clone());
+        built.insert(icc.into(), transform.clone());
         transform
     })
 }

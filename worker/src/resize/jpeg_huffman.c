@@ -184,15 +184,13 @@ static void build_ac(const uint8_t *size, const unsigned *code, int n, const UIN
   }
 }
 
-static void build_table(j_decompress_ptr cinfo, const JHUFF_TBL *src, int is_dc, rz_huff_table *t)
+static void build_table(const JHUFF_TBL *src, int is_dc, rz_huff_table *t)
 {
   uint8_t size[257];
   unsigned code[257];
   int p, l, i, n = 0;
   unsigned c = 0;
 
-  if (!src)
-    ERREXIT1(cinfo, JERR_NO_HUFF_TABLE, 0);
   for (l = 1; l <= 16; l++)
     for (i = 0; i < src->bits[l] && n < 256; i++)
       size[n++] = (uint8_t)l;
@@ -233,10 +231,10 @@ static uint64_t load_be64(const uint8_t *p)
 static void refill_slow(rz_huff_state *st)
 {
   const uint8_t *p = st->p, *end = st->end;
-  while (st->bits <= 56 && !st->marker) {
+  while (st->bits <= 56 && !st->stopped) {
     unsigned c;
     if (p >= end) {
-      st->marker = -1;
+      st->stopped = 1;
       break;
     }
     c = *p;
@@ -245,12 +243,8 @@ static void refill_slow(rz_huff_state *st)
       const uint8_t *q = p + 1;
       while (q < end && *q == 0xFF)
         q++;
-      if (q >= end) {
-        st->marker = -1;
-        break;
-      }
-      if (*q != 0) {
-        st->marker = *q;
+      if (q >= end || *q != 0) {
+        st->stopped = 1;
         break;
       }
       p = q + 1;
@@ -327,7 +321,7 @@ static void start_segment(j_decompress_ptr cinfo, rz_huff_state *st)
   int ci;
   st->buf = 0;
   st->bits = 0;
-  st->marker = 0;
+  st->stopped = 0;
   st->p = cinfo->src->next_input_byte;
   st->end = st->p + cinfo->src->bytes_in_buffer;
   for (ci = 0; ci < MAX_COMPS_IN_SCAN; ci++)
@@ -448,7 +442,7 @@ static boolean decode_mcu(j_decompress_ptr cinfo, JBLOCKROW *MCU_data)
 
 int rz_huff_install(j_decompress_ptr cinfo, rz_huff_state *st)
 {
-  int blkn, ci;
+  int blkn, ci, built = 0;
   if (cinfo->progressive_mode || cinfo->arith_code || cinfo->data_precision != 8 ||
       jpeg_has_multiple_scans(cinfo) || cinfo->Ss != 0 || cinfo->Se != DCTSIZE2 - 1 ||
       cinfo->Ah != 0 || cinfo->Al != 0 || cinfo->comps_in_scan != cinfo->num_components ||
@@ -456,26 +450,23 @@ int rz_huff_install(j_decompress_ptr cinfo, rz_huff_state *st)
       cinfo->client_data != st)
     return 0;
 
+  /* Only the tables this scan's components use (bit n: table n, DC first). */
   for (ci = 0; ci < cinfo->comps_in_scan; ci++) {
     jpeg_component_info *c = cinfo->cur_comp_info[ci];
-    if (c->dc_tbl_no < 0 || c->dc_tbl_no >= NUM_HUFF_TBLS || c->ac_tbl_no < 0 ||
-        c->ac_tbl_no >= NUM_HUFF_TBLS)
+    int dc = c->dc_tbl_no, ac = c->ac_tbl_no;
+    if (dc < 0 || dc >= NUM_HUFF_TBLS || ac < 0 || ac >= NUM_HUFF_TBLS ||
+        !cinfo->dc_huff_tbl_ptrs[dc] || !cinfo->ac_huff_tbl_ptrs[ac])
       return 0;
-  }
-  for (ci = 0; ci < NUM_HUFF_TBLS; ci++) {
-    if (cinfo->dc_huff_tbl_ptrs[ci])
-      build_table(cinfo, cinfo->dc_huff_tbl_ptrs[ci], 1, &st->tables[ci]);
-    if (cinfo->ac_huff_tbl_ptrs[ci])
-      build_table(cinfo, cinfo->ac_huff_tbl_ptrs[ci], 0, &st->tables[NUM_HUFF_TBLS + ci]);
+    if (!(built & 1 << dc))
+      build_table(cinfo->dc_huff_tbl_ptrs[dc], 1, &st->tables[dc]);
+    if (!(built & 1 << (NUM_HUFF_TBLS + ac)))
+      build_table(cinfo->ac_huff_tbl_ptrs[ac], 0, &st->tables[NUM_HUFF_TBLS + ac]);
+    built |= 1 << dc | 1 << (NUM_HUFF_TBLS + ac);
   }
   st->blocks = cinfo->blocks_in_MCU;
   for (blkn = 0; blkn < cinfo->blocks_in_MCU; blkn++) {
-    jpeg_component_info *c;
-    ci = cinfo->MCU_membership[blkn];
-    c = cinfo->cur_comp_info[ci];
-    if (!cinfo->dc_huff_tbl_ptrs[c->dc_tbl_no] || !cinfo->ac_huff_tbl_ptrs[c->ac_tbl_no])
-      return 0;
-    st->component[blkn] = ci;
+    jpeg_component_info *c = cinfo->cur_comp_info[cinfo->MCU_membership[blkn]];
+    st->component[blkn] = cinfo->MCU_membership[blkn];
     st->dc[blkn] = &st->tables[c->dc_tbl_no];
     st->ac[blkn] = &st->tables[NUM_HUFF_TBLS + c->ac_tbl_no];
   }

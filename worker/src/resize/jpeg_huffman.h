@@ -30,7 +30,7 @@ typedef struct {
    * end of the segment is consumed, which is an error at the next check. */
   uint64_t buf;
   int bits;
-  int marker; /* marker that ended the segment (-1: end of data), 0 while inside it */
+  int stopped; /* at a marker or the end of the data: no more bytes to load */
   const uint8_t *p, *end;
   int last_dc[MAX_COMPS_IN_SCAN];
   unsigned restarts_to_go;
