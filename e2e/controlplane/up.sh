@@ -9,6 +9,13 @@
 #
 # Prints `KUBECONFIG=DIR/kubeconfig` as its last line. Binaries come from
 # scripts/install-k8s-tools.sh (built once, cached under $RESIZER_CACHE).
+#
+# e2e/node/up.sh runs this with a node behind it; these settings are for it:
+#   CP_ADDRESS (127.0.0.1)        address the apiserver binds and advertises
+#   CP_API_PORT (a free port)     its port
+#   CP_SERVICE_CIDR (10.0.0.0/24) the Service range; its first address is the `kubernetes` Service
+#   CP_ENDPOINTS (none)           `lease`: the `kubernetes` Service gets endpoints (pods reach the apiserver)
+#   CP_SCHEDULER (0)              1: kube-scheduler runs too
 set -euo pipefail
 source "$(dirname "$0")/../../scripts/env.sh"
 dir=${1:?usage: up.sh DIR}
@@ -17,7 +24,12 @@ dir=$(cd "$dir" && pwd)
 bash "$REPO_ROOT/scripts/install-k8s-tools.sh" >/dev/null
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-etcd_port=$(free_port); etcd_peer=$(free_port); api_port=$(free_port)
+etcd_port=$(free_port); etcd_peer=$(free_port)
+address=${CP_ADDRESS:-127.0.0.1}
+api_port=${CP_API_PORT:-$(free_port)}
+service_cidr=${CP_SERVICE_CIDR:-10.0.0.0/24}
+# The first address of the range is the `kubernetes` Service's ClusterIP.
+service_ip=$(python3 -c 'import ipaddress,sys; print(ipaddress.ip_network(sys.argv[1])[1])' "$service_cidr")
 
 pki="$dir/pki"
 if [ ! -f "$pki/ca.crt" ]; then
@@ -32,9 +44,12 @@ if [ ! -f "$pki/ca.crt" ]; then
     openssl x509 -req -in "$pki/$1.csr" -CA "$pki/ca.crt" -CAkey "$pki/ca.key" -CAcreateserial -days 30 \
       -extfile "$pki/$1.ext" -out "$pki/$1.crt" 2>/dev/null
   }
-  issue apiserver "/CN=kube-apiserver" "IP:127.0.0.1,IP:10.0.0.1,DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc"
+  issue apiserver "/CN=kube-apiserver" "IP:127.0.0.1,IP:$address,IP:$service_ip,DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc,DNS:kubernetes.default.svc.cluster.local"
   issue admin "/O=system:masters/CN=resizer-admin"
   issue controller-manager "/CN=system:kube-controller-manager"
+  issue scheduler "/CN=system:kube-scheduler"
+  # The apiserver's identity towards kubelets (logs, exec, port-forward).
+  issue apiserver-kubelet-client "/O=system:masters/CN=kube-apiserver-kubelet-client"
   openssl genrsa -out "$pki/sa.key" 2048 2>/dev/null
   openssl rsa -in "$pki/sa.key" -pubout -out "$pki/sa.pub" 2>/dev/null
 fi
@@ -46,7 +61,7 @@ kind: Config
 clusters:
 - name: local
   cluster:
-    server: https://127.0.0.1:$api_port
+    server: https://$address:$api_port
     certificate-authority: $pki/ca.crt
 users:
 - name: $2
@@ -61,6 +76,7 @@ KC
 }
 kubeconfig "$dir/kubeconfig" admin
 kubeconfig "$dir/controller-manager.kubeconfig" controller-manager
+kubeconfig "$dir/scheduler.kubeconfig" scheduler
 
 : >"$dir/pids"
 start() { # start NAME CMD...: runs in the background, logging to DIR/logs/NAME.log
@@ -88,18 +104,20 @@ start etcd "$RESIZER_BIN/etcd" --name default --data-dir "$dir/etcd" \
   --initial-cluster "default=http://127.0.0.1:$etcd_peer" --unsafe-no-fsync --quota-backend-bytes 2147483648
 ready etcd 20 "healthy" curl -fsS "http://127.0.0.1:$etcd_port/health"
 
-log "control plane: kube-apiserver on https://127.0.0.1:$api_port"
+log "control plane: kube-apiserver on https://$address:$api_port"
 start kube-apiserver "$RESIZER_BIN/kube-apiserver" \
   --etcd-servers "http://127.0.0.1:$etcd_port" \
-  --bind-address 127.0.0.1 --advertise-address 127.0.0.1 --secure-port "$api_port" \
+  --bind-address "$address" --advertise-address "$address" --secure-port "$api_port" \
   --tls-cert-file "$pki/apiserver.crt" --tls-private-key-file "$pki/apiserver.key" \
   --client-ca-file "$pki/ca.crt" \
   --service-account-issuer https://kubernetes.default.svc \
   --service-account-key-file "$pki/sa.pub" --service-account-signing-key-file "$pki/sa.key" \
   --api-audiences https://kubernetes.default.svc \
-  --service-cluster-ip-range 10.0.0.0/24 \
+  --service-cluster-ip-range "$service_cidr" \
   --authorization-mode Node,RBAC --allow-privileged=true \
-  --endpoint-reconciler-type none \
+  --endpoint-reconciler-type "${CP_ENDPOINTS:-none}" \
+  --kubelet-client-certificate "$pki/apiserver-kubelet-client.crt" --kubelet-client-key "$pki/apiserver-kubelet-client.key" \
+  --kubelet-preferred-address-types InternalIP \
   --profiling=false
 ready kube-apiserver 150 "/readyz" kubectl_admin get --raw /readyz
 
@@ -113,6 +131,15 @@ start kube-controller-manager "$RESIZER_BIN/kube-controller-manager" \
   --use-service-account-credentials=true
 # Ready when the default service account of a namespace appears: the serviceaccount controller runs.
 ready kube-controller-manager 60 "a default service account" kubectl_admin -n default get serviceaccount default
+
+if [ "${CP_SCHEDULER:-0}" = 1 ]; then
+  log "control plane: kube-scheduler"
+  start kube-scheduler "$RESIZER_BIN/kube-scheduler" \
+    --kubeconfig "$dir/scheduler.kubeconfig" \
+    --authentication-kubeconfig "$dir/scheduler.kubeconfig" --authorization-kubeconfig "$dir/scheduler.kubeconfig" \
+    --bind-address 127.0.0.1 --secure-port 0 --leader-elect=false
+  ready kube-scheduler 60 "its start" grep -q "Starting Kubernetes Scheduler" "$dir/logs/kube-scheduler.log"
+fi
 
 log "control plane: up (logs in $dir/logs)"
 echo "KUBECONFIG=$dir/kubeconfig"

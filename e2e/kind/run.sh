@@ -111,7 +111,7 @@ admin() { "$KUBECTL" -n "$FLEET_NS" exec deploy/photos-auth-cache -- /usr/local/
 admin tenant create kind-e2e >/dev/null
 api_key=$(admin key issue kind-e2e | python3 -c 'import json,sys; print(json.load(sys.stdin)["token"])')
 
-photo=$(ls "$REPO_ROOT"/../shared/corpus/jpeg/*.jpg | head -n1)
+photo=$(ls "$(bash scripts/corpus.sh)"/jpeg/*.jpg | head -n1)
 log "resizing $photo through the ingress"
 code=$(curl -sS -o "$work/thumb.jpg" -w '%{http_code}' --max-time 30 --retry 10 --retry-all-errors --retry-delay 3 \
   -H 'Host: photos.kind.local' -H 'Content-Type: image/jpeg' -H "Authorization: Bearer $api_key" --data-binary @"$photo" \
@@ -122,7 +122,7 @@ width=$(python3 "$REPO_ROOT/e2e/kind/jpeg_size.py" "$work/thumb.jpg" | cut -d' '
 log "ok: resized through the ingress ($(python3 "$REPO_ROOT/e2e/kind/jpeg_size.py" "$work/thumb.jpg"))"
 
 # --- Scenario shared with the local control plane: the operator test against the installed operator.
-RESIZER_OPERATOR_EXTERNAL=1 KUBECTL="$KUBECTL" cargo test -p operator --test controlplane -- --ignored --nocapture
+RESIZER_OPERATOR_EXTERNAL=1 KUBECTL="$KUBECTL" cargo test --workspace --test controlplane -- --ignored --nocapture
 
 "$HELM" uninstall resizer -n "$NAMESPACE" --wait
 log "kind e2e passed"

@@ -6,7 +6,11 @@ set -euo pipefail
 source "$(dirname "$0")/../env.sh"
 cd "$REPO_ROOT"
 
-if ! diff <(cargo run -q -p operator --bin crdgen) crds/resizedeployments.yaml; then
+# Every cargo call here selects the whole workspace, so dependencies keep the
+# features stage 10 built them with and nothing is compiled twice.
+cargo build -q --workspace --bins
+target="${CARGO_TARGET_DIR:-$REPO_ROOT/target}/debug"
+if ! diff <("$target/crdgen") crds/resizedeployments.yaml; then
   log "crds/resizedeployments.yaml differs from the CRD types; regenerate it:"
   log "  cargo run -q -p operator --bin crdgen > crds/resizedeployments.yaml && cp crds/resizedeployments.yaml charts/resizer/crds/"
   exit 1
@@ -21,7 +25,7 @@ KUBECTL="$(command -v kubectl)"
 export KUBECTL
 
 # Build before the control plane starts, so it is not kept waiting on a compile.
-cargo test -p operator --test controlplane --no-run
+cargo test --workspace --test controlplane --no-run
 
 source e2e/controlplane/session.sh
 control_plane_up
@@ -29,4 +33,4 @@ log "control plane up, KUBECONFIG=$KUBECONFIG, kubectl $KUBECTL"
 
 "$KUBECTL" apply -f crds/
 kube_wait 60 --for condition=established crd/resizedeployments.resizer.dev
-cargo test -p operator --test controlplane -- --ignored --nocapture
+cargo test --workspace --test controlplane -- --ignored --nocapture

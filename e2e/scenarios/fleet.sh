@@ -1,0 +1,226 @@
+#!/usr/bin/env bash
+# The product's front door on a cluster whose kubelets run our images (the
+# local node of e2e/node/up.sh, or kind): helm install → the operator as two
+# pods (one holds the Lease) → kubectl apply of charts/resizer/examples/small-node.yaml
+# → Ready=True with a formed 3-pod JetStream cluster → a tenant and an API key
+# made with `kubectl exec … resizer-admin` → a real photo resized through the
+# api Service (or the Ingress, when INGRESS_URL is given) → usage read back by
+# its tenant and refused to another → the live checks of what the operator
+# claims (workers follow the queue, Lease handover, a deleted child comes back,
+# deleting the ResizeDeployment collects the fleet). Each check prints its figure.
+#
+# Environment: KUBECONFIG (required), KUBECTL, HELM, PHOTO (a JPEG), IMAGES
+# (the tags scripts/build-images.sh printed, space separated), INGRESS_URL
+# (optional: http://HOST:PORT of an Ingress controller), KEEP=1 leaves the fleet,
+# FLEET_MODE=try stops after the first resize, leaves everything running and
+# prints the endpoint, the API key and a working curl (scripts/run-node.sh).
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+source "$here/../../scripts/env.sh"
+: "${KUBECONFIG:?KUBECONFIG must point at the cluster}"
+: "${PHOTO:?PHOTO must name a JPEG}"
+KUBECTL=${KUBECTL:-kubectl}
+HELM=${HELM:-helm}
+release=resizer
+op_ns=resizer-system
+ns=photos
+rd=photos
+op="$release-operator"
+chart="$REPO_ROOT/charts/resizer"
+k() { "$KUBECTL" "$@"; }
+kn() { "$KUBECTL" -n "$ns" "$@"; }
+work=$(mktemp -d)
+load_pid=
+diagnose() {
+  log "fleet: --- state at failure"
+  k get nodes -o wide >&2 || true
+  k get pods -A -o wide >&2 || true
+  kn get rd "$rd" -o yaml 2>/dev/null | sed -n '/^status:/,$p' >&2 || true
+  kn get events --sort-by=.lastTimestamp 2>/dev/null | tail -n 25 >&2 || true
+  for p in $(k get pods -A --no-headers 2>/dev/null | awk '$4 != "Running" || $3 !~ /^([0-9]+)\/\1$/ { print $1 "/" $2 }' | head -n 6); do
+    log "fleet: --- logs of $p"; k -n "${p%%/*}" logs "${p#*/}" --all-containers --tail 30 >&2 2>&1 || true
+  done
+  log "fleet: --- operator logs"; k -n "$op_ns" logs -l app.kubernetes.io/instance=$release --tail 30 >&2 2>&1 || true
+}
+fail() { log "fleet: FAILED: $*"; diagnose; exit 1; }
+ok() { log "fleet: ok: $*"; }
+eventually() { # eventually SECONDS WHAT CMD...
+  local secs=$1 what=$2; shift 2
+  local end=$(( $(date +%s) + secs ))
+  until "$@" >/dev/null 2>&1; do
+    [ "$(date +%s)" -lt "$end" ] || fail "$what (not within ${secs}s)"
+    sleep 1
+  done
+  ok "$what"
+}
+cleanup() {
+  [ -n "$load_pid" ] && kill "$load_pid" 2>/dev/null
+  if [ "${KEEP:-0}" != 1 ]; then
+    k delete namespace "$ns" --wait=false >/dev/null 2>&1
+    "$HELM" uninstall "$release" -n "$op_ns" >/dev/null 2>&1
+  fi
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+tag_of() { # tag_of NAME: the built tag of resizer/NAME
+  local t; for t in ${IMAGES:-}; do [[ "$t" == */"$1":* ]] && { echo "${t##*:}"; return; }; done
+  fail "no image resizer/$1 in IMAGES"
+}
+
+# --- The operator, as two pods of the chart.
+t0=$(date +%s)
+"$HELM" install "$release" "$chart" -n "$op_ns" --create-namespace \
+  --set "image.tag=$(tag_of operator)" --set image.pullPolicy=Never --set leaseSeconds=10 \
+  --wait --timeout 4m >/dev/null || fail "helm install (operator pods not ready in 4 minutes)"
+ready=$(k -n "$op_ns" get deploy "$op" -o jsonpath='{.status.readyReplicas}')
+[ "$ready" = 2 ] || fail "operator Deployment has $ready ready replicas, want 2"
+holder=$(k -n "$op_ns" get lease "$op" -o jsonpath='{.spec.holderIdentity}')
+k -n "$op_ns" get pod "$holder" >/dev/null 2>&1 || fail "the Lease holder '$holder' is not an operator pod"
+ok "helm install: 2 operator pods Ready in $(( $(date +%s) - t0 ))s; $holder holds the Lease"
+
+# --- The example fleet, with the images this run built.
+k create namespace "$ns" >/dev/null
+sed -e "s#resizer/nats:[^ ]*#resizer/nats:$(tag_of nats)#" \
+  -e "s#resizer/api-server:[^ ]*#resizer/api-server:$(tag_of api-server)#" \
+  -e "s#resizer/worker:[^ ]*#resizer/worker:$(tag_of worker)#" \
+  -e "s#resizer/auth-cache:[^ ]*#resizer/auth-cache:$(tag_of auth-cache)#" \
+  -e "s#resizer/usage-aggregator:[^ ]*#resizer/usage-aggregator:$(tag_of usage-aggregator)#" \
+  "$chart/examples/small-node.yaml" >"$work/fleet.yaml"
+t0=$(date +%s)
+kn apply -f "$work/fleet.yaml" >/dev/null
+kube_wait 600 -n "$ns" --for condition=Ready "rd/$rd" >/dev/null || fail "the ResizeDeployment is not Ready in 10 minutes"
+ok "ResizeDeployment Ready=True in $(( $(date +%s) - t0 ))s"
+kn get rd "$rd" >&2
+for c in api worker queue authCache usageAggregator; do
+  r=$(kn get rd "$rd" -o jsonpath="{.status.components.$c.ready}")
+  [ "${r:-0}" -ge 1 ] || fail "component $c has ${r:-0} ready pods"
+done
+ok "every component ready: $(kn get rd "$rd" -o jsonpath='{.status.components}')"
+
+# The JetStream cluster formed its routes over the headless Service and holds the streams.
+mapfile -t nats_ips < <(kn get pods -l app.kubernetes.io/component=nats -o jsonpath='{range .items[*]}{.status.podIP}{"\n"}{end}')
+[ "${#nats_ips[@]}" = 3 ] || fail "${#nats_ips[@]} NATS pods, want 3"
+for ip in "${nats_ips[@]}"; do
+  routes=$(curl -fsS --max-time 5 "http://$ip:8222/routez" | python3 -c 'import json,sys; print(len({r["remote_name"] for r in json.load(sys.stdin)["routes"]}))')
+  [ "$routes" = 2 ] || fail "NATS at $ip routes to $routes peers, want 2"
+done
+streams=$(for ip in "${nats_ips[@]}"; do curl -fsS --max-time 5 "http://$ip:8222/jsz?streams=true"; echo; done | python3 -c '
+import json, sys
+names = set()
+for line in sys.stdin:
+    if line.strip():
+        for a in json.loads(line).get("account_details") or []:
+            names.update(s["name"] for s in a.get("stream_detail") or [])
+print(" ".join(sorted(names)))')
+for s in JOBS USAGE KV_IDENTITY KV_USAGE_ROLLUPS; do
+  [[ " $streams " == *" $s "* ]] || fail "JetStream holds no $s (streams: $streams)"
+done
+ok "3 NATS pods, each routed to the other 2; streams: $streams"
+
+# --- Tenants and keys, with the admin CLI of the auth-cache image.
+admin() { kn exec deploy/"$rd"-auth-cache -- /usr/local/bin/resizer-admin "$@"; }
+admin tenant create node-a >/dev/null || fail "resizer-admin tenant create"
+admin tenant create node-b >/dev/null || fail "resizer-admin tenant create"
+key_a=$(admin key issue node-a | python3 -c 'import json,sys; print(json.load(sys.stdin)["token"])')
+key_b=$(admin key issue node-b | python3 -c 'import json,sys; print(json.load(sys.stdin)["token"])')
+[[ "$key_a" == rsz_* && "$key_b" == rsz_* ]] || fail "no API keys issued"
+ok "tenants node-a and node-b with API keys (kubectl exec … resizer-admin)"
+
+# --- Requests as a user would send them.
+if [ -n "${INGRESS_URL:-}" ]; then
+  api="$INGRESS_URL"; usage="$INGRESS_URL"; host=(-H "Host: $(kn get ingress "$rd-api" -o jsonpath='{.spec.rules[0].host}')")
+else
+  api="http://$(kn get svc "$rd-api" -o jsonpath='{.spec.clusterIP}'):80"
+  usage="http://$(kn get svc "$rd-usage-aggregator" -o jsonpath='{.spec.clusterIP}'):80"
+  host=()
+fi
+# The Ingress object exists and routes both APIs, whatever controller serves it.
+paths=$(kn get ingress "$rd-api" -o jsonpath='{range .spec.rules[0].http.paths[*]}{.path}={.backend.service.name} {end}')
+[[ "$paths" == *"/v1/usage=$rd-usage-aggregator"* && "$paths" == *"/=$rd-api"* ]] || fail "Ingress paths: $paths"
+ok "Ingress $rd-api routes $paths"
+code=$(curl -sS -o "$work/thumb.jpg" -w '%{http_code}' --max-time 30 --retry 10 --retry-all-errors --retry-delay 2 "${host[@]}" \
+  -H 'Content-Type: image/jpeg' -H "Authorization: Bearer $key_a" --data-binary @"$PHOTO" "$api/v1/resize?w=320&h=320")
+[ "$code" = 200 ] || fail "resize answered $code: $(head -c 400 "$work/thumb.jpg")"
+size=$(python3 "$REPO_ROOT/e2e/kind/jpeg_size.py" "$work/thumb.jpg")
+[ "${size%% *}" = 320 ] || [ "${size##* }" = 320 ] || fail "thumbnail is $size, want a 320-px side"
+ok "resized $(basename "$PHOTO") through $api: 200 image/jpeg $size"
+if [ "${FLEET_MODE:-test}" = try ]; then
+  KEEP=1
+  echo "endpoint=$api"
+  echo "usage_endpoint=$usage"
+  echo "api_key=$key_a"
+  echo "curl --data-binary @$PHOTO -H 'Content-Type: image/jpeg' -H 'Authorization: Bearer $key_a' '$api/v1/resize?w=320&h=320' -o thumb.jpg"
+  echo "curl -H 'Authorization: Bearer $key_a' '$usage/v1/usage?from=$(date -u +%Y-%m-01)&to=$(date -u -d "$(date -u +%Y-%m-01) +1 month" +%Y-%m-01)&window=day'"
+  exit 0
+fi
+code=$(curl -sS -o "$work/p.json" -w '%{http_code} %{content_type}' "${host[@]}" -H 'Content-Type: image/jpeg' \
+  --data-binary @"$PHOTO" "$api/v1/resize?w=320")
+[ "$code" = "401 application/problem+json" ] || fail "no key answered '$code'"
+ok "no key: 401 problem+json ($(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["type"])' "$work/p.json"))"
+month_from=$(date -u +%Y-%m-01); month_to=$(date -u -d "$month_from +1 month" +%Y-%m-01)
+usage_of() { # usage_of KEY TENANT: the tenant's images this month, as KEY sees them (or the HTTP status)
+  curl -sS -o "$work/u.json" -w '%{http_code}' "${host[@]}" -H "Authorization: Bearer $1" \
+    "$usage/v1/usage?tenant=$2&from=$month_from&to=$month_to&window=day"
+}
+end=$(( $(date +%s) + 60 ))
+while :; do
+  code=$(usage_of "$key_a" node-a)
+  images=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["total"]["ok"])' "$work/u.json" 2>/dev/null || echo 0)
+  [ "$code" = 200 ] && [ "${images:-0}" -ge 1 ] && break
+  [ "$(date +%s)" -lt "$end" ] || fail "node-a's usage: $code $(head -c 400 "$work/u.json")"
+  sleep 2
+done
+ok "node-a reads its own usage: $images resized image(s) this month"
+code=$(usage_of "$key_b" node-a)
+[ "$code" = 403 ] || fail "node-b reading node-a's usage answered $code, want 403"
+ok "node-b's key reading node-a's usage: 403"
+
+# --- Workers follow the queue: load over the declared capacity scales them up.
+declared=$(kn get rd "$rd" -o jsonpath='{.status.capacity.desiredWorkers}')
+rate=${LOAD_RATE:-15}
+t0=$(date +%s)
+python3 "$here/load.py" "$api/v1/resize?w=1024&h=1024&format=webp" "$PHOTO" "$key_a" "$rate" "${LOAD_SECONDS:-90}" >"$work/load.json" &
+load_pid=$!
+peak=0 t_desired= t_ready=
+end=$(( t0 + ${LOAD_SECONDS:-90} + 30 ))
+while [ "$(date +%s)" -lt "$end" ]; do
+  b=$(kn get rd "$rd" -o jsonpath='{.status.capacity.backlog}'); [ "${b:-0}" -gt "$peak" ] && peak=$b
+  want=$(kn get deploy "$rd-worker" -o jsonpath='{.spec.replicas}')
+  have=$(kn get deploy "$rd-worker" -o jsonpath='{.status.readyReplicas}')
+  [ -z "$t_desired" ] && [ "${want:-0}" -gt "$declared" ] && t_desired=$(( $(date +%s) - t0 ))
+  [ -n "$t_desired" ] && [ -z "$t_ready" ] && [ "${have:-0}" -ge "$want" ] && t_ready=$(( $(date +%s) - t0 ))
+  [ -n "$t_ready" ] && ! kill -0 "$load_pid" 2>/dev/null && break
+  sleep 2
+done
+wait "$load_pid" || true; load_pid=
+[ -n "$t_desired" ] || fail "offered $rate req/s against a declared $declared worker(s); the operator never scaled up ($(kn get rd "$rd" -o jsonpath='{.status.capacity}'))"
+[ -n "$t_ready" ] || fail "workers scaled to $want but only ${have:-0} became Ready"
+log "fleet: load: $(cat "$work/load.json")"
+log "fleet: capacity inputs at the peak: $(kn get rd "$rd" -o jsonpath='{.status.capacity}' | python3 -c 'import json,sys; d=json.load(sys.stdin); d.pop("recent",None); print(json.dumps(d))')"
+eventually 120 "backlog drained after the load" bash -c "[ \"\$('$KUBECTL' -n '$ns' get rd '$rd' -o jsonpath='{.status.queue.numPending}')\" = 0 ]"
+python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); sys.exit(0 if d["status"].get("200",0) > 0 and not d["transport_errors"] else 1)' "$work/load.json" \
+  || fail "the load saw no success or transport errors: $(cat "$work/load.json")"
+ok "workers $declared → $want: desired after ${t_desired}s, Ready after ${t_ready}s, peak backlog $peak"
+
+# --- The operator's Lease moves to the standby when the leader pod goes.
+holder=$(k -n "$op_ns" get lease "$op" -o jsonpath='{.spec.holderIdentity}')
+lease_s=$(k -n "$op_ns" get lease "$op" -o jsonpath='{.spec.leaseDurationSeconds}')
+t0=$(date +%s)
+k -n "$op_ns" delete pod "$holder" --wait=false >/dev/null
+eventually $(( lease_s + 20 )) "the Lease left $holder" bash -c \
+  "h=\$('$KUBECTL' -n '$op_ns' get lease '$op' -o jsonpath='{.spec.holderIdentity}'); [ -n \"\$h\" ] && [ \"\$h\" != '$holder' ]"
+new=$(k -n "$op_ns" get lease "$op" -o jsonpath='{.spec.holderIdentity}')
+took=$(( $(date +%s) - t0 ))
+[ "$took" -le $(( lease_s + 5 )) ] || fail "handover took ${took}s, lease duration ${lease_s}s"
+ok "leader pod $holder deleted: $new holds the Lease after ${took}s (lease duration ${lease_s}s)"
+
+# --- A deleted child comes back; deleting the ResizeDeployment collects the fleet.
+uid=$(kn get deploy "$rd-api" -o jsonpath='{.metadata.uid}')
+kn delete deploy "$rd-api" --wait=false >/dev/null
+eventually 60 "deleted Deployment $rd-api recreated by the operator" bash -c \
+  "u=\$('$KUBECTL' -n '$ns' get deploy '$rd-api' -o jsonpath='{.metadata.uid}'); [ -n \"\$u\" ] && [ \"\$u\" != '$uid' ]"
+kn delete rd "$rd" --wait=false >/dev/null
+eventually 120 "deleting the ResizeDeployment collected its Deployments, StatefulSet, Services and Ingress" bash -c \
+  "[ -z \"\$('$KUBECTL' -n '$ns' get deploy,statefulset,svc,ingress,networkpolicy,configmap -l app.kubernetes.io/instance=$rd -o name 2>/dev/null)\" ]"
+log "fleet: all checks passed"
