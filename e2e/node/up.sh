@@ -15,7 +15,7 @@
 # import more with e2e/node/import.sh DIR IMAGE... Prints
 # `KUBECONFIG=DIR/kubeconfig` as its last line.
 #
-# Settings: NODE_BRIDGE (rzbr0), NODE_NAME (resizer-node), NODE_PVS (6 volumes of 1Gi).
+# Settings: NODE_BRIDGE (rzbr0), NODE_NAME (resizer-node), NODE_PVS (12 volumes of 1Gi).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 source "$here/../../scripts/env.sh"
@@ -199,7 +199,7 @@ sed -e "s#@IMAGE@#$COREDNS_IMAGE#" -e "s#@DNS_IP@#$dns_ip#" "$here/coredns.yaml"
 ready kubelet 180 "CoreDNS Ready" kubectl_admin -n kube-system wait --for condition=Available deploy/coredns --timeout 2s
 
 # --- Volumes for StatefulSet claims: hostPath PVs without a class, bound to claims that name none.
-for i in $(seq 1 "${NODE_PVS:-6}"); do
+for i in $(seq 1 "${NODE_PVS:-12}"); do
   mkdir -p "$dir/pv/$i" && chmod 0777 "$dir/pv/$i"
   cat <<PV
 ---
