@@ -10,6 +10,10 @@
 # Prints one line per tool: NAME=PATH.
 set -euo pipefail
 source "$(dirname "$0")/env.sh"
+# One installer at a time per cache: scripts/test.sh starts this one early in
+# the background, and a stage that needs the tools waits here for it to finish.
+exec 9>"$RESIZER_CACHE/.k8s-tools.lock"
+flock 9
 
 K8S_VERSION=${K8S_VERSION:-1.37.2}
 KUBECTL_VERSION=${KUBECTL_VERSION:-1.37.1}

@@ -10,6 +10,10 @@
 # Prints shell assignments: PAUSE_IMAGE, PAUSE_TAR, COREDNS_IMAGE, COREDNS_TAR.
 set -euo pipefail
 source "$(dirname "$0")/env.sh"
+# One installer at a time per cache: scripts/test.sh starts this one early in
+# the background, and a stage that needs the tools waits here for it to finish.
+exec 9>"$RESIZER_CACHE/.node-tools.lock"
+flock 9
 COREDNS_VERSION=${COREDNS_VERSION:-1.15.0}
 SUDO=; [ "$(id -u)" = 0 ] || SUDO=sudo
 

@@ -24,6 +24,16 @@ for stage in scripts/test.d/*.sh; do
     log "=== stage $name FAILED after $(( $(date +%s) - s ))s"
     failed+=("$name")
   fi
+  # After the prerequisites (apt is free again): the Kubernetes and node tools
+  # take minutes to build from their Go modules and are needed only from stage
+  # 40 on. Build them now at the lowest priority, so they use the CPU that
+  # stage 10 leaves idle (links, tests waiting on servers); the stages that
+  # need them wait on the installer's lock.
+  if [[ "$name" == 00-* ]] && [ "${RESIZER_EARLY_TOOLS:-1}" = 1 ]; then
+    log "building the Kubernetes and node tools in the background (log: $RESIZER_CACHE/tools-build.log)"
+    nice -n 19 bash scripts/install-node-tools.sh >"$RESIZER_CACHE/tools-build.log" 2>&1 &
+  fi
 done
+wait
 log "all stages done in $(( $(date +%s) - start ))s"
 if [ ${#failed[@]} -gt 0 ]; then log "failed: ${failed[*]}"; exit 1; fi
