@@ -16,15 +16,7 @@ use std::time::Duration;
 
 use ::identity as identity_sig;
 
-/// Whether requests must authenticate.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum AuthMode {
-    /// Every request is verified through an auth-cache (the default).
-    Required,
-    /// No authentication: every request is the anonymous tenant. For a
-    /// single-tenant deployment behind its own gate, and benchmarks.
-    None,
-}
+pub use contracts::identity::AuthMode;
 
 /// The authenticated caller.
 #[derive(Debug, Clone, PartialEq, Eq)]

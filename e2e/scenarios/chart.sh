@@ -84,11 +84,17 @@ check "ClusterRole and binding" k get clusterrole,clusterrolebinding "$full"
 sa="system:serviceaccount:$NAMESPACE:$full"
 check "RBAC: may patch Deployments anywhere" k auth can-i patch deployments.apps -n "$fleet_ns" --as "$sa"
 check "RBAC: may patch ResizeDeployment status" k auth can-i patch resizedeployments.resizer.dev --subresource=status -n "$fleet_ns" --as "$sa"
-for verb_res in "get secrets" "delete deployments.apps" "create pods" "update resizedeployments.resizer.dev"; do
+check "RBAC: may delete Ingresses (pruning a dropped spec.api.ingress)" k auth can-i delete ingresses.networking.k8s.io -n "$fleet_ns" --as "$sa"
+check "RBAC: may list pods (why they cannot run)" k auth can-i list pods -n "$fleet_ns" --as "$sa"
+check "RBAC: may watch pods" k auth can-i watch pods -n "$fleet_ns" --as "$sa"
+for verb_res in "get secrets" "delete deployments.apps" "delete statefulsets.apps" "delete services" \
+  "delete configmaps" "delete serviceaccounts" "delete networkpolicies.networking.k8s.io" \
+  "delete poddisruptionbudgets.policy" "delete pods" "create pods" "patch pods" \
+  "update resizedeployments.resizer.dev"; do
   # shellcheck disable=SC2086
   if k auth can-i $verb_res -n "$fleet_ns" --as "$sa" >/dev/null 2>&1; then fail "RBAC allows more than it should: $verb_res"; fi
 done
-log "chart: ok: RBAC refuses secrets, deletes, pods and spec writes"
+log "chart: ok: RBAC refuses secrets, deletes but of Ingresses, pod writes and spec writes"
 
 # --- The operator reconciles a fleet with the chart's identity.
 if [ "$IN_CLUSTER" = 1 ]; then
@@ -124,6 +130,12 @@ check "NATS StatefulSet" k -n "$fleet_ns" get statefulset photos-nats
 workers=$(k -n "$fleet_ns" get rd photos -o jsonpath='{.status.capacity.baselineWorkers}')
 [ "$workers" = 30 ] || fail "status.capacity.baselineWorkers is '$workers', want 30 (1,000 × 1.2 / (10 × 4))"
 log "chart: ok: status answers why 30 workers"
+# Pruning with the chart's identity: an Ingress declared, then dropped from the spec.
+k -n "$fleet_ns" patch rd photos --type=merge -p '{"spec":{"api":{"ingress":{"host":"photos.chart.local"}}}}' >/dev/null
+eventually 60 "spec.api.ingress makes an Ingress" k -n "$fleet_ns" get ingress photos-api
+k -n "$fleet_ns" patch rd photos --type=merge -p '{"spec":{"api":{"ingress":null}}}' >/dev/null
+eventually 60 "the Ingress dropped from the spec is deleted" \
+  bash -c "! '$KUBECTL' -n '$fleet_ns' get ingress photos-api >/dev/null 2>&1"
 if [ "$IN_CLUSTER" != 1 ]; then
   holder=$(k -n "$NAMESPACE" get lease "$full" -o jsonpath='{.spec.holderIdentity}')
   [ "$holder" = chart-scenario ] || fail "the chart's Lease is held by '$holder', not the running operator"

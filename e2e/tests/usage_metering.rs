@@ -263,7 +263,8 @@ async fn the_invariant_holds_under_faults_on_a_cluster() {
 #[tokio::test]
 async fn the_usage_api_validates_confines_and_formats() {
     let nats = NatsServer::start().unwrap();
-    let agg = Aggregator::spawn(&nats.client_url, TOKEN, &["--ack-wait", "2s"]).unwrap();
+    // The anonymous tenant of a fleet without authentication reads its usage without credentials.
+    let agg = Aggregator::spawn(&nats.client_url, TOKEN, &["--ack-wait", "2s", "--auth", "none"]).unwrap();
     let client = nats.client().await.unwrap();
     let js = jetstream::new(client.clone());
     // One valid record for another tenant, a malformed one, then one for the anonymous tenant:
@@ -315,6 +316,15 @@ async fn the_usage_api_validates_confines_and_formats() {
     assert_eq!(get(q(&[("tenant", "acme")]), Some("wrong")).await.unwrap().status(), 401);
     let acme: UsageReport = get(q(&[("tenant", "acme")]), Some(TOKEN)).await.unwrap().json().await.unwrap();
     assert_eq!(acme.total.requests, 1);
+    // With authentication on (the default), nobody reads the anonymous tenant without credentials.
+    let authed = Aggregator::spawn(&nats.client_url, TOKEN, &[]).unwrap();
+    let pairs = q(&[]);
+    let pairs: Vec<(&str, &str)> = pairs.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let res = http.get(with_query(&authed.url("/v1/usage"), &pairs)).send().await.unwrap();
+    assert_eq!(res.status(), 401);
+    assert_eq!(res.headers()["content-type"], "application/problem+json");
+    let doc: serde_json::Value = res.json().await.unwrap();
+    assert_eq!(doc["type"], "/problems/unauthorized", "{doc}");
     // CSV on request, same rows.
     let pairs = q(&[]);
     let pairs: Vec<(&str, &str)> = pairs.iter().map(|(k, v)| (*k, v.as_str())).collect();

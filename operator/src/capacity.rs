@@ -63,12 +63,44 @@ pub fn arrival_rate(previous: Option<(u64, i64)>, sequence: u64, now: i64) -> Op
     Some((sequence - prev_seq) as f64 / dt as f64)
 }
 
+/// Why a scaling step chose its count; written to `status.capacity.decision`
+/// and as the reason of the Scaling condition.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ScaleReason {
+    /// No workers ran yet: the recommendation as is.
+    Initial,
+    /// The current count was outside `[minWorkers, maxWorkers]`.
+    Bounds,
+    ScaleUp,
+    /// The change would be smaller than [`TOLERANCE`].
+    WithinTolerance,
+    /// A higher recommendation within [`SCALE_DOWN_WINDOW_SECS`] holds the count.
+    ScaleDownWindow,
+    ScaleDown,
+    /// The queue could not be read: the count is kept (or the baseline on a new fleet).
+    QueueUnavailable,
+}
+
+impl ScaleReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ScaleReason::Initial => "Initial",
+            ScaleReason::Bounds => "Bounds",
+            ScaleReason::ScaleUp => "ScaleUp",
+            ScaleReason::WithinTolerance => "WithinTolerance",
+            ScaleReason::ScaleDownWindow => "ScaleDownWindow",
+            ScaleReason::ScaleDown => "ScaleDown",
+            ScaleReason::QueueUnavailable => "QueueUnavailable",
+        }
+    }
+}
+
 /// The outcome of one scaling step.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Decision {
     pub desired: i32,
     pub recommended: i32,
-    pub reason: &'static str,
+    pub reason: ScaleReason,
     /// The window to remember for the next step.
     pub recent: Vec<Recommendation>,
 }
@@ -92,20 +124,24 @@ pub fn decide(
         _ => window.push(Recommendation { at: now, workers: recommended }),
     }
     let Some(current) = current else {
-        return Decision { desired: recommended, recommended, reason: "Initial", recent: window };
+        return Decision { desired: recommended, recommended, reason: ScaleReason::Initial, recent: window };
     };
     let (desired, reason) = if current < cap.min_workers || current > cap.max_workers {
-        (current.clamp(cap.min_workers, cap.max_workers).max(recommended.min(cap.max_workers)), "Bounds")
+        (current.clamp(cap.min_workers, cap.max_workers).max(recommended.min(cap.max_workers)), ScaleReason::Bounds)
     } else if recommended > current {
-        if within_tolerance(current, recommended) { (current, "WithinTolerance") } else { (recommended, "ScaleUp") }
+        if within_tolerance(current, recommended) {
+            (current, ScaleReason::WithinTolerance)
+        } else {
+            (recommended, ScaleReason::ScaleUp)
+        }
     } else {
         let floor = window.iter().map(|r| r.workers).max().unwrap_or(recommended);
         if floor >= current {
-            (current, "ScaleDownWindow")
+            (current, ScaleReason::ScaleDownWindow)
         } else if within_tolerance(current, floor) {
-            (current, "WithinTolerance")
+            (current, ScaleReason::WithinTolerance)
         } else {
-            (floor, "ScaleDown")
+            (floor, ScaleReason::ScaleDown)
         }
     };
     Decision { desired, recommended, reason, recent: window }
@@ -186,9 +222,9 @@ mod tests {
     fn small_changes_are_ignored() {
         let cap = article();
         let d = decide(Some(40), 43, 0, &[], &cap);
-        assert_eq!((d.desired, d.reason), (40, "WithinTolerance"));
+        assert_eq!((d.desired, d.reason), (40, ScaleReason::WithinTolerance));
         let d = decide(Some(40), 45, 0, &[], &cap);
-        assert_eq!((d.desired, d.reason), (45, "ScaleUp"));
+        assert_eq!((d.desired, d.reason), (45, ScaleReason::ScaleUp));
     }
 
     /// A burst, a lull, then the window expiring: up at once, down only after five minutes.
@@ -203,7 +239,7 @@ mod tests {
             let d = decide(current, rec, at, &recent, &cap);
             current = Some(d.desired);
             recent = d.recent;
-            seen.push((d.desired, d.reason));
+            seen.push((d.desired, d.reason.as_str()));
         }
         assert_eq!(
             seen,

@@ -294,47 +294,82 @@ impl ResizeDeploymentSpec {
 #[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct ResizeDeploymentStatus {
+    /// The `metadata.generation` of the spec this status describes; older than the
+    /// generation means the operator has not acted on the latest change yet.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
+    /// Ready (the fleet as declared runs and its queue can be read; when pods cannot
+    /// run, the reason names the component, e.g. WorkerUnschedulable or
+    /// ApiImagePullFailed, and the message carries the scheduler's or kubelet's words),
+    /// Progressing (a rollout is under way), Degraded (the spec is invalid or a write
+    /// was refused), QueueHealthy (the JOBS stream can be read and its leader answers
+    /// in time) and Scaling (whether the worker count is changing, and why).
     #[serde(default)]
     pub conditions: Vec<Condition>,
+    /// Ready and desired replicas of each component, as their workloads report them.
     #[serde(default)]
     pub components: ComponentsStatus,
+    /// The last reading of the JOBS stream, which the scaling decision works from.
     #[serde(default)]
     pub queue: QueueStatus,
+    /// Why this many workers: the inputs, each intermediate figure and the
+    /// decision. The baseline is W = ceil(λ(1+h)/(μc)) workers and
+    /// A = max(2, ceil(λ(1+h)/r)) api replicas, from targetRate λ, headroom h,
+    /// conversionsPerCorePerSecond μ, coresPerWorker c and
+    /// apiRequestsPerSecondPerReplica r. Once two queue readings give the arrival
+    /// rate λₒ, the recommendation is max(ceil(λₒ(1+h)/(μc)), ceil((λₒ + P/T)/(μc))):
+    /// enough for the arrivals plus draining the backlog P within the drain budget
+    /// T = (p99LatencyMs − serviceTimeMs)/1000 seconds. That is clamped to [minWorkers, maxWorkers],
+    /// applied at once upwards, downwards only to the highest recommendation of the
+    /// last 5 minutes, and not at all when within 10 % of the current count. Without a
+    /// queue reading the workers are kept (a new fleet starts at the baseline); with an
+    /// HorizontalPodAutoscaler on the workers the operator does not set their count.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub capacity: Option<CapacityStatus>,
 }
 
+/// Ready and desired replicas per component.
 #[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct ComponentsStatus {
+    /// The api-server Deployment (`<name>-api`); desired is the capacity math's api replicas.
     pub api: ReplicaCount,
+    /// The worker Deployment (`<name>-worker`); desired is status.capacity.desiredWorkers
+    /// unless an HorizontalPodAutoscaler scales it.
     pub worker: ReplicaCount,
+    /// The NATS JetStream StatefulSet (`<name>-nats`); desired is spec.queue.replicas.
     pub queue: ReplicaCount,
+    /// The auth-cache Deployment (`<name>-auth-cache`); desired is spec.authCache.replicas.
     pub auth_cache: ReplicaCount,
+    /// The usage-aggregator Deployment (`<name>-usage-aggregator`); desired is spec.usageAggregator.replicas.
     pub usage_aggregator: ReplicaCount,
 }
 
 #[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct ReplicaCount {
+    /// Pods passing their readiness probe.
     pub ready: i32,
+    /// Pods the workload is asked to run.
     pub desired: i32,
 }
 
+/// The last reading of the JOBS stream.
 #[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct QueueStatus {
-    /// The JOBS stream's raft leader, as JetStream reports it.
+    /// The JOBS stream's raft leader, as JetStream reports it; unset while the queue cannot be read.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub leader: Option<String>,
+    /// Jobs in the stream no worker has fetched yet.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub num_pending: Option<i64>,
+    /// Jobs fetched by a worker and not yet acknowledged (in progress, or lost with a worker until redelivery).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub num_ack_pending: Option<i64>,
-    /// Last stream sequence and when it was read: the next reading turns them into an arrival rate.
+    /// The stream's last sequence at the reading: the next reading turns the difference into an arrival rate.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_sequence: Option<i64>,
+    /// When lastSequence was read, in seconds since the Unix epoch.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sampled_at: Option<String>,
     /// When the operator last asked the leader to step down (seconds since the epoch), for the cooldown.
@@ -346,21 +381,37 @@ pub struct QueueStatus {
 #[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct CapacityStatus {
+    /// λ: spec.sla.targetRequestsPerSecond.
     pub target_rate: f64,
+    /// h: spec.capacity.headroom.
     pub headroom: f64,
+    /// μ: spec.capacity.conversionsPerCorePerSecond.
     pub conversions_per_core_per_second: f64,
+    /// c: spec.capacity.coresPerWorker; one worker converts μc images per second.
     pub cores_per_worker: i32,
+    /// λₒ: jobs per second entering the queue between the last two readings; unset until there are two.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_arrival_rate: Option<f64>,
+    /// P: numPending + numAckPending at the last reading.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub backlog: Option<i64>,
+    /// T: seconds the backlog may take to drain, (p99LatencyMs − serviceTimeMs)/1000.
     pub drain_budget_seconds: f64,
+    /// W = ceil(λ(1+h)/(μc)): the workers the declared target rate needs.
     pub baseline_workers: i32,
+    /// max(ceil(λₒ(1+h)/(μc)), ceil((λₒ + P/T)/(μc))): the workers the queue asks for; unset without λₒ.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub queue_workers: Option<i32>,
+    /// queueWorkers (baselineWorkers until there is one) clamped to [minWorkers, maxWorkers];
+    /// without a queue reading, the count kept.
     pub recommended_workers: i32,
+    /// The worker count applied after the scale-down window and the 10 % tolerance.
     pub desired_workers: i32,
+    /// A = max(2, ceil(λ(1+h)/r)): api replicas; two at least so one node loss keeps the front door up.
     pub api_replicas: i32,
+    /// Why desiredWorkers is what it is: Initial, ScaleUp, ScaleDown, ScaleDownWindow
+    /// (a higher recommendation of the last 5 minutes holds it), WithinTolerance,
+    /// Bounds (pulled back into [minWorkers, maxWorkers]) or QueueUnavailable (no reading: kept).
     pub decision: String,
     /// Recent recommendations (the scale-down window), kept here so a restarted operator remembers them.
     #[serde(default)]
@@ -372,5 +423,6 @@ pub struct CapacityStatus {
 pub struct Recommendation {
     /// Seconds since the Unix epoch.
     pub at: i64,
+    /// The recommendedWorkers of that round.
     pub workers: i32,
 }

@@ -26,6 +26,10 @@ const CLIENT_PORT: i32 = 4222;
 const CLUSTER_PORT: i32 = 6222;
 const MONITOR_PORT: i32 = 8222;
 const HTTP_PORT: i32 = 8080;
+/// Port of the http Services in front of the api and the usage API.
+const SERVICE_PORT: i32 = 80;
+/// Where the usage-aggregator serves its API; the Ingress sends this prefix there.
+pub const USAGE_PATH: &str = "/v1/usage";
 /// The worker serves no API, only `/metrics` and `/healthz` here (WORKER_METRICS_ADDR).
 const WORKER_METRICS_PORT: i32 = 9091;
 
@@ -50,6 +54,28 @@ impl Component {
             Component::Queue => "nats",
             Component::AuthCache => "auth-cache",
             Component::UsageAggregator => "usage-aggregator",
+        }
+    }
+
+    /// The component's field in `status.components`, which messages use so they match what `kubectl get` shows.
+    pub fn field(self) -> &'static str {
+        match self {
+            Component::Api => "api",
+            Component::Worker => "worker",
+            Component::Queue => "queue",
+            Component::AuthCache => "authCache",
+            Component::UsageAggregator => "usageAggregator",
+        }
+    }
+
+    /// The component as the first word of a condition reason (`WorkerUnschedulable`).
+    pub fn camel_case(self) -> &'static str {
+        match self {
+            Component::Api => "Api",
+            Component::Worker => "Worker",
+            Component::Queue => "Queue",
+            Component::AuthCache => "AuthCache",
+            Component::UsageAggregator => "UsageAggregator",
         }
     }
 
@@ -103,8 +129,18 @@ pub struct Replicas {
     pub workers: Option<i32>,
 }
 
-pub fn children(rd: &ResizeDeployment, replicas: Replicas) -> Result<Children, Error> {
-    let b = Builder { rd, owner: owner(rd)? };
+/// What the children depend on besides the spec.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Inputs<'a> {
+    pub replicas: Replicas,
+    /// Where the operator's own pods run: the NATS policy admits the operator
+    /// from that namespace only, not any pod that copies its labels elsewhere.
+    pub operator_namespace: &'a str,
+}
+
+pub fn children(rd: &ResizeDeployment, inputs: &Inputs) -> Result<Children, Error> {
+    let replicas = inputs.replicas;
+    let b = Builder { rd, owner: owner(rd)?, operator_namespace: inputs.operator_namespace };
     let spec = &rd.spec;
     let mut out = Children::default();
     for c in Component::ALL {
@@ -119,6 +155,9 @@ pub fn children(rd: &ResizeDeployment, replicas: Replicas) -> Result<Children, E
     let jobs_replicas = spec.queue.replicas.to_string();
     let api_env = json!([
         {"name": "API_LISTEN", "value": format!("0.0.0.0:{HTTP_PORT}")},
+        // Spelled out, not left to the default: under AUTH=none every request is the
+        // `anonymous` tenant, whose usage the usage API shows to any caller without credentials.
+        {"name": "AUTH", "value": "required"},
         {"name": "NATS_URL", "value": nats},
         {"name": "JOBS_REPLICAS", "value": jobs_replicas},
         {"name": "MAX_BODY_BYTES", "value": spec.sla.max_image_bytes.to_string()},
@@ -132,7 +171,7 @@ pub fn children(rd: &ResizeDeployment, replicas: Replicas) -> Result<Children, E
         api_env,
         true,
     )?);
-    out.services.push(b.http_service(Component::Api, 80)?);
+    out.services.push(b.http_service(Component::Api, SERVICE_PORT)?);
     out.disruption_budgets.push(b.pdb(Component::Api)?);
     if let Some(ingress) = &spec.api.ingress {
         out.ingresses.push(b.ingress(ingress)?);
@@ -184,10 +223,19 @@ pub fn children(rd: &ResizeDeployment, replicas: Replicas) -> Result<Children, E
             {"name": "NATS_URL", "value": nats},
             {"name": "USAGE_LISTEN", "value": format!("0.0.0.0:{HTTP_PORT}")},
             {"name": "USAGE_REPLICAS", "value": jobs_replicas},
+            // Like the api: a request without an API key is refused, never read as the anonymous tenant.
+            {"name": "AUTH", "value": "required"},
         ]),
         false,
     )?);
+    // The usage API is its own Service so the Ingress can route `/v1/usage` to it.
+    // USAGE_ADMIN_TOKEN stays unset: a caller reads only the tenant of its API key,
+    // which the aggregator verifies through an auth-cache.
+    out.services.push(b.http_service(Component::UsageAggregator, SERVICE_PORT)?);
 
+    out.network_policies.push(b.open_policy(Component::Api, HTTP_PORT)?);
+    out.network_policies.push(b.open_policy(Component::Worker, WORKER_METRICS_PORT)?);
+    out.network_policies.push(b.open_policy(Component::UsageAggregator, HTTP_PORT)?);
     out.network_policies.push(b.auth_cache_policy()?);
     out.network_policies.push(b.nats_policy()?);
     Ok(out)
@@ -206,6 +254,7 @@ fn cpu_resources(cores: i32) -> ResourceRequirements {
 struct Builder<'a> {
     rd: &'a ResizeDeployment,
     owner: OwnerReference,
+    operator_namespace: &'a str,
 }
 
 impl Builder<'_> {
@@ -254,9 +303,13 @@ impl Builder<'_> {
         image: &str,
         resources: Option<&ResourceRequirements>,
         pod: &PodSettings,
-        env: Value,
+        mut env: Value,
         spread: bool,
     ) -> Result<Deployment, Error> {
+        // One JSON object per line: what a cluster's log pipeline parses without a custom grok.
+        if let Some(vars) = env.as_array_mut() {
+            vars.push(json!({"name": "LOG_FORMAT", "value": "json"}));
+        }
         // The worker has no readiness endpoint of its own; it is ready when it is alive.
         let (port, ready_path) =
             if c == Component::Worker { (WORKER_METRICS_PORT, "/healthz") } else { (HTTP_PORT, "/readyz") };
@@ -313,11 +366,16 @@ impl Builder<'_> {
     }
 
     fn ingress(&self, spec: &crate::crd::IngressSpec) -> Result<Ingress, Error> {
-        let mut rule = json!({"http": {"paths": [{
-            "path": "/",
-            "pathType": "Prefix",
-            "backend": {"service": {"name": Component::Api.name(self.rd), "port": {"name": "http"}}},
-        }]}});
+        let path = |path: &str, c: Component| {
+            json!({
+                "path": path,
+                "pathType": "Prefix",
+                "backend": {"service": {"name": c.name(self.rd), "port": {"name": "http"}}},
+            })
+        };
+        // Listed most specific first: controllers that match in order would otherwise send everything to `/`.
+        let mut rule =
+            json!({"http": {"paths": [path(USAGE_PATH, Component::UsageAggregator), path("/", Component::Api)]}});
         if let Some(h) = &spec.host {
             rule["host"] = json!(h);
         }
@@ -338,6 +396,9 @@ impl Builder<'_> {
             .map(|i| format!("nats://{name}-{i}.{name}.{ns}.svc:{CLUSTER_PORT}"))
             .collect();
         // POD_NAME comes from the downward API, so each server has a stable raft identity.
+        // sync_interval: always fsyncs every write before it is acknowledged (DESIGN §4): a
+        // usage record or key change acked by a majority must survive those servers losing power
+        // together, which the default (a sync every two minutes) does not promise.
         let conf = format!(
             "server_name: $POD_NAME\n\
              port: {CLIENT_PORT}\n\
@@ -346,7 +407,7 @@ impl Builder<'_> {
              pid_file: /var/run/nats/nats.pid\n\
              lame_duck_duration: 30s\n\
              lame_duck_grace_period: 10s\n\
-             jetstream {{\n  store_dir: /data\n  max_file_store: {store}\n}}\n\
+             jetstream {{\n  store_dir: /data\n  max_file_store: {store}\n  sync_interval: always\n}}\n\
              cluster {{\n  name: {cluster}\n  port: {CLUSTER_PORT}\n  routes: [\n{routes}\n  ]\n}}\n",
             max_payload = contracts::subjects::MAX_PAYLOAD,
             store = nats_store_size(&self.rd.spec.queue.storage_size),
@@ -431,44 +492,55 @@ impl Builder<'_> {
         )
     }
 
-    fn auth_cache_policy(&self) -> Result<NetworkPolicy, Error> {
-        let c = Component::AuthCache;
+    /// A policy admitting ingress to the component's pods on `rules` only.
+    fn policy(&self, c: Component, rules: Value) -> Result<NetworkPolicy, Error> {
         self.object(
             c.name(self.rd),
             c,
             json!({"spec": {
                 "podSelector": {"matchLabels": selector(self.rd, c)},
                 "policyTypes": ["Ingress"],
-                "ingress": [{
-                    "from": [{"podSelector": {"matchLabels": selector(self.rd, Component::Api)}}],
-                    "ports": [{"port": HTTP_PORT}],
-                }],
+                "ingress": rules,
             }}),
+        )
+    }
+
+    /// Open to any source on `port` and closed on every other: the api is
+    /// reached by the ingress controller and clients, and every component's
+    /// metrics by Prometheus, wherever those run.
+    fn open_policy(&self, c: Component, port: i32) -> Result<NetworkPolicy, Error> {
+        self.policy(c, json!([{"ports": [{"port": port}]}]))
+    }
+
+    /// api-servers reach the auth-cache over NATS, not HTTP; its HTTP port
+    /// serves probes and `/metrics`, so Prometheus (any namespace) is the client.
+    fn auth_cache_policy(&self) -> Result<NetworkPolicy, Error> {
+        self.policy(
+            Component::AuthCache,
+            json!([{"from": [{"namespaceSelector": {}}], "ports": [{"port": HTTP_PORT}]}]),
         )
     }
 
     fn nats_policy(&self) -> Result<NetworkPolicy, Error> {
         let c = Component::Queue;
-        let fleet: Vec<Value> = [Component::Api, Component::Worker, Component::AuthCache, Component::UsageAggregator]
-            .into_iter()
-            .map(|f| json!({"podSelector": {"matchLabels": selector(self.rd, f)}}))
-            .collect();
-        let mut clients = fleet;
+        let mut clients: Vec<Value> =
+            [Component::Api, Component::Worker, Component::AuthCache, Component::UsageAggregator]
+                .into_iter()
+                .map(|f| json!({"podSelector": {"matchLabels": selector(self.rd, f)}}))
+                .collect();
+        // Both selectors in one peer: operator pods, and only those in the operator's namespace.
         clients.push(json!({
-            "namespaceSelector": {},
+            "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": self.operator_namespace}},
             "podSelector": {"matchLabels": {OPERATOR_LABEL.0: OPERATOR_LABEL.1}},
         }));
-        self.object(
-            c.name(self.rd),
+        self.policy(
             c,
-            json!({"spec": {
-                "podSelector": {"matchLabels": selector(self.rd, c)},
-                "policyTypes": ["Ingress"],
-                "ingress": [
-                    {"from": clients, "ports": [{"port": CLIENT_PORT}]},
-                    {"from": [{"podSelector": {"matchLabels": selector(self.rd, c)}}], "ports": [{"port": CLUSTER_PORT}]},
-                ],
-            }}),
+            json!([
+                {"from": clients, "ports": [{"port": CLIENT_PORT}]},
+                {"from": [{"podSelector": {"matchLabels": selector(self.rd, c)}}], "ports": [{"port": CLUSTER_PORT}]},
+                // The monitoring endpoint: Prometheus and the operator's health reads, from wherever they run.
+                {"ports": [{"port": MONITOR_PORT}]},
+            ]),
         )
     }
 }
@@ -483,6 +555,7 @@ fn nats_store_size(quantity: &str) -> String {
 mod tests {
     use super::*;
     use crate::crd::{IngressSpec, ResizeDeploymentSpec};
+    use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
     fn rd() -> ResizeDeployment {
         let spec: ResizeDeploymentSpec =
@@ -493,8 +566,26 @@ mod tests {
         rd
     }
 
+    fn inputs(replicas: Replicas) -> Inputs<'static> {
+        Inputs { replicas, operator_namespace: "resizer-system" }
+    }
+
     fn all(rd: &ResizeDeployment) -> Children {
-        children(rd, Replicas { api: 3, workers: Some(7) }).unwrap()
+        children(rd, &inputs(Replicas { api: 3, workers: Some(7) })).unwrap()
+    }
+
+    /// A NetworkPolicy's ingress rules, as JSON.
+    fn rules(c: &Children, name: &str) -> Vec<Value> {
+        let np = c.network_policies.iter().find(|n| n.metadata.name.as_deref() == Some(name)).unwrap();
+        let v = serde_json::to_value(np).unwrap();
+        assert_eq!(v["spec"]["policyTypes"], json!(["Ingress"]));
+        v["spec"]["ingress"].as_array().unwrap().clone()
+    }
+
+    fn env(c: &Children, deployment: &str) -> BTreeMap<String, String> {
+        let d = c.deployments.iter().find(|d| d.metadata.name.as_deref() == Some(deployment)).unwrap();
+        let ctr = &d.spec.template.spec.as_ref().unwrap().containers[0];
+        ctr.env.iter().flatten().map(|e| (e.name.clone(), e.value.clone().unwrap_or_default())).collect()
     }
 
     #[test]
@@ -512,7 +603,7 @@ mod tests {
             .chain(c.disruption_budgets.iter().map(|o| &o.metadata))
             .chain(c.network_policies.iter().map(|o| &o.metadata))
             .collect();
-        assert_eq!(metas.len(), 5 + 1 + 3 + 1 + 4 + 2 + 2);
+        assert_eq!(metas.len(), 5 + 1 + 4 + 1 + 4 + 2 + 5);
         for m in metas {
             let owners = m.owner_references.as_ref().unwrap();
             assert_eq!(owners.len(), 1);
@@ -552,6 +643,10 @@ mod tests {
         let conf = &c.config_maps[0].data.as_ref().unwrap()["nats.conf"];
         assert!(conf.contains("max_payload: 8388608"), "{conf}");
         assert!(conf.contains("store_dir: /data"));
+        // Inside the jetstream block, where nats-server reads it.
+        let js = &conf[conf.find("jetstream {").unwrap()..];
+        let js = &js[..js.find('}').unwrap()];
+        assert!(js.contains("\n  sync_interval: always\n"), "{conf}");
         for i in 0..3 {
             assert!(conf.contains(&format!("nats://photos-nats-{i}.photos-nats.media.svc:6222")), "{conf}");
         }
@@ -576,7 +671,7 @@ mod tests {
     #[test]
     fn hpa_owned_workers_have_no_replicas_field() {
         let rd = rd();
-        let c = children(&rd, Replicas { api: 2, workers: None }).unwrap();
+        let c = children(&rd, &inputs(Replicas { api: 2, workers: None })).unwrap();
         let worker = c.deployments.iter().find(|d| d.metadata.name.as_deref() == Some("photos-worker")).unwrap();
         assert_eq!(worker.spec.replicas, None);
         let v = serde_json::to_value(worker).unwrap();
@@ -584,14 +679,70 @@ mod tests {
     }
 
     #[test]
-    fn only_the_api_reaches_the_auth_cache() {
-        let rd = rd();
-        let c = all(&rd);
-        let np = c.network_policies.iter().find(|n| n.metadata.name.as_deref() == Some("photos-auth-cache")).unwrap();
-        let v = serde_json::to_value(np).unwrap();
-        let from = &v["spec"]["ingress"][0]["from"];
-        assert_eq!(from.as_array().unwrap().len(), 1);
-        assert_eq!(from[0]["podSelector"]["matchLabels"]["app.kubernetes.io/component"], "api");
+    fn the_auth_cache_admits_its_http_port_from_any_namespace() {
+        let rules = rules(&all(&rd()), "photos-auth-cache");
+        // api-servers ask over NATS; this port is probes and /metrics, scraped from Prometheus's namespace.
+        assert_eq!(rules, vec![json!({"from": [{"namespaceSelector": {}}], "ports": [{"port": 8080}]})]);
+    }
+
+    #[test]
+    fn api_worker_and_usage_admit_their_port_from_anywhere() {
+        let c = all(&rd());
+        for (name, port) in [("photos-api", 8080), ("photos-worker", 9091), ("photos-usage-aggregator", 8080)] {
+            let rules = rules(&c, name);
+            assert_eq!(rules, vec![json!({"ports": [{"port": port}]})], "{name}");
+            let np = c.network_policies.iter().find(|n| n.metadata.name.as_deref() == Some(name)).unwrap();
+            let sel = np.spec.as_ref().unwrap().pod_selector.as_ref().unwrap().match_labels.as_ref().unwrap();
+            assert_eq!(sel["app.kubernetes.io/component"], name.trim_start_matches("photos-"));
+        }
+    }
+
+    #[test]
+    fn nats_admits_clients_from_the_fleet_and_the_operators_namespace_only() {
+        let rules = rules(&all(&rd()), "photos-nats");
+        assert_eq!(rules.len(), 3);
+        assert_eq!(rules[0]["ports"], json!([{"port": 4222}]));
+        let from = rules[0]["from"].as_array().unwrap();
+        let components: Vec<&str> = from[..4]
+            .iter()
+            .map(|p| {
+                assert!(p.get("namespaceSelector").is_none(), "a fleet peer is in the fleet's namespace: {p}");
+                p["podSelector"]["matchLabels"]["app.kubernetes.io/component"].as_str().unwrap()
+            })
+            .collect();
+        assert_eq!(components, ["api", "worker", "auth-cache", "usage-aggregator"]);
+        assert_eq!(
+            from[4],
+            json!({
+                "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "resizer-system"}},
+                "podSelector": {"matchLabels": {"app.kubernetes.io/name": "resizer-operator"}},
+            })
+        );
+        assert_eq!(from.len(), 5);
+        assert_eq!(
+            rules[1],
+            json!({"from": [{"podSelector": {"matchLabels": {
+                "app.kubernetes.io/name": "resizer", "app.kubernetes.io/instance": "photos", "app.kubernetes.io/component": "nats",
+            }}}], "ports": [{"port": 6222}]})
+        );
+        assert_eq!(rules[2], json!({"ports": [{"port": 8222}]}));
+    }
+
+    #[test]
+    fn the_usage_aggregator_has_a_service_and_no_admin_token() {
+        let c = all(&rd());
+        let svc = c.services.iter().find(|s| s.metadata.name.as_deref() == Some("photos-usage-aggregator")).unwrap();
+        let spec = svc.spec.as_ref().unwrap();
+        let port = &spec.ports.as_ref().unwrap()[0];
+        assert_eq!((port.name.as_deref(), port.port), (Some("http"), 80));
+        assert_eq!(port.target_port, Some(IntOrString::String("http".into())));
+        assert_eq!(spec.selector.as_ref().unwrap()["app.kubernetes.io/component"], "usage-aggregator");
+        assert!(!env(&c, "photos-usage-aggregator").contains_key("USAGE_ADMIN_TOKEN"));
+        assert_eq!(env(&c, "photos-api")["AUTH"], "required");
+        assert_eq!(env(&c, "photos-usage-aggregator")["AUTH"], "required");
+        for d in ["photos-api", "photos-worker", "photos-auth-cache", "photos-usage-aggregator"] {
+            assert_eq!(env(&c, d)["LOG_FORMAT"], "json", "{d}");
+        }
     }
 
     #[test]
@@ -606,6 +757,28 @@ mod tests {
         let ing = c.ingresses[0].spec.as_ref().unwrap();
         assert_eq!(ing.ingress_class_name.as_deref(), Some("nginx"));
         assert_eq!(ing.tls.as_ref().unwrap()[0].secret_name.as_deref(), Some("img-tls"));
+        let rule = &ing.rules.as_ref().unwrap()[0];
+        assert_eq!(rule.host.as_deref(), Some("img.example.com"));
+        let paths: Vec<(&str, &str, &str)> = rule
+            .http
+            .as_ref()
+            .unwrap()
+            .paths
+            .iter()
+            .map(|p| {
+                let svc = p.backend.service.as_ref().unwrap();
+                (p.path.as_deref().unwrap(), p.path_type.as_str(), svc.name.as_str())
+            })
+            .collect();
+        assert_eq!(
+            paths,
+            [("/v1/usage", "Prefix", "photos-usage-aggregator"), ("/", "Prefix", "photos-api")],
+            "the usage prefix first"
+        );
+        for p in &rule.http.as_ref().unwrap().paths {
+            let port = p.backend.service.as_ref().unwrap().port.as_ref().unwrap();
+            assert_eq!(port.name.as_deref(), Some("http"));
+        }
     }
 
     #[test]

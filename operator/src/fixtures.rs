@@ -12,6 +12,7 @@ use http_body_util::BodyExt;
 use kube::Client;
 use kube::client::Body;
 use serde_json::{Value, json};
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 /// One request the operator made.
@@ -29,28 +30,35 @@ impl Call {
     }
 }
 
-/// Answers: GET of a single object → 404 (nothing exists yet), LIST → empty,
-/// PATCH/POST → the body back, as server-side apply would return it. The
-/// status patch is answered with `rd` itself, which is what the client decodes.
+/// Answers: GET of a single object → 404 (nothing exists yet), LIST → the
+/// objects in `lists` (none by default), PATCH/POST → the body back, as
+/// server-side apply would return it, DELETE → success. The status patch is
+/// answered with `rd` itself, which is what the client decodes.
 pub struct FakeApiServer {
     pub calls: Arc<Mutex<Vec<Call>>>,
     pub hpa_for: Option<String>,
     /// Applies to this resource (e.g. "deployments") are refused, as an admission webhook or quota would.
     pub refuse: Option<&'static str>,
+    /// What a LIST of a resource (by its plural, e.g. "pods") returns.
+    pub lists: HashMap<&'static str, Vec<Value>>,
 }
 
 impl FakeApiServer {
+    pub fn new(hpa_for: Option<String>) -> Self {
+        FakeApiServer { calls: Arc::default(), hpa_for, refuse: None, lists: HashMap::new() }
+    }
+
     pub fn start(rd: &ResizeDeployment, hpa_for: Option<String>) -> (Client, Arc<Mutex<Vec<Call>>>) {
-        Self::serve(rd, FakeApiServer { calls: Arc::default(), hpa_for, refuse: None })
+        Self::new(hpa_for).serve(rd)
     }
 
     pub fn start_refusing(rd: &ResizeDeployment, resource: &'static str) -> (Client, Arc<Mutex<Vec<Call>>>) {
-        Self::serve(rd, FakeApiServer { calls: Arc::default(), hpa_for: None, refuse: Some(resource) })
+        FakeApiServer { refuse: Some(resource), ..Self::new(None) }.serve(rd)
     }
 
-    fn serve(rd: &ResizeDeployment, me: FakeApiServer) -> (Client, Arc<Mutex<Vec<Call>>>) {
+    pub fn serve(self, rd: &ResizeDeployment) -> (Client, Arc<Mutex<Vec<Call>>>) {
         let (service, mut handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
-        let calls = me.calls.clone();
+        let calls = self.calls.clone();
         let rd_json = serde_json::to_value(rd).unwrap();
         tokio::spawn(async move {
             while let Some((req, send)) = handle.next_request().await {
@@ -63,8 +71,8 @@ impl FakeApiServer {
                     query: parts.uri.query().unwrap_or_default().to_owned(),
                     body: body.clone(),
                 };
-                let (status, reply) = me.answer(&call, &rd_json);
-                me.calls.lock().unwrap().push(call);
+                let (status, reply) = self.answer(&call, &rd_json);
+                self.calls.lock().unwrap().push(call);
                 let response = Response::builder()
                     .status(status)
                     .header("content-type", "application/json")
@@ -78,6 +86,9 @@ impl FakeApiServer {
 
     fn answer(&self, call: &Call, rd: &Value) -> (StatusCode, Value) {
         let last = call.path.rsplit('/').next().unwrap_or_default();
+        // A collection's path ends in `namespaces/<ns>/<plural>`.
+        let segments: Vec<&str> = call.path.split('/').collect();
+        let is_list = segments.len() >= 3 && segments[segments.len() - 3] == "namespaces";
         match call.method {
             Method::GET if last == "horizontalpodautoscalers" => {
                 let items = match &self.hpa_for {
@@ -93,6 +104,14 @@ impl FakeApiServer {
                     json!({"apiVersion": "autoscaling/v2", "kind": "HorizontalPodAutoscalerList", "metadata": {}, "items": items}),
                 )
             }
+            Method::GET if is_list => {
+                let items = self.lists.get(last).cloned().unwrap_or_default();
+                (StatusCode::OK, json!({"apiVersion": "v1", "kind": "List", "metadata": {}, "items": items}))
+            }
+            Method::DELETE => (
+                StatusCode::OK,
+                json!({"apiVersion": "v1", "kind": "Status", "status": "Success", "code": 200, "metadata": {}}),
+            ),
             Method::GET => (
                 StatusCode::NOT_FOUND,
                 json!({"apiVersion": "v1", "kind": "Status", "status": "Failure", "reason": "NotFound", "code": 404, "message": "not found"}),
@@ -131,7 +150,7 @@ impl Queue for FakeQueue {
 }
 
 pub fn context(client: Client, queue: FakeQueue) -> Arc<Context> {
-    Arc::new(Context::new(client, "test", Arc::new(Metrics::default()), Arc::new(queue)))
+    Arc::new(Context::new(client, "test", Arc::new(Metrics::default()), Arc::new(queue), "resizer-system"))
 }
 
 /// The sample from `examples/`, as the apiserver would hand it over.

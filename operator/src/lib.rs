@@ -8,7 +8,13 @@
 //! - [`desired`]: the child objects as a pure function of spec and replica counts.
 //! - [`queue`]: what the operator reads from JetStream, behind a trait.
 //! - [`failover`]: when to step a browned-out JOBS leader down, pure.
-//! - [`reconcile`]: one reconcile round, the controller loop and its error policy.
+//! - [`reconcile`]: one reconcile round as its phases, the controller loop and its error policy.
+//! - [`apply`]: server-side apply of the children, pruning those the spec dropped
+//!   (which ones is pure), the status patch.
+//! - [`pods`]: why a component's pods cannot run (unschedulable, image not pulled), pure.
+//! - [`queue_leader`]: stepping the JOBS leader down and mirroring it into a Lease.
+//! - [`conditions`]: the condition types and reasons, and how they are set.
+//! - [`events`]: the Events on the resource, their reasons and actions.
 //! - [`leader`]: Lease-based leader election; only the holder reconciles.
 //! - [`metrics`]: Prometheus metrics and the `/metrics`, `/healthz`, `/readyz` endpoints.
 //! - [`error`]: the errors of a round.
@@ -30,14 +36,19 @@
 //! `tests/queue.rs` runs against a real nats-server; `tests/controlplane.rs`
 //! against a real kube-apiserver (`scripts/test.d/40-operator.sh`).
 
+pub mod apply;
 pub mod capacity;
+pub mod conditions;
 pub mod crd;
 pub mod desired;
 pub mod error;
+pub mod events;
 pub mod failover;
 #[cfg(test)]
 mod fixtures;
 pub mod leader;
 pub mod metrics;
+pub mod pods;
 pub mod queue;
+pub mod queue_leader;
 pub mod reconcile;

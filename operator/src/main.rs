@@ -21,7 +21,8 @@ struct Args {
     /// Address of /metrics, /healthz and /readyz.
     #[arg(long, env = "OPERATOR_LISTEN", default_value = "0.0.0.0:8080")]
     listen: SocketAddr,
-    /// Namespace of the leader-election Lease (the operator's own namespace).
+    /// The operator's own namespace: where its leader-election Lease lives, and
+    /// the one namespace each fleet's NATS admits the operator's pods from.
     #[arg(long, env = "POD_NAMESPACE", default_value = "default")]
     lease_namespace: String,
     #[arg(long, env = "OPERATOR_LEASE_NAME", default_value = "resizer-operator")]
@@ -42,11 +43,8 @@ struct Args {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info,kube=warn".into()),
-        )
-        .init();
+    // The same logs, traces and shutdown signal as every other binary of the fleet.
+    telemetry::init("operator");
     let args = Args::parse();
     let identity = args.identity.clone().unwrap_or_else(|| {
         let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "operator".into());
@@ -68,7 +66,7 @@ async fn main() -> anyhow::Result<()> {
     let app = router(Health { metrics: metrics.clone(), ready: ready.clone() });
     let http = tokio::spawn(axum::serve(listener, app).with_graceful_shutdown(stopped(stop_rx.clone())).into_future());
     tokio::spawn(async move {
-        shutdown_signal().await;
+        telemetry::shutdown_signal().await;
         let _ = stop_tx.send(true);
     });
 
@@ -76,7 +74,7 @@ async fn main() -> anyhow::Result<()> {
         leader::elect(client.clone(), &args.lease_namespace, &args.lease_name, &identity, args.lease_seconds).await?;
     ready.store(true, Ordering::Relaxed);
     let queue = Arc::new(NatsQueue { connect_timeout: args.nats_timeout });
-    let mut ctx = Context::new(client, &identity, metrics.clone(), queue);
+    let mut ctx = Context::new(client, &identity, metrics.clone(), queue, &args.lease_namespace);
     ctx.nats_url = args.nats_url;
     let ctx = Arc::new(ctx);
 
@@ -103,17 +101,10 @@ async fn main() -> anyhow::Result<()> {
     election.release().await;
     let _ = http.await;
     info!("stopped");
+    telemetry::shutdown();
     Ok(())
 }
 
 async fn stopped(mut rx: watch::Receiver<bool>) {
     let _ = rx.wait_for(|s| *s).await;
-}
-
-async fn shutdown_signal() {
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {},
-        _ = term.recv() => {},
-    }
 }

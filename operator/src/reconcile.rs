@@ -1,32 +1,32 @@
-//! One reconcile round: read the queue, decide the worker count, apply every
-//! child with server-side apply under one field manager, and write what was
-//! observed and decided into the status.
+//! One reconcile round, in its phases: validate the spec, read the queue,
+//! decide the worker count, apply every child and prune the ones the spec
+//! dropped ([`crate::apply`]), look at the pods that cannot run
+//! ([`crate::pods`]), and write what was observed and decided into the status
+//! ([`crate::conditions`]).
 
-use crate::capacity::{self, QueueLoad};
-use crate::crd::{CapacityStatus, ReplicaCount, ResizeDeployment, ResizeDeploymentStatus};
-use crate::desired::{self, Children, Component, MANAGER, Replicas};
+use crate::apply;
+use crate::capacity::{self, QueueLoad, ScaleReason};
+use crate::conditions::{self, Reason, Type, set};
+use crate::crd::{CapacityStatus, ComponentsStatus, ResizeDeployment, ResizeDeploymentStatus};
+use crate::desired::{self, Component, Inputs, MANAGER, Replicas};
 use crate::error::Error;
-use crate::failover;
+use crate::events::{self, action, reason};
 use crate::metrics::{FleetLabels, Metrics};
+use crate::pods;
 use crate::queue::{Queue, QueueError, QueueSample};
+use crate::queue_leader;
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
-use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{ConfigMap, Service, ServiceAccount};
 use k8s_openapi::api::networking::v1::{Ingress, NetworkPolicy};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, MicroTime, Time};
-use k8s_openapi::{NamespaceResourceScope, jiff};
-use kube::api::{Api, ListParams, Patch, PatchParams};
+use k8s_openapi::jiff;
+use kube::api::{Api, ListParams};
 use kube::runtime::controller::{Action, Controller};
-use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::runtime::events::{EventType, Recorder, Reporter};
 use kube::runtime::{PredicateConfig, WatchStreamExt, predicates, reflector, watcher};
-use kube::{Client, Resource, ResourceExt};
-use serde::Serialize;
-use serde::de::DeserializeOwned;
-use serde_json::json;
-use std::fmt::Debug;
+use kube::{Client, ResourceExt};
 use std::sync::Arc;
 use std::time::Duration;
 use tracing::{info, instrument, warn};
@@ -41,12 +41,27 @@ pub struct Context {
     pub queue: Arc<dyn Queue>,
     /// Overrides the in-cluster NATS address, for an operator running outside the cluster.
     pub nats_url: Option<String>,
+    /// The namespace the operator's pods run in, which each fleet's NATS policy admits.
+    pub operator_namespace: String,
 }
 
 impl Context {
-    pub fn new(client: Client, identity: &str, metrics: Arc<Metrics>, queue: Arc<dyn Queue>) -> Self {
+    pub fn new(
+        client: Client,
+        identity: &str,
+        metrics: Arc<Metrics>,
+        queue: Arc<dyn Queue>,
+        operator_namespace: &str,
+    ) -> Self {
         let reporter = Reporter { controller: MANAGER.into(), instance: Some(identity.into()) };
-        Self { recorder: Recorder::new(client.clone(), reporter), client, metrics, queue, nats_url: None }
+        Self {
+            recorder: Recorder::new(client.clone(), reporter),
+            client,
+            metrics,
+            queue,
+            nats_url: None,
+            operator_namespace: operator_namespace.into(),
+        }
     }
 }
 
@@ -63,6 +78,9 @@ pub async fn run(ctx: Arc<Context>, shutdown: impl Future<Output = ()> + Send + 
         .reflect(writer)
         .applied_objects()
         .predicate_filter(predicates::generation, PredicateConfig::default());
+    // Pods are not watched: they belong to ReplicaSets, not to the resource, and
+    // their churn in a large fleet would mean a round per pod event. Workload
+    // status changes and the periodic requeue bring their news in time.
     Controller::for_stream(rds, reader)
         .owns(Api::<Deployment>::all(client.clone()), owned.clone())
         .owns(Api::<StatefulSet>::all(client.clone()), owned.clone())
@@ -99,28 +117,31 @@ pub async fn reconcile(rd: Arc<ResizeDeployment>, ctx: Arc<Context>) -> Result<A
     let mut status = previous.clone();
     status.observed_generation = rd.metadata.generation;
 
+    // Validate.
     let problems = rd.spec.problems();
     if !problems.is_empty() {
         // Children stay as they were: a contradictory spec must never produce broken workloads.
         let message = problems.join("; ");
-        set(&mut status, "Ready", false, "InvalidSpec", &message, now);
-        set(&mut status, "Degraded", true, "InvalidSpec", &message, now);
-        set(&mut status, "Progressing", false, "InvalidSpec", "waiting for a valid spec", now);
-        if condition_changed(&previous, &status, "Degraded") {
-            event(&ctx, &rd, EventType::Warning, "InvalidSpec", "Validate", message).await;
+        set(&mut status, Type::Ready, false, Reason::InvalidSpec, &message, now);
+        set(&mut status, Type::Degraded, true, Reason::InvalidSpec, &message, now);
+        set(&mut status, Type::Progressing, false, Reason::InvalidSpec, "waiting for a valid spec", now);
+        if conditions::changed(&previous, &status, Type::Degraded) {
+            let r = Reason::InvalidSpec.to_string();
+            events::publish(&ctx, &rd, EventType::Warning, &r, action::VALIDATE, message).await;
         }
-        patch_status(client, &rd, &status).await?;
+        apply::patch_status(client, &rd, &status).await?;
         return Ok(Action::requeue(Duration::from_secs(300)));
     }
 
+    // Read the queue and what runs.
     let url = ctx.nats_url.clone().unwrap_or_else(|| desired::nats_url(&rd));
     let sample = ctx.queue.observe(&url, rd.spec.queue.replicas as usize).await;
-
     let deployments: Api<Deployment> = Api::namespaced(client.clone(), &ns);
     let worker_name = Component::Worker.name(&rd);
     let current = deployments.get_opt(&worker_name).await?.and_then(|d| d.spec.replicas);
     let externally_scaled = hpa_targets(client, &ns, &worker_name).await?;
 
+    // Decide the worker count.
     let cap = &rd.spec.capacity;
     let sla = &rd.spec.sla;
     let base = capacity::baseline(sla, cap);
@@ -134,92 +155,126 @@ pub async fn reconcile(rd: Arc<ResizeDeployment>, ctx: Arc<Context>) -> Result<A
     cap_status.baseline_workers = base.workers;
     cap_status.api_replicas = base.api_replicas;
 
-    let workers = match &sample {
+    let (workers, decision) = match &sample {
         Ok(s) => {
             let d = scale_from_sample(&rd, &mut cap_status, &mut status, s, current, now.as_second());
-            set(&mut status, "QueueHealthy", true, "Reachable", &format!("JOBS leader {}", leader_of(s)), now);
-            watch_leader(&ctx, &rd, &url, s, &mut status, now).await;
+            let msg = format!("JOBS leader {}", leader_of(s));
+            set(&mut status, Type::QueueHealthy, true, Reason::Reachable, &msg, now);
+            queue_leader::watch(&ctx, &rd, &url, s, &mut status, now).await;
             d
         }
         Err(e) => {
             // Without a reading there is nothing to scale on: keep what runs, or start at the baseline.
-            let reason = match e {
-                QueueError::Unreachable { .. } => "Unreachable",
-                QueueError::JetStream(_) => "JetStreamError",
+            let unhealthy = match e {
+                QueueError::Unreachable { .. } => Reason::Unreachable,
+                QueueError::JetStream(_) => Reason::JetStreamError,
             };
-            set(&mut status, "QueueHealthy", false, reason, &e.to_string(), now);
+            set(&mut status, Type::QueueHealthy, false, unhealthy, &e.to_string(), now);
             // An old leader name in `kubectl get rd` would read as current; the Lease keeps the last one seen.
             status.queue.leader = None;
-            if condition_changed(&previous, &status, "QueueHealthy") {
-                event(&ctx, &rd, EventType::Warning, "QueueUnreachable", "ObserveQueue", e.to_string()).await;
+            if conditions::changed(&previous, &status, Type::QueueHealthy) {
+                let (r, a) = (reason::QUEUE_UNREACHABLE, action::OBSERVE_QUEUE);
+                events::publish(&ctx, &rd, EventType::Warning, r, a, e.to_string()).await;
             }
             let d = current.unwrap_or(base.workers.clamp(cap.min_workers, cap.max_workers));
-            cap_status.decision = "QueueUnavailable".into();
+            cap_status.decision = ScaleReason::QueueUnavailable.as_str().into();
             cap_status.recommended_workers = d;
             cap_status.desired_workers = d;
-            d
+            (d, ScaleReason::QueueUnavailable)
         }
     };
 
     // Announced once the apply has gone through, not before.
     let mut scaled = None;
+    let why = Reason::Decision(decision);
     if externally_scaled {
-        set(&mut status, "Scaling", false, "ExternallyScaled", "an HorizontalPodAutoscaler owns the worker count", now);
+        let msg = "an HorizontalPodAutoscaler owns the worker count";
+        set(&mut status, Type::Scaling, false, Reason::ExternallyScaled, msg, now);
     } else if current.is_some_and(|c| c != workers) {
-        let msg = format!("workers {} → {workers} ({})", current.unwrap_or_default(), cap_status.decision);
-        set(&mut status, "Scaling", true, &cap_status.decision, &msg, now);
+        let msg = format!("workers {} → {workers} ({})", current.unwrap_or_default(), decision.as_str());
+        set(&mut status, Type::Scaling, true, why, &msg, now);
         scaled = Some(msg);
     } else {
-        set(&mut status, "Scaling", false, &cap_status.decision, &format!("{workers} workers"), now);
+        set(&mut status, Type::Scaling, false, why, &format!("{workers} workers"), now);
     }
     status.capacity = Some(cap_status);
 
+    // Apply, then prune.
     let replicas = Replicas { api: base.api_replicas, workers: (!externally_scaled).then_some(workers) };
-    let children = desired::children(&rd, replicas)?;
-    let applied = match apply_all(client, &ns, &children).await {
+    let children = desired::children(&rd, &Inputs { replicas, operator_namespace: &ctx.operator_namespace })?;
+    let applied = match apply::apply_all(client, &ns, &children).await {
         Ok(applied) => applied,
         Err(e) => {
-            // Say so on the resource, not only in the operator's log; the round is retried by error_policy.
-            set(&mut status, "Degraded", true, "ApplyFailed", &e.to_string(), now);
-            set(&mut status, "Ready", false, "ApplyFailed", &e.to_string(), now);
-            if condition_changed(&previous, &status, "Degraded") {
-                event(&ctx, &rd, EventType::Warning, "ApplyFailed", "ApplyChildren", e.to_string()).await;
-            }
-            if let Err(status_err) = patch_status(client, &rd, &status).await {
-                warn!(error = %status_err, "recording the failed apply in the status");
-            }
-            return Err(e);
+            return Err(
+                refused(&ctx, &rd, &previous, status, Reason::ApplyFailed, action::APPLY_CHILDREN, e, now).await
+            );
         }
     };
+    let pruned = match apply::prune_all(client, &rd, &ns, &children).await {
+        Ok(pruned) => pruned,
+        Err(e) => {
+            return Err(
+                refused(&ctx, &rd, &previous, status, Reason::PruneFailed, action::PRUNE_CHILDREN, e, now).await
+            );
+        }
+    };
+    for gone in pruned {
+        let note = format!("deleted {gone}: no longer in the spec");
+        events::publish(&ctx, &rd, EventType::Normal, reason::PRUNED, action::PRUNE_CHILDREN, note).await;
+    }
     if let Some(msg) = scaled {
-        event(&ctx, &rd, EventType::Normal, "Scaled", "ScaleWorkers", msg).await;
+        events::publish(&ctx, &rd, EventType::Normal, reason::SCALED, action::SCALE_WORKERS, msg).await;
     }
     if previous.observed_generation != rd.metadata.generation {
         let note = format!("applied generation {}", rd.metadata.generation.unwrap_or_default());
-        event(&ctx, &rd, EventType::Normal, "Applied", "ApplyChildren", note).await;
+        events::publish(&ctx, &rd, EventType::Normal, reason::APPLIED, action::APPLY_CHILDREN, note).await;
     }
     if let Ok(s) = &sample {
-        record_queue_leader(client, &rd, &ns, s, now).await?;
+        queue_leader::record(client, &rd, &ns, s, now).await?;
     }
 
+    // Look at pods that cannot run. Only a diagnosis: without it the round still stands.
+    let troubles = match pods::list(client, &ns, &rd).await {
+        Ok(list) => pods::diagnose_all(&list),
+        Err(e) => {
+            warn!(error = %e, "listing the fleet's pods");
+            Vec::new()
+        }
+    };
+
+    // Report.
     let c = &applied;
     let all = [c.api, c.worker, c.queue, c.auth_cache, c.usage_aggregator];
     let rolled_out = all.iter().all(|r| r.ready >= r.desired);
     let waiting = not_ready(c);
     let queue_ok = sample.is_ok();
     if rolled_out {
-        set(&mut status, "Progressing", false, "RolloutComplete", "every component is ready", now);
+        set(&mut status, Type::Progressing, false, Reason::RolloutComplete, "every component is ready", now);
     } else {
-        set(&mut status, "Progressing", true, "RollingOut", &waiting, now);
+        set(&mut status, Type::Progressing, true, Reason::RollingOut, &waiting, now);
     }
-    set(&mut status, "Degraded", false, "AsExpected", "", now);
-    match (rolled_out, queue_ok) {
-        (true, true) => set(&mut status, "Ready", true, "Ready", "the fleet serves its SLA", now),
-        (false, _) => set(&mut status, "Ready", false, "ComponentsNotReady", &waiting, now),
-        (true, false) => set(&mut status, "Ready", false, "QueueUnavailable", "the queue cannot be read", now),
+    set(&mut status, Type::Degraded, false, Reason::AsExpected, "", now);
+    // Pods that cannot run come first: they say what to fix, where "not ready" only says what waits.
+    if let Some(first) = troubles.first() {
+        let msg = troubles.iter().map(|t| t.message.as_str()).collect::<Vec<_>>().join("; ");
+        set(&mut status, Type::Ready, false, first.reason, &msg, now);
+    } else {
+        match (rolled_out, queue_ok) {
+            (true, true) => set(&mut status, Type::Ready, true, Reason::Ready, "the fleet serves its SLA", now),
+            (false, _) => set(&mut status, Type::Ready, false, Reason::ComponentsNotReady, &waiting, now),
+            (true, false) => {
+                set(&mut status, Type::Ready, false, Reason::QueueUnavailable, "the queue cannot be read", now)
+            }
+        }
+    }
+    if conditions::reason_changed(&previous, &status, Type::Ready) {
+        for t in &troubles {
+            let r = t.reason.to_string();
+            events::publish(&ctx, &rd, EventType::Warning, &r, action::INSPECT_PODS, t.message.clone()).await;
+        }
     }
     status.components = applied;
-    patch_status(client, &rd, &status).await?;
+    apply::patch_status(client, &rd, &status).await?;
     let fleet = FleetLabels { namespace: ns.clone(), name: rd.name_any() };
     ctx.metrics.desired_workers.get_or_create(&fleet).set(i64::from(workers));
     ctx.metrics.queue_healthy.get_or_create(&fleet).set(i64::from(queue_ok));
@@ -227,35 +282,33 @@ pub async fn reconcile(rd: Arc<ResizeDeployment>, ctx: Arc<Context>) -> Result<A
     Ok(Action::requeue(SAMPLE_PERIOD))
 }
 
-/// Steps a browned-out JOBS leader down (DESIGN §4) and says so in the status and an Event.
-async fn watch_leader(
+/// A write the apiserver refused: said on the resource (Degraded, Ready and
+/// an Event), not only in the operator's log. Returns the error, for
+/// `error_policy` to retry the round.
+#[allow(clippy::too_many_arguments)]
+async fn refused(
     ctx: &Context,
     rd: &ResizeDeployment,
-    url: &str,
-    s: &QueueSample,
-    status: &mut ResizeDeploymentStatus,
+    previous: &ResizeDeploymentStatus,
+    mut status: ResizeDeploymentStatus,
+    reason: Reason,
+    action: &str,
+    e: Error,
     now: jiff::Timestamp,
-) {
-    match failover::judge(s, status.queue.last_step_down, now.as_second()) {
-        failover::Verdict::Healthy => {}
-        failover::Verdict::Hold(why) => set(status, "QueueHealthy", false, "LeaderBrownout", &why, now),
-        failover::Verdict::StepDown(why) => match ctx.queue.step_down(url).await {
-            Ok(()) => {
-                status.queue.last_step_down = Some(now.as_second());
-                let msg = format!("{why}; asked it to step down");
-                set(status, "QueueHealthy", false, "LeaderSteppedDown", &msg, now);
-                event(ctx, rd, EventType::Warning, "QueueLeaderSteppedDown", "StepDownLeader", msg).await;
-            }
-            Err(e) => {
-                let msg = format!("{why}; step-down failed: {e}");
-                set(status, "QueueHealthy", false, "LeaderBrownout", &msg, now);
-                event(ctx, rd, EventType::Warning, "QueueLeaderStepDownFailed", "StepDownLeader", msg).await;
-            }
-        },
+) -> Error {
+    let msg = e.to_string();
+    set(&mut status, Type::Degraded, true, reason, &msg, now);
+    set(&mut status, Type::Ready, false, reason, &msg, now);
+    if conditions::changed(previous, &status, Type::Degraded) {
+        events::publish(ctx, rd, EventType::Warning, &reason.to_string(), action, msg).await;
     }
+    if let Err(status_err) = apply::patch_status(&ctx.client, rd, &status).await {
+        warn!(error = %status_err, "recording the refused write in the status");
+    }
+    e
 }
 
-/// Feeds one queue reading into the scaling decision and returns the worker count.
+/// Feeds one queue reading into the scaling decision and returns the worker count and why.
 fn scale_from_sample(
     rd: &ResizeDeployment,
     cap_status: &mut CapacityStatus,
@@ -263,7 +316,7 @@ fn scale_from_sample(
     s: &QueueSample,
     current: Option<i32>,
     now: i64,
-) -> i32 {
+) -> (i32, ScaleReason) {
     let (sla, cap) = (&rd.spec.sla, &rd.spec.capacity);
     let previous = rd.status.clone().unwrap_or_default();
     let prev_reading = previous
@@ -290,9 +343,9 @@ fn scale_from_sample(
     cap_status.queue_workers = rate.map(|_| recommendation);
     cap_status.recommended_workers = decision.recommended;
     cap_status.desired_workers = decision.desired;
-    cap_status.decision = decision.reason.into();
+    cap_status.decision = decision.reason.as_str().into();
     cap_status.recent = decision.recent;
-    decision.desired
+    (decision.desired, decision.reason)
 }
 
 /// Kubernetes schemas know signed integers only; a count beyond i64 is not a real reading anyway.
@@ -308,18 +361,18 @@ fn leader_of(s: &QueueSample) -> &str {
     s.leader.as_deref().unwrap_or("unknown")
 }
 
-fn not_ready(c: &crate::crd::ComponentsStatus) -> String {
+fn not_ready(c: &ComponentsStatus) -> String {
     let named = [
-        ("api", c.api),
-        ("worker", c.worker),
-        ("queue", c.queue),
-        ("authCache", c.auth_cache),
-        ("usageAggregator", c.usage_aggregator),
+        (Component::Api, c.api),
+        (Component::Worker, c.worker),
+        (Component::Queue, c.queue),
+        (Component::AuthCache, c.auth_cache),
+        (Component::UsageAggregator, c.usage_aggregator),
     ];
     let waiting: Vec<String> = named
         .iter()
         .filter(|(_, r)| r.ready < r.desired)
-        .map(|(n, r)| format!("{n} {}/{}", r.ready, r.desired))
+        .map(|(n, r)| format!("{} {}/{}", n.field(), r.ready, r.desired))
         .collect();
     format!("waiting for {}", waiting.join(", "))
 }
@@ -335,170 +388,29 @@ async fn hpa_targets(client: &Client, ns: &str, deployment: &str) -> Result<bool
         .any(|h| h.spec.scale_target_ref.kind == "Deployment" && h.spec.scale_target_ref.name == deployment))
 }
 
-async fn apply<K>(client: &Client, ns: &str, obj: &K) -> Result<K, Error>
-where
-    K: Resource<DynamicType = (), Scope = NamespaceResourceScope> + Serialize + DeserializeOwned + Clone + Debug,
-{
-    let api: Api<K> = Api::namespaced(client.clone(), ns);
-    // force: this operator is the one owner of these fields; a hand edit is corrected, not a conflict.
-    let params = PatchParams::apply(MANAGER).force();
-    Ok(api.patch(&obj.name_any(), &params, &Patch::Apply(obj)).await?)
-}
-
-async fn apply_each<K>(client: &Client, ns: &str, objs: &[K]) -> Result<Vec<K>, Error>
-where
-    K: Resource<DynamicType = (), Scope = NamespaceResourceScope> + Serialize + DeserializeOwned + Clone + Debug,
-{
-    let mut out = Vec::with_capacity(objs.len());
-    for o in objs {
-        out.push(apply(client, ns, o).await?);
-    }
-    Ok(out)
-}
-
-/// Applies every child (accounts and config first, so workloads never start without them)
-/// and returns the replica counts the workloads report.
-async fn apply_all(client: &Client, ns: &str, c: &Children) -> Result<crate::crd::ComponentsStatus, Error> {
-    apply_each(client, ns, &c.service_accounts).await?;
-    apply_each(client, ns, &c.config_maps).await?;
-    apply_each(client, ns, &c.services).await?;
-    apply_each(client, ns, &c.network_policies).await?;
-    apply_each(client, ns, &c.disruption_budgets).await?;
-    let sets = apply_each(client, ns, &c.stateful_sets).await?;
-    let deps = apply_each(client, ns, &c.deployments).await?;
-    apply_each(client, ns, &c.ingresses).await?;
-
-    let mut out = crate::crd::ComponentsStatus::default();
-    for d in &deps {
-        let count = ReplicaCount {
-            ready: d.status.as_ref().and_then(|s| s.ready_replicas).unwrap_or(0),
-            desired: d.spec.replicas.unwrap_or(1),
-        };
-        match d.labels().get("app.kubernetes.io/component").map(String::as_str) {
-            Some("api") => out.api = count,
-            Some("worker") => out.worker = count,
-            Some("auth-cache") => out.auth_cache = count,
-            Some("usage-aggregator") => out.usage_aggregator = count,
-            _ => {}
-        }
-    }
-    if let Some(s) = sets.first() {
-        out.queue = ReplicaCount {
-            ready: s.status.as_ref().and_then(|s| s.ready_replicas).unwrap_or(0),
-            desired: s.spec.replicas.unwrap_or(1),
-        };
-    }
-    Ok(out)
-}
-
-/// Mirrors the JOBS stream's raft leader into a Lease named after the
-/// resource (DESIGN §4): holder = leader server, `leaseTransitions` = epoch.
-/// Raft stays the source of truth; the Lease makes leadership visible to kubectl.
-async fn record_queue_leader(
-    client: &Client,
-    rd: &ResizeDeployment,
-    ns: &str,
-    s: &QueueSample,
-    now: jiff::Timestamp,
-) -> Result<(), Error> {
-    let Some(leader) = &s.leader else { return Ok(()) };
-    let leases: Api<Lease> = Api::namespaced(client.clone(), ns);
-    let name = format!("{}-queue-leader", rd.name_any());
-    let existing = leases.get_opt(&name).await?.and_then(|l| l.spec);
-    let (holder, transitions) =
-        existing.map(|s| (s.holder_identity, s.lease_transitions.unwrap_or(0))).unwrap_or((None, 0));
-    if holder.as_deref() == Some(leader.as_str()) {
-        return Ok(());
-    }
-    let owner = rd.controller_owner_ref(&()).ok_or(Error::MissingObjectKey("metadata.uid"))?;
-    let lease = json!({
-        "apiVersion": "coordination.k8s.io/v1",
-        "kind": "Lease",
-        "metadata": {"name": name, "namespace": ns, "ownerReferences": [owner],
-                     "labels": desired::labels(rd, Component::Queue)},
-        "spec": {
-            "holderIdentity": leader,
-            "acquireTime": MicroTime(now),
-            "renewTime": MicroTime(now),
-            "leaseTransitions": if holder.is_some() { transitions + 1 } else { transitions },
-        },
-    });
-    let params = PatchParams::apply(MANAGER).force();
-    leases.patch(&name, &params, &Patch::Apply(&lease)).await?;
-    Ok(())
-}
-
-async fn patch_status(client: &Client, rd: &ResizeDeployment, status: &ResizeDeploymentStatus) -> Result<(), Error> {
-    let api: Api<ResizeDeployment> = Api::namespaced(client.clone(), &rd.namespace().unwrap_or_default());
-    let body = json!({
-        "apiVersion": ResizeDeployment::api_version(&()),
-        "kind": ResizeDeployment::kind(&()),
-        "status": status,
-    });
-    api.patch_status(&rd.name_any(), &PatchParams::apply(MANAGER).force(), &Patch::Apply(&body)).await?;
-    Ok(())
-}
-
-async fn event(ctx: &Context, rd: &ResizeDeployment, type_: EventType, reason: &str, action: &str, note: String) {
-    let ev = Event { type_, reason: reason.into(), note: Some(note), action: action.into(), secondary: None };
-    // An event is a courtesy; failing to record one must not fail the round.
-    if let Err(e) = ctx.recorder.publish(&ev, &rd.object_ref(&())).await {
-        warn!(error = %e, "recording event");
-    }
-}
-
-/// Sets a condition, keeping its transition time when the status did not change.
-pub fn set(
-    status: &mut ResizeDeploymentStatus,
-    type_: &str,
-    value: bool,
-    reason: &str,
-    message: &str,
-    now: jiff::Timestamp,
-) {
-    let value = if value { "True" } else { "False" };
-    let reason = if reason.is_empty() { "Unknown" } else { reason };
-    let generation = status.observed_generation;
-    if let Some(c) = status.conditions.iter_mut().find(|c| c.type_ == type_) {
-        if c.status != value {
-            c.last_transition_time = Time(now);
-        }
-        c.status = value.into();
-        c.reason = reason.into();
-        c.message = message.into();
-        c.observed_generation = generation;
-    } else {
-        status.conditions.push(Condition {
-            type_: type_.into(),
-            status: value.into(),
-            reason: reason.into(),
-            message: message.into(),
-            last_transition_time: Time(now),
-            observed_generation: generation,
-        });
-    }
-}
-
-fn condition_changed(before: &ResizeDeploymentStatus, after: &ResizeDeploymentStatus, type_: &str) -> bool {
-    let get = |s: &ResizeDeploymentStatus| s.conditions.iter().find(|c| c.type_ == type_).map(|c| c.status.clone());
-    get(before) != get(after)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::crd::{CapacityStatus, QueueStatus, Recommendation};
     use crate::fixtures::{Call, FakeApiServer, FakeQueue, context, sample};
-    use serde_json::Value;
+    use serde_json::{Value, json};
 
     fn status_patch(calls: &[Call]) -> ResizeDeploymentStatus {
         let call = calls.iter().rev().find(|c| c.path.ends_with("/status")).expect("a status patch");
         serde_json::from_value(call.body["status"].clone()).unwrap()
     }
 
-    fn cond(s: &ResizeDeploymentStatus, t: &str) -> (String, String) {
-        let c = s.conditions.iter().find(|c| c.type_ == t).unwrap_or_else(|| panic!("no {t}"));
+    fn cond(s: &ResizeDeploymentStatus, t: Type) -> (String, String) {
+        let c = conditions::get(s, t).unwrap_or_else(|| panic!("no {t}"));
         (c.status.clone(), c.reason.clone())
+    }
+
+    fn is(value: &str, reason: Reason) -> (String, String) {
+        (value.into(), reason.to_string())
+    }
+
+    fn has_event(calls: &[Call], reason: &str) -> bool {
+        calls.iter().any(|c| c.path.ends_with("/events") && c.body["reason"] == reason)
     }
 
     fn applied_workers(calls: &[Call]) -> Value {
@@ -514,20 +426,23 @@ mod tests {
         assert_eq!(action, Action::requeue(SAMPLE_PERIOD));
         let calls = calls.lock().unwrap().clone();
         let applies: Vec<&Call> = calls.iter().filter(|c| c.is_apply() && !c.path.ends_with("/status")).collect();
-        // 5 accounts, 1 config, 3 services, 2 policies, 2 budgets, 1 statefulset, 4 deployments.
-        assert_eq!(applies.len(), 18, "{:#?}", applies.iter().map(|c| &c.path).collect::<Vec<_>>());
+        // 5 accounts, 1 config, 4 services, 5 policies, 2 budgets, 1 statefulset, 4 deployments.
+        assert_eq!(applies.len(), 22, "{:#?}", applies.iter().map(|c| &c.path).collect::<Vec<_>>());
         assert!(applies.iter().all(|c| c.query.contains("force=true")));
         // 1,000 × 1.2 / (10 × 4) = 30
         assert_eq!(applied_workers(&calls), json!(30));
         let s = status_patch(&calls);
         assert_eq!(s.observed_generation, Some(1));
-        assert_eq!(cond(&s, "QueueHealthy"), ("False".into(), "Unreachable".into()));
-        assert_eq!(cond(&s, "Ready"), ("False".into(), "ComponentsNotReady".into()));
-        assert_eq!(cond(&s, "Progressing").0, "True");
+        assert_eq!(cond(&s, Type::QueueHealthy), is("False", Reason::Unreachable));
+        assert_eq!(cond(&s, Type::Ready), is("False", Reason::ComponentsNotReady));
+        assert_eq!(cond(&s, Type::Progressing).0, "True");
         let cap = s.capacity.unwrap();
         assert_eq!((cap.baseline_workers, cap.desired_workers, cap.api_replicas), (30, 30, 2));
         assert_eq!(cap.decision, "QueueUnavailable");
-        assert!(calls.iter().any(|c| c.path.ends_with("/events") && c.body["reason"] == "QueueUnreachable"));
+        assert!(has_event(&calls, reason::QUEUE_UNREACHABLE));
+        // No pod reported trouble, nothing was dropped from the spec.
+        assert!(calls.iter().all(|c| c.method != http::Method::DELETE));
+        assert!(calls.iter().any(|c| c.method == http::Method::GET && c.path.ends_with("/pods")));
     }
 
     #[tokio::test]
@@ -540,10 +455,10 @@ mod tests {
         let calls = calls.lock().unwrap().clone();
         assert!(calls.iter().all(|c| !c.is_apply() || c.path.ends_with("/status")), "{calls:#?}");
         let s = status_patch(&calls);
-        assert_eq!(cond(&s, "Ready"), ("False".into(), "InvalidSpec".into()));
-        let msg = &s.conditions.iter().find(|c| c.type_ == "Ready").unwrap().message;
+        assert_eq!(cond(&s, Type::Ready), is("False", Reason::InvalidSpec));
+        let msg = &conditions::get(&s, Type::Ready).unwrap().message;
         assert!(msg.contains("maxWorkers is 200"), "{msg}");
-        assert!(calls.iter().any(|c| c.path.ends_with("/events") && c.body["reason"] == "InvalidSpec"));
+        assert!(has_event(&calls, "InvalidSpec"));
     }
 
     #[tokio::test]
@@ -577,7 +492,7 @@ mod tests {
         // λₒ = 1,000/s; backlog 4,800 over a 0.45 s budget = 10,667/s; (1,000 + 10,667) / 40 → 292, clamped to 200.
         assert_eq!(applied_workers(&calls), json!(200));
         let s = status_patch(&calls);
-        assert_eq!(cond(&s, "QueueHealthy"), ("True".into(), "Reachable".into()));
+        assert_eq!(cond(&s, Type::QueueHealthy), is("True", Reason::Reachable));
         let cap = s.capacity.unwrap();
         assert_eq!(cap.observed_arrival_rate, Some(1_000.0));
         assert_eq!(cap.backlog, Some(4_800));
@@ -604,9 +519,9 @@ mod tests {
         reconcile(Arc::new(rd), context(client, FakeQueue::Up(slow))).await.unwrap();
         let calls = calls.lock().unwrap().clone();
         let s = status_patch(&calls);
-        assert_eq!(cond(&s, "QueueHealthy"), ("False".into(), "LeaderSteppedDown".into()));
+        assert_eq!(cond(&s, Type::QueueHealthy), is("False", Reason::LeaderSteppedDown));
         assert!(s.queue.last_step_down.is_some());
-        assert!(calls.iter().any(|c| c.path.ends_with("/events") && c.body["reason"] == "QueueLeaderSteppedDown"));
+        assert!(has_event(&calls, reason::QUEUE_LEADER_STEPPED_DOWN));
     }
 
     #[tokio::test]
@@ -617,8 +532,8 @@ mod tests {
         assert!(matches!(err, Error::Kube(_)), "{err}");
         let calls = calls.lock().unwrap().clone();
         let s = status_patch(&calls);
-        assert_eq!(cond(&s, "Degraded"), ("True".into(), "ApplyFailed".into()));
-        assert_eq!(cond(&s, "Ready"), ("False".into(), "ApplyFailed".into()));
+        assert_eq!(cond(&s, Type::Degraded), is("True", Reason::ApplyFailed));
+        assert_eq!(cond(&s, Type::Ready), is("False", Reason::ApplyFailed));
     }
 
     #[tokio::test]
@@ -628,6 +543,112 @@ mod tests {
         reconcile(Arc::new(rd), context(client, FakeQueue::Down)).await.unwrap();
         let calls = calls.lock().unwrap().clone();
         assert_eq!(applied_workers(&calls), Value::Null);
-        assert_eq!(cond(&status_patch(&calls), "Scaling"), ("False".into(), "ExternallyScaled".into()));
+        assert_eq!(cond(&status_patch(&calls), Type::Scaling), is("False", Reason::ExternallyScaled));
+    }
+
+    fn owned_ingress(name: &str, uid: &str) -> Value {
+        json!({
+            "apiVersion": "networking.k8s.io/v1", "kind": "Ingress",
+            "metadata": {
+                "name": name, "namespace": "media", "uid": format!("ing-{name}"),
+                "labels": {"app.kubernetes.io/instance": "photos", "app.kubernetes.io/managed-by": "resizer-operator"},
+                "ownerReferences": [{"apiVersion": "resizer.dev/v1alpha1", "kind": "ResizeDeployment",
+                                     "name": "photos", "uid": uid, "controller": true}],
+            },
+        })
+    }
+
+    #[tokio::test]
+    async fn an_ingress_dropped_from_the_spec_is_deleted_and_only_ours() {
+        let rd = sample();
+        assert!(rd.spec.api.ingress.is_none());
+        let mut server = FakeApiServer::new(None);
+        server
+            .lists
+            .insert("ingresses", vec![owned_ingress("photos-api", "0f1e2d3c"), owned_ingress("photos-x", "other")]);
+        let (client, calls) = server.serve(&rd);
+        reconcile(Arc::new(rd), context(client, FakeQueue::Down)).await.unwrap();
+        let calls = calls.lock().unwrap().clone();
+        let list = calls.iter().find(|c| c.method == http::Method::GET && c.path.ends_with("/ingresses")).unwrap();
+        assert!(
+            list.query.contains("labelSelector=app.kubernetes.io%2Finstance%3Dphotos%2Capp.kubernetes.io%2Fmanaged-by%3Dresizer-operator"),
+            "{}",
+            list.query
+        );
+        let deletes: Vec<&Call> = calls.iter().filter(|c| c.method == http::Method::DELETE).collect();
+        assert_eq!(deletes.len(), 1, "{deletes:#?}");
+        assert!(deletes[0].path.ends_with("/namespaces/media/ingresses/photos-api"));
+        assert_eq!(deletes[0].body["preconditions"]["uid"], "ing-photos-api");
+        assert!(has_event(&calls, reason::PRUNED));
+    }
+
+    #[tokio::test]
+    async fn a_desired_ingress_is_applied_and_kept() {
+        let mut rd = sample();
+        rd.spec.api.ingress =
+            Some(crate::crd::IngressSpec { class_name: None, host: Some("img".into()), tls_secret_name: None });
+        let mut server = FakeApiServer::new(None);
+        server.lists.insert("ingresses", vec![owned_ingress("photos-api", "0f1e2d3c")]);
+        let (client, calls) = server.serve(&rd);
+        reconcile(Arc::new(rd), context(client, FakeQueue::Down)).await.unwrap();
+        let calls = calls.lock().unwrap().clone();
+        assert!(calls.iter().any(|c| c.is_apply() && c.path.ends_with("/ingresses/photos-api")));
+        assert!(calls.iter().all(|c| c.method != http::Method::DELETE));
+    }
+
+    #[tokio::test]
+    async fn unschedulable_workers_make_the_fleet_not_ready_with_the_schedulers_words() {
+        let rd = sample();
+        let mut server = FakeApiServer::new(None);
+        server.lists.insert(
+            "pods",
+            vec![json!({
+                "apiVersion": "v1", "kind": "Pod",
+                "metadata": {"name": "photos-worker-1", "labels": {"app.kubernetes.io/component": "worker"}},
+                "status": {"phase": "Pending", "conditions": [{"type": "PodScheduled", "status": "False",
+                           "reason": "Unschedulable", "message": "0/1 nodes are available: 1 Insufficient cpu."}]},
+            })],
+        );
+        let (client, calls) = server.serve(&rd);
+        reconcile(Arc::new(rd), context(client, FakeQueue::Down)).await.unwrap();
+        let calls = calls.lock().unwrap().clone();
+        let s = status_patch(&calls);
+        assert_eq!(cond(&s, Type::Ready), is("False", Reason::Unschedulable(Component::Worker)));
+        let msg = &conditions::get(&s, Type::Ready).unwrap().message;
+        assert!(
+            msg.contains("worker: 1 of 1 pods cannot be scheduled: 0/1 nodes are available: 1 Insufficient cpu."),
+            "{msg}"
+        );
+        let ev =
+            calls.iter().find(|c| c.path.ends_with("/events") && c.body["reason"] == "WorkerUnschedulable").unwrap();
+        assert_eq!(ev.body["type"], "Warning");
+        assert!(ev.body["note"].as_str().unwrap().contains("Insufficient cpu"), "{:?}", ev.body);
+    }
+
+    #[tokio::test]
+    async fn the_same_trouble_is_not_announced_twice() {
+        let mut rd = sample();
+        let mut previous = ResizeDeploymentStatus::default();
+        let reason = Reason::ImagePullFailed(Component::Api);
+        conditions::set(&mut previous, Type::Ready, false, reason, "old", jiff::Timestamp::now());
+        rd.status = Some(previous);
+        let mut server = FakeApiServer::new(None);
+        server.lists.insert(
+            "pods",
+            vec![json!({
+                "apiVersion": "v1", "kind": "Pod",
+                "metadata": {"name": "photos-api-1", "labels": {"app.kubernetes.io/component": "api"}},
+                "status": {"phase": "Pending", "containerStatuses": [{"name": "api", "image": "resizer/api-server:nope",
+                           "imageID": "", "ready": false, "restartCount": 0,
+                           "state": {"waiting": {"reason": "ErrImageNeverPull", "message": "not present"}}}]},
+            })],
+        );
+        let (client, calls) = server.serve(&rd);
+        reconcile(Arc::new(rd), context(client, FakeQueue::Down)).await.unwrap();
+        let calls = calls.lock().unwrap().clone();
+        let s = status_patch(&calls);
+        assert_eq!(cond(&s, Type::Ready), is("False", reason));
+        assert!(conditions::get(&s, Type::Ready).unwrap().message.contains("image resizer/api-server:nope"));
+        assert!(!has_event(&calls, "ApiImagePullFailed"));
     }
 }

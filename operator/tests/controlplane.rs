@@ -174,13 +174,13 @@ async fn operator_against_a_real_apiserver() {
     }
     assert_owned::<StatefulSet>(&client, &ns, "photos-nats", &uid).await;
     assert_owned::<ConfigMap>(&client, &ns, "photos-nats", &uid).await;
-    for name in ["photos-nats", "photos-api", "photos-auth-cache"] {
+    for name in ["photos-nats", "photos-api", "photos-auth-cache", "photos-usage-aggregator"] {
         assert_owned::<Service>(&client, &ns, name, &uid).await;
     }
     for name in ["photos-nats", "photos-api"] {
         assert_owned::<PodDisruptionBudget>(&client, &ns, name, &uid).await;
     }
-    for name in ["photos-nats", "photos-auth-cache"] {
+    for name in ["photos-nats", "photos-api", "photos-worker", "photos-auth-cache", "photos-usage-aggregator"] {
         assert_owned::<NetworkPolicy>(&client, &ns, name, &uid).await;
     }
     for name in ["photos-api", "photos-worker", "photos-nats", "photos-auth-cache", "photos-usage-aggregator"] {
@@ -230,6 +230,42 @@ async fn operator_against_a_real_apiserver() {
     })
     .await;
     assert_owned::<Ingress>(&client, &ns, "photos-api", &uid).await;
+    let ingress: Ingress = get(&client, &ns, "photos-api").await.unwrap();
+    let paths: Vec<(String, String)> = ingress.spec.unwrap().rules.unwrap()[0]
+        .http
+        .as_ref()
+        .unwrap()
+        .paths
+        .iter()
+        .map(|p| (p.path.clone().unwrap_or_default(), p.backend.service.as_ref().unwrap().name.clone()))
+        .collect();
+    assert_eq!(
+        paths,
+        [("/v1/usage".into(), "photos-usage-aggregator".into()), ("/".into(), "photos-api".into())],
+        "the usage API before the api"
+    );
+
+    // Dropped from the spec: the Ingress goes, and stays gone.
+    kubectl_ok(
+        &["patch", "rd", "photos", "-n", &ns, "--type=merge", "-p", r#"{"spec":{"api":{"ingress":null}}}"#],
+        None,
+    );
+    let ingresses: Api<Ingress> = Api::namespaced(client.clone(), &ns);
+    eventually("the dropped Ingress is deleted", Duration::from_secs(30), || async {
+        ingresses.get_opt("photos-api").await.ok()?.is_none().then_some(())
+    })
+    .await;
+    let events: Api<Event> = Api::namespaced(client.clone(), &ns);
+    eventually("a Pruned event", Duration::from_secs(30), || async {
+        let list = events.list(&ListParams::default()).await.ok()?;
+        list.items.iter().any(|e| e.reason.as_deref() == Some("Pruned")).then_some(())
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(ingresses.get_opt("photos-api").await.unwrap().is_none(), "the Ingress came back");
+    for name in ["photos-api", "photos-usage-aggregator"] {
+        assert_owned::<Service>(&client, &ns, name, &uid).await;
+    }
     if !external {
         let workers: Deployment = get(&client, &ns, "photos-worker").await.unwrap();
         assert_eq!(workers.spec.replicas, Some(30), "queue unreachable: workers are left as they are");
@@ -278,7 +314,6 @@ async fn operator_against_a_real_apiserver() {
         (condition(&rd, "Ready") == Some(("False".into(), "InvalidSpec".into()))).then_some(())
     })
     .await;
-    let events: Api<Event> = Api::namespaced(client.clone(), &ns);
     eventually("an InvalidSpec event", Duration::from_secs(30), || async {
         let list = events.list(&ListParams::default()).await.ok()?;
         list.items.iter().any(|e| e.reason.as_deref() == Some("InvalidSpec")).then_some(())

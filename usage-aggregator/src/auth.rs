@@ -3,12 +3,12 @@
 //! A bearer token equal to the configured admin token is an administrator
 //! who may name any tenant. A tenant's API key (`rsz_…`) is verified by an
 //! auth-cache, like at the api-server, and reads its own tenant only. A
-//! request without credentials is the anonymous tenant (the tenant of an
-//! api-server running without authentication). [`tenant_for`] confines a
-//! tenant to itself.
+//! request without credentials is refused, unless the fleet runs with
+//! `AUTH=none`: it is then the anonymous tenant (the tenant of an api-server
+//! running without authentication). [`tenant_for`] confines a tenant to itself.
 
 use contracts::{
-    identity::{VerifyRequest, apikey, same_secret},
+    identity::{AuthMode, VerifyRequest, apikey, same_secret},
     job::ANONYMOUS_TENANT,
 };
 
@@ -20,6 +20,8 @@ pub enum Caller {
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum AuthError {
+    #[error("credentials are required: `Authorization: Bearer <API key>`")]
+    Missing,
     #[error("the bearer token is not valid")]
     BadToken,
     #[error("the Authorization header must be `Bearer <token>`")]
@@ -39,9 +41,16 @@ pub enum Credential {
     ApiKey(VerifyRequest),
 }
 
-pub fn credential(authorization: Option<&str>, admin_token: Option<&str>) -> Result<Credential, AuthError> {
+pub fn credential(
+    authorization: Option<&str>,
+    admin_token: Option<&str>,
+    mode: AuthMode,
+) -> Result<Credential, AuthError> {
     let Some(value) = authorization else {
-        return Ok(Credential::Caller(Caller::Tenant(ANONYMOUS_TENANT.to_owned())));
+        return match mode {
+            AuthMode::None => Ok(Credential::Caller(Caller::Tenant(ANONYMOUS_TENANT.to_owned()))),
+            AuthMode::Required => Err(AuthError::Missing),
+        };
     };
     let token = value.strip_prefix("Bearer ").ok_or(AuthError::BadScheme)?.trim();
     match admin_token {
@@ -80,7 +89,7 @@ mod tests {
 
     #[test]
     fn a_tenant_sees_only_itself_and_an_admin_anyone() {
-        let caller = |a, b| match credential(a, b) {
+        let caller = |a, b| match credential(a, b, AuthMode::None) {
             Ok(Credential::Caller(c)) => Ok(c),
             Ok(other) => panic!("{other:?}"),
             Err(e) => Err(e),
@@ -97,16 +106,24 @@ mod tests {
     }
 
     #[test]
+    fn without_credentials_an_authenticated_fleet_refuses() {
+        assert_eq!(credential(None, Some("s3cret"), AuthMode::Required), Err(AuthError::Missing));
+        assert_eq!(credential(None, None, AuthMode::Required), Err(AuthError::Missing));
+    }
+
+    #[test]
     fn wrong_or_unconfigured_tokens_are_refused() {
-        assert_eq!(credential(Some("Bearer nope"), Some("s3cret")), Err(AuthError::BadToken));
-        assert_eq!(credential(Some("Bearer s3cret"), None), Err(AuthError::BadToken));
-        assert_eq!(credential(Some("Bearer "), Some("")), Err(AuthError::BadToken));
-        assert_eq!(credential(Some("Basic czNjcmV0"), Some("s3cret")), Err(AuthError::BadScheme));
+        for mode in [AuthMode::Required, AuthMode::None] {
+            assert_eq!(credential(Some("Bearer nope"), Some("s3cret"), mode), Err(AuthError::BadToken));
+            assert_eq!(credential(Some("Bearer s3cret"), None, mode), Err(AuthError::BadToken));
+            assert_eq!(credential(Some("Bearer "), Some(""), mode), Err(AuthError::BadToken));
+            assert_eq!(credential(Some("Basic czNjcmV0"), Some("s3cret"), mode), Err(AuthError::BadScheme));
+        }
     }
 
     #[test]
     fn api_keys_go_to_verification() {
-        let c = credential(Some("Bearer rsz_k1_secret"), Some("s3cret")).unwrap();
+        let c = credential(Some("Bearer rsz_k1_secret"), Some("s3cret"), AuthMode::Required).unwrap();
         let want = VerifyRequest::Bearer { key_id: "k1".into(), secret_sha256: apikey::secret_sha256("secret") };
         assert_eq!(c, Credential::ApiKey(want));
     }

@@ -43,6 +43,11 @@ pub struct RunArgs {
     /// Address of the usage API, `/metrics` and `/healthz` (`:0` picks a free port; it is printed).
     #[arg(long, env = "USAGE_LISTEN", default_value = "127.0.0.1:8090")]
     pub listen: SocketAddr,
+    /// `required`: every request names its tenant by an API key (or the admin
+    /// token); `none`: a request without credentials reads the anonymous
+    /// tenant, for a fleet whose api-server runs with `AUTH=none`.
+    #[arg(long, env = "AUTH", value_enum, default_value = "required")]
+    pub auth: contracts::identity::AuthMode,
     /// Bearer token that may read any tenant's usage. Unset: no administrator.
     #[arg(long, env = "USAGE_ADMIN_TOKEN", hide_env_values = true)]
     pub admin_token: Option<String>,

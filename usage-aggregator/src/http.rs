@@ -27,6 +27,8 @@ use std::sync::Arc;
 pub struct ApiState {
     pub store: Store,
     pub admin_token: Option<Arc<str>>,
+    /// Whether a request without credentials is refused or read as the anonymous tenant.
+    pub auth: contracts::identity::AuthMode,
 }
 
 pub fn router(state: ApiState, registry: Arc<Registry>) -> Router {
@@ -70,7 +72,7 @@ async fn verify(
 
 fn auth_problem(e: AuthError) -> Response {
     let kind = match e {
-        AuthError::BadToken | AuthError::BadScheme => ProblemKind::Unauthorized,
+        AuthError::Missing | AuthError::BadToken | AuthError::BadScheme => ProblemKind::Unauthorized,
         AuthError::OtherTenant { .. } => ProblemKind::Forbidden,
         AuthError::TenantRequired | AuthError::BadTenant(_) => ProblemKind::InvalidParameter,
     };
@@ -107,7 +109,7 @@ async fn usage(
         Err(detail) => return problem(ProblemKind::InvalidParameter, detail),
     };
     let authorization = headers.get(header::AUTHORIZATION).map(|v| v.to_str().unwrap_or("\u{0}"));
-    let caller = match auth::credential(authorization, state.admin_token.as_deref()) {
+    let caller = match auth::credential(authorization, state.admin_token.as_deref(), state.auth) {
         Ok(auth::Credential::Caller(c)) => c,
         Ok(auth::Credential::ApiKey(req)) => match verify(&state.store.client, &req).await {
             Ok(c) => c,

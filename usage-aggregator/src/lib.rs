@@ -66,7 +66,7 @@ pub async fn start(
     let listener = tokio::net::TcpListener::bind(args.listen).await?;
     let addr = listener.local_addr()?;
     let app = http::router(
-        http::ApiState { store: store.clone(), admin_token: args.admin_token.clone().map(Arc::from) },
+        http::ApiState { store: store.clone(), admin_token: args.admin_token.clone().map(Arc::from), auth: args.auth },
         Arc::new(registry),
     );
     let opts = aggregate::Options {

@@ -11,6 +11,17 @@ pub mod records;
 pub mod verify;
 
 pub use records::{Entry, KeyMaterial, KeyRecord, Quota, RateLimit, TenantRecord};
+
+/// Whether requests must authenticate: one setting (`AUTH`) for every public
+/// endpoint of a fleet, the api-server's and the usage API's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum AuthMode {
+    /// Every request is verified through an auth-cache (the default).
+    Required,
+    /// No authentication: every request is the anonymous tenant. For a
+    /// single-tenant deployment behind its own gate, and benchmarks.
+    None,
+}
 pub use verify::{AskError, QuotaExhausted, Refusal, Verdict, VerifyRequest, ask};
 
 use async_nats::jetstream::kv;

@@ -194,7 +194,11 @@ async fn main() -> anyhow::Result<()> {
     // 5. 30-day hourly queries over HTTP for random tenants.
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;
-    let state = usage_aggregator::http::ApiState { store: store.clone(), admin_token: Some(Arc::from("bench")) };
+    let state = usage_aggregator::http::ApiState {
+        store: store.clone(),
+        admin_token: Some(Arc::from("bench")),
+        auth: contracts::identity::AuthMode::Required,
+    };
     let app = usage_aggregator::http::router(state, Arc::new(prometheus_client::registry::Registry::default()));
     tokio::spawn(async move { axum::serve(listener, app).await });
     let http = reqwest::Client::new();
