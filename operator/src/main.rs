@@ -73,7 +73,7 @@ async fn main() -> anyhow::Result<()> {
     let mut election =
         leader::elect(client.clone(), &args.lease_namespace, &args.lease_name, &identity, args.lease_seconds).await?;
     ready.store(true, Ordering::Relaxed);
-    let queue = Arc::new(NatsQueue { connect_timeout: args.nats_timeout });
+    let queue = Arc::new(NatsQueue::new(args.nats_timeout));
     let mut ctx = Context::new(client, &identity, metrics.clone(), queue, &args.lease_namespace);
     ctx.nats_url = args.nats_url;
     let ctx = Arc::new(ctx);

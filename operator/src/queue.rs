@@ -5,6 +5,8 @@
 use async_nats::jetstream::{self, consumer::pull};
 use contracts::subjects::{JOBS_STREAM, WORKERS_CONSUMER, jobs_stream};
 use futures::future::BoxFuture;
+use std::collections::HashMap;
+use std::sync::Mutex;
 use std::time::Duration;
 use thiserror::Error;
 
@@ -42,19 +44,44 @@ pub trait Queue: Send + Sync + 'static {
 /// The real cluster, over async-nats.
 pub struct NatsQueue {
     /// A reconcile must not hang on a dead cluster: it reports QueueHealthy=False instead.
-    pub connect_timeout: Duration,
+    connect_timeout: Duration,
+    /// One connection per fleet, kept between rounds: a reading every 15 s must not
+    /// cost a TCP handshake, a NATS handshake and a goodbye each time. Locked only to
+    /// look up or insert (never across an await); a connection that is not connected
+    /// any more is replaced by a fresh one on the next round.
+    connections: Mutex<HashMap<String, async_nats::Client>>,
+}
+
+impl NatsQueue {
+    pub fn new(connect_timeout: Duration) -> Self {
+        Self { connect_timeout, connections: Mutex::default() }
+    }
+
+    async fn client(&self, url: &str) -> Result<async_nats::Client, QueueError> {
+        let kept = self.connections.lock().unwrap_or_else(|e| e.into_inner()).get(url).cloned();
+        if let Some(c) = kept.filter(|c| c.connection_state() == async_nats::connection::State::Connected) {
+            return Ok(c);
+        }
+        let client = async_nats::ConnectOptions::new()
+            .connection_timeout(self.connect_timeout)
+            .connect(url)
+            .await
+            .map_err(|e| QueueError::Unreachable { url: url.to_owned(), reason: e.to_string() })?;
+        self.connections.lock().unwrap_or_else(|e| e.into_inner()).insert(url.to_owned(), client.clone());
+        Ok(client)
+    }
+
+    /// Fleets whose connection is kept (for tests and metrics).
+    pub fn kept_connections(&self) -> usize {
+        self.connections.lock().unwrap_or_else(|e| e.into_inner()).len()
+    }
 }
 
 impl Queue for NatsQueue {
     fn observe<'a>(&'a self, url: &'a str, replicas: usize) -> BoxFuture<'a, Result<QueueSample, QueueError>> {
         Box::pin(async move {
             let unreachable = |reason: String| QueueError::Unreachable { url: url.to_owned(), reason };
-            let client = async_nats::ConnectOptions::new()
-                .connection_timeout(self.connect_timeout)
-                .connect(url)
-                .await
-                .map_err(|e| unreachable(e.to_string()))?;
-            let js = jetstream::new(client);
+            let js = jetstream::new(self.client(url).await?);
             let js_err = |e: &dyn std::fmt::Display| QueueError::JetStream(e.to_string());
             let mut stream = tokio::time::timeout(self.connect_timeout, js.get_or_create_stream(jobs_stream(replicas)))
                 .await
@@ -89,12 +116,7 @@ impl Queue for NatsQueue {
 
     fn step_down<'a>(&'a self, url: &'a str) -> BoxFuture<'a, Result<(), QueueError>> {
         Box::pin(async move {
-            let client = async_nats::ConnectOptions::new()
-                .connection_timeout(self.connect_timeout)
-                .connect(url)
-                .await
-                .map_err(|e| QueueError::Unreachable { url: url.to_owned(), reason: e.to_string() })?;
-            let js = jetstream::new(client);
+            let js = jetstream::new(self.client(url).await?);
             let subject = format!("STREAM.LEADER.STEPDOWN.{JOBS_STREAM}");
             let reply: serde_json::Value = tokio::time::timeout(self.connect_timeout, js.request(subject, &()))
                 .await

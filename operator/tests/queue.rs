@@ -50,7 +50,7 @@ fn start() -> (Server, String) {
 #[tokio::test]
 async fn creates_the_stream_and_reads_the_backlog() {
     let (_server, url) = start();
-    let queue = NatsQueue { connect_timeout: Duration::from_secs(2) };
+    let queue = NatsQueue::new(Duration::from_secs(2));
     let empty = queue.observe(&url, 1).await.unwrap();
     assert_eq!((empty.num_pending, empty.last_sequence), (0, 0));
 
@@ -74,7 +74,7 @@ async fn creates_the_stream_and_reads_the_backlog() {
 #[tokio::test]
 async fn an_unreachable_server_is_reported_quickly() {
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let queue = NatsQueue { connect_timeout: Duration::from_millis(500) };
+    let queue = NatsQueue::new(Duration::from_millis(500));
     let started = Instant::now();
     let err = queue.observe(&format!("nats://127.0.0.1:{port}"), 3).await.unwrap_err();
     assert!(matches!(err, QueueError::Unreachable { .. }), "{err}");
@@ -123,7 +123,7 @@ fn start_cluster() -> (Vec<Server>, Vec<String>) {
 #[tokio::test]
 async fn step_down_moves_the_jobs_leader_to_a_follower() {
     let (_servers, urls) = start_cluster();
-    let queue = NatsQueue { connect_timeout: Duration::from_secs(2) };
+    let queue = NatsQueue::new(Duration::from_secs(2));
     let started = Instant::now();
     // The cluster needs a meta leader before it accepts an R3 stream.
     let first = loop {
@@ -149,4 +149,42 @@ async fn step_down_moves_the_jobs_leader_to_a_follower() {
         assert!(asked.elapsed() < Duration::from_secs(10), "leader still {old} after step-down");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+}
+
+#[tokio::test]
+async fn one_connection_serves_every_reading_of_a_fleet() {
+    let port = ports(2);
+    let dir = std::env::temp_dir().join(format!("operator-queue-conn-{}-{}", std::process::id(), port[0]));
+    let child = Command::new(binary())
+        .args(["-js", "-a", "127.0.0.1", "-p", &port[0].to_string(), "-m", &port[1].to_string(), "-sd"])
+        .arg(&dir)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("nats-server");
+    let _server = Server(child, dir);
+    let url = format!("nats://127.0.0.1:{}", port[0]);
+    let queue = NatsQueue::new(Duration::from_secs(2));
+    let started = Instant::now();
+    while queue.observe(&url, 1).await.is_err() {
+        assert!(started.elapsed() < Duration::from_secs(10), "nats-server did not start");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let connz = || {
+        use std::io::{Read, Write};
+        let mut http = std::net::TcpStream::connect(("127.0.0.1", port[1])).unwrap();
+        http.write_all(b"GET /connz HTTP/1.0\r\n\r\n").unwrap();
+        let mut body = String::new();
+        http.read_to_string(&mut body).unwrap();
+        serde_json::from_str::<serde_json::Value>(&body[body.find("\r\n\r\n").unwrap() + 4..]).unwrap()
+    };
+    let first = connz()["connections"][0]["cid"].clone();
+    for _ in 0..5 {
+        queue.observe(&url, 1).await.unwrap();
+    }
+    assert_eq!(queue.kept_connections(), 1);
+    // The server's own view: one client connection, the same one as before the readings.
+    let json = connz();
+    assert_eq!(json["num_connections"], 1, "{json}");
+    assert_eq!(json["connections"][0]["cid"], first, "{json}");
 }
