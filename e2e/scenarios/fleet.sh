@@ -56,7 +56,7 @@ eventually() { # eventually SECONDS WHAT CMD...
 cleanup() {
   [ -n "$load_pid" ] && kill "$load_pid" 2>/dev/null
   if [ "${KEEP:-0}" != 1 ]; then
-    k delete namespace "$ns" --wait=false >/dev/null 2>&1
+    k delete namespace "$ns" "$ns-bad" --wait=false >/dev/null 2>&1
     "$HELM" uninstall "$release" -n "$op_ns" >/dev/null 2>&1
   fi
   rm -rf "$work"
@@ -214,6 +214,28 @@ new=$(k -n "$op_ns" get lease "$op" -o jsonpath='{.spec.holderIdentity}')
 took=$(( $(date +%s) - t0 ))
 [ "$took" -le $(( lease_s + 5 )) ] || fail "handover took ${took}s, lease duration ${lease_s}s"
 ok "leader pod $holder deleted: $new holds the Lease after ${took}s (lease duration ${lease_s}s)"
+
+# --- Pods that cannot run are named in the status: a worker larger than the node, then an image the node lacks.
+bad_ns="$ns-bad"
+k create namespace "$bad_ns" >/dev/null
+sed -e 's/^  name: photos$/  name: broken/' "$work/fleet.yaml" >"$work/broken.yaml"
+k -n "$bad_ns" apply -f "$work/broken.yaml" >/dev/null
+k -n "$bad_ns" patch rd broken --type merge -p '{"spec":{"worker":{"resources":{"requests":{"cpu":"64"},"limits":{"cpu":"64"}}}}}' >/dev/null
+ready_reason() { k -n "$bad_ns" get rd broken -o jsonpath='{.status.conditions[?(@.type=="Ready")].reason}'; }
+ready_message() { k -n "$bad_ns" get rd broken -o jsonpath='{.status.conditions[?(@.type=="Ready")].message}'; }
+eventually 180 "a 64-CPU worker on a 2-CPU node: Ready=False, reason WorkerUnschedulable" bash -c \
+  "[ \"\$('$KUBECTL' -n '$bad_ns' get rd broken -o jsonpath='{.status.conditions[?(@.type==\"Ready\")].reason}')\" = WorkerUnschedulable ]"
+msg=$(ready_message)
+[[ "$msg" == *"Insufficient cpu"* ]] || fail "the Unschedulable message does not carry the scheduler's words: $msg"
+k -n "$bad_ns" get events --field-selector reason=WorkerUnschedulable -o name | grep -q . || fail "no WorkerUnschedulable Event"
+ok "status says: $msg (and a Warning Event)"
+k -n "$bad_ns" patch rd broken --type merge -p '{"spec":{"worker":{"image":"resizer/worker:not-on-this-node","resources":{"requests":{"cpu":"100m"},"limits":{"cpu":"1"}}}}}' >/dev/null
+eventually 180 "a worker image the node lacks: Ready=False, reason WorkerImagePullFailed" bash -c \
+  "[ \"\$('$KUBECTL' -n '$bad_ns' get rd broken -o jsonpath='{.status.conditions[?(@.type==\"Ready\")].reason}')\" = WorkerImagePullFailed ]"
+msg=$(ready_message)
+[[ "$msg" == *"resizer/worker:not-on-this-node"* ]] || fail "the image failure does not name the image: $msg"
+ok "status says: $msg"
+k delete namespace "$bad_ns" --wait=false >/dev/null
 
 # --- A deleted child comes back; deleting the ResizeDeployment collects the fleet.
 uid=$(kn get deploy "$rd-api" -o jsonpath='{.metadata.uid}')

@@ -11,6 +11,18 @@
 
 #include "jpeglib.h"
 
+/* jpeg_huffman.c and jpeg_planes.c re-declare the leading members of three
+ * structs that jpeglib.h leaves opaque (jpeg_entropy_decoder,
+ * jpeg_marker_reader, jpeg_inverse_dct), as libjpeg-turbo 3.1's jpegint.h
+ * defines them; that is the release turbojpeg-sys 1.2 vendors. Another
+ * release may lay them out otherwise and memory would be corrupted silently:
+ * building against one stops here until the declarations are checked
+ * against its jpegint.h and this range is widened. */
+#if !defined(LIBJPEG_TURBO_VERSION_NUMBER) || LIBJPEG_TURBO_VERSION_NUMBER < 3001000 || \
+    LIBJPEG_TURBO_VERSION_NUMBER >= 3002000
+#error "libjpeg-turbo internals re-declared for 3.1.x: check them against this release's jpegint.h"
+#endif
+
 #define RZ_FAST_BITS 11
 
 typedef struct {
