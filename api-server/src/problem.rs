@@ -18,6 +18,9 @@ pub struct Problem {
     pub retry_after: Option<u32>,
     /// A worker processed the request and published its usage record.
     pub metered: bool,
+    /// The server will not read the rest of the request body: the answer says
+    /// `Connection: close`, so a client knows not to send on this connection.
+    pub closes: bool,
 }
 
 impl Problem {
@@ -28,7 +31,14 @@ impl Problem {
             request_id: None,
             retry_after: kind.is_transient().then_some(1),
             metered: false,
+            closes: false,
         }
+    }
+
+    /// Marks a refusal whose request body was left unread.
+    pub fn closing(mut self, closes: bool) -> Self {
+        self.closes = closes;
+        self
     }
 
     /// Marks a failure reported by a worker (already metered).
@@ -62,6 +72,9 @@ impl IntoResponse for Problem {
         }
         if let Some(id) = self.request_id.as_deref().and_then(|id| HeaderValue::from_str(id).ok()) {
             h.insert("x-request-id", id);
+        }
+        if self.closes {
+            h.insert(header::CONNECTION, HeaderValue::from_static("close"));
         }
         res
     }

@@ -348,6 +348,30 @@ async fn overload_is_shed_with_503() {
     let started = Instant::now();
     assert_problem(s.post("w=10", Some("image/jpeg"), jpeg()).await, 503, "overloaded").await;
     assert!(started.elapsed() < Duration::from_secs(1), "shed at once");
+    // A refusal of a request with a photo-sized body is a whole exchange, never a
+    // reset: the body is read (up to 1 MiB) before the answer, on every attempt.
+    let photo = vec![0xAB_u8; 700_000];
+    for attempt in 0..20 {
+        let res = s
+            .http
+            .post(s.api.url("/v1/resize?w=10"))
+            .header("content-type", "image/jpeg")
+            .body(photo.clone())
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("attempt {attempt}: transport error instead of a 503: {e:?}"));
+        assert_problem(res, 503, "overloaded").await;
+    }
+    // Over the bound the body is not waited for, and the answer says the connection ends.
+    let big = vec![0xAB_u8; 3 << 20];
+    match s.http.post(s.api.url("/v1/resize?w=10")).header("content-type", "image/jpeg").body(big).send().await {
+        Ok(res) => {
+            assert_eq!(res.headers().get("connection").map(|v| v.to_str().unwrap()), Some("close"));
+            assert_problem(res, 503, "overloaded").await;
+        }
+        // The client may still be sending when the server closes; that is what `close` announces.
+        Err(e) => assert!(e.is_request() || e.is_body(), "{e:?}"),
+    }
     first.abort();
 }
 

@@ -37,7 +37,11 @@ pub async fn resize(State(state): State<AppState>, req: Request) -> Response {
             state.metrics.shed.get_or_create(&ShedLabel { reason: reason.into() }).inc();
             let p = Problem::new(ProblemKind::Overloaded, detail).with_request_id(&request_id);
             state.usage.record(edge.record(&request_id, &p));
-            return p.into_response();
+            // A refusal is a complete exchange: the body the client is sending is read
+            // first (up to a bound), or the connection closes once the answer is out.
+            let (parts, body) = req.into_parts();
+            let drained = linger(body, &parts.headers).await;
+            return p.closing(!drained).into_response();
         }
     };
     state.metrics.in_flight.inc();
@@ -106,8 +110,8 @@ async fn handle(
     let (caller, op, declared) = match head.await {
         Ok(h) => h,
         Err(p) => {
-            linger(body, &parts.headers).await;
-            return Err(p);
+            let drained = linger(body, &parts.headers).await;
+            return Err(p.closing(!drained));
         }
     };
     let body = read_body(body, max, state.config.body_timeout).await?;
@@ -278,13 +282,14 @@ const LINGER_TIME: std::time::Duration = std::time::Duration::from_secs(1);
 /// After refusing a request from its head, reads (and drops) a small body the
 /// client is still sending. Closing with unread data makes the kernel reset
 /// the connection, and a reset can destroy the problem document before the
-/// client reads it. Large or slow bodies are not waited for.
-async fn linger(body: Body, headers: &HeaderMap) {
+/// client reads it. Large or slow bodies are not waited for: `false` then,
+/// and the answer should say `Connection: close`.
+async fn linger(body: Body, headers: &HeaderMap) -> bool {
     if content_length(headers).ok().flatten().is_some_and(|len| len > LINGER_BYTES) {
-        return;
+        return false;
     }
     let limited = Limited::new(body, LINGER_BYTES as usize);
-    let _ = tokio::time::timeout(LINGER_TIME, limited.collect()).await;
+    matches!(tokio::time::timeout(LINGER_TIME, limited.collect()).await, Ok(Ok(_)))
 }
 
 async fn read_body(body: Body, max: usize, timeout: std::time::Duration) -> Result<Bytes, Problem> {
