@@ -153,6 +153,18 @@ if [ "${FLEET_MODE:-test}" = try ]; then
   echo "curl -H 'Authorization: Bearer $key_a' '$usage/v1/usage?from=$(date -u +%Y-%m-01)&to=$(date -u -d "$(date -u +%Y-%m-01) +1 month" +%Y-%m-01)&window=day'"
   exit 0
 fi
+# The README's way in: kubectl port-forward to the api Service.
+kn port-forward svc/"$rd"-api 18080:80 >"$work/pf.log" 2>&1 &
+pf_pid=$!
+code=000
+for _ in $(seq 30); do
+  code=$(curl -sS -o "$work/pf.jpg" -w '%{http_code}' --max-time 10 -H 'Content-Type: image/jpeg' \
+    -H "Authorization: Bearer $key_a" --data-binary @"$PHOTO" 'http://127.0.0.1:18080/v1/resize?w=320&h=320' 2>/dev/null) && break
+  sleep 0.5
+done
+kill "$pf_pid" 2>/dev/null; wait "$pf_pid" 2>/dev/null || true
+[ "$code" = 200 ] || fail "resize through kubectl port-forward answered $code ($(cat "$work/pf.log"))"
+ok "resized through kubectl port-forward svc/$rd-api, as the README does: 200"
 code=$(curl -sS -o "$work/p.json" -w '%{http_code} %{content_type}' "${host[@]}" -H 'Content-Type: image/jpeg' \
   --data-binary @"$PHOTO" "$api/v1/resize?w=320")
 [ "$code" = "401 application/problem+json" ] || fail "no key answered '$code'"
