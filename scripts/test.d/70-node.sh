@@ -20,7 +20,7 @@ before=$(mktemp)
 snapshot() { # what down.sh must restore
   ip -br link | awk '{print $1}' | grep -v '^veth' | sort
   ip route | grep -v '^default' | sort
-  for t in filter nat mangle raw; do iptables -t "$t" -S 2>/dev/null | grep -E '(KUBE|CNI)-' ; done
+  for t in filter nat mangle raw; do iptables -t "$t" -S 2>/dev/null | grep -E '(KUBE|CNI)-' || true; done
   sysctl -n net.ipv4.ip_forward vm.overcommit_memory kernel.panic kernel.panic_on_oops
 }
 snapshot >"$before"
