@@ -9,8 +9,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
+/// A failed round: which fleet, and the cause as a static label (the error's kind, not its text).
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ErrorLabels {
+    pub namespace: String,
+    pub name: String,
     pub kind: String,
 }
 
@@ -61,8 +64,13 @@ impl Metrics {
         ReconcileTimer { metrics: self, started: Instant::now() }
     }
 
-    pub fn error(&self, e: &crate::error::Error) {
-        self.errors.get_or_create(&ErrorLabels { kind: e.metric_label().to_owned() }).inc();
+    pub fn error(&self, fleet: &FleetLabels, e: &crate::error::Error) {
+        let labels = ErrorLabels {
+            namespace: fleet.namespace.clone(),
+            name: fleet.name.clone(),
+            kind: e.metric_label().to_owned(),
+        };
+        self.errors.get_or_create(&labels).inc();
     }
 
     pub fn encode(&self) -> String {
@@ -120,13 +128,18 @@ mod tests {
     fn encodes_counts_and_errors() {
         let m = Metrics::default();
         drop(m.start());
-        m.error(&crate::error::Error::MissingObjectKey("metadata.uid"));
         let fleet = FleetLabels { namespace: "media".into(), name: "photos".into() };
+        m.error(&fleet, &crate::error::Error::MissingObjectKey("metadata.uid"));
         m.desired_workers.get_or_create(&fleet).set(38);
         let text = m.encode();
         assert!(text.contains("resizer_operator_desired_workers{namespace=\"media\",name=\"photos\"} 38"), "{text}");
         assert!(text.contains("resizer_operator_reconciles_total 1"), "{text}");
-        assert!(text.contains("resizer_operator_reconcile_errors_total{kind=\"missing_key\"} 1"), "{text}");
+        assert!(
+            text.contains(
+                "resizer_operator_reconcile_errors_total{namespace=\"media\",name=\"photos\",kind=\"missing_key\"} 1"
+            ),
+            "{text}"
+        );
         assert!(text.contains("resizer_operator_reconcile_duration_seconds_count 1"), "{text}");
     }
 }

@@ -103,7 +103,8 @@ pub async fn run(ctx: Arc<Context>, shutdown: impl Future<Output = ()> + Send + 
 
 pub fn error_policy(rd: Arc<ResizeDeployment>, error: &Error, ctx: Arc<Context>) -> Action {
     warn!(resource = %rd.name_any(), %error, "reconcile failed");
-    ctx.metrics.error(error);
+    let fleet = FleetLabels { namespace: rd.namespace().unwrap_or_default(), name: rd.name_any() };
+    ctx.metrics.error(&fleet, error);
     Action::requeue(Duration::from_secs(5))
 }
 
