@@ -161,6 +161,9 @@ pub fn children(rd: &ResizeDeployment, inputs: &Inputs) -> Result<Children, Erro
         {"name": "NATS_URL", "value": nats},
         {"name": "JOBS_REPLICAS", "value": jobs_replicas},
         {"name": "MAX_BODY_BYTES", "value": spec.sla.max_image_bytes.to_string()},
+        // Shed when jobs stand in the queue longer than the SLA leaves for waiting (the p99
+        // target minus one service time), not at a constant: slow jobs may queue up to it.
+        {"name": "QUEUE_TARGET", "value": queue_target(rd)},
     ]);
     out.deployments.push(b.deployment(
         Component::Api,
@@ -239,6 +242,12 @@ pub fn children(rd: &ResizeDeployment, inputs: &Inputs) -> Result<Children, Erro
     out.network_policies.push(b.auth_cache_policy()?);
     out.network_policies.push(b.nats_policy()?);
     Ok(out)
+}
+
+/// The api-server's standing-queue target: the drain budget of the capacity math, in ms.
+fn queue_target(rd: &ResizeDeployment) -> String {
+    let secs = crate::capacity::drain_budget_secs(&rd.spec.sla, &rd.spec.capacity);
+    format!("{}ms", (secs * 1000.0).round().max(1.0) as u64)
 }
 
 fn owner(rd: &ResizeDeployment) -> Result<OwnerReference, Error> {
@@ -740,6 +749,12 @@ mod tests {
         assert!(!env(&c, "photos-usage-aggregator").contains_key("USAGE_ADMIN_TOKEN"));
         assert_eq!(env(&c, "photos-api")["AUTH"], "required");
         assert_eq!(env(&c, "photos-usage-aggregator")["AUTH"], "required");
+        // p99 500 ms (default) minus the 50 ms default service time.
+        assert_eq!(env(&c, "photos-api")["QUEUE_TARGET"], "450ms");
+        let mut slow = rd();
+        slow.spec.sla.p99_latency_ms = 2000;
+        slow.spec.capacity.service_time_ms = 200;
+        assert_eq!(env(&all(&slow), "photos-api")["QUEUE_TARGET"], "1800ms");
         for d in ["photos-api", "photos-worker", "photos-auth-cache", "photos-usage-aggregator"] {
             assert_eq!(env(&c, d)["LOG_FORMAT"], "json", "{d}");
         }
