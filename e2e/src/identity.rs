@@ -19,13 +19,16 @@ impl AuthCache {
         let (child, base) = crate::procs::spawn_listening("auth-cache", &args, "AUTH_CACHE_LOG")?;
         let me = Self { child, base };
         let http = reqwest::Client::new();
-        for _ in 0..200 {
+        // Loading the snapshot from a replicated bucket takes longer on a busy
+        // machine: readiness is waited for, not timed.
+        let started = std::time::Instant::now();
+        while started.elapsed() < Duration::from_secs(30) {
             if http.get(format!("{}/readyz", me.base)).send().await.is_ok_and(|r| r.status().is_success()) {
                 return Ok(me);
             }
             tokio::time::sleep(Duration::from_millis(25)).await;
         }
-        anyhow::bail!("auth-cache at {} did not become ready", me.base)
+        anyhow::bail!("auth-cache at {} did not become ready in 30 s", me.base)
     }
 
     pub fn pid(&self) -> u32 {
@@ -39,13 +42,14 @@ impl AuthCache {
     /// Waits until this replica has applied every write `store` has made so far.
     pub async fn caught_up(&self, store: &identity::store::Store) -> anyhow::Result<()> {
         let target = store.revision().await?;
-        for _ in 0..400 {
+        let started = std::time::Instant::now();
+        while started.elapsed() < Duration::from_secs(30) {
             if self.status().await?["revision"].as_u64().is_some_and(|r| r >= target) {
                 return Ok(());
             }
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
-        anyhow::bail!("auth-cache did not reach revision {target}")
+        anyhow::bail!("auth-cache did not reach revision {target} in 30 s")
     }
 
     pub async fn status(&self) -> anyhow::Result<serde_json::Value> {
