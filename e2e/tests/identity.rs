@@ -515,3 +515,43 @@ async fn with_the_identity_store_unreachable_the_auth_cache_serves_what_it_has()
     let lag = e2e::metrics::sum(&metrics, "auth_cache_replication_lag_seconds");
     assert!(lag > 1.0, "lag metric {lag}");
 }
+
+#[tokio::test]
+async fn every_admin_write_leaves_an_audit_record() {
+    use contracts::identity::audit::{self, AuditRecord};
+    let nats = NatsServer::start().unwrap();
+    let store = ident::store(&nats.client_url).await.unwrap().with_actor("cli:ops@bastion");
+    store.create_tenant("audited", "Audited", GENEROUS, Quota::default()).await.unwrap();
+    let (key, token) = store.issue_api_key("audited").await.unwrap();
+    store.revoke_key(&key.id).await.unwrap();
+    store.set_disabled("audited", true).await.unwrap();
+
+    let js = async_nats::jetstream::new(async_nats::connect(&nats.client_url).await.unwrap());
+    let stream = js.get_stream(audit::STREAM).await.unwrap();
+    let info = stream.cached_info();
+    assert_eq!(info.config.max_age, audit::MAX_AGE, "the trail has a retention of its own");
+    assert_eq!(info.state.messages, 4, "one record per write");
+    let mut records = Vec::new();
+    for seq in 1..=4 {
+        let m = stream.get_raw_message(seq).await.unwrap();
+        records.push(serde_json::from_slice::<AuditRecord>(&m.payload).unwrap());
+    }
+    let what: Vec<_> = records.iter().map(|r| (r.action.as_str(), r.key.as_str())).collect();
+    let key_entry = format!("key.{}", key.id);
+    assert_eq!(
+        what,
+        [
+            ("create", "tenant.audited"),
+            ("create", key_entry.as_str()),
+            ("update", key_entry.as_str()),
+            ("update", "tenant.audited")
+        ]
+    );
+    assert!(records.iter().all(|r| r.actor == "cli:ops@bastion" && r.at_ms > 0));
+    assert!(records.windows(2).all(|w| w[0].revision < w[1].revision), "bucket revisions, in order");
+    assert!(records[2].record["revoked_ms"].is_u64(), "the revocation is in the record: {:?}", records[2].record);
+    assert_eq!(records[3].record["disabled"], true);
+    // The bearer secret itself is never written anywhere, the trail included.
+    let secret = token.rsplit('_').next().unwrap();
+    assert!(records.iter().all(|r| !r.record.to_string().contains(secret)));
+}

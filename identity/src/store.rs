@@ -7,7 +7,7 @@ use async_nats::jetstream::{self, kv};
 use base64::{Engine, engine::general_purpose::STANDARD};
 use bytes::Bytes;
 use contracts::identity::{
-    self, Entry, KeyMaterial, KeyRecord, Quota, RateLimit, TenantRecord, apikey, records::RECORD_VERSION,
+    self, Entry, KeyMaterial, KeyRecord, Quota, RateLimit, TenantRecord, apikey, audit, records::RECORD_VERSION,
 };
 use contracts::usage::record::valid_id;
 use futures::TryStreamExt;
@@ -44,6 +44,8 @@ pub fn now_ms() -> u64 {
 pub struct Store {
     kv: kv::Store,
     js: jetstream::Context,
+    /// Who the audit records name as the writer (see [`Store::with_actor`]).
+    actor: String,
 }
 
 const MAX_ATTEMPTS: usize = 32;
@@ -55,7 +57,38 @@ impl Store {
             Ok(kv) => kv,
             Err(_) => js.create_key_value(identity::bucket(replicas)).await.map_err(nats)?,
         };
-        Ok(Self { kv, js: js.clone() })
+        js.get_or_create_stream(audit::stream_config(replicas)).await.map_err(nats)?;
+        Ok(Self { kv, js: js.clone(), actor: "resizer-admin".to_owned() })
+    }
+
+    /// Names the writer in every audit record this handle leaves.
+    pub fn with_actor(mut self, actor: impl Into<String>) -> Self {
+        self.actor = actor.into();
+        self
+    }
+
+    /// Records one acknowledged write in AUDIT. The write has happened when this
+    /// runs: a failure here is reported to the admin, who must not take silence
+    /// for a recorded change.
+    async fn audit<T: serde::Serialize>(
+        &self,
+        action: &str,
+        entry: &Entry,
+        revision: u64,
+        value: &T,
+    ) -> Result<(), StoreError> {
+        let record = audit::AuditRecord {
+            at_ms: now_ms(),
+            actor: self.actor.clone(),
+            action: action.to_owned(),
+            key: entry.kv_key(),
+            revision,
+            record: serde_json::to_value(value).expect("records serialise"),
+        };
+        let payload = Bytes::from(serde_json::to_vec(&record).expect("audit records serialise"));
+        let ack = self.js.publish(record.subject(), payload).await.map_err(nats)?;
+        ack.await.map_err(|e| StoreError::Nats(format!("audit record of {} not stored: {e}", record.key)))?;
+        Ok(())
     }
 
     /// The bucket's latest revision (every write raises it): a replica that has
@@ -83,7 +116,7 @@ impl Store {
     async fn create<T: serde::Serialize>(&self, entry: &Entry, value: &T, what: String) -> Result<(), StoreError> {
         let bytes = Bytes::from(serde_json::to_vec(value).expect("records serialise"));
         match self.kv.create(entry.kv_key(), bytes).await {
-            Ok(_) => Ok(()),
+            Ok(revision) => self.audit("create", entry, revision, value).await,
             Err(e) if e.kind() == kv::CreateErrorKind::AlreadyExists => Err(StoreError::Exists(what)),
             Err(e) => Err(nats(e)),
         }
@@ -104,7 +137,10 @@ impl Store {
             change(&mut value);
             let bytes = Bytes::from(serde_json::to_vec(&value).expect("records serialise"));
             match self.kv.update(entry.kv_key(), bytes, revision).await {
-                Ok(_) => return Ok(value),
+                Ok(new_revision) => {
+                    self.audit("update", entry, new_revision, &value).await?;
+                    return Ok(value);
+                }
                 Err(e) if e.kind() == kv::UpdateErrorKind::WrongLastRevision => continue,
                 Err(e) => return Err(nats(e)),
             }

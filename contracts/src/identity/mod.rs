@@ -7,6 +7,7 @@
 //! read by auth-caches through a watch.
 
 pub mod apikey;
+pub mod audit;
 pub mod records;
 pub mod verify;
 

@@ -12,7 +12,7 @@ struct Cli {
     /// NATS server URL(s), comma-separated.
     #[arg(long, env = "NATS_URL", default_value = "nats://127.0.0.1:4222", global = true)]
     nats_url: String,
-    /// Replicas of the IDENTITY bucket if it has to be created (3 in a cluster).
+    /// Replicas of the IDENTITY bucket and the AUDIT stream if they have to be created (3 in a cluster).
     #[arg(long, env = "IDENTITY_REPLICAS", default_value_t = 1, global = true)]
     replicas: usize,
     #[command(subcommand)]
@@ -141,7 +141,20 @@ async fn main() -> anyhow::Result<()> {
         .connect(urls.as_slice())
         .await
         .with_context(|| format!("connecting to {}", cli.nats_url))?;
-    let store = Store::open(&async_nats::jetstream::new(nats), cli.replicas).await?;
+    // The audit trail names the writer: the HTTP API (one admin token), or the
+    // operating-system user who ran the CLI and where.
+    let actor = match &cli.command {
+        Command::Serve { .. } => "admin-api".to_owned(),
+        _ => {
+            let user = std::env::var("USER").or_else(|_| std::env::var("LOGNAME")).unwrap_or_else(|_| "unknown".into());
+            let host = std::env::var("HOSTNAME")
+                .ok()
+                .or_else(|| std::fs::read_to_string("/etc/hostname").ok().map(|h| h.trim().to_owned()))
+                .unwrap_or_else(|| "unknown".into());
+            format!("cli:{user}@{host}")
+        }
+    };
+    let store = Store::open(&async_nats::jetstream::new(nats), cli.replicas).await?.with_actor(actor);
     match cli.command {
         Command::Keygen { .. } => unreachable!("handled above"),
         Command::Serve { listen, admin_token } => {
