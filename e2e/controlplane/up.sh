@@ -32,18 +32,12 @@ service_cidr=${CP_SERVICE_CIDR:-10.0.0.0/24}
 service_ip=$(python3 -c 'import ipaddress,sys; print(ipaddress.ip_network(sys.argv[1])[1])' "$service_cidr")
 
 pki="$dir/pki"
+fail() { log "control plane: $1; last lines of $2:"; tail -n 30 "$dir/logs/$2.log" >&2; bash "$(dirname "$0")/down.sh" "$dir"; exit 1; }
+source "$(dirname "$0")/lib.sh"
 if [ ! -f "$pki/ca.crt" ]; then
   log "control plane: certificates in $pki"
   openssl req -x509 -newkey rsa:2048 -nodes -days 30 -subj "/CN=resizer-test-ca" \
     -keyout "$pki/ca.key" -out "$pki/ca.crt" 2>/dev/null
-  issue() { # issue NAME SUBJECT [SAN]
-    openssl req -newkey rsa:2048 -nodes -subj "$2" -keyout "$pki/$1.key" -out "$pki/$1.csr" 2>/dev/null
-    # Extensions make it an X.509 v3 certificate: rustls (the operator's client) refuses v1.
-    printf 'basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth,clientAuth\n' >"$pki/$1.ext"
-    if [ -n "${3:-}" ]; then printf 'subjectAltName=%s\n' "$3" >>"$pki/$1.ext"; fi
-    openssl x509 -req -in "$pki/$1.csr" -CA "$pki/ca.crt" -CAkey "$pki/ca.key" -CAcreateserial -days 30 \
-      -extfile "$pki/$1.ext" -out "$pki/$1.crt" 2>/dev/null
-  }
   issue apiserver "/CN=kube-apiserver" "IP:127.0.0.1,IP:$address,IP:$service_ip,DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc,DNS:kubernetes.default.svc.cluster.local"
   issue admin "/O=system:masters/CN=resizer-admin"
   issue controller-manager "/CN=system:kube-controller-manager"
@@ -54,47 +48,11 @@ if [ ! -f "$pki/ca.crt" ]; then
   openssl rsa -in "$pki/sa.key" -pubout -out "$pki/sa.pub" 2>/dev/null
 fi
 
-kubeconfig() { # kubeconfig FILE CERT
-  cat >"$1" <<KC
-apiVersion: v1
-kind: Config
-clusters:
-- name: local
-  cluster:
-    server: https://$address:$api_port
-    certificate-authority: $pki/ca.crt
-users:
-- name: $2
-  user:
-    client-certificate: $pki/$2.crt
-    client-key: $pki/$2.key
-contexts:
-- name: local
-  context: {cluster: local, user: $2, namespace: default}
-current-context: local
-KC
-}
 kubeconfig "$dir/kubeconfig" admin
 kubeconfig "$dir/controller-manager.kubeconfig" controller-manager
 kubeconfig "$dir/scheduler.kubeconfig" scheduler
 
 : >"$dir/pids"
-start() { # start NAME CMD...: runs in the background, logging to DIR/logs/NAME.log
-  local name=$1; shift
-  "$@" >"$dir/logs/$name.log" 2>&1 &
-  echo "$! $name" >>"$dir/pids"
-}
-fail() { log "control plane: $1; last lines of $2:"; tail -n 30 "$dir/logs/$2.log" >&2; bash "$(dirname "$0")/down.sh" "$dir"; exit 1; }
-ready() { # ready NAME SECONDS WHAT CMD...: polls CMD until it succeeds, failing when NAME exits or time runs out
-  local name=$1 secs=$2 what=$3; shift 3
-  local pid end=$(( $(date +%s) + secs ))
-  pid=$(awk -v n="$name" '$2 == n { print $1 }' "$dir/pids")
-  until "$@" >/dev/null 2>&1; do
-    kill -0 "$pid" 2>/dev/null || fail "$name exited" "$name"
-    [ "$(date +%s)" -lt "$end" ] || fail "$name: $what not within ${secs}s" "$name"
-    sleep 0.5
-  done
-}
 kubectl_admin() { "$RESIZER_BIN/kubectl" --kubeconfig "$dir/kubeconfig" "$@"; }
 
 log "control plane: etcd on 127.0.0.1:$etcd_port"

@@ -76,36 +76,12 @@ CP_ADDRESS=$node_ip CP_API_PORT=$api_port CP_SERVICE_CIDR=$service_cidr CP_ENDPO
   bash "$REPO_ROOT/e2e/controlplane/up.sh" "$dir" >/dev/null || fail "control plane did not start"
 pki="$dir/pki"
 
-start() { # start NAME CMD...: in the background, logging to DIR/logs/NAME.log, PID recorded for down.sh
-  local name=$1; shift
-  "$@" >"$dir/logs/$name.log" 2>&1 &
-  echo "$! $name" >>"$dir/pids"
-}
-ready() { # ready NAME SECONDS WHAT CMD...
-  local name=$1 secs=$2 what=$3; shift 3
-  local pid end=$(( $(date +%s) + secs ))
-  pid=$(awk -v n="$name" '$2 == n { print $1 }' "$dir/pids")
-  until "$@" >/dev/null 2>&1; do
-    kill -0 "$pid" 2>/dev/null || fail "$name exited" "$name"
-    [ "$(date +%s)" -lt "$end" ] || fail "$name: $what not within ${secs}s" "$name"
-    sleep 0.5
-  done
-}
-issue() { # issue NAME SUBJECT [SAN]: a client/server certificate from the control plane's CA
-  openssl req -newkey rsa:2048 -nodes -subj "$2" -keyout "$pki/$1.key" -out "$pki/$1.csr" 2>/dev/null
-  printf 'basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth,clientAuth\n' >"$pki/$1.ext"
-  [ -z "${3:-}" ] || printf 'subjectAltName=%s\n' "$3" >>"$pki/$1.ext"
-  openssl x509 -req -in "$pki/$1.csr" -CA "$pki/ca.crt" -CAkey "$pki/ca.key" -CAcreateserial -days 30 \
-    -extfile "$pki/$1.ext" -out "$pki/$1.crt" 2>/dev/null
-}
-kubeconfig_for() { # kubeconfig_for NAME: DIR/NAME.kubeconfig with the certificate NAME
-  sed -e "s#$pki/admin\.#$pki/$1.#g" -e "s#name: admin#name: $1#; s#user: admin#user: $1#" \
-    "$dir/kubeconfig" >"$dir/$1.kubeconfig"
-}
+address=$node_ip
+source "$REPO_ROOT/e2e/controlplane/lib.sh"
 [ -f "$pki/kubelet.crt" ] || issue kubelet "/O=system:nodes/CN=system:node:$node" "IP:$node_ip,DNS:$node"
 [ -f "$pki/kube-proxy.crt" ] || issue kube-proxy "/CN=system:kube-proxy"
-kubeconfig_for kubelet
-kubeconfig_for kube-proxy
+kubeconfig "$dir/kubelet.kubeconfig" kubelet
+kubeconfig "$dir/kube-proxy.kubeconfig" kube-proxy
 
 # --- containerd: its own config, root, state and socket, out of the way of any other containerd.
 sock="$dir/containerd/containerd.sock"

@@ -24,21 +24,9 @@ fleet_ns="chart-photos-$$"
 full="$RELEASE-resizer-operator"
 [[ "$RELEASE" == *resizer* ]] && full="$RELEASE-operator"
 k() { "$KUBECTL" "$@"; }
+scenario=chart
 fail() { log "chart: FAILED: $*"; exit 1; }
-check() { # check WHAT CMD...: runs CMD, fails the scenario with WHAT when it fails
-  local what=$1; shift
-  "$@" >/dev/null 2>&1 || fail "$what"
-  log "chart: ok: $what"
-}
-eventually() { # eventually SECONDS WHAT CMD...
-  local secs=$1 what=$2; shift 2
-  local end=$(( $(date +%s) + secs ))
-  until "$@" >/dev/null 2>&1; do
-    [ "$(date +%s)" -lt "$end" ] || fail "$what (not within ${secs}s)"
-    sleep 1
-  done
-  log "chart: ok: $what"
-}
+source "$(dirname "$0")/lib.sh"
 operator_pid=
 work=$(mktemp -d)
 cleanup() {
@@ -51,22 +39,22 @@ trap cleanup EXIT
 # --- Offline checks: lint, schema, CRD copy.
 cmp -s "$chart/crds/resizedeployments.yaml" "$REPO_ROOT/crds/resizedeployments.yaml" \
   || fail "charts/resizer/crds/ differs from crds/ (copy crds/resizedeployments.yaml into the chart)"
-log "chart: ok: the chart's CRD is crds/resizedeployments.yaml"
+ok "the chart's CRD is crds/resizedeployments.yaml"
 check "helm lint --strict" "$HELM" lint --strict "$chart"
 if "$HELM" template t "$chart" --set replicaCount=0 >"$work/bad.txt" 2>&1; then fail "the schema accepted replicaCount=0"; fi
 grep -q "replicaCount" "$work/bad.txt" || fail "the schema error does not name replicaCount: $(cat "$work/bad.txt")"
 if "$HELM" template t "$chart" --set unknownKey=1 >/dev/null 2>&1; then fail "the schema accepted an unknown key"; fi
-log "chart: ok: values.schema.json rejects bad values"
+ok "values.schema.json rejects bad values"
 "$HELM" template t "$chart" --set metrics.serviceMonitor.enabled=true | grep -q "kind: ServiceMonitor" \
   || fail "metrics.serviceMonitor.enabled renders no ServiceMonitor"
 if "$HELM" template t "$chart" | grep -q "kind: ServiceMonitor"; then fail "a ServiceMonitor without asking"; fi
-log "chart: ok: ServiceMonitor only when enabled"
+ok "ServiceMonitor only when enabled"
 
 # --- Against the apiserver: the rendered chart validates server-side.
 k create namespace "$NAMESPACE" --dry-run=client -o yaml | k apply -f - >/dev/null
 "$HELM" template "$RELEASE" "$chart" -n "$NAMESPACE" --include-crds >"$work/rendered.yaml"
 k apply --dry-run=server -f "$work/rendered.yaml" >"$work/dry.txt" 2>&1 || fail "dry-run=server: $(cat "$work/dry.txt")"
-log "chart: ok: helm template | kubectl apply --dry-run=server ($(wc -l <"$work/dry.txt") objects)"
+ok "helm template | kubectl apply --dry-run=server ($(wc -l <"$work/dry.txt") objects)"
 
 # --- Install.
 set_tag=()
@@ -74,7 +62,7 @@ set_tag=()
 "$HELM" install "$RELEASE" "$chart" -n "$NAMESPACE" "${set_tag[@]}" >"$work/install.txt" \
   || fail "helm install"
 grep -q "ResizeDeployment" "$work/install.txt" || fail "NOTES.txt does not say what to apply next"
-log "chart: ok: helm install (NOTES printed)"
+ok "helm install (NOTES printed)"
 check "CRD established" kube_wait 60 --for condition=established crd/resizedeployments.resizer.dev
 [ "$(k -n "$NAMESPACE" get deploy "$full" -o jsonpath='{.spec.replicas}')" = 2 ] || fail "operator Deployment is not 2 replicas"
 for kind in serviceaccount service poddisruptionbudget lease.coordination.k8s.io; do
@@ -94,7 +82,7 @@ for verb_res in "get secrets" "delete deployments.apps" "delete statefulsets.app
   # shellcheck disable=SC2086
   if k auth can-i $verb_res -n "$fleet_ns" --as "$sa" >/dev/null 2>&1; then fail "RBAC allows more than it should: $verb_res"; fi
 done
-log "chart: ok: RBAC refuses secrets, deletes but of Ingresses, pod writes and spec writes"
+ok "RBAC refuses secrets, deletes but of Ingresses, pod writes and spec writes"
 
 # --- The operator reconciles a fleet with the chart's identity.
 if [ "$IN_CLUSTER" = 1 ]; then
@@ -129,7 +117,7 @@ for d in photos-api photos-worker; do check "child Deployment $d" k -n "$fleet_n
 check "NATS StatefulSet" k -n "$fleet_ns" get statefulset photos-nats
 workers=$(k -n "$fleet_ns" get rd photos -o jsonpath='{.status.capacity.baselineWorkers}')
 [ "$workers" = 30 ] || fail "status.capacity.baselineWorkers is '$workers', want 30 (1,000 × 1.2 / (10 × 4))"
-log "chart: ok: status answers why 30 workers"
+ok "status answers why 30 workers"
 # Pruning with the chart's identity: an Ingress declared, then dropped from the spec.
 k -n "$fleet_ns" patch rd photos --type=merge -p '{"spec":{"api":{"ingress":{"host":"photos.chart.local"}}}}' >/dev/null
 eventually 60 "spec.api.ingress makes an Ingress" k -n "$fleet_ns" get ingress photos-api
@@ -139,9 +127,9 @@ eventually 60 "the Ingress dropped from the spec is deleted" \
 if [ "$IN_CLUSTER" != 1 ]; then
   holder=$(k -n "$NAMESPACE" get lease "$full" -o jsonpath='{.spec.holderIdentity}')
   [ "$holder" = chart-scenario ] || fail "the chart's Lease is held by '$holder', not the running operator"
-  log "chart: ok: the operator holds the chart's Lease"
+  ok "the operator holds the chart's Lease"
   if grep -qi "forbidden" "$work/operator.log"; then fail "the operator hit a forbidden call: $(grep -i forbidden "$work/operator.log" | head -3)"; fi
-  log "chart: ok: no forbidden API call in the operator's log"
+  ok "no forbidden API call in the operator's log"
   kill "$operator_pid"; wait "$operator_pid" 2>/dev/null || true; operator_pid=
 fi
 k delete namespace "$fleet_ns" --wait=false >/dev/null

@@ -42,17 +42,9 @@ diagnose() {
   done
   log "fleet: --- operator logs"; k -n "$op_ns" logs -l app.kubernetes.io/instance=$release --tail 30 >&2 2>&1 || true
 }
+scenario=fleet
 fail() { log "fleet: FAILED: $*"; diagnose; exit 1; }
-ok() { log "fleet: ok: $*"; }
-eventually() { # eventually SECONDS WHAT CMD...
-  local secs=$1 what=$2; shift 2
-  local end=$(( $(date +%s) + secs ))
-  until "$@" >/dev/null 2>&1; do
-    [ "$(date +%s)" -lt "$end" ] || fail "$what (not within ${secs}s)"
-    sleep 1
-  done
-  ok "$what"
-}
+source "$here/lib.sh"
 cleanup() {
   [ -n "$load_pid" ] && kill "$load_pid" 2>/dev/null
   if [ "${KEEP:-0}" != 1 ]; then

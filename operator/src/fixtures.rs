@@ -163,3 +163,12 @@ pub fn sample() -> ResizeDeployment {
     rd.metadata.generation = Some(1);
     rd
 }
+
+/// A pod of `component` in the shape the apiserver lists it, with `status` as given.
+pub fn pod(component: &str, status: Value) -> Value {
+    json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": format!("photos-{component}-x"), "labels": {"app.kubernetes.io/component": component}},
+        "status": status,
+    })
+}

@@ -101,12 +101,7 @@ mod tests {
     use serde_json::{Value, json};
 
     fn pod(component: &str, status: Value) -> Pod {
-        serde_json::from_value(json!({
-            "apiVersion": "v1", "kind": "Pod",
-            "metadata": {"name": format!("photos-{component}-x"), "labels": {"app.kubernetes.io/component": component}},
-            "status": status,
-        }))
-        .unwrap()
+        serde_json::from_value(crate::fixtures::pod(component, status)).unwrap()
     }
 
     fn unschedulable_pod(component: &str) -> Pod {

@@ -393,7 +393,7 @@ async fn hpa_targets(client: &Client, ns: &str, deployment: &str) -> Result<bool
 mod tests {
     use super::*;
     use crate::crd::{CapacityStatus, QueueStatus, Recommendation};
-    use crate::fixtures::{Call, FakeApiServer, FakeQueue, context, sample};
+    use crate::fixtures::{Call, FakeApiServer, FakeQueue, context, pod, sample};
     use serde_json::{Value, json};
 
     fn status_patch(calls: &[Call]) -> ResizeDeploymentStatus {
@@ -603,12 +603,11 @@ mod tests {
         let mut server = FakeApiServer::new(None);
         server.lists.insert(
             "pods",
-            vec![json!({
-                "apiVersion": "v1", "kind": "Pod",
-                "metadata": {"name": "photos-worker-1", "labels": {"app.kubernetes.io/component": "worker"}},
-                "status": {"phase": "Pending", "conditions": [{"type": "PodScheduled", "status": "False",
-                           "reason": "Unschedulable", "message": "0/1 nodes are available: 1 Insufficient cpu."}]},
-            })],
+            vec![pod(
+                "worker",
+                json!({"phase": "Pending", "conditions": [{"type": "PodScheduled", "status": "False",
+                       "reason": "Unschedulable", "message": "0/1 nodes are available: 1 Insufficient cpu."}]}),
+            )],
         );
         let (client, calls) = server.serve(&rd);
         reconcile(Arc::new(rd), context(client, FakeQueue::Down)).await.unwrap();
@@ -636,13 +635,12 @@ mod tests {
         let mut server = FakeApiServer::new(None);
         server.lists.insert(
             "pods",
-            vec![json!({
-                "apiVersion": "v1", "kind": "Pod",
-                "metadata": {"name": "photos-api-1", "labels": {"app.kubernetes.io/component": "api"}},
-                "status": {"phase": "Pending", "containerStatuses": [{"name": "api", "image": "resizer/api-server:nope",
-                           "imageID": "", "ready": false, "restartCount": 0,
-                           "state": {"waiting": {"reason": "ErrImageNeverPull", "message": "not present"}}}]},
-            })],
+            vec![pod(
+                "api",
+                json!({"phase": "Pending", "containerStatuses": [{"name": "api", "image": "resizer/api-server:nope",
+                       "imageID": "", "ready": false, "restartCount": 0,
+                       "state": {"waiting": {"reason": "ErrImageNeverPull", "message": "not present"}}}]}),
+            )],
         );
         let (client, calls) = server.serve(&rd);
         reconcile(Arc::new(rd), context(client, FakeQueue::Down)).await.unwrap();
