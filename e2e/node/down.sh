@@ -57,8 +57,9 @@ for cmd in iptables ip6tables; do
   done
 done
 # The CNI's masquerade rule names the pod range, not a chain.
-while iptables -t nat -S POSTROUTING 2>/dev/null | grep -q -- '-s 10.244.0.0/24'; do
-  rule=$(iptables -t nat -S POSTROUTING | grep -- '-s 10.244.0.0/24' | head -n1)
+# awk reads the whole listing (an early exit would break the pipe under pipefail).
+while rule=$(iptables -t nat -S POSTROUTING 2>/dev/null | awk '/-s 10\.244\.0\.0\/24/ && !found { print; found = 1 }') \
+  && [ -n "$rule" ]; do
   eval "iptables -t nat ${rule/#-A/-D}" 2>/dev/null || break
 done
 

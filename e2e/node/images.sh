@@ -15,8 +15,11 @@ tar="$dir/images.tar"
 "$docker" save -o "$tar" "${tags[@]}"
 bash "$here/import.sh" "$dir" "$tar" >/dev/null
 rm -f "$tar"
+# One listing for every check: `ctr … | grep -q` under pipefail fails whenever
+# grep stops reading before ctr has written everything.
+present=$(ctr --address "$dir/containerd/containerd.sock" -n k8s.io images ls -q)
 for t in "${tags[@]}"; do
-  ctr --address "$dir/containerd/containerd.sock" -n k8s.io images ls -q | grep -qx "docker.io/$t\|$t" \
+  grep -qx "docker.io/$t\|$t" <<<"$present" \
     || { log "node: $t is not in the node's containerd after the import"; exit 1; }
   echo "$t"
 done

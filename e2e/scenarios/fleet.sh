@@ -231,7 +231,7 @@ eventually 180 "a 64-CPU worker on a 2-CPU node: Ready=False, reason WorkerUnsch
   "[ \"\$('$KUBECTL' -n '$bad_ns' get rd broken -o jsonpath='{.status.conditions[?(@.type==\"Ready\")].reason}')\" = WorkerUnschedulable ]"
 msg=$(ready_message)
 [[ "$msg" == *"Insufficient cpu"* ]] || fail "the Unschedulable message does not carry the scheduler's words: $msg"
-k -n "$bad_ns" get events --field-selector reason=WorkerUnschedulable -o name | grep -q . || fail "no WorkerUnschedulable Event"
+[ -n "$(k -n "$bad_ns" get events --field-selector reason=WorkerUnschedulable -o name)" ] || fail "no WorkerUnschedulable Event"
 ok "status says: $msg (and a Warning Event)"
 k -n "$bad_ns" patch rd broken --type merge -p '{"spec":{"worker":{"image":"resizer/worker:not-on-this-node","resources":{"requests":{"cpu":"100m"},"limits":{"cpu":"1"}}}}}' >/dev/null
 eventually 180 "a worker image the node lacks: Ready=False, reason WorkerImagePullFailed" bash -c \
