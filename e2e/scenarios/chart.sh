@@ -45,9 +45,11 @@ if "$HELM" template t "$chart" --set replicaCount=0 >"$work/bad.txt" 2>&1; then 
 grep -q "replicaCount" "$work/bad.txt" || fail "the schema error does not name replicaCount: $(cat "$work/bad.txt")"
 if "$HELM" template t "$chart" --set unknownKey=1 >/dev/null 2>&1; then fail "the schema accepted an unknown key"; fi
 ok "values.schema.json rejects bad values"
-"$HELM" template t "$chart" --set metrics.serviceMonitor.enabled=true | grep -q "kind: ServiceMonitor" \
-  || fail "metrics.serviceMonitor.enabled renders no ServiceMonitor"
-if "$HELM" template t "$chart" | grep -q "kind: ServiceMonitor"; then fail "a ServiceMonitor without asking"; fi
+# Rendered to files first: `helm … | grep -q` under pipefail fails when grep leaves before helm is done.
+"$HELM" template t "$chart" --set metrics.serviceMonitor.enabled=true >"$work/monitor.yaml"
+grep -q "kind: ServiceMonitor" "$work/monitor.yaml" || fail "metrics.serviceMonitor.enabled renders no ServiceMonitor"
+"$HELM" template t "$chart" >"$work/default.yaml"
+if grep -q "kind: ServiceMonitor" "$work/default.yaml"; then fail "a ServiceMonitor without asking"; fi
 ok "ServiceMonitor only when enabled"
 
 # --- Against the apiserver: the rendered chart validates server-side.
