@@ -50,6 +50,25 @@ pub struct Store {
 
 const MAX_ATTEMPTS: usize = 32;
 
+/// How long [`Store::open`] waits for a new bucket to answer reads.
+const OPEN_DEADLINE: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// Waits until the bucket answers a read. A replicated bucket that was just
+/// created answers "no responders" until its replicas have elected a leader
+/// and subscribed to direct gets; an admin's first write must not meet that.
+async fn readable(kv: &kv::Store) -> Result<(), StoreError> {
+    let deadline = tokio::time::Instant::now() + OPEN_DEADLINE;
+    loop {
+        match kv.entry(Entry::Tenant("readiness-probe".to_owned()).kv_key()).await {
+            Ok(_) => return Ok(()),
+            Err(e) if tokio::time::Instant::now() >= deadline => {
+                return Err(StoreError::Nats(format!("bucket not readable after {OPEN_DEADLINE:?}: {e}")));
+            }
+            Err(_) => tokio::time::sleep(std::time::Duration::from_millis(100)).await,
+        }
+    }
+}
+
 impl Store {
     /// Opens the bucket, creating it with `replicas` if it does not exist.
     pub async fn open(js: &jetstream::Context, replicas: usize) -> Result<Self, StoreError> {
@@ -58,6 +77,7 @@ impl Store {
             Err(_) => js.create_key_value(identity::bucket(replicas)).await.map_err(nats)?,
         };
         js.get_or_create_stream(audit::stream_config(replicas)).await.map_err(nats)?;
+        readable(&kv).await?;
         Ok(Self { kv, js: js.clone(), actor: "resizer-admin".to_owned() })
     }
 
