@@ -3,12 +3,15 @@
 //! Prometheus endpoint for a `prometheus-client` registry.
 //!
 //! # Layout
-//! - [`init`] / [`shutdown`]: the subscriber (`RUST_LOG` filter, JSON with
-//!   `LOG_FORMAT=json`, OpenTelemetry layer) and flushing spans at exit.
-//! - [`trace`]: `traceparent` in and out.
+//! - [`init`] / [`shutdown`]: the subscriber (`RUST_LOG` filter for events,
+//!   spans at `info` always; one flat JSON object per line with
+//!   `LOG_FORMAT=json`; OpenTelemetry layer) and flushing spans at exit.
+//! - [`trace`]: `traceparent` in and out, trace ids for logs, spans with
+//!   explicit times.
 //! - [`metrics`]: rendering a registry and serving it with health endpoints.
 //! - [`shutdown_signal`]: SIGINT/SIGTERM, how every binary learns to drain.
 
+mod log;
 pub mod metrics;
 pub mod trace;
 
@@ -18,20 +21,27 @@ use tracing_subscriber::{EnvFilter, fmt, prelude::*};
 
 static PROVIDER: OnceLock<opentelemetry_sdk::trace::SdkTracerProvider> = OnceLock::new();
 
+/// Header that carries a request's id to the processes serving it (beside `traceparent`),
+/// so their log lines name the request too.
+pub const REQUEST_ID_HEADER: &str = "Resize-Request-Id";
+
 /// Installs the global subscriber. Safe to call more than once (tests): later calls do nothing.
 pub fn init(service: &'static str) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     let json = std::env::var("LOG_FORMAT").is_ok_and(|v| v == "json");
     let provider = trace::provider(service);
-    let otel = tracing_opentelemetry::layer().with_tracer(provider.tracer(service));
-    let registry = tracing_subscriber::registry().with(filter).with(otel);
+    let tracer = provider.tracer(service);
+    let otel = tracing_opentelemetry::layer().with_tracer(tracer.clone());
+    let registry = tracing_subscriber::registry().with(log::SpansAndEvents(filter)).with(otel);
     let result = if json {
-        registry.with(fmt::layer().json().with_current_span(true).with_writer(std::io::stderr)).try_init()
+        let layer = fmt::layer().fmt_fields(fmt::format::JsonFields::new()).event_format(log::FlatJson);
+        registry.with(layer.with_writer(std::io::stderr)).try_init()
     } else {
         registry.with(fmt::layer().with_target(false).with_writer(std::io::stderr)).try_init()
     };
     if result.is_ok() {
         let _ = PROVIDER.set(provider);
+        let _ = trace::TRACER.set(tracer);
         tracing::info!(service, version = env!("CARGO_PKG_VERSION"), "starting");
     }
 }

@@ -3,12 +3,24 @@
 //! (or `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`) is set. Without an endpoint spans
 //! still get real ids, so trace context propagates and appears in logs.
 
-use opentelemetry::propagation::TextMapPropagator;
-use opentelemetry_sdk::{Resource, propagation::TraceContextPropagator, trace::SdkTracerProvider};
-use std::collections::HashMap;
+use opentelemetry::{
+    propagation::TextMapPropagator,
+    trace::{Span as _, SpanKind, TraceContextExt as _, Tracer as _},
+};
+use opentelemetry_sdk::{
+    Resource,
+    propagation::TraceContextPropagator,
+    trace::{SdkTracer, SdkTracerProvider},
+};
+use std::{collections::HashMap, sync::OnceLock, time::SystemTime};
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
+pub use opentelemetry::KeyValue;
+
 const TRACEPARENT: &str = "traceparent";
+
+/// The tracer `tracing` spans are exported through, for spans built with explicit times.
+pub(crate) static TRACER: OnceLock<SdkTracer> = OnceLock::new();
 
 pub(crate) fn provider(service: &'static str) -> SdkTracerProvider {
     let mut builder =
@@ -32,11 +44,56 @@ pub fn traceparent(span: &tracing::Span) -> Option<String> {
     carrier.remove(TRACEPARENT)
 }
 
+fn remote(traceparent: &str) -> opentelemetry::Context {
+    let carrier = HashMap::from([(TRACEPARENT.to_owned(), traceparent.to_owned())]);
+    TraceContextPropagator::new().extract(&carrier)
+}
+
 /// Makes `span` a child of the remote span named by `traceparent` (ignored when malformed).
 pub fn set_parent(span: &tracing::Span, traceparent: &str) {
-    let carrier = HashMap::from([(TRACEPARENT.to_owned(), traceparent.to_owned())]);
-    let cx = TraceContextPropagator::new().extract(&carrier);
-    let _ = span.set_parent(cx);
+    let _ = span.set_parent(remote(traceparent));
+}
+
+/// The OpenTelemetry trace id of `span` (32 hex digits), once it has one.
+pub fn trace_id(span: &tracing::Span) -> Option<String> {
+    let cx = span.context();
+    let sc = cx.span().span_context().clone();
+    sc.is_valid().then(|| sc.trace_id().to_string())
+}
+
+/// Continues the caller's trace in `span` (when `traceparent` names one) and
+/// records the trace id in the span's `trace_id` field, which must be declared
+/// (`trace_id = tracing::field::Empty`): every log line inside the span then
+/// says which trace to open.
+pub fn continue_trace(span: &tracing::Span, traceparent: Option<&str>) {
+    if let Some(tp) = traceparent {
+        set_parent(span, tp);
+    }
+    if let Some(id) = trace_id(span) {
+        span.record("trace_id", id.as_str());
+    }
+}
+
+/// Exports a span that ran from `start` to `end`, a child of the remote span
+/// named by `traceparent`. For time no code of this process spent, such as a
+/// job waiting in the queue since another process published it: a `tracing`
+/// span starts when it is created and cannot be dated back.
+pub fn record_interval(
+    name: &'static str,
+    traceparent: Option<&str>,
+    start: SystemTime,
+    end: SystemTime,
+    attributes: Vec<KeyValue>,
+) {
+    let Some(tracer) = TRACER.get() else { return };
+    let parent = traceparent.map(remote).unwrap_or_default();
+    let mut span = tracer
+        .span_builder(name)
+        .with_kind(SpanKind::Internal)
+        .with_start_time(start)
+        .with_attributes(attributes)
+        .start_with_context(tracer, &parent);
+    span.end_with_timestamp(end.max(start));
 }
 
 #[cfg(test)]
@@ -58,6 +115,9 @@ mod tests {
             let parts: Vec<_> = out.split('-').collect();
             assert_eq!(parts[1], "0af7651916cd43dd8448eb211c80319c", "same trace");
             assert_ne!(parts[2], "b7ad6b7169203331", "new span id");
+            let logged = tracing::info_span!("logged", trace_id = tracing::field::Empty);
+            continue_trace(&logged, Some(remote));
+            assert_eq!(trace_id(&logged).as_deref(), Some("0af7651916cd43dd8448eb211c80319c"));
             // A root span starts its own trace; garbage is not a parent.
             let root = tracing::info_span!("root");
             set_parent(&root, "not-a-traceparent");

@@ -1,0 +1,216 @@
+//! Log lines for machines (`LOG_FORMAT=json`) and the filter every binary logs through.
+//!
+//! One JSON object per line with the event's fields and the fields of every
+//! span it happened in, all at the top level: a log pipeline can then select
+//! `request_id = …` or `trace_id = …` without knowing which span of which
+//! component recorded it. Inner spans and the event itself win over outer
+//! spans on a name clash; `span` names the innermost span. Span fields that
+//! only instruct the OpenTelemetry layer (`otel.kind`, `otel.status_code`)
+//! are left out.
+
+use serde_json::{Map, Value};
+use std::fmt::{self, Write as _};
+use tracing::{Event, Level, Metadata, Subscriber, field::Field, span};
+use tracing_subscriber::{
+    EnvFilter,
+    field::Visit,
+    fmt::{
+        FmtContext, FormatEvent, FormatFields, FormattedFields,
+        format::Writer,
+        time::{FormatTime, SystemTime},
+    },
+    layer::{Context, Layer},
+    registry::LookupSpan,
+};
+
+/// The JSON event format; pair it with `JsonFields`, whose span fields it reads back.
+pub(crate) struct FlatJson;
+
+impl<S, N> FormatEvent<S, N> for FlatJson
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+    N: for<'a> FormatFields<'a> + 'static,
+{
+    fn format_event(&self, ctx: &FmtContext<'_, S, N>, mut writer: Writer<'_>, event: &Event<'_>) -> fmt::Result {
+        let meta = event.metadata();
+        let mut line = Map::new();
+        let mut timestamp = String::new();
+        SystemTime.format_time(&mut Writer::new(&mut timestamp))?;
+        line.insert("timestamp".into(), timestamp.into());
+        line.insert("level".into(), meta.level().as_str().into());
+        line.insert("target".into(), meta.target().into());
+        if let Some(scope) = ctx.event_scope() {
+            let mut innermost = None;
+            for span in scope.from_root() {
+                if let Some(fields) = span.extensions().get::<FormattedFields<N>>()
+                    && let Ok(Value::Object(fields)) = serde_json::from_str::<Value>(&fields.fields)
+                {
+                    // `otel.*` fields steer the exported span (kind, status); they say nothing to a reader.
+                    line.extend(fields.into_iter().filter(|(k, _)| !k.starts_with("otel.")));
+                }
+                innermost = Some(span.name());
+            }
+            if let Some(name) = innermost {
+                line.insert("span".into(), name.into());
+            }
+        }
+        event.record(&mut Fields(&mut line));
+        let mut text = Value::Object(line).to_string();
+        text.push('\n');
+        writer.write_str(&text)
+    }
+}
+
+/// An event's fields as JSON values (numbers stay numbers).
+struct Fields<'a>(&'a mut Map<String, Value>);
+
+impl Visit for Fields<'_> {
+    fn record_f64(&mut self, field: &Field, value: f64) {
+        self.0.insert(field.name().into(), value.into());
+    }
+    fn record_i64(&mut self, field: &Field, value: i64) {
+        self.0.insert(field.name().into(), value.into());
+    }
+    fn record_u64(&mut self, field: &Field, value: u64) {
+        self.0.insert(field.name().into(), value.into());
+    }
+    fn record_bool(&mut self, field: &Field, value: bool) {
+        self.0.insert(field.name().into(), value.into());
+    }
+    fn record_str(&mut self, field: &Field, value: &str) {
+        self.0.insert(field.name().into(), value.into());
+    }
+    fn record_error(&mut self, field: &Field, value: &(dyn std::error::Error + 'static)) {
+        self.0.insert(field.name().into(), value.to_string().into());
+    }
+    fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
+        let mut text = String::new();
+        let _ = write!(text, "{value:?}");
+        self.0.insert(field.name().into(), text.into());
+    }
+}
+
+/// `RUST_LOG` for events, but spans at `info` and above always on.
+///
+/// Spans are what the trace is made of and what gives a log line its
+/// `request_id`, `tenant` and `trace_id`; a quieter log level (`RUST_LOG=warn`)
+/// must not take them away from the warnings that are still printed, nor from
+/// the exported trace.
+pub(crate) struct SpansAndEvents(pub(crate) EnvFilter);
+
+fn always(meta: &Metadata<'_>) -> bool {
+    meta.is_span() && *meta.level() <= Level::INFO
+}
+
+impl<S: Subscriber + for<'a> LookupSpan<'a>> Layer<S> for SpansAndEvents {
+    fn register_callsite(&self, meta: &'static Metadata<'static>) -> tracing::subscriber::Interest {
+        if always(meta) {
+            tracing::subscriber::Interest::always()
+        } else {
+            Layer::<S>::register_callsite(&self.0, meta)
+        }
+    }
+    fn enabled(&self, meta: &Metadata<'_>, ctx: Context<'_, S>) -> bool {
+        always(meta) || Layer::<S>::enabled(&self.0, meta, ctx)
+    }
+    fn max_level_hint(&self) -> Option<tracing::level_filters::LevelFilter> {
+        let env = Layer::<S>::max_level_hint(&self.0);
+        Some(
+            env.map_or(tracing::level_filters::LevelFilter::INFO, |l| l.max(tracing::level_filters::LevelFilter::INFO)),
+        )
+    }
+    fn on_new_span(&self, attrs: &span::Attributes<'_>, id: &span::Id, ctx: Context<'_, S>) {
+        self.0.on_new_span(attrs, id, ctx);
+    }
+    fn on_record(&self, id: &span::Id, values: &span::Record<'_>, ctx: Context<'_, S>) {
+        self.0.on_record(id, values, ctx);
+    }
+    fn on_enter(&self, id: &span::Id, ctx: Context<'_, S>) {
+        self.0.on_enter(id, ctx);
+    }
+    fn on_exit(&self, id: &span::Id, ctx: Context<'_, S>) {
+        self.0.on_exit(id, ctx);
+    }
+    fn on_close(&self, id: span::Id, ctx: Context<'_, S>) {
+        self.0.on_close(id, ctx);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::{Arc, Mutex};
+    use tracing_subscriber::{fmt, prelude::*};
+
+    #[derive(Clone, Default)]
+    struct Buffer(Arc<Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Buffer {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().expect("buffer").extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    fn lines(buf: &Buffer) -> Vec<Value> {
+        let text = String::from_utf8(buf.0.lock().expect("buffer").clone()).expect("utf-8");
+        text.lines().map(|l| serde_json::from_str(l).expect("each line is one JSON object")).collect()
+    }
+
+    fn subscriber(buf: &Buffer, directives: &str) -> impl Subscriber + Send + Sync {
+        let writer = buf.clone();
+        tracing_subscriber::registry().with(SpansAndEvents(EnvFilter::new(directives))).with(
+            fmt::layer()
+                .fmt_fields(fmt::format::JsonFields::new())
+                .event_format(FlatJson)
+                .with_writer(move || writer.clone()),
+        )
+    }
+
+    #[test]
+    fn lines_carry_the_fields_of_every_enclosing_span() {
+        let buf = Buffer::default();
+        tracing::subscriber::with_default(subscriber(&buf, "warn"), || {
+            let outer =
+                tracing::info_span!("request", otel.kind = "server", request_id = "r1", tenant = tracing::field::Empty);
+            let _o = outer.enter();
+            outer.record("tenant", "acme");
+            let inner = tracing::info_span!("step", request_id = "shadowed", n = 3u64);
+            let _i = inner.enter();
+            tracing::warn!(bytes = 7u64, ok = true, "slow");
+            tracing::info!("below RUST_LOG");
+        });
+        let lines = lines(&buf);
+        assert_eq!(lines.len(), 1, "info events stay filtered while their spans are on: {lines:?}");
+        let l = &lines[0];
+        assert_eq!(l["message"], "slow");
+        assert_eq!(l["level"], "WARN");
+        assert_eq!(l["tenant"], "acme", "recorded after the span was created: {l}");
+        assert_eq!(l["request_id"], "shadowed", "the inner span wins: {l}");
+        assert_eq!(l["n"], 3);
+        assert_eq!(l["bytes"], 7);
+        assert_eq!(l["ok"], true);
+        assert_eq!(l["span"], "step");
+        assert!(l.get("otel.kind").is_none(), "{l}");
+        assert!(l["timestamp"].as_str().is_some_and(|t| t.contains('T')), "{l}");
+    }
+
+    #[test]
+    fn events_outside_spans_are_plain() {
+        let buf = Buffer::default();
+        tracing::subscriber::with_default(subscriber(&buf, "info"), || {
+            tracing::info!(error = %"quoted \"text\"", "started");
+            // Spans below info follow RUST_LOG like events do.
+            let _d = tracing::debug_span!("hidden", secret = 1u64).entered();
+            tracing::info!("inside a disabled span");
+        });
+        let lines = lines(&buf);
+        assert_eq!(lines.len(), 2);
+        assert_eq!(lines[0]["error"], "quoted \"text\"");
+        assert!(lines[0].get("span").is_none(), "{}", lines[0]);
+        assert!(lines[1].get("secret").is_none(), "{}", lines[1]);
+    }
+}
