@@ -29,8 +29,9 @@ impl AppState {
     pub async fn authenticate(
         &self,
         parts: &http::request::Parts,
+        request_id: &str,
     ) -> Result<crate::auth::Caller, crate::problem::Problem> {
-        let result = self.authenticate_inner(parts).await;
+        let result = self.authenticate_inner(parts, request_id).await;
         if let Err(p) = &result {
             let label = crate::metrics::ProblemLabel { problem: p.kind.slug().to_owned() };
             self.metrics.auth_refused.get_or_create(&label).inc();
@@ -41,6 +42,7 @@ impl AppState {
     async fn authenticate_inner(
         &self,
         parts: &http::request::Parts,
+        request_id: &str,
     ) -> Result<crate::auth::Caller, crate::problem::Problem> {
         use crate::{auth, problem::Problem};
         use contracts::{ProblemKind, identity::Verdict};
@@ -49,7 +51,7 @@ impl AppState {
         }
         let (req, digest) = auth::credential(parts)?;
         let started = Instant::now();
-        let verdict = self.verifier.verify(&req).await;
+        let verdict = self.verifier.verify(&req, request_id).await;
         self.metrics.auth_verify.observe(started.elapsed().as_secs_f64());
         match verdict? {
             Verdict::Refused { reason, detail } => Err(Problem::new(reason.problem(), detail)),

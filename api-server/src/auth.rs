@@ -105,13 +105,14 @@ impl Verifier {
         Self { client, timeout }
     }
 
-    pub async fn verify(&self, req: &VerifyRequest) -> Result<Verdict, Problem> {
-        // The auth-cache's span joins the request's trace.
-        let span = tracing::info_span!("auth_verify", key_id = %req.key_id());
+    pub async fn verify(&self, req: &VerifyRequest, request_id: &str) -> Result<Verdict, Problem> {
+        // The auth-cache's span joins the request's trace, and its log lines name the request.
+        let span = tracing::info_span!("auth_verify", otel.kind = "client", key_id = %req.key_id());
         let mut headers = async_nats::HeaderMap::new();
         if let Some(tp) = telemetry::trace::traceparent(&span) {
             headers.insert(contracts::job::H_TRACEPARENT, tp.as_str());
         }
+        headers.insert(telemetry::REQUEST_ID_HEADER, request_id);
         let answer = identity::ask(&self.client, req, headers, self.timeout);
         tracing::Instrument::instrument(answer, span).await.map_err(|e| {
             Problem::new(ProblemKind::AuthUnavailable, format!("the request could not be authenticated: {e}"))

@@ -12,7 +12,7 @@ use std::{
     time::Duration,
 };
 use tokio::sync::oneshot;
-use tracing::{debug, warn};
+use tracing::{Instrument, debug, info_span, warn};
 
 /// A worker's answer: outcome headers plus the image bytes (empty on failure).
 pub struct Answer {
@@ -130,6 +130,14 @@ impl Queue {
         let unavailable = |e: &dyn std::fmt::Display| {
             Problem::new(ProblemKind::QueueUnavailable, format!("publishing the job failed: {e}"))
         };
+        // The publish until JetStream's ack; the worker's queue wait starts here.
+        let publish = info_span!(
+            "publish",
+            otel.kind = "producer",
+            messaging.system = "nats",
+            messaging.destination.name = subjects::JOBS_SUBJECT,
+            otel.status_code = tracing::field::Empty,
+        );
         let ack = tokio::time::timeout_at(deadline, async {
             self.js
                 .publish_with_headers(subjects::JOBS_SUBJECT, job.to_headers(), body)
@@ -138,11 +146,18 @@ impl Queue {
                 .await
                 .map_err(|e| unavailable(&e))
         })
+        .instrument(publish.clone())
         .await
-        .map_err(|_| Problem::new(ProblemKind::QueueUnavailable, "JetStream did not acknowledge the job in time"))??;
-        debug!(seq = ack.sequence, duplicate = ack.duplicate, "job queued");
+        .map_err(|_| Problem::new(ProblemKind::QueueUnavailable, "JetStream did not acknowledge the job in time"))
+        .flatten()
+        .inspect_err(|_| {
+            publish.record("otel.status_code", "error");
+        })?;
+        publish.in_scope(|| debug!(seq = ack.sequence, duplicate = ack.duplicate, "job queued"));
+        drop(publish);
 
-        match tokio::time::timeout_at(deadline, rx).await {
+        let waiting = info_span!("await_result");
+        match tokio::time::timeout_at(deadline, rx).instrument(waiting).await {
             Ok(Ok(answer)) => Ok(answer),
             Ok(Err(_)) => Err(Problem::new(ProblemKind::Internal, "answer channel closed")),
             Err(_) => Err(Problem::new(

@@ -18,6 +18,21 @@ use tracing::Instrument;
 pub async fn resize(State(state): State<AppState>, req: Request) -> Response {
     let request_id = uuid::Uuid::now_v7().to_string();
     let started = Instant::now();
+    // Every log line of the request carries these; `tenant` is filled in once
+    // authentication says who is calling.
+    let span = tracing::info_span!(
+        "resize_request",
+        otel.kind = "server",
+        http.request.method = "POST",
+        http.route = "/v1/resize",
+        http.response.status_code = tracing::field::Empty,
+        otel.status_code = tracing::field::Empty,
+        request_id = %request_id,
+        tenant = tracing::field::Empty,
+        trace_id = tracing::field::Empty,
+    );
+    let incoming = req.headers().get("traceparent").and_then(|v| v.to_str().ok()).map(str::to_owned);
+    telemetry::trace::continue_trace(&span, incoming.as_deref());
     let received = SystemTime::now();
     let mut edge = EdgeUsage {
         received,
@@ -40,20 +55,20 @@ pub async fn resize(State(state): State<AppState>, req: Request) -> Response {
             // A refusal is a complete exchange: the body the client is sending is read
             // first (up to a bound), or the connection closes once the answer is out.
             let (parts, body) = req.into_parts();
-            let drained = linger(body, &parts.headers).await;
-            return p.closing(!drained).into_response();
+            let drained = linger(body, &parts.headers).instrument(span.clone()).await;
+            let res = p.closing(!drained).into_response();
+            // Shed requests are counted in `api_shed_total`; at `info` a flood of
+            // them would cost the logs more than the answers cost the server.
+            finish(&span, &res, started, Some(ProblemKind::Overloaded.slug()), true);
+            return res;
         }
     };
     state.metrics.in_flight.inc();
-    let span = tracing::info_span!("resize_request", request_id = %request_id);
-    let incoming = req.headers().get("traceparent").and_then(|v| v.to_str().ok()).map(str::to_owned);
-    if let Some(tp) = &incoming {
-        telemetry::trace::set_parent(&span, tp);
-    }
     // Without a tracing pipeline the client's own context is passed on unchanged.
     let traceparent = telemetry::trace::traceparent(&span).or(incoming);
-    let result = handle(&state, &request_id, traceparent.clone(), req, &mut edge).instrument(span).await;
+    let result = handle(&state, &request_id, traceparent.clone(), req, &mut edge).instrument(span.clone()).await;
     state.metrics.in_flight.dec();
+    let mut problem = None;
     let mut res = match result {
         Ok(mut res) => {
             let total = started.elapsed().as_secs_f64() * 1000.0;
@@ -72,6 +87,7 @@ pub async fn resize(State(state): State<AppState>, req: Request) -> Response {
             if !p.metered {
                 state.usage.record(edge.record(&request_id, &p));
             }
+            problem = Some(p.kind.slug());
             p.with_request_id(&request_id).into_response()
         }
     };
@@ -79,7 +95,26 @@ pub async fn resize(State(state): State<AppState>, req: Request) -> Response {
     if let Some(v) = traceparent.and_then(|tp| HeaderValue::from_str(&tp).ok()) {
         res.headers_mut().insert("traceresponse", v);
     }
+    finish(&span, &res, started, problem, false);
     res
+}
+
+/// The access log line, and the status on the request's span.
+fn finish(span: &tracing::Span, res: &Response, started: Instant, problem: Option<&str>, quiet: bool) {
+    span.record("http.response.status_code", res.status().as_u16());
+    if res.status().is_server_error() {
+        span.record("otel.status_code", "error");
+    }
+    let duration_ms = (started.elapsed().as_secs_f64() * 1e4).round() / 10.0;
+    // The status is on the span, so in the line already.
+    let _in = span.enter();
+    if quiet {
+        tracing::debug!(duration_ms, problem, "request finished");
+    } else if res.status().is_server_error() {
+        tracing::warn!(duration_ms, problem, "request failed");
+    } else {
+        tracing::info!(duration_ms, problem, "request finished");
+    }
 }
 
 async fn handle(
@@ -93,7 +128,8 @@ async fn handle(
     let max = state.config.max_body_bytes;
     let head = async {
         // Before anything else: an unauthenticated caller learns nothing and sends no body.
-        let caller = state.authenticate(&parts).await?;
+        let caller = state.authenticate(&parts, request_id).await?;
+        tracing::Span::current().record("tenant", caller.tenant.as_str());
         edge.tenant = Some(caller.tenant.clone());
         edge.key_id.clone_from(&caller.key_id);
         let op = parse_query(parts.uri.query().unwrap_or(""))?;
