@@ -26,10 +26,15 @@ pub async fn serve(
         set.spawn(async move {
             while let Some(msg) = sub.next().await {
                 let Some(reply) = msg.reply else { continue };
-                let span = tracing::info_span!("verify");
-                if let Some(tp) = msg.headers.as_ref().and_then(|h| h.get(contracts::job::H_TRACEPARENT)) {
-                    telemetry::trace::set_parent(&span, tp.as_str());
-                }
+                let header = |name| msg.headers.as_ref().and_then(|h| h.get(name)).map(|v| v.as_str());
+                let span = tracing::info_span!(
+                    "verify",
+                    otel.kind = "server",
+                    request_id = header(telemetry::REQUEST_ID_HEADER),
+                    tenant = tracing::field::Empty,
+                    trace_id = tracing::field::Empty,
+                );
+                telemetry::trace::continue_trace(&span, header(contracts::job::H_TRACEPARENT));
                 let answer = span.in_scope(|| answer(&shared, &metrics, &msg.payload));
                 let _ = client.publish(reply, answer.into()).await;
             }
@@ -53,9 +58,17 @@ pub fn answer(shared: &Shared, metrics: &Metrics, payload: &[u8]) -> Vec<u8> {
         }
     };
     let label = match &verdict {
-        Verdict::Allowed { .. } => "allowed".to_owned(),
-        Verdict::Refused { reason, .. } => {
-            serde_json::to_value(reason).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default()
+        Verdict::Allowed { tenant, key_id, .. } => {
+            tracing::Span::current().record("tenant", tenant.as_str());
+            tracing::debug!(%key_id, "allowed");
+            "allowed".to_owned()
+        }
+        Verdict::Refused { reason, detail } => {
+            let reason = serde_json::to_value(reason).ok().and_then(|v| v.as_str().map(str::to_owned));
+            let reason = reason.unwrap_or_default();
+            // Refusals are rarer and someone may be asking why: worth a line at the default level.
+            tracing::info!(%reason, %detail, "refused");
+            reason
         }
     };
     metrics.verifications.get_or_create(&VerdictLabel { verdict: label }).inc();
