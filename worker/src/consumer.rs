@@ -23,7 +23,7 @@ use contracts::{
 use futures::StreamExt;
 use std::{
     future::Future,
-    time::{Duration, Instant, SystemTime},
+    time::{Duration, Instant, SystemTime, UNIX_EPOCH},
 };
 use tokio::sync::watch;
 use tracing::{Instrument, info, info_span, warn};
@@ -138,27 +138,49 @@ async fn handle(
             return;
         }
     };
-    if msg.info().is_ok_and(|i| i.delivered > 1) {
+    let delivered = msg.info().map_or(1, |i| i.delivered);
+    if delivered > 1 {
         metrics.redelivered.inc();
     }
+    let queue_us = contracts::job::unix_us(received).saturating_sub(job.enqueued_us);
+    // The wait is a span of its own, dated from the api-server's publish to now:
+    // next to the processing it shows where a slow request spent its time.
+    telemetry::trace::record_interval(
+        "queue_wait",
+        job.traceparent.as_deref(),
+        (UNIX_EPOCH + Duration::from_micros(job.enqueued_us)).min(received),
+        received,
+        vec![
+            telemetry::trace::KeyValue::new("messaging.destination.name", subjects::JOBS_SUBJECT),
+            telemetry::trace::KeyValue::new("messaging.nats.delivered", delivered),
+        ],
+    );
+    let span = info_span!(
+        "process",
+        otel.kind = "consumer",
+        request_id = %job.request_id,
+        tenant = %job.tenant,
+        trace_id = tracing::field::Empty,
+        op = %job.op,
+    );
+    telemetry::trace::continue_trace(&span, job.traceparent.as_deref());
+    let queue_ms = queue_us as f64 / 1000.0;
     if job.expired_at(received) {
         // The api-server has already answered 503; doing the work would only delay live jobs.
         metrics.expired.inc();
+        span.in_scope(|| info!(queue_ms, "job expired in the queue; dropped"));
         let _ = msg.ack_with(AckKind::Term).await;
         return;
     }
-    let span = info_span!("resize", request_id = %job.request_id, op = %job.op);
-    if let Some(tp) = &job.traceparent {
-        telemetry::trace::set_parent(&span, tp);
-    }
     async {
-        let queue_us = contracts::job::unix_us(received).saturating_sub(job.enqueued_us);
         metrics.queue_wait.observe(queue_us as f64 / 1e6);
         metrics.in_flight.inc();
         let started = Instant::now();
         let payload = msg.payload.clone();
         let op = job.op;
+        let current = tracing::Span::current();
         let work = tokio::task::spawn_blocking(move || {
+            let _in = current.enter();
             let cpu = usage::thread_cpu_us();
             let result = resize::resize(&payload, &op, &limits);
             (result, usage::thread_cpu_us().saturating_sub(cpu))
@@ -233,9 +255,15 @@ async fn handle(
         };
         let mut headers = async_nats::HeaderMap::new();
         headers.insert(contracts::job::H_MSG_ID, job.request_id.as_str());
+        let publish_usage = info_span!("publish_usage", otel.kind = "producer");
+        // The aggregator's log lines about this record can then name the trace.
+        if let Some(tp) = telemetry::trace::traceparent(&publish_usage) {
+            headers.insert(contracts::job::H_TRACEPARENT, tp.as_str());
+        }
         let published = async {
             js.publish_with_headers(usage_streams::USAGE_SUBJECT, headers, record.encode().into()).await?.await
-        };
+        }
+        .instrument(publish_usage);
         if let Err(e) = published.await {
             warn!(error = %e, "publishing the usage record failed; leaving the job for redelivery");
             let _ = msg.ack_with(AckKind::Nak(Some(Duration::from_millis(500)))).await;
@@ -256,6 +284,7 @@ async fn handle(
         if let Err(e) = msg.ack().await {
             warn!(error = %e, "ack failed; the job may be redelivered");
         }
+        info!(outcome = %label, queue_ms, process_ms = process_us as f64 / 1000.0, "job finished");
         metrics
             .jobs
             .get_or_create(&OutcomeLabel { outcome: label })

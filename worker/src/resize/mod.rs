@@ -112,7 +112,10 @@ impl Engine {
                 input_pixels: pixels,
             });
         }
+        let decoding = tracing::info_span!("decode", path = "general").entered();
         let decoded = decode::decode(&mut self.decompressor, input, format, &header, stored_plan.min_scale())?;
+        drop(decoding);
+        let resampling = tracing::info_span!("resize", path = "general").entered();
 
         // The decoder may have shrunk the image: map the crop into decoded pixels.
         let (sx, sy) = (decoded.width as f64 / header.width as f64, decoded.height as f64 / header.height as f64);
@@ -144,6 +147,8 @@ impl Engine {
         if plan.canvas != plan.content {
             img = pad(img, plan.canvas, plan.offset, out_format != ImageFormat::Jpeg);
         }
+        drop(resampling);
+        let _encoding = tracing::info_span!("encode", path = "general").entered();
         let (width, height, alpha) = (img.width(), img.height(), img.color().has_alpha());
         let bytes = encode::encode(&mut self.compressor, out_format, img.as_bytes(), width, height, alpha, op.quality)?;
         Ok(Resized { bytes, rendered: Rendered { format: out_format, width, height }, input_pixels: pixels })

@@ -109,11 +109,14 @@ pub fn resize(
         // 4:1:1 and 4:4:1 are rare enough to leave to the general path.
         _ => return Ok(None),
     };
+    let decode = tracing::info_span!("decode", path = "planes").entered();
     let Some(started) = raw.start(input, luma, chroma_for(hs, vs), scan_limit).map_err(|e| corrupt(&e))? else {
         return Ok(None);
     };
     let layout = started.layout;
     let offsets = started.read(&mut bufs.decoded).map_err(|e| corrupt(&e))?;
+    drop(decode);
+    let resample = tracing::info_span!("resize", path = "planes").entered();
 
     let mut plane = |c: usize, dst: &mut Vec<u8>, out: (usize, usize)| {
         let src = compact(&mut bufs.decoded[offsets[c]..offsets[c] + layout.len(c)], &layout, c);
@@ -131,6 +134,8 @@ pub fn resize(
     if layout.components() == 1 {
         // Grey stays grey (as libvips writes it): one plane, no colour conversion.
         compressor.set_subsamp(Subsamp::Gray).map_err(|e| internal(&e))?;
+        drop(resample);
+        let _encode = tracing::info_span!("encode", path = "planes").entered();
         let image =
             turbojpeg::Image { pixels: &bufs.y[..], width: cw, pitch: cw, height: ch, format: PixelFormat::GRAY };
         return compressor.compress_to_vec(image).map(Some).map_err(|e| internal(&e));
@@ -142,6 +147,8 @@ pub fn resize(
     // grid onto the other.
     orient(&mut bufs.cb, (ow, oh), orientation);
     let (ow, oh) = orient(&mut bufs.cr, (ow, oh), orientation);
+    drop(resample);
+    let _encode = tracing::info_span!("encode", path = "planes").entered();
     if let Some(icc) = icc {
         color::ycbcr420_to_rgb(&bufs.y, (cw, ch), &bufs.cb, &bufs.cr, &mut bufs.rgb);
         color::rgb_to_srgb(icc, &mut bufs.rgb, false);
