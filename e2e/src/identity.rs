@@ -14,9 +14,14 @@ pub struct AuthCache {
 impl AuthCache {
     /// Starts `auth-cache` against `nats_url` and waits until its snapshot is loaded.
     pub async fn spawn(nats_url: &str, extra: &[&str]) -> anyhow::Result<Self> {
+        Self::launch(nats_url, extra, &crate::procs::Launch::default()).await
+    }
+
+    /// [`AuthCache::spawn`] with extra environment and its log in a file.
+    pub async fn launch(nats_url: &str, extra: &[&str], launch: &crate::procs::Launch) -> anyhow::Result<Self> {
         let mut args = vec!["--nats-url", nats_url, "--listen", "127.0.0.1:0"];
         args.extend_from_slice(extra);
-        let (child, base) = crate::procs::spawn_listening("auth-cache", &args, "AUTH_CACHE_LOG")?;
+        let (child, base) = crate::procs::launch_listening("auth-cache", &args, "AUTH_CACHE_LOG", launch)?;
         let me = Self { child, base };
         let http = reqwest::Client::new();
         // Loading the snapshot from a replicated bucket takes longer on a busy
@@ -37,6 +42,11 @@ impl AuthCache {
 
     pub fn signal(&self, sig: &str) {
         let _ = std::process::Command::new("kill").args([&format!("-{sig}"), &self.pid().to_string()]).status();
+    }
+
+    /// SIGTERM, then waits up to 10 s; returns whether the process exited 0 in that time.
+    pub fn terminate(&mut self) -> bool {
+        crate::procs::terminate(&mut self.child)
     }
 
     /// Waits until this replica has applied every write `store` has made so far.

@@ -8,6 +8,7 @@
 //! - [`bench`]: load generation and statistics for the benchmark binaries.
 //! - [`cluster`]: a 3-node nats-server cluster on loopback.
 //! - [`identity`]: the auth-cache as a process, tenants and keys, authenticated requests.
+//! - [`jaeger`]: Jaeger v2 on free ports, reading traces back from its query API.
 //! - [`metrics`]: reading the Prometheus text of a component.
 //! - [`usage`]: the usage-aggregator as a process, and reading USAGE.
 //! - [`ssim`]: structural similarity, the benchmarks' quality guard.
@@ -20,6 +21,7 @@ pub mod bench;
 pub mod cluster;
 pub mod corpus;
 pub mod identity;
+pub mod jaeger;
 pub mod metrics;
 pub mod nats;
 pub mod procs;

@@ -18,6 +18,49 @@ pub fn binary(name: &str) -> anyhow::Result<PathBuf> {
     bail!("{name} not built next to {}: run `cargo build --workspace --bins` (scripts/test.sh does)", exe.display())
 }
 
+/// How a service process is started beyond its flags: extra environment (set
+/// last, so it may override `RUST_LOG`) and a file that takes its stderr, the log.
+#[derive(Debug, Clone, Default)]
+pub struct Launch {
+    pub env: Vec<(String, String)>,
+    pub log: Option<PathBuf>,
+}
+
+impl Launch {
+    pub fn env(mut self, key: &str, value: &str) -> Self {
+        self.env.push((key.to_owned(), value.to_owned()));
+        self
+    }
+
+    pub fn log_to(mut self, path: PathBuf) -> Self {
+        self.log = Some(path);
+        self
+    }
+
+    fn apply(&self, cmd: &mut Command) -> anyhow::Result<()> {
+        cmd.envs(self.env.iter().map(|(k, v)| (k, v)));
+        cmd.stderr(match &self.log {
+            Some(path) => Stdio::from(std::fs::File::create(path)?),
+            None => Stdio::inherit(),
+        });
+        Ok(())
+    }
+}
+
+/// SIGTERM to `child`, then waits up to 10 s; whether it exited 0 in that time.
+pub fn terminate(child: &mut Child) -> bool {
+    let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while std::time::Instant::now() < deadline {
+        match child.try_wait() {
+            Ok(Some(status)) => return status.success(),
+            Ok(None) => std::thread::sleep(std::time::Duration::from_millis(50)),
+            Err(_) => return false,
+        }
+    }
+    false
+}
+
 /// A free loopback port (bound and released: a tiny race, acceptable in tests).
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
@@ -35,14 +78,19 @@ pub struct Worker {
 impl Worker {
     /// Starts `worker` against `nats_url` with extra flags (e.g. `--ack-wait 2s`).
     pub fn spawn(nats_url: &str, extra: &[&str]) -> anyhow::Result<Self> {
+        Self::launch(nats_url, extra, &Launch::default())
+    }
+
+    /// [`Worker::spawn`] with extra environment and its log in a file.
+    pub fn launch(nats_url: &str, extra: &[&str], launch: &Launch) -> anyhow::Result<Self> {
         let port = free_port();
-        let child = Command::new(binary("worker")?)
-            .args(["--nats-url", nats_url, "--metrics-addr", &format!("127.0.0.1:{port}")])
+        let mut cmd = Command::new(binary("worker")?);
+        cmd.args(["--nats-url", nats_url, "--metrics-addr", &format!("127.0.0.1:{port}")])
             .args(extra)
             .env("RUST_LOG", std::env::var("WORKER_LOG").unwrap_or_else(|_| "warn".into()))
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()?;
+            .stdout(Stdio::null());
+        launch.apply(&mut cmd)?;
+        let child = cmd.spawn()?;
         Ok(Self { child, metrics_url: format!("http://127.0.0.1:{port}/metrics") })
     }
 
@@ -62,16 +110,7 @@ impl Worker {
 
     /// SIGTERM, then waits up to 10 s; returns whether the process exited 0 in that time.
     pub fn terminate(&mut self) -> bool {
-        self.signal("TERM");
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-        while std::time::Instant::now() < deadline {
-            match self.child.try_wait() {
-                Ok(Some(status)) => return status.success(),
-                Ok(None) => std::thread::sleep(std::time::Duration::from_millis(50)),
-                Err(_) => return false,
-            }
-        }
-        false
+        terminate(&mut self.child)
     }
 }
 
@@ -90,29 +129,40 @@ pub struct ApiServer {
 impl ApiServer {
     /// Starts `api-server` on a free port against `nats_url`, with extra flags.
     pub fn spawn(nats_url: &str, extra: &[&str]) -> anyhow::Result<Self> {
+        Self::launch(nats_url, extra, &Launch::default())
+    }
+
+    /// [`ApiServer::spawn`] with extra environment and its log in a file.
+    pub fn launch(nats_url: &str, extra: &[&str], launch: &Launch) -> anyhow::Result<Self> {
         let mut args = vec!["--nats-url", nats_url, "--listen", "127.0.0.1:0"];
         args.extend_from_slice(extra);
-        let (child, base) = spawn_listening("api-server", &args, "API_LOG")?;
+        let (child, base) = launch_listening("api-server", &args, "API_LOG", launch)?;
         Ok(Self { child, base })
     }
-}
 
-impl ApiServer {
     pub fn pid(&self) -> u32 {
         self.child.id()
+    }
+
+    /// SIGTERM, then waits up to 10 s; returns whether the process exited 0 in that time.
+    pub fn terminate(&mut self) -> bool {
+        terminate(&mut self.child)
     }
 }
 
 /// Starts a service binary that prints `listening on <base URL>` as its first
 /// line; returns the child and that URL. `log_var` names the variable that sets its `RUST_LOG` (default `warn`).
 pub fn spawn_listening(name: &str, args: &[&str], log_var: &str) -> anyhow::Result<(Child, String)> {
+    launch_listening(name, args, log_var, &Launch::default())
+}
+
+/// [`spawn_listening`] with extra environment and the log in a file.
+pub fn launch_listening(name: &str, args: &[&str], log_var: &str, launch: &Launch) -> anyhow::Result<(Child, String)> {
     use std::io::BufRead;
-    let mut child = Command::new(binary(name)?)
-        .args(args)
-        .env("RUST_LOG", std::env::var(log_var).unwrap_or_else(|_| "warn".into()))
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()?;
+    let mut cmd = Command::new(binary(name)?);
+    cmd.args(args).env("RUST_LOG", std::env::var(log_var).unwrap_or_else(|_| "warn".into())).stdout(Stdio::piped());
+    launch.apply(&mut cmd)?;
+    let mut child = cmd.spawn()?;
     let stdout = child.stdout.take().context("child stdout")?;
     let mut line = String::new();
     std::io::BufReader::new(stdout).read_line(&mut line)?;
