@@ -51,6 +51,13 @@ grep -q "kind: ServiceMonitor" "$work/monitor.yaml" || fail "metrics.serviceMoni
 "$HELM" template t "$chart" >"$work/default.yaml"
 if grep -q "kind: ServiceMonitor" "$work/default.yaml"; then fail "a ServiceMonitor without asking"; fi
 ok "ServiceMonitor only when enabled"
+"$HELM" template t "$chart" --set metrics.prometheusRule.enabled=true >"$work/rule.yaml"
+grep -q "kind: PrometheusRule" "$work/rule.yaml" || fail "metrics.prometheusRule.enabled renders no PrometheusRule"
+if grep -q "kind: PrometheusRule" "$work/default.yaml"; then fail "a PrometheusRule without asking"; fi
+grep -q "alert: ResizerReconcileErrors" "$work/default.yaml" || fail "the rules ConfigMap does not hold the operator's alerts"
+dashboards=$(grep -c '^    grafana_dashboard: "1"' "$work/default.yaml" || true)
+[ "$dashboards" = 2 ] || fail "$dashboards ConfigMaps carry the Grafana sidecar label, want 2 (fleet, operator)"
+ok "PrometheusRule only when enabled; rules ConfigMap and 2 dashboard ConfigMaps by default"
 
 # --- Against the apiserver: the rendered chart validates server-side.
 k create namespace "$NAMESPACE" --dry-run=client -o yaml | k apply -f - >/dev/null

@@ -45,8 +45,10 @@ diagnose() {
 scenario=fleet
 fail() { log "fleet: FAILED: $*"; diagnose; exit 1; }
 source "$here/lib.sh"
+prom=
 cleanup() {
   [ -n "$load_pid" ] && kill "$load_pid" 2>/dev/null
+  [ -n "$prom" ] && bash "$REPO_ROOT/e2e/observability/prometheus.sh" stop "$work/prometheus"
   if [ "${KEEP:-0}" != 1 ]; then
     k delete namespace "$ns" "$ns-bad" --wait=false >/dev/null 2>&1
     "$HELM" uninstall "$release" -n "$op_ns" >/dev/null 2>&1
@@ -89,6 +91,19 @@ for c in api worker queue authCache usageAggregator; do
   [ "${r:-0}" -ge 1 ] || fail "component $c has ${r:-0} ready pods"
 done
 ok "every component ready: $(kn get rd "$rd" -o jsonpath='{.status.components}')"
+
+# --- A real Prometheus, scraping the pods as a platform's would, with the rules
+# the operator rendered for the fleet and the chart's rules for the operator.
+if [ -n "${PROMETHEUS:-}" ]; then
+  kn get configmap "$rd-prometheus-rules" -o jsonpath='{.data.resizer\.rules\.yaml}' >"$work/fleet.rules.yaml"
+  k -n "$op_ns" get configmap "$op-prometheus-rules" -o jsonpath='{.data.operator\.rules\.yaml}' >"$work/operator.rules.yaml"
+  grep -c 'alert:' "$work/fleet.rules.yaml" >"$work/n" || fail "ConfigMap $rd-prometheus-rules holds no alerts"
+  prom=$(bash "$REPO_ROOT/e2e/observability/prometheus.sh" start "$work/prometheus" "${PROMETHEUS_PORT:-19090}" \
+    "$work/fleet.rules.yaml" "$work/operator.rules.yaml") || fail "Prometheus did not start"
+  ok "Prometheus at $prom: pod discovery, $(cat "$work/n") fleet alerts from ConfigMap $rd-prometheus-rules, the chart's operator rules"
+elif [ "${FLEET_MODE:-test}" != try ]; then
+  fail "PROMETHEUS is not set: the dashboards and rules are checked against a real Prometheus"
+fi
 
 # The JetStream cluster formed its routes over the headless Service and holds the streams.
 mapfile -t nats_ips < <(kn get pods -l app.kubernetes.io/component=nats -o jsonpath='{range .items[*]}{.status.podIP}{"\n"}{end}')
@@ -201,6 +216,44 @@ wait "$load_pid" || true; load_pid=
 [ -n "$t_ready" ] || fail "workers scaled to $want but only ${have:-0} became Ready"
 log "fleet: load: $(cat "$work/load.json")"
 log "fleet: capacity inputs at the peak: $(kn get rd "$rd" -o jsonpath='{.status.capacity}' | python3 -c 'import json,sys; d=json.load(sys.stdin); d.pop("recent",None); print(json.dumps(d))')"
+
+# --- What Prometheus made of the load: every target up, every rule healthy,
+# every dashboard query answered with data.
+if [ -n "$prom" ]; then
+  q() { curl -fsS --max-time 10 --get "$prom/api/v1/$1" ${2:+--data-urlencode "query=$2"}; }
+  q targets >"$work/targets.json"
+  python3 - "$work/targets.json" <<'PY' || fail "Prometheus targets: $(head -c 600 "$work/targets.json")"
+import json, sys
+t = json.load(open(sys.argv[1]))["data"]["activeTargets"]
+comps = sorted({x["labels"].get("component", "operator") for x in t})
+down = [x["scrapeUrl"] + ": " + x.get("lastError", "") for x in t if x["health"] != "up"]
+print(f"{len(t)} targets ({', '.join(comps)})", file=sys.stderr)
+sys.exit(1 if down or not {"api", "worker", "auth-cache", "usage-aggregator", "operator"} <= set(comps) else 0)
+PY
+  q rules >"$work/rules.json"
+  python3 - "$work/rules.json" <<'PY' || fail "a rule Prometheus could not evaluate"
+import json, sys
+groups = json.load(open(sys.argv[1]))["data"]["groups"]
+rules = [r for g in groups for r in g["rules"]]
+bad = [f'{r["name"]}: {r.get("lastError")}' for r in rules if r["health"] != "ok"]
+for b in bad:
+    print(b, file=sys.stderr)
+print(f"{len(rules)} rules in {len(groups)} groups, {len(bad)} unhealthy", file=sys.stderr)
+sys.exit(1 if bad or len(rules) < 20 else 0)
+PY
+  sli=$(q query "resizer:sla_errors:ratio_rate5m{namespace=\"$ns\",fleet=\"$rd\"}" | python3 -c 'import json,sys; r=json.load(sys.stdin)["data"]["result"]; print(r[0]["value"][1] if r else "none")')
+  [ "$sli" != none ] || fail "the recording rule resizer:sla_errors:ratio_rate5m has no value for $ns/$rd"
+  ok "Prometheus: every target up, every rule healthy; 5m error ratio of the load: $sli"
+  python3 "$REPO_ROOT/e2e/observability/dashboards.py" check --prometheus "$prom" --namespace "$ns" --fleet "$rd" \
+    "$REPO_ROOT"/charts/resizer/dashboards/*.json >"$work/panels.txt" 2>&1 || { cat "$work/panels.txt" >&2; fail "a dashboard query returned no data"; }
+  ok "every dashboard query returns data from the real components: $(grep -c '^ok' "$work/panels.txt") queries"
+  alerts=$(q query 'ALERTS' | python3 -c 'import json,sys; print(" ".join(sorted({a["metric"]["alertname"] + "/" + a["metric"]["alertstate"] for a in json.load(sys.stdin)["data"]["result"]})) or "none")')
+  log "fleet: alerts pending or firing after the load: $alerts"
+  out=${OBSERVABILITY_OUT:-$work}
+  python3 "$REPO_ROOT/e2e/observability/dashboards.py" plot --prometheus "$prom" --namespace "$ns" --fleet "$rd" \
+    --minutes 4 --out "$out/fleet-dashboard.svg" "$REPO_ROOT/charts/resizer/dashboards/resizer-fleet.json" >&2 \
+    || fail "plotting the fleet dashboard"
+fi
 eventually 120 "backlog drained after the load" bash -c "[ \"\$('$KUBECTL' -n '$ns' get rd '$rd' -o jsonpath='{.status.queue.numPending}')\" = 0 ]"
 # Refusals under overload (503, and resets until the api drains refused bodies) are counted, not failed on here.
 python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); sys.exit(0 if d["status"].get("200",0) > 0 else 1)' "$work/load.json" \

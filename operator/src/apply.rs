@@ -6,7 +6,8 @@ use crate::desired::{Children, MANAGER};
 use crate::error::Error;
 use k8s_openapi::NamespaceResourceScope;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
-use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, Preconditions};
+use kube::api::{Api, DeleteParams, DynamicObject, ListParams, Patch, PatchParams, Preconditions};
+use kube::core::ApiResource;
 use kube::{Client, Resource, ResourceExt};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -35,6 +36,16 @@ where
     Ok(out)
 }
 
+/// Applies objects of a kind the operator knows only at run time (the Prometheus Operator's).
+async fn apply_dynamic(client: &Client, ns: &str, resource: &ApiResource, objs: &[DynamicObject]) -> Result<(), Error> {
+    let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), ns, resource);
+    let params = PatchParams::apply(MANAGER).force();
+    for o in objs {
+        api.patch(&o.name_any(), &params, &Patch::Apply(o)).await?;
+    }
+    Ok(())
+}
+
 /// Applies every child (accounts and config first, so workloads never start without them)
 /// and returns the replica counts the workloads report.
 pub async fn apply_all(client: &Client, ns: &str, c: &Children) -> Result<ComponentsStatus, Error> {
@@ -46,6 +57,8 @@ pub async fn apply_all(client: &Client, ns: &str, c: &Children) -> Result<Compon
     let sets = apply_each(client, ns, &c.stateful_sets).await?;
     let deps = apply_each(client, ns, &c.deployments).await?;
     apply_each(client, ns, &c.ingresses).await?;
+    apply_dynamic(client, ns, &crate::monitoring::pod_monitor_resource(), &c.pod_monitors).await?;
+    apply_dynamic(client, ns, &crate::monitoring::prometheus_rule_resource(), &c.prometheus_rules).await?;
 
     let mut out = ComponentsStatus::default();
     for d in &deps {

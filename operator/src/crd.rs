@@ -45,6 +45,24 @@ pub struct ResizeDeploymentSpec {
     pub auth_cache: AuthCacheSpec,
     #[serde(default)]
     pub usage_aggregator: UsageAggregatorSpec,
+    #[serde(default)]
+    pub observability: ObservabilitySpec,
+}
+
+/// Where the fleet's traces go and how Prometheus finds its metrics and rules.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+#[serde(default)]
+pub struct ObservabilitySpec {
+    /// OTLP/HTTP endpoint every component exports traces to (e.g.
+    /// `http://otel-collector.observability:4318`). Unset: the operator's own
+    /// endpoint (the chart's `otlpEndpoint`); neither: no export.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub otlp_endpoint: Option<String>,
+    /// Labels for the PodMonitor and PrometheusRule, for a Prometheus that
+    /// selects them by label (e.g. `release: kube-prometheus-stack`).
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub monitor_labels: BTreeMap<String, String>,
 }
 
 /// What the fleet promises.

@@ -12,6 +12,7 @@ use k8s_openapi::api::core::v1::{ConfigMap, ResourceRequirements, Service, Servi
 use k8s_openapi::api::networking::v1::{Ingress, NetworkPolicy};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
+use kube::api::DynamicObject;
 use kube::{Resource, ResourceExt};
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
@@ -119,6 +120,10 @@ pub struct Children {
     pub disruption_budgets: Vec<PodDisruptionBudget>,
     pub ingresses: Vec<Ingress>,
     pub network_policies: Vec<NetworkPolicy>,
+    /// The PodMonitor, when the cluster has the Prometheus Operator's CRDs.
+    pub pod_monitors: Vec<DynamicObject>,
+    /// The PrometheusRule with the fleet's SLO rules, likewise.
+    pub prometheus_rules: Vec<DynamicObject>,
 }
 
 /// Replica counts decided by the capacity math.
@@ -136,17 +141,35 @@ pub struct Inputs<'a> {
     /// Where the operator's own pods run: the NATS policy admits the operator
     /// from that namespace only, not any pod that copies its labels elsewhere.
     pub operator_namespace: &'a str,
+    /// Whether the cluster has PodMonitor and PrometheusRule.
+    pub monitoring: crate::monitoring::Monitoring,
+    /// The operator's own OTLP endpoint: the fleet's when its spec names none.
+    pub otlp_endpoint: Option<&'a str>,
 }
 
 pub fn children(rd: &ResizeDeployment, inputs: &Inputs) -> Result<Children, Error> {
     let replicas = inputs.replicas;
-    let b = Builder { rd, owner: owner(rd)?, operator_namespace: inputs.operator_namespace };
+    let otlp = rd.spec.observability.otlp_endpoint.as_deref().or(inputs.otlp_endpoint).filter(|e| !e.is_empty());
+    let b = Builder {
+        rd,
+        owner: owner(rd)?,
+        operator_namespace: inputs.operator_namespace,
+        monitoring: inputs.monitoring,
+        otlp_endpoint: otlp,
+    };
     let spec = &rd.spec;
     let mut out = Children::default();
     for c in Component::ALL {
         out.service_accounts.push(b.object(c.name(rd), c, json!({"automountServiceAccountToken": false}))?);
     }
     out.config_maps.push(b.nats_config()?);
+    out.config_maps.push(b.rules_config()?);
+    if inputs.monitoring.pod_monitor {
+        out.pod_monitors.push(b.pod_monitor()?);
+    }
+    if inputs.monitoring.prometheus_rule {
+        out.prometheus_rules.push(b.prometheus_rule()?);
+    }
     out.services.push(b.nats_service()?);
     out.stateful_sets.push(b.nats_statefulset()?);
     out.disruption_budgets.push(b.pdb(Component::Queue)?);
@@ -264,6 +287,16 @@ struct Builder<'a> {
     rd: &'a ResizeDeployment,
     owner: OwnerReference,
     operator_namespace: &'a str,
+    monitoring: crate::monitoring::Monitoring,
+    otlp_endpoint: Option<&'a str>,
+}
+
+/// The ConfigMap key holding the fleet's rule file.
+pub const RULES_KEY: &str = "resizer.rules.yaml";
+
+/// `<resizedeployment>-prometheus-rules`: the rule file where no PrometheusRule can carry it.
+pub fn rules_config_name(rd: &ResizeDeployment) -> String {
+    format!("{}-prometheus-rules", rd.name_any())
 }
 
 impl Builder<'_> {
@@ -318,6 +351,9 @@ impl Builder<'_> {
         // One JSON object per line: what a cluster's log pipeline parses without a custom grok.
         if let Some(vars) = env.as_array_mut() {
             vars.push(json!({"name": "LOG_FORMAT", "value": "json"}));
+            if let Some(endpoint) = self.otlp_endpoint {
+                vars.push(json!({"name": "OTEL_EXPORTER_OTLP_ENDPOINT", "value": endpoint}));
+            }
         }
         // The worker has no readiness endpoint of its own; it is ready when it is alive.
         let (port, ready_path) =
@@ -335,6 +371,19 @@ impl Builder<'_> {
             container["resources"] = json!(r);
         }
         let mut template = self.pod_template(c, pod, json!([container]), json!([]));
+        // Without a PodMonitor, the annotations annotation-driven scrape configs
+        // look for; the spec's own annotations win over them.
+        if !self.monitoring.pod_monitor {
+            let mut annotations = json!({
+                "prometheus.io/scrape": "true",
+                "prometheus.io/port": port.to_string(),
+                "prometheus.io/path": "/metrics",
+            });
+            for (k, v) in &pod.annotations {
+                annotations[k] = json!(v);
+            }
+            template["metadata"]["annotations"] = annotations;
+        }
         if spread {
             template["spec"]["topologySpreadConstraints"] = json!([{
                 "maxSkew": 1,
@@ -396,6 +445,62 @@ impl Builder<'_> {
             body["spec"]["tls"] = json!([{"hosts": [host], "secretName": secret}]);
         }
         self.object(Component::Api.name(self.rd), Component::Api, body)
+    }
+
+    fn rules_config(&self) -> Result<ConfigMap, Error> {
+        let body = json!({"data": {RULES_KEY: crate::slo::rules(self.rd).to_yaml()}});
+        self.object(rules_config_name(self.rd), Component::Api, body)
+    }
+
+    /// A monitoring.coreos.com object with the common metadata and the spec's monitor labels.
+    fn monitoring_object(
+        &self,
+        resource: &kube::core::ApiResource,
+        c: Component,
+        spec: Value,
+    ) -> Result<DynamicObject, Error> {
+        let mut labels = labels(self.rd, c);
+        labels.extend(self.rd.spec.observability.monitor_labels.clone());
+        let body = json!({
+            "apiVersion": resource.api_version,
+            "kind": resource.kind,
+            "metadata": {
+                "name": self.rd.name_any(),
+                "namespace": self.rd.namespace(),
+                "labels": labels,
+                "ownerReferences": [self.owner],
+            },
+            "spec": spec,
+        });
+        serde_json::from_value(body).map_err(|e| Error::Build(resource.kind.clone(), e))
+    }
+
+    /// Scrapes the `http` port of every fleet pod (NATS has none: its
+    /// monitoring port is not Prometheus' format), naming fleet and component
+    /// in the labels the SLO rules and dashboards select on.
+    fn pod_monitor(&self) -> Result<DynamicObject, Error> {
+        let relabel = |label: &str, target: &str| json!({"sourceLabels": [format!("__meta_kubernetes_pod_label_{label}")], "targetLabel": target});
+        let spec = json!({
+            "selector": {"matchLabels": {
+                "app.kubernetes.io/name": "resizer",
+                "app.kubernetes.io/instance": self.rd.name_any(),
+            }},
+            "podMetricsEndpoints": [{
+                "port": "http",
+                "path": "/metrics",
+                "relabelings": [
+                    relabel("app_kubernetes_io_instance", "fleet"),
+                    relabel("app_kubernetes_io_component", "component"),
+                ],
+            }],
+        });
+        self.monitoring_object(&crate::monitoring::pod_monitor_resource(), Component::Api, spec)
+    }
+
+    fn prometheus_rule(&self) -> Result<DynamicObject, Error> {
+        let spec =
+            serde_json::to_value(crate::slo::rules(self.rd)).map_err(|e| Error::Build("PrometheusRule".into(), e))?;
+        self.monitoring_object(&crate::monitoring::prometheus_rule_resource(), Component::Api, spec)
     }
 
     fn nats_config(&self) -> Result<ConfigMap, Error> {
@@ -576,7 +681,7 @@ mod tests {
     }
 
     fn inputs(replicas: Replicas) -> Inputs<'static> {
-        Inputs { replicas, operator_namespace: "resizer-system" }
+        Inputs { replicas, operator_namespace: "resizer-system", monitoring: Default::default(), otlp_endpoint: None }
     }
 
     fn all(rd: &ResizeDeployment) -> Children {
@@ -612,7 +717,7 @@ mod tests {
             .chain(c.disruption_budgets.iter().map(|o| &o.metadata))
             .chain(c.network_policies.iter().map(|o| &o.metadata))
             .collect();
-        assert_eq!(metas.len(), 5 + 1 + 4 + 1 + 4 + 2 + 5);
+        assert_eq!(metas.len(), 5 + 2 + 4 + 1 + 4 + 2 + 5);
         for m in metas {
             let owners = m.owner_references.as_ref().unwrap();
             assert_eq!(owners.len(), 1);
@@ -794,6 +899,66 @@ mod tests {
             let port = p.backend.service.as_ref().unwrap().port.as_ref().unwrap();
             assert_eq!(port.name.as_deref(), Some("http"));
         }
+    }
+
+    fn template_annotations(c: &Children, deployment: &str) -> BTreeMap<String, String> {
+        let d = c.deployments.iter().find(|d| d.metadata.name.as_deref() == Some(deployment)).unwrap();
+        d.spec.template.metadata.as_ref().unwrap().annotations.clone().unwrap_or_default()
+    }
+
+    #[test]
+    fn without_the_prometheus_operator_pods_are_annotated_and_rules_sit_in_a_config_map() {
+        let mut rd = rd();
+        rd.spec.api.pod.annotations.insert("prometheus.io/path".into(), "/custom".into());
+        let c = all(&rd);
+        assert!(c.pod_monitors.is_empty() && c.prometheus_rules.is_empty());
+        let worker = template_annotations(&c, "photos-worker");
+        assert_eq!(worker["prometheus.io/scrape"], "true");
+        assert_eq!(worker["prometheus.io/port"], "9091");
+        assert_eq!(template_annotations(&c, "photos-api")["prometheus.io/path"], "/custom", "the spec's own win");
+        let rules =
+            c.config_maps.iter().find(|m| m.metadata.name.as_deref() == Some("photos-prometheus-rules")).unwrap();
+        let file = &rules.data.as_ref().unwrap()[RULES_KEY];
+        assert_eq!(file, &crate::slo::rules(&rd).to_yaml());
+    }
+
+    #[test]
+    fn with_the_prometheus_operator_a_pod_monitor_and_a_prometheus_rule() {
+        let mut rd = rd();
+        rd.spec.observability.monitor_labels.insert("release".into(), "kube-prometheus-stack".into());
+        let monitoring = crate::monitoring::Monitoring { pod_monitor: true, prometheus_rule: true };
+        let c = children(&rd, &Inputs { monitoring, ..inputs(Replicas { api: 2, workers: Some(2) }) }).unwrap();
+        assert!(!template_annotations(&c, "photos-worker").contains_key("prometheus.io/scrape"));
+        let pm = serde_json::to_value(&c.pod_monitors[0]).unwrap();
+        assert_eq!(pm["kind"], "PodMonitor");
+        assert_eq!(pm["apiVersion"], "monitoring.coreos.com/v1");
+        assert_eq!(pm["metadata"]["labels"]["release"], "kube-prometheus-stack");
+        assert_eq!(pm["metadata"]["ownerReferences"][0]["kind"], "ResizeDeployment");
+        assert_eq!(pm["spec"]["selector"]["matchLabels"]["app.kubernetes.io/instance"], "photos");
+        let ep = &pm["spec"]["podMetricsEndpoints"][0];
+        assert_eq!(ep["port"], "http");
+        let targets: Vec<&str> =
+            ep["relabelings"].as_array().unwrap().iter().map(|r| r["targetLabel"].as_str().unwrap()).collect();
+        assert_eq!(targets, ["fleet", "component"], "the labels the SLO rules select on");
+        let pr = serde_json::to_value(&c.prometheus_rules[0]).unwrap();
+        assert_eq!(pr["kind"], "PrometheusRule");
+        assert_eq!(pr["spec"], serde_json::to_value(crate::slo::rules(&rd)).unwrap());
+    }
+
+    #[test]
+    fn every_component_exports_traces_where_asked() {
+        let c = all(&rd());
+        assert!(!env(&c, "photos-api").contains_key("OTEL_EXPORTER_OTLP_ENDPOINT"), "no endpoint: no export");
+        let operator_default =
+            Inputs { otlp_endpoint: Some("http://otel.obs:4318"), ..inputs(Replicas { api: 1, workers: Some(1) }) };
+        let c = children(&rd(), &operator_default).unwrap();
+        for d in ["photos-api", "photos-worker", "photos-auth-cache", "photos-usage-aggregator"] {
+            assert_eq!(env(&c, d)["OTEL_EXPORTER_OTLP_ENDPOINT"], "http://otel.obs:4318", "{d}");
+        }
+        let mut own = rd();
+        own.spec.observability.otlp_endpoint = Some("http://tempo.team:4318".into());
+        let c = children(&own, &operator_default).unwrap();
+        assert_eq!(env(&c, "photos-worker")["OTEL_EXPORTER_OTLP_ENDPOINT"], "http://tempo.team:4318", "the spec wins");
     }
 
     #[test]

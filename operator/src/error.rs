@@ -16,6 +16,10 @@ pub enum Error {
 }
 
 impl Error {
+    /// Every value [`Error::metric_label`] can take: a fleet's error counters
+    /// exist at zero for each, so a rate over them says "none" instead of "no data".
+    pub const METRIC_LABELS: [&'static str; 3] = ["kube", "build", "missing_key"];
+
     /// Short label for the errors metric.
     pub fn metric_label(&self) -> &'static str {
         match self {
@@ -23,5 +27,23 @@ impl Error {
             Error::Build(..) => "build",
             Error::MissingObjectKey(_) => "missing_key",
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_label_is_listed() {
+        let all = [
+            Error::Kube(kube::Error::LinesCodecMaxLineLengthExceeded),
+            Error::Build("x".into(), serde_json::from_str::<u8>("x").unwrap_err()),
+            Error::MissingObjectKey("metadata.uid"),
+        ];
+        for e in &all {
+            assert!(Error::METRIC_LABELS.contains(&e.metric_label()), "{}", e.metric_label());
+        }
+        assert_eq!(all.len(), Error::METRIC_LABELS.len());
     }
 }

@@ -41,11 +41,13 @@ pub struct FakeApiServer {
     pub refuse: Option<&'static str>,
     /// What a LIST of a resource (by its plural, e.g. "pods") returns.
     pub lists: HashMap<&'static str, Vec<Value>>,
+    /// Whether discovery serves the Prometheus Operator's monitoring.coreos.com/v1.
+    pub monitoring: bool,
 }
 
 impl FakeApiServer {
     pub fn new(hpa_for: Option<String>) -> Self {
-        FakeApiServer { calls: Arc::default(), hpa_for, refuse: None, lists: HashMap::new() }
+        FakeApiServer { calls: Arc::default(), hpa_for, refuse: None, lists: HashMap::new(), monitoring: false }
     }
 
     pub fn start(rd: &ResizeDeployment, hpa_for: Option<String>) -> (Client, Arc<Mutex<Vec<Call>>>) {
@@ -90,6 +92,14 @@ impl FakeApiServer {
         let segments: Vec<&str> = call.path.split('/').collect();
         let is_list = segments.len() >= 3 && segments[segments.len() - 3] == "namespaces";
         match call.method {
+            Method::GET if self.monitoring && call.path == "/apis/monitoring.coreos.com/v1" => {
+                let resources: Vec<Value> = ["podmonitors", "prometheusrules", "servicemonitors"]
+                    .iter()
+                    .map(|r| json!({"name": r, "singularName": "", "namespaced": true, "kind": "", "verbs": ["get", "patch"]}))
+                    .collect();
+                let list = json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": "monitoring.coreos.com/v1", "resources": resources});
+                (StatusCode::OK, list)
+            }
             Method::GET if last == "horizontalpodautoscalers" => {
                 let items = match &self.hpa_for {
                     Some(target) => vec![json!({

@@ -6,6 +6,8 @@
 //! - [`crd`]: the resource's spec and status types, CEL rules and printer columns.
 //! - [`capacity`]: the capacity math and the scaling decision, pure.
 //! - [`desired`]: the child objects as a pure function of spec and replica counts.
+//! - [`slo`]: the SLA as Prometheus recording rules and burn-rate alerts, pure.
+//! - [`monitoring`]: whether the cluster has the Prometheus Operator's CRDs.
 //! - [`queue`]: what the operator reads from JetStream, behind a trait.
 //! - [`failover`]: when to step a browned-out JOBS leader down, pure.
 //! - [`reconcile`]: one reconcile round as its phases, the controller loop and its error policy.
@@ -48,7 +50,9 @@ pub mod failover;
 mod fixtures;
 pub mod leader;
 pub mod metrics;
+pub mod monitoring;
 pub mod pods;
 pub mod queue;
 pub mod queue_leader;
 pub mod reconcile;
+pub mod slo;

@@ -76,6 +76,8 @@ async fn main() -> anyhow::Result<()> {
     let queue = Arc::new(NatsQueue::new(args.nats_timeout));
     let mut ctx = Context::new(client, &identity, metrics.clone(), queue, &args.lease_namespace);
     ctx.nats_url = args.nats_url;
+    // The endpoint the chart gives the operator (telemetry reads the same variable) is the fleets' default.
+    ctx.otlp_endpoint = std::env::var("OTEL_EXPORTER_OTLP_ENDPOINT").ok().filter(|e| !e.is_empty());
     let ctx = Arc::new(ctx);
 
     loop {

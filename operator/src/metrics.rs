@@ -6,7 +6,7 @@ use prometheus_client::encoding::{EncodeLabelSet, text::encode};
 use prometheus_client::metrics::{counter::Counter, family::Family, gauge::Gauge, histogram::Histogram};
 use prometheus_client::registry::Registry;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Instant;
 
 /// A failed round: which fleet, and the cause as a static label (the error's kind, not its text).
@@ -34,6 +34,18 @@ pub struct Metrics {
     pub desired_workers: Family<FleetLabels, Gauge>,
     /// 1 while the fleet's JOBS stream can be read.
     pub queue_healthy: Family<FleetLabels, Gauge>,
+    /// Times the JOBS stream's raft leader was seen to change between two rounds.
+    pub queue_leader_changes: Family<FleetLabels, Counter>,
+    /// Browned-out JOBS leaders the operator asked to step down.
+    pub queue_step_downs: Family<FleetLabels, Counter>,
+    /// Jobs pending or being processed at the last reading: the scaler's input.
+    pub queue_backlog: Family<FleetLabels, Gauge>,
+    /// Arrival rate between the last two readings, jobs per second.
+    pub arrival_rate: Family<FleetLabels, Gauge<f64, AtomicU64>>,
+    /// What the SLA leaves for waiting in the queue (p99 target minus one service time).
+    pub drain_budget_seconds: Family<FleetLabels, Gauge<f64, AtomicU64>>,
+    /// Worker pods ready at the end of the round, beside `desired_workers`.
+    pub ready_workers: Family<FleetLabels, Gauge>,
     registry: Registry,
 }
 
@@ -46,6 +58,12 @@ impl Default for Metrics {
         let leader = Gauge::default();
         let desired_workers = Family::<FleetLabels, Gauge>::default();
         let queue_healthy = Family::<FleetLabels, Gauge>::default();
+        let queue_leader_changes = Family::<FleetLabels, Counter>::default();
+        let queue_step_downs = Family::<FleetLabels, Counter>::default();
+        let queue_backlog = Family::<FleetLabels, Gauge>::default();
+        let arrival_rate = Family::<FleetLabels, Gauge<f64, AtomicU64>>::default();
+        let drain_budget_seconds = Family::<FleetLabels, Gauge<f64, AtomicU64>>::default();
+        let ready_workers = Family::<FleetLabels, Gauge>::default();
         let mut registry = Registry::with_prefix("resizer_operator");
         registry.register("reconciles", "Reconcile rounds started", reconciles.clone());
         registry.register("reconcile_errors", "Reconcile rounds that failed, by cause", errors.clone());
@@ -53,7 +71,35 @@ impl Default for Metrics {
         registry.register("leader", "1 while this replica holds the leader lease", leader.clone());
         registry.register("desired_workers", "Worker replicas chosen by the capacity math", desired_workers.clone());
         registry.register("queue_healthy", "1 while the JOBS stream can be read", queue_healthy.clone());
-        Self { reconciles, errors, duration, leader, desired_workers, queue_healthy, registry }
+        registry.register(
+            "queue_leader_changes",
+            "JOBS stream leader changes seen between rounds",
+            queue_leader_changes.clone(),
+        );
+        registry.register("queue_step_downs", "Browned-out JOBS leaders asked to step down", queue_step_downs.clone());
+        registry.register("queue_backlog", "Jobs pending or in progress at the last reading", queue_backlog.clone());
+        registry.register("arrival_rate", "Jobs per second between the last two readings", arrival_rate.clone());
+        registry.register(
+            "drain_budget_seconds",
+            "Queue wait the SLA allows: the p99 target minus one service time",
+            drain_budget_seconds.clone(),
+        );
+        registry.register("ready_workers", "Worker pods ready at the end of the round", ready_workers.clone());
+        Self {
+            reconciles,
+            errors,
+            duration,
+            leader,
+            desired_workers,
+            queue_healthy,
+            queue_leader_changes,
+            queue_step_downs,
+            queue_backlog,
+            arrival_rate,
+            drain_budget_seconds,
+            ready_workers,
+            registry,
+        }
     }
 }
 
@@ -71,6 +117,18 @@ impl Metrics {
             kind: e.metric_label().to_owned(),
         };
         self.errors.get_or_create(&labels).inc();
+    }
+
+    /// Creates a fleet's counters at zero (each error kind, leader changes,
+    /// step-downs), so `increase()` over them reads "none" rather than "no data".
+    pub fn fleet_observed(&self, fleet: &FleetLabels) {
+        for kind in crate::error::Error::METRIC_LABELS {
+            let labels =
+                ErrorLabels { namespace: fleet.namespace.clone(), name: fleet.name.clone(), kind: kind.into() };
+            drop(self.errors.get_or_create(&labels));
+        }
+        drop(self.queue_leader_changes.get_or_create(fleet));
+        drop(self.queue_step_downs.get_or_create(fleet));
     }
 
     pub fn encode(&self) -> String {

@@ -34,6 +34,9 @@ pub async fn watch(
         }
         failover::Verdict::StepDown(why) => match ctx.queue.step_down(url).await {
             Ok(()) => {
+                let fleet =
+                    crate::metrics::FleetLabels { namespace: rd.namespace().unwrap_or_default(), name: rd.name_any() };
+                ctx.metrics.queue_step_downs.get_or_create(&fleet).inc();
                 status.queue.last_step_down = Some(now.as_second());
                 let msg = format!("{why}; asked it to step down");
                 conditions::set(status, Type::QueueHealthy, false, Reason::LeaderSteppedDown, &msg, now);
@@ -51,22 +54,23 @@ pub async fn watch(
 }
 
 /// Mirrors the leader into a Lease named after the resource: holder = leader
-/// server, `leaseTransitions` = epoch.
+/// server, `leaseTransitions` = epoch. True when the leader changed from one
+/// the Lease held before (not when the Lease is first written).
 pub async fn record(
     client: &Client,
     rd: &ResizeDeployment,
     ns: &str,
     s: &QueueSample,
     now: jiff::Timestamp,
-) -> Result<(), Error> {
-    let Some(leader) = &s.leader else { return Ok(()) };
+) -> Result<bool, Error> {
+    let Some(leader) = &s.leader else { return Ok(false) };
     let leases: Api<Lease> = Api::namespaced(client.clone(), ns);
     let name = format!("{}-queue-leader", rd.name_any());
     let existing = leases.get_opt(&name).await?.and_then(|l| l.spec);
     let (holder, transitions) =
         existing.map(|s| (s.holder_identity, s.lease_transitions.unwrap_or(0))).unwrap_or((None, 0));
     if holder.as_deref() == Some(leader.as_str()) {
-        return Ok(());
+        return Ok(false);
     }
     let owner = rd.controller_owner_ref(&()).ok_or(Error::MissingObjectKey("metadata.uid"))?;
     let lease = json!({
@@ -83,5 +87,5 @@ pub async fn record(
     });
     let params = PatchParams::apply(MANAGER).force();
     leases.patch(&name, &params, &Patch::Apply(&lease)).await?;
-    Ok(())
+    Ok(holder.is_some())
 }

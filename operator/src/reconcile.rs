@@ -43,6 +43,8 @@ pub struct Context {
     pub nats_url: Option<String>,
     /// The namespace the operator's pods run in, which each fleet's NATS policy admits.
     pub operator_namespace: String,
+    /// The operator's own OTLP endpoint, passed to fleets whose spec names none.
+    pub otlp_endpoint: Option<String>,
 }
 
 impl Context {
@@ -61,6 +63,7 @@ impl Context {
             queue,
             nats_url: None,
             operator_namespace: operator_namespace.into(),
+            otlp_endpoint: None,
         }
     }
 }
@@ -202,7 +205,14 @@ pub async fn reconcile(rd: Arc<ResizeDeployment>, ctx: Arc<Context>) -> Result<A
 
     // Apply, then prune.
     let replicas = Replicas { api: base.api_replicas, workers: (!externally_scaled).then_some(workers) };
-    let children = desired::children(&rd, &Inputs { replicas, operator_namespace: &ctx.operator_namespace })?;
+    let monitoring = crate::monitoring::detect(client).await?;
+    let inputs = Inputs {
+        replicas,
+        operator_namespace: &ctx.operator_namespace,
+        monitoring,
+        otlp_endpoint: ctx.otlp_endpoint.as_deref(),
+    };
+    let children = desired::children(&rd, &inputs)?;
     let applied = match apply::apply_all(client, &ns, &children).await {
         Ok(applied) => applied,
         Err(e) => {
@@ -230,8 +240,11 @@ pub async fn reconcile(rd: Arc<ResizeDeployment>, ctx: Arc<Context>) -> Result<A
         let note = format!("applied generation {}", rd.metadata.generation.unwrap_or_default());
         events::publish(&ctx, &rd, EventType::Normal, reason::APPLIED, action::APPLY_CHILDREN, note).await;
     }
-    if let Ok(s) = &sample {
-        queue_leader::record(client, &rd, &ns, s, now).await?;
+    let fleet = FleetLabels { namespace: ns.clone(), name: rd.name_any() };
+    if let Ok(s) = &sample
+        && queue_leader::record(client, &rd, &ns, s, now).await?
+    {
+        ctx.metrics.queue_leader_changes.get_or_create(&fleet).inc();
     }
 
     // Look at pods that cannot run. Only a diagnosis: without it the round still stands.
@@ -276,9 +289,16 @@ pub async fn reconcile(rd: Arc<ResizeDeployment>, ctx: Arc<Context>) -> Result<A
     }
     status.components = applied;
     apply::patch_status(client, &rd, &status).await?;
-    let fleet = FleetLabels { namespace: ns.clone(), name: rd.name_any() };
-    ctx.metrics.desired_workers.get_or_create(&fleet).set(i64::from(workers));
-    ctx.metrics.queue_healthy.get_or_create(&fleet).set(i64::from(queue_ok));
+    let m = &ctx.metrics;
+    m.desired_workers.get_or_create(&fleet).set(i64::from(workers));
+    m.queue_healthy.get_or_create(&fleet).set(i64::from(queue_ok));
+    m.ready_workers.get_or_create(&fleet).set(i64::from(status.components.worker.ready));
+    m.drain_budget_seconds.get_or_create(&fleet).set(drain_budget);
+    m.fleet_observed(&fleet);
+    if let Some(cap) = &status.capacity {
+        m.queue_backlog.get_or_create(&fleet).set(cap.backlog.unwrap_or_default());
+        m.arrival_rate.get_or_create(&fleet).set(cap.observed_arrival_rate.unwrap_or_default());
+    }
     info!(workers, api = base.api_replicas, queue_ok, "reconciled");
     Ok(Action::requeue(SAMPLE_PERIOD))
 }
@@ -460,6 +480,67 @@ mod tests {
         let msg = &conditions::get(&s, Type::Ready).unwrap().message;
         assert!(msg.contains("maxWorkers is 200"), "{msg}");
         assert!(has_event(&calls, "InvalidSpec"));
+    }
+
+    #[tokio::test]
+    async fn with_the_prometheus_operator_a_round_applies_a_pod_monitor_and_a_prometheus_rule() {
+        let rd = sample();
+        let (client, calls) = FakeApiServer { monitoring: true, ..FakeApiServer::new(None) }.serve(&rd);
+        reconcile(Arc::new(rd), context(client, FakeQueue::Down)).await.unwrap();
+        let calls = calls.lock().unwrap().clone();
+        let applied = |plural: &str| {
+            calls.iter().any(|c| {
+                c.is_apply() && c.path == format!("/apis/monitoring.coreos.com/v1/namespaces/media/{plural}/photos")
+            })
+        };
+        assert!(applied("podmonitors") && applied("prometheusrules"), "{calls:#?}");
+        let (client, calls) = FakeApiServer::start(&sample(), None);
+        reconcile(Arc::new(sample()), context(client, FakeQueue::Down)).await.unwrap();
+        let calls = calls.lock().unwrap().clone();
+        assert!(!calls.iter().any(|c| c.path.contains("/namespaces/media/podmonitors")), "none without the CRDs");
+        assert!(calls.iter().any(|c| c.is_apply() && c.path.ends_with("/configmaps/photos-prometheus-rules")));
+    }
+
+    /// Every operator metric the shipped rules and dashboards name is in the
+    /// exposition after one ordinary round.
+    #[tokio::test]
+    async fn the_rules_and_dashboards_read_metrics_a_round_exports() {
+        let rd = sample();
+        let (client, _calls) = FakeApiServer::start(&rd, None);
+        let sample = QueueSample {
+            leader: Some("nats-0".into()),
+            num_pending: 3,
+            num_ack_pending: 1,
+            last_sequence: 10,
+            info_latency_ms: 1,
+            current_followers: 2,
+        };
+        let ctx = context(client, FakeQueue::Up(sample));
+        reconcile(Arc::new(rd.clone()), ctx.clone()).await.unwrap();
+        let exported = telemetry::metrics::sample_names(&ctx.metrics.encode());
+        let mut exprs: Vec<String> = Vec::new();
+        let operator_rules: Value =
+            serde_yaml::from_str(include_str!("../../charts/resizer/rules/operator.rules.yaml")).unwrap();
+        let fleet_rules = serde_json::to_value(crate::slo::rules(&rd)).unwrap();
+        for rules in [operator_rules, fleet_rules] {
+            for g in rules["groups"].as_array().unwrap() {
+                exprs.extend(g["rules"].as_array().unwrap().iter().map(|r| r["expr"].as_str().unwrap().to_owned()));
+            }
+        }
+        for dashboard in [
+            include_str!("../../charts/resizer/dashboards/resizer-fleet.json"),
+            include_str!("../../charts/resizer/dashboards/resizer-operator.json"),
+        ] {
+            let d: Value = serde_json::from_str(dashboard).unwrap();
+            for p in d["panels"].as_array().unwrap() {
+                exprs.extend(p["targets"].as_array().unwrap().iter().map(|t| t["expr"].as_str().unwrap().to_owned()));
+            }
+        }
+        let named: std::collections::BTreeSet<String> =
+            exprs.iter().flat_map(|e| telemetry::metrics::names_in_query(e, &["resizer_operator_"])).collect();
+        assert!(named.len() >= 10, "{named:?}");
+        let missing: Vec<_> = named.difference(&exported).collect();
+        assert!(missing.is_empty(), "named by a rule or dashboard, not exported after a round: {missing:?}");
     }
 
     #[tokio::test]

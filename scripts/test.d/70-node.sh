@@ -12,6 +12,10 @@ cd "$REPO_ROOT"
 SUDO=; [ "$(id -u)" = 0 ] || SUDO=sudo
 bash scripts/install-node-tools.sh >/dev/null
 export KUBECTL="$RESIZER_BIN/kubectl" HELM="$RESIZER_BIN/helm"
+# The scenario scrapes the fleet with a real Prometheus and checks the dashboards and rules against it.
+tools=$(bash scripts/install-observability-tools.sh)
+PROMETHEUS=$(sed -n 's/^PROMETHEUS=//p' <<<"$tools")
+export PROMETHEUS
 corpus=$(bash scripts/corpus.sh)
 PHOTO=$(find "$corpus/jpeg" -name '*.jpg' | sort | head -n1)
 export PHOTO

@@ -44,3 +44,53 @@ pub async fn serve(addr: std::net::SocketAddr, registry: Arc<Registry>) -> anyho
     });
     Ok(local)
 }
+
+/// Every sample name an exposition can carry. A family's `# TYPE` line names
+/// it even before it has a child, and counters and histograms add suffixes:
+/// what a rule or dashboard may select on, whether or not it has happened yet.
+pub fn sample_names(exposition: &str) -> std::collections::BTreeSet<String> {
+    let mut out = std::collections::BTreeSet::new();
+    for line in exposition.lines() {
+        let mut words = line.split_whitespace();
+        if let (Some("#"), Some("TYPE"), Some(name), Some(kind)) =
+            (words.next(), words.next(), words.next(), words.next())
+        {
+            let suffixes: &[&str] = match kind {
+                "counter" => &["_total", "_created"],
+                "histogram" => &["_bucket", "_sum", "_count", "_created"],
+                "info" => &["_info"],
+                _ => &[""],
+            };
+            for s in suffixes {
+                out.insert(format!("{name}{s}"));
+            }
+        }
+    }
+    out
+}
+
+/// The metric names a PromQL expression selects whose name starts with one of
+/// `prefixes` (recorded series, which have a colon, are not metrics of a component).
+pub fn names_in_query(expr: &str, prefixes: &[&str]) -> std::collections::BTreeSet<String> {
+    expr.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == ':'))
+        .filter(|w| !w.contains(':') && prefixes.iter().any(|p| w.starts_with(p)))
+        .map(str::to_owned)
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_found_in_expressions_and_expositions() {
+        let e = r#"histogram_quantile(0.99, sum by (le) (rate(worker_queue_wait_seconds_bucket{fleet="x"}[5m]))) > resizer:sla_errors:ratio_rate5m"#;
+        let got = names_in_query(e, &["worker_", "resizer_"]);
+        assert_eq!(got, ["worker_queue_wait_seconds_bucket".to_owned()].into());
+        let text = "# HELP api_shed Requests refused.\n# TYPE api_shed counter\n# TYPE api_in_flight gauge\n\
+                    # TYPE api_wait histogram\n";
+        let got = sample_names(text);
+        assert!(got.contains("api_shed_total") && got.contains("api_in_flight") && got.contains("api_wait_bucket"));
+        assert!(!got.contains("api_shed"), "a counter's samples end in _total");
+    }
+}

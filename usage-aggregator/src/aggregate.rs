@@ -163,11 +163,13 @@ pub async fn process_batch(
     let groups = apply::group(&staged);
     let writes: Vec<_> =
         groups.into_iter().map(|(key, recs)| write_group(&store.rollups, key, recs, &set, floor, metrics)).collect();
-    let written: Vec<(usize, usize)> =
+    let written: Vec<(Vec<&Staged>, usize)> =
         futures::stream::iter(writes).buffer_unordered(opts.write_concurrency.max(1)).try_collect().await?;
-    for (n, skipped) in written {
-        summary.counted += n;
+    let mut counted = Vec::with_capacity(staged.len());
+    for (fresh, skipped) in written {
+        summary.counted += fresh.len();
         summary.already_counted += skipped;
+        counted.extend(fresh);
     }
     metrics.unacked_batches.inc();
     if let Some(p) = opts.pause_before_ack {
@@ -180,35 +182,41 @@ pub async fn process_batch(
     let _ = store.client.flush().await;
     metrics.unacked_batches.dec();
     metrics.aggregated.inc_by(summary.counted as u64);
+    for s in counted {
+        metrics.tenant_request(&s.record);
+    }
     metrics.already_counted.inc_by(summary.already_counted as u64);
     metrics.dead_lettered.inc_by(summary.dead_lettered as u64);
     Ok(summary)
 }
 
-/// Counted and already-counted records of one document.
-async fn write_group(
+/// The records of one document counted now, and how many it already held.
+async fn write_group<'a>(
     kv: &kv::Store,
     key: String,
-    recs: Vec<&Staged>,
+    recs: Vec<&'a Staged>,
     set: &SeqSet,
     floor: u64,
     metrics: &Metrics,
-) -> Result<(usize, usize), AggregateError> {
-    let n = write_doc(kv, &key, &recs, set, floor, metrics).await?;
-    Ok((n, recs.len() - n))
+) -> Result<(Vec<&'a Staged>, usize), AggregateError> {
+    let fresh = write_doc(kv, &key, &recs, set, floor, metrics).await?;
+    let skipped = recs.len() - fresh.len();
+    Ok((fresh, skipped))
 }
 
 const WRITE_ATTEMPTS: u32 = 20;
 
 /// Read, apply, compare-and-set; again on a conflict.
-async fn write_doc(
+/// Writes the records `doc` lacks into it; returns those, as the write that
+/// succeeded saw them (a conflict rereads the document, which may hold more).
+async fn write_doc<'a>(
     kv: &kv::Store,
     key: &str,
-    recs: &[&Staged],
+    recs: &[&'a Staged],
     set: &SeqSet,
     floor: u64,
     metrics: &Metrics,
-) -> Result<usize, AggregateError> {
+) -> Result<Vec<&'a Staged>, AggregateError> {
     let mut last_error = String::new();
     for attempt in 0..WRITE_ATTEMPTS {
         if attempt > 0 {
@@ -231,9 +239,9 @@ async fn write_doc(
             Some(e) => (DayRollup::new(), e.revision),
             None => (DayRollup::new(), 0),
         };
-        let n = apply::apply(&mut doc, recs, set, floor);
-        if n == 0 {
-            return Ok(0);
+        let fresh: Vec<&Staged> = recs.iter().copied().filter(|s| !doc.has_applied(s.seq, floor)).collect();
+        if apply::apply(&mut doc, recs, set, floor) == 0 {
+            return Ok(Vec::new());
         }
         let value = doc.encode().into();
         let result = if revision == 0 {
@@ -242,7 +250,7 @@ async fn write_doc(
             kv.update(key, value, revision).await.map(|_| ()).map_err(|e| e.to_string())
         };
         match result {
-            Ok(()) => return Ok(n),
+            Ok(()) => return Ok(fresh),
             Err(e) => last_error = e,
         }
     }

@@ -1,7 +1,9 @@
 //! What the aggregator measures.
 
+use contracts::usage::record::UsageRecord;
 use prometheus_client::{
-    metrics::{counter::Counter, gauge::Gauge, histogram::Histogram},
+    encoding::EncodeLabelSet,
+    metrics::{counter::Counter, family::Family, gauge::Gauge, histogram::Histogram},
     registry::Registry,
 };
 use std::sync::atomic::AtomicU64;
@@ -18,9 +20,27 @@ pub struct Metrics {
     pub watermark: Gauge<f64, AtomicU64>,
     pub batch_duration: Histogram,
     pub archived_objects: Counter,
+    /// Requests per tenant as the rollups counted them (each once, however
+    /// often it was delivered): the per-tenant view of dashboards and the
+    /// quota alert. Its cardinality is tenants × the statuses they saw.
+    pub tenant_requests: Family<TenantLabels, Counter>,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TenantLabels {
+    pub tenant: String,
+    pub status: u16,
+    /// The problem slug of a refused or failed request; empty for an answer with an image.
+    pub problem: String,
 }
 
 impl Metrics {
+    pub fn tenant_request(&self, r: &UsageRecord) {
+        let labels =
+            TenantLabels { tenant: r.tenant.clone(), status: r.status, problem: r.problem.clone().unwrap_or_default() };
+        self.tenant_requests.get_or_create(&labels).inc();
+    }
+
     pub fn register(registry: &mut Registry) -> Self {
         let m = Self {
             aggregated: Counter::default(),
@@ -33,6 +53,7 @@ impl Metrics {
             watermark: Gauge::default(),
             batch_duration: Histogram::new(telemetry::metrics::latency_buckets()),
             archived_objects: Counter::default(),
+            tenant_requests: Family::default(),
         };
         let r = registry.sub_registry_with_prefix("usage");
         r.register("records_aggregated", "Records counted into the rollups", m.aggregated.clone());
@@ -57,6 +78,11 @@ impl Metrics {
         r.register("watermark_seconds", "Unix time before which every request is counted", m.watermark.clone());
         r.register("batch_duration_seconds", "Time to count and acknowledge one batch", m.batch_duration.clone());
         r.register("archived_objects", "Per-tenant daily archive objects written", m.archived_objects.clone());
+        r.register(
+            "tenant_requests",
+            "Requests counted into the rollups, by tenant, status and problem",
+            m.tenant_requests.clone(),
+        );
         m
     }
 }
