@@ -17,7 +17,7 @@ pub mod trace;
 
 use opentelemetry::trace::TracerProvider as _;
 use std::sync::OnceLock;
-use tracing_subscriber::{EnvFilter, fmt, prelude::*};
+use tracing_subscriber::{EnvFilter, filter, fmt, prelude::*};
 
 static PROVIDER: OnceLock<opentelemetry_sdk::trace::SdkTracerProvider> = OnceLock::new();
 
@@ -31,7 +31,17 @@ pub fn init(service: &'static str) {
     let json = std::env::var("LOG_FORMAT").is_ok_and(|v| v == "json");
     let provider = trace::provider(service);
     let tracer = provider.tracer(service);
-    let otel = tracing_opentelemetry::layer().with_tracer(tracer.clone());
+    // Every request leaves a dozen spans: source locations, thread names and
+    // busy/idle times on each would double what is exported and add clock reads
+    // at every poll, for little the span names and timings do not already say.
+    // Warnings and errors ride along as span events; the rest of the log stays
+    // in the log.
+    let otel = tracing_opentelemetry::layer()
+        .with_tracer(tracer.clone())
+        .with_location(false)
+        .with_threads(false)
+        .with_tracked_inactivity(false)
+        .with_filter(filter::filter_fn(|meta| meta.is_span() || *meta.level() <= tracing::Level::WARN));
     let registry = tracing_subscriber::registry().with(log::SpansAndEvents(filter)).with(otel);
     let result = if json {
         let layer = fmt::layer().fmt_fields(fmt::format::JsonFields::new()).event_format(log::FlatJson);
