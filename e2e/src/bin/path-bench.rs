@@ -7,6 +7,14 @@
 //! Both sides get the same cores: the in-process side runs one thread per core,
 //! the service side one worker process with one slot per core, plus the
 //! api-server, nats-server and the load generator on the same machine.
+//!
+//! With `--compare-tracing ROUNDS` it measures instead what observability
+//! costs the path: two identical stacks, one exporting every span over OTLP
+//! and logging JSON at `info` (as deployed), one exporting nothing and logging
+//! warnings only, measured in turn (off, on, on, off, …) for `--seconds` each,
+//! so drift on a shared machine falls on both. Spans go to an OTLP sink the
+//! bench runs (it counts what arrives) or to `--otlp-endpoint URL` (a running
+//! Jaeger, say).
 
 use anyhow::Context;
 use contracts::ResizeOp;
@@ -26,10 +34,18 @@ struct Args {
     seconds: u64,
     clients: usize,
     op: String,
+    compare_tracing: Option<usize>,
+    otlp_endpoint: Option<String>,
 }
 
 fn args() -> anyhow::Result<Args> {
-    let mut a = Args { seconds: 10, clients: 4, op: "w=320&h=320&format=jpeg&quality=80".into() };
+    let mut a = Args {
+        seconds: 10,
+        clients: 4,
+        op: "w=320&h=320&format=jpeg&quality=80".into(),
+        compare_tracing: None,
+        otlp_endpoint: None,
+    };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
         let value = it.next().with_context(|| format!("{flag} needs a value"))?;
@@ -37,6 +53,8 @@ fn args() -> anyhow::Result<Args> {
             "--seconds" => a.seconds = value.parse()?,
             "--clients" => a.clients = value.parse()?,
             "--op" => a.op = value,
+            "--compare-tracing" => a.compare_tracing = Some(value.parse()?),
+            "--otlp-endpoint" => a.otlp_endpoint = Some(value),
             other => anyhow::bail!("unknown flag {other}"),
         }
     }
@@ -73,6 +91,9 @@ async fn main() -> anyhow::Result<()> {
     let op = ResizeOp::parse_canonical(&a.op).map_err(|e| anyhow::anyhow!("{e}"))?;
     let files: Arc<Vec<Vec<u8>>> = Arc::new(corpus::files("jpeg").iter().map(std::fs::read).collect::<Result<_, _>>()?);
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    if let Some(rounds) = a.compare_tracing {
+        return tracing_overhead(&a, &files, rounds.max(1)).await;
+    }
     eprintln!("corpus: {} JPEGs; op {}; {} s per side; {cores} cores", files.len(), a.op, a.seconds);
 
     eprintln!("[1/4] warming up and measuring in-process ({cores} threads, then 1)");
@@ -126,5 +147,168 @@ async fn main() -> anyhow::Result<()> {
         remote_one.pct(0.5) - local_one.pct(0.5),
         remote_one.pct(0.99) - local_one.pct(0.99)
     );
+    Ok(())
+}
+
+/// One api-server and worker on their own nats-server, observed or not.
+struct Stack {
+    _nats: NatsServer,
+    api: procs::ApiServer,
+    worker: procs::Worker,
+    /// CPU seconds and conversions measured on this stack so far.
+    cpu: f64,
+    count: usize,
+    elapsed: f64,
+}
+
+impl Stack {
+    /// Starts the stack; each process logs to `<logs>/<name>-<process>.log`.
+    fn start(launch: &procs::Launch, logs: &std::path::Path, name: &str) -> anyhow::Result<Self> {
+        let nats = NatsServer::start()?;
+        let log = |process: &str| launch.clone().log_to(logs.join(format!("{name}-{process}.log")));
+        // Shedding is not what is measured: on a loaded machine a standing queue
+        // past the default 100 ms target would refuse some of the load.
+        let flags = ["--auth", "none", "--queue-target", "10s"];
+        let api = procs::ApiServer::launch(&nats.client_url, &flags, &log("api-server"))?;
+        let worker = procs::Worker::launch(&nats.client_url, &[], &log("worker"))?;
+        Ok(Self { _nats: nats, api, worker, cpu: 0.0, count: 0, elapsed: 0.0 })
+    }
+
+    fn cpu_now(&self) -> f64 {
+        [Some(self.api.pid()), Some(self.worker.pid() as u32)]
+            .into_iter()
+            .map(|p| p.and_then(procs::cpu_seconds).unwrap_or(f64::NAN))
+            .sum()
+    }
+
+    async fn measure(&mut self, files: &Arc<Vec<Vec<u8>>>, a: &Args) -> f64 {
+        let before = self.cpu_now();
+        let run = over_http(&self.api.base, files, &a.op, a.clients, a.seconds).await;
+        self.cpu += self.cpu_now() - before;
+        self.count += run.count;
+        self.elapsed += run.elapsed.as_secs_f64();
+        run.rate()
+    }
+
+    fn rate(&self) -> f64 {
+        self.count as f64 / self.elapsed
+    }
+
+    fn cpu_ms_per_conversion(&self) -> f64 {
+        self.cpu * 1000.0 / self.count as f64
+    }
+}
+
+/// What the built-in OTLP receiver has been sent.
+#[derive(Default)]
+struct Received {
+    requests: std::sync::atomic::AtomicU64,
+    bytes: std::sync::atomic::AtomicU64,
+}
+
+/// An OTLP/HTTP receiver that accepts and counts every export (an empty 200
+/// is a valid, empty `ExportTraceServiceResponse`).
+async fn otlp_sink() -> anyhow::Result<(String, Arc<Received>)> {
+    use std::sync::atomic::Ordering::Relaxed;
+    let received = Arc::new(Received::default());
+    let counted = received.clone();
+    let app = axum::Router::new().route(
+        "/v1/traces",
+        axum::routing::post(move |body: bytes::Bytes| {
+            let counted = counted.clone();
+            async move {
+                counted.requests.fetch_add(1, Relaxed);
+                counted.bytes.fetch_add(body.len() as u64, Relaxed);
+                ([("content-type", "application/x-protobuf")], Vec::<u8>::new())
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let url = format!("http://{}", listener.local_addr()?);
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    Ok((url, received))
+}
+
+async fn tracing_overhead(a: &Args, files: &Arc<Vec<Vec<u8>>>, rounds: usize) -> anyhow::Result<()> {
+    use std::sync::atomic::Ordering::Relaxed;
+    let (endpoint, received) = match &a.otlp_endpoint {
+        Some(url) => (url.clone(), None),
+        None => {
+            let (url, received) = otlp_sink().await?;
+            (url, Some(received))
+        }
+    };
+    let logs = tempfile::tempdir()?;
+    let off = procs::Launch::default().env("RUST_LOG", "warn");
+    let on = procs::Launch::default()
+        .env("OTEL_EXPORTER_OTLP_ENDPOINT", &endpoint)
+        .env("LOG_FORMAT", "json")
+        .env("RUST_LOG", "info");
+    eprintln!(
+        "corpus: {} JPEGs; op {}; {rounds} rounds of {} s per side, {} clients; spans to {endpoint}",
+        files.len(),
+        a.op,
+        a.seconds,
+        a.clients
+    );
+    let mut stacks = [Stack::start(&off, logs.path(), "off")?, Stack::start(&on, logs.path(), "on")?];
+    for s in &stacks {
+        over_http(&s.api.base, files, &a.op, a.clients, 2).await;
+    }
+    println!("{:<6} {:>14} {:>14} {:>8}", "round", "off conv/s", "on conv/s", "on/off");
+    let mut ratios = Vec::with_capacity(rounds);
+    for round in 0..rounds {
+        // off, on, then on, off: a trend over the run weighs on both sides alike.
+        let order = if round % 2 == 0 { [0, 1] } else { [1, 0] };
+        let mut rates = [0.0; 2];
+        for i in order {
+            rates[i] = stacks[i].measure(files, a).await;
+        }
+        ratios.push(rates[1] / rates[0]);
+        println!("{:<6} {:>14.1} {:>14.1} {:>8.3}", round + 1, rates[0], rates[1], rates[1] / rates[0]);
+    }
+    let [off, on] = &stacks;
+    let ratio = on.rate() / off.rate();
+    println!(
+        "throughput: off {:.1} conv/s, on {:.1} conv/s, ratio_on_off={ratio:.4} (cost {:.2} %)",
+        off.rate(),
+        on.rate(),
+        (1.0 - ratio) * 100.0
+    );
+    // Neighbours on a shared machine move single rounds by several per cent
+    // either way: the spread of the paired rounds says how far to trust the ratio.
+    println!(
+        "per-round on/off: median {:.4}, p25 {:.4}, p75 {:.4}, min {:.4}, max {:.4}",
+        percentile(&ratios, 0.5),
+        percentile(&ratios, 0.25),
+        percentile(&ratios, 0.75),
+        percentile(&ratios, 0.0),
+        percentile(&ratios, 1.0)
+    );
+    let cpu_ratio = on.cpu_ms_per_conversion() / off.cpu_ms_per_conversion();
+    println!(
+        "api-server + worker CPU per conversion: off {:.3} ms, on {:.3} ms, ratio_cpu_on_off={cpu_ratio:.4}",
+        off.cpu_ms_per_conversion(),
+        on.cpu_ms_per_conversion()
+    );
+    if let Some(r) = received {
+        // Spans still buffered at the end are not counted; the batches show export was on.
+        println!(
+            "OTLP sink: {} exports, {:.1} KiB, {:.0} bytes per conversion",
+            r.requests.load(Relaxed),
+            r.bytes.load(Relaxed) as f64 / 1024.0,
+            r.bytes.load(Relaxed) as f64 / on.count as f64
+        );
+        anyhow::ensure!(r.requests.load(Relaxed) > 0, "the observed stack exported no spans");
+    }
+    let log_bytes: u64 = ["api-server", "worker"]
+        .iter()
+        .map(|p| std::fs::metadata(logs.path().join(format!("on-{p}.log"))).map_or(0, |m| m.len()))
+        .sum();
+    println!("JSON log of the observed stack: {:.0} bytes per conversion", log_bytes as f64 / on.count as f64);
+    for s in &mut stacks {
+        s.worker.terminate();
+        s.api.terminate();
+    }
     Ok(())
 }
