@@ -98,6 +98,7 @@ if [ -n "${PROMETHEUS:-}" ]; then
   kn get configmap "$rd-prometheus-rules" -o jsonpath='{.data.resizer\.rules\.yaml}' >"$work/fleet.rules.yaml"
   k -n "$op_ns" get configmap "$op-prometheus-rules" -o jsonpath='{.data.operator\.rules\.yaml}' >"$work/operator.rules.yaml"
   grep -c 'alert:' "$work/fleet.rules.yaml" >"$work/n" || fail "ConfigMap $rd-prometheus-rules holds no alerts"
+  prom_started=$(date +%s)
   prom=$(bash "$REPO_ROOT/e2e/observability/prometheus.sh" start "$work/prometheus" "${PROMETHEUS_PORT:-19090}" \
     "$work/fleet.rules.yaml" "$work/operator.rules.yaml") || fail "Prometheus did not start"
   ok "Prometheus at $prom: pod discovery, $(cat "$work/n") fleet alerts from ConfigMap $rd-prometheus-rules, the chart's operator rules"
@@ -251,7 +252,7 @@ PY
   log "fleet: alerts pending or firing after the load: $alerts"
   out=${OBSERVABILITY_OUT:-$work}
   python3 "$REPO_ROOT/e2e/observability/dashboards.py" plot --prometheus "$prom" --namespace "$ns" --fleet "$rd" \
-    --minutes 4 --out "$out/fleet-dashboard.svg" "$REPO_ROOT/charts/resizer/dashboards/resizer-fleet.json" >&2 \
+    --minutes "$(python3 -c "print(($(date +%s) - $prom_started) / 60)")" --out "$out/fleet-dashboard.svg" "$REPO_ROOT/charts/resizer/dashboards/resizer-fleet.json" >&2 \
     || fail "plotting the fleet dashboard"
 fi
 eventually 120 "backlog drained after the load" bash -c "[ \"\$('$KUBECTL' -n '$ns' get rd '$rd' -o jsonpath='{.status.queue.numPending}')\" = 0 ]"

@@ -39,7 +39,8 @@ pub async fn detect(client: &Client) -> Result<Monitoring, Error> {
             pod_monitor: list.resources.iter().any(|r| r.name == "podmonitors"),
             prometheus_rule: list.resources.iter().any(|r| r.name == "prometheusrules"),
         }),
-        Err(kube::Error::Api(s)) if s.is_not_found() => Ok(Monitoring::default()),
+        // An apiserver answers an unserved group with a plain-text "404 page not found", not a Status.
+        Err(kube::Error::Api(s)) if s.code == 404 => Ok(Monitoring::default()),
         Err(e) => Err(e.into()),
     }
 }

@@ -20,6 +20,8 @@ corpus=$(bash scripts/corpus.sh)
 PHOTO=$(find "$corpus/jpeg" -name '*.jpg' | sort | head -n1)
 export PHOTO
 
+# dockerd (which builds the images) adds docker0 when it starts: start it before the snapshot.
+bash scripts/install-docker.sh >/dev/null
 before=$(mktemp)
 snapshot() { # what down.sh must restore
   ip -br link | awk '{print $1}' | grep -v '^veth' | sort
