@@ -10,6 +10,10 @@
 #                            when started without --config) built from the
 #                            github.com/jaegertracing/jaeger Go module (JAEGER_MODULE_VERSION);
 #                            its UI is a placeholder (npm again), the query API is all there
+#   prometheus-operator CRDs PodMonitor, PrometheusRule and ServiceMonitor as the
+#                            Prometheus Operator publishes them (example/prometheus-operator-crd
+#                            of its Go module, PROMETHEUS_OPERATOR_VERSION), for the node
+#                            scenario to validate the objects the operator and chart write
 # Both modules are built from a go.mod of our own under $RESIZER_CACHE: Jaeger's
 # module has a replace directive, which `go install mod@version` refuses.
 # Prints one line per tool: NAME=PATH.
@@ -23,6 +27,7 @@ flock 9
 PROMETHEUS_MODULE_VERSION=${PROMETHEUS_MODULE_VERSION:-0.316.0}
 PROMETHEUS_SD_TAGS=${PROMETHEUS_SD_TAGS:-remove_all_sd,enable_kubernetes_sd,enable_dns_sd}
 JAEGER_MODULE_VERSION=${JAEGER_MODULE_VERSION:-1.76.0}
+PROMETHEUS_OPERATOR_VERSION=${PROMETHEUS_OPERATOR_VERSION:-0.94.0}
 
 stamp() { echo "$RESIZER_BIN/.$1.version"; }
 have() { [ -x "$RESIZER_BIN/$1" ] && [ "$(cat "$(stamp "$1")" 2>/dev/null)" = "$2" ]; }
@@ -112,6 +117,19 @@ if ! have jaeger "$jaeger_stamp"; then
   mark jaeger "$jaeger_stamp"
 fi
 
+crds="$RESIZER_CACHE/prometheus-operator-crds-$PROMETHEUS_OPERATOR_VERSION"
+if [ ! -s "$crds/monitoring.coreos.com_podmonitors.yaml" ]; then
+  log "fetching the Prometheus Operator $PROMETHEUS_OPERATOR_VERSION CRDs from its Go module"
+  src=$(go mod download -json "github.com/prometheus-operator/prometheus-operator@v$PROMETHEUS_OPERATOR_VERSION" \
+    | python3 -c 'import json,sys; d=json.load(sys.stdin); print(d.get("Dir") or sys.exit(d.get("Error")))')
+  mkdir -p "$crds.tmp"
+  for kind in podmonitors prometheusrules servicemonitors; do
+    cp "$src/example/prometheus-operator-crd/monitoring.coreos.com_$kind.yaml" "$crds.tmp/"
+  done
+  rm -rf "$crds" && mv "$crds.tmp" "$crds"
+fi
+
 echo "PROMTOOL=$RESIZER_BIN/promtool"
 echo "PROMETHEUS=$RESIZER_BIN/prometheus"
 echo "JAEGER=$RESIZER_BIN/jaeger"
+echo "PROMETHEUS_OPERATOR_CRDS=$crds"

@@ -300,7 +300,28 @@ uid=$(kn get deploy "$rd-api" -o jsonpath='{.metadata.uid}')
 kn delete deploy "$rd-api" --wait=false >/dev/null
 eventually 60 "deleted Deployment $rd-api recreated by the operator" bash -c \
   "u=\$('$KUBECTL' -n '$ns' get deploy '$rd-api' -o jsonpath='{.metadata.uid}'); [ -n \"\$u\" ] && [ \"\$u\" != '$uid' ]"
+# --- With the Prometheus Operator's CRDs (as it publishes them): the operator
+# switches the fleet to a PodMonitor and a PrometheusRule, which the upstream
+# schemas accept, and the chart's ServiceMonitor and PrometheusRule install.
+monitors=
+if [ -n "${PROMETHEUS_OPERATOR_CRDS:-}" ]; then
+  k apply --server-side -f "$PROMETHEUS_OPERATOR_CRDS" >/dev/null || fail "applying the Prometheus Operator's CRDs"
+  kube_wait 60 --for condition=Established crd/podmonitors.monitoring.coreos.com crd/prometheusrules.monitoring.coreos.com \
+    crd/servicemonitors.monitoring.coreos.com >/dev/null || fail "the Prometheus Operator's CRDs are not Established"
+  eventually 90 "with the CRDs the operator writes PodMonitor/$rd and PrometheusRule/$rd" \
+    "$KUBECTL" -n "$ns" get podmonitor/"$rd" prometheusrule/"$rd"
+  groups=$(kn get prometheusrule "$rd" -o jsonpath='{range .spec.groups[*]}{.name} {end}')
+  [[ "$groups" == *"resizer-alerts-$ns-$rd"* ]] || fail "PrometheusRule/$rd groups: $groups"
+  eventually 60 "the fleet's pods drop the prometheus.io annotations the PodMonitor replaces" bash -c \
+    "[ -z \"\$('$KUBECTL' -n '$ns' get deploy '$rd-worker' -o jsonpath='{.spec.template.metadata.annotations.prometheus\.io/scrape}')\" ]"
+  "$HELM" upgrade "$release" "$chart" -n "$op_ns" --reuse-values --set metrics.serviceMonitor.enabled=true \
+    --set metrics.prometheusRule.enabled=true --wait --timeout 2m >/dev/null || fail "helm upgrade with the ServiceMonitor and PrometheusRule"
+  check "the chart's ServiceMonitor and PrometheusRule are in the cluster" \
+    "$KUBECTL" -n "$op_ns" get servicemonitor/"$op" prometheusrule/"$op"
+  monitors=",podmonitor,prometheusrule"
+fi
+
 kn delete rd "$rd" --wait=false >/dev/null
-eventually 120 "deleting the ResizeDeployment collected its Deployments, StatefulSet, Services and Ingress" bash -c \
-  "[ -z \"\$('$KUBECTL' -n '$ns' get deploy,statefulset,svc,ingress,networkpolicy,configmap -l app.kubernetes.io/instance=$rd -o name 2>/dev/null)\" ]"
+eventually 120 "deleting the ResizeDeployment collected its Deployments, StatefulSet, Services, Ingress${monitors:+, PodMonitor and PrometheusRule}" bash -c \
+  "[ -z \"\$('$KUBECTL' -n '$ns' get deploy,statefulset,svc,ingress,networkpolicy,configmap$monitors -l app.kubernetes.io/instance=$rd -o name 2>/dev/null)\" ]"
 log "fleet: all checks passed"

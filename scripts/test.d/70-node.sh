@@ -15,7 +15,8 @@ export KUBECTL="$RESIZER_BIN/kubectl" HELM="$RESIZER_BIN/helm"
 # The scenario scrapes the fleet with a real Prometheus and checks the dashboards and rules against it.
 tools=$(bash scripts/install-observability-tools.sh)
 PROMETHEUS=$(sed -n 's/^PROMETHEUS=//p' <<<"$tools")
-export PROMETHEUS
+PROMETHEUS_OPERATOR_CRDS=$(sed -n 's/^PROMETHEUS_OPERATOR_CRDS=//p' <<<"$tools")
+export PROMETHEUS PROMETHEUS_OPERATOR_CRDS
 corpus=$(bash scripts/corpus.sh)
 PHOTO=$(find "$corpus/jpeg" -name '*.jpg' | sort | head -n1)
 export PHOTO
