@@ -11,4 +11,9 @@ cargo fmt --all -- --check
 cargo clippy --workspace --all-targets -- -D warnings
 # The end-to-end tests run the service binaries as processes: build them first.
 cargo build --workspace --bins
+# The tracing test runs a real Jaeger: scripts/test.sh builds it in the
+# background after stage 00, while the above compiles; this waits for that
+# build (or makes it) only now.
+JAEGER_BIN=$(bash "$REPO_ROOT/scripts/install-observability-tools.sh" | sed -n 's/^JAEGER=//p')
+export JAEGER_BIN
 cargo test --workspace
