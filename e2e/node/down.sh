@@ -22,6 +22,8 @@ stop() { # stop NAME: the recorded process, TERM then KILL after 5 s
   kill -9 "$pid" 2>/dev/null && log "node: killed $1 ($pid) after 5 s"
 }
 
+# The Prometheus scripts/run-node.sh leaves scraping the fleet, if any.
+[ -f "$dir/prometheus/pid" ] && bash "$here/../observability/prometheus.sh" stop "$dir/prometheus"
 stop kube-proxy
 [ -f "$dir/kube-proxy.yaml" ] && "$RESIZER_BIN/kube-proxy" --cleanup >/dev/null 2>&1
 stop kubelet

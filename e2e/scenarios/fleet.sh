@@ -46,9 +46,10 @@ scenario=fleet
 fail() { log "fleet: FAILED: $*"; diagnose; exit 1; }
 source "$here/lib.sh"
 prom=
+prom_dir=${PROMETHEUS_DIR:-$work/prometheus}
 cleanup() {
   [ -n "$load_pid" ] && kill "$load_pid" 2>/dev/null
-  [ -n "$prom" ] && bash "$REPO_ROOT/e2e/observability/prometheus.sh" stop "$work/prometheus"
+  [ -n "$prom" ] && [ "${KEEP:-0}" != 1 ] && bash "$REPO_ROOT/e2e/observability/prometheus.sh" stop "$prom_dir"
   if [ "${KEEP:-0}" != 1 ]; then
     k delete namespace "$ns" "$ns-bad" --wait=false >/dev/null 2>&1
     "$HELM" uninstall "$release" -n "$op_ns" >/dev/null 2>&1
@@ -99,7 +100,7 @@ if [ -n "${PROMETHEUS:-}" ]; then
   k -n "$op_ns" get configmap "$op-prometheus-rules" -o jsonpath='{.data.operator\.rules\.yaml}' >"$work/operator.rules.yaml"
   grep -c 'alert:' "$work/fleet.rules.yaml" >"$work/n" || fail "ConfigMap $rd-prometheus-rules holds no alerts"
   prom_started=$(date +%s)
-  prom=$(bash "$REPO_ROOT/e2e/observability/prometheus.sh" start "$work/prometheus" "${PROMETHEUS_PORT:-19090}" \
+  prom=$(bash "$REPO_ROOT/e2e/observability/prometheus.sh" start "$prom_dir" "${PROMETHEUS_PORT:-19090}" \
     "$work/fleet.rules.yaml" "$work/operator.rules.yaml") || fail "Prometheus did not start"
   ok "Prometheus at $prom: pod discovery, $(cat "$work/n") fleet alerts from ConfigMap $rd-prometheus-rules, the chart's operator rules"
 elif [ "${FLEET_MODE:-test}" != try ]; then
@@ -157,6 +158,7 @@ if [ "${FLEET_MODE:-test}" = try ]; then
   echo "endpoint=$api"
   echo "usage_endpoint=$usage"
   echo "api_key=$key_a"
+  [ -z "$prom" ] || echo "prometheus=$prom  (the fleet's rules loaded; e2e/observability/dashboards.py check|plot --prometheus $prom --namespace $ns --fleet $rd charts/resizer/dashboards/resizer-fleet.json)"
   echo "curl --data-binary @$PHOTO -H 'Content-Type: image/jpeg' -H 'Authorization: Bearer $key_a' '$api/v1/resize?w=320&h=320' -o thumb.jpg"
   echo "curl -H 'Authorization: Bearer $key_a' '$usage/v1/usage?from=$(date -u +%Y-%m-01)&to=$(date -u -d "$(date -u +%Y-%m-01) +1 month" +%Y-%m-01)&window=day'"
   exit 0
