@@ -44,8 +44,7 @@ pub fn init(service: &'static str) {
         .with_filter(filter::filter_fn(|meta| meta.is_span() || *meta.level() <= tracing::Level::WARN));
     let registry = tracing_subscriber::registry().with(log::SpansAndEvents(filter)).with(otel);
     let result = if json {
-        let layer = fmt::layer().fmt_fields(fmt::format::JsonFields::new()).event_format(log::FlatJson);
-        registry.with(layer.with_writer(std::io::stderr)).try_init()
+        registry.with(log::JsonLog::new(std::io::stderr)).try_init()
     } else {
         registry.with(fmt::layer().with_target(false).with_writer(std::io::stderr)).try_init()
     };

@@ -9,13 +9,13 @@
 //! are left out.
 
 use serde_json::{Map, Value};
-use std::fmt::{self, Write as _};
+use std::{fmt::Write as _, io::Write as _};
 use tracing::{Event, Level, Metadata, Subscriber, field::Field, span};
 use tracing_subscriber::{
     EnvFilter,
     field::Visit,
     fmt::{
-        FmtContext, FormatEvent, FormatFields, FormattedFields,
+        MakeWriter,
         format::Writer,
         time::{FormatTime, SystemTime},
     },
@@ -23,30 +23,55 @@ use tracing_subscriber::{
     registry::LookupSpan,
 };
 
-/// The JSON event format; pair it with `JsonFields`, whose span fields it reads back.
-pub(crate) struct FlatJson;
+/// Writes the JSON lines. Span fields are kept as JSON values from the start
+/// (not as text to be parsed back at every event), so a field recorded later
+/// (`tenant`, the status) is one insert.
+pub(crate) struct JsonLog<W> {
+    make_writer: W,
+}
 
-impl<S, N> FormatEvent<S, N> for FlatJson
+impl<W> JsonLog<W> {
+    pub(crate) fn new(make_writer: W) -> Self {
+        Self { make_writer }
+    }
+}
+
+/// A span's fields, in its extensions.
+struct SpanFields(Map<String, Value>);
+
+impl<S, W> Layer<S> for JsonLog<W>
 where
     S: Subscriber + for<'a> LookupSpan<'a>,
-    N: for<'a> FormatFields<'a> + 'static,
+    W: for<'w> MakeWriter<'w> + 'static,
 {
-    fn format_event(&self, ctx: &FmtContext<'_, S, N>, mut writer: Writer<'_>, event: &Event<'_>) -> fmt::Result {
+    fn on_new_span(&self, attrs: &span::Attributes<'_>, id: &span::Id, ctx: Context<'_, S>) {
+        let Some(span) = ctx.span(id) else { return };
+        let mut fields = Map::new();
+        attrs.record(&mut Fields(&mut fields));
+        span.extensions_mut().insert(SpanFields(fields));
+    }
+
+    fn on_record(&self, id: &span::Id, values: &span::Record<'_>, ctx: Context<'_, S>) {
+        let Some(span) = ctx.span(id) else { return };
+        if let Some(SpanFields(fields)) = span.extensions_mut().get_mut::<SpanFields>() {
+            values.record(&mut Fields(fields));
+        }
+    }
+
+    fn on_event(&self, event: &Event<'_>, ctx: Context<'_, S>) {
         let meta = event.metadata();
         let mut line = Map::new();
         let mut timestamp = String::new();
-        SystemTime.format_time(&mut Writer::new(&mut timestamp))?;
-        line.insert("timestamp".into(), timestamp.into());
+        if SystemTime.format_time(&mut Writer::new(&mut timestamp)).is_ok() {
+            line.insert("timestamp".into(), timestamp.into());
+        }
         line.insert("level".into(), meta.level().as_str().into());
         line.insert("target".into(), meta.target().into());
-        if let Some(scope) = ctx.event_scope() {
+        if let Some(scope) = ctx.event_scope(event) {
             let mut innermost = None;
             for span in scope.from_root() {
-                if let Some(fields) = span.extensions().get::<FormattedFields<N>>()
-                    && let Ok(Value::Object(fields)) = serde_json::from_str::<Value>(&fields.fields)
-                {
-                    // `otel.*` fields steer the exported span (kind, status); they say nothing to a reader.
-                    line.extend(fields.into_iter().filter(|(k, _)| !k.starts_with("otel.")));
+                if let Some(SpanFields(fields)) = span.extensions().get::<SpanFields>() {
+                    line.extend(fields.iter().map(|(k, v)| (k.clone(), v.clone())));
                 }
                 innermost = Some(span.name());
             }
@@ -55,38 +80,48 @@ where
             }
         }
         event.record(&mut Fields(&mut line));
-        let mut text = Value::Object(line).to_string();
-        text.push('\n');
-        writer.write_str(&text)
+        let Ok(mut text) = serde_json::to_vec(&Value::Object(line)) else { return };
+        text.push(b'\n');
+        // One write per line: lines of concurrent tasks do not interleave.
+        let _ = self.make_writer.make_writer_for(meta).write_all(&text);
     }
 }
 
-/// An event's fields as JSON values (numbers stay numbers).
+/// Fields as JSON values (numbers stay numbers). `otel.*` fields steer the
+/// exported span (kind, status) and say nothing to a reader: left out.
 struct Fields<'a>(&'a mut Map<String, Value>);
+
+impl Fields<'_> {
+    fn put(&mut self, field: &Field, value: Value) {
+        if !field.name().starts_with("otel.") {
+            self.0.insert(field.name().into(), value);
+        }
+    }
+}
 
 impl Visit for Fields<'_> {
     fn record_f64(&mut self, field: &Field, value: f64) {
-        self.0.insert(field.name().into(), value.into());
+        self.put(field, value.into());
     }
     fn record_i64(&mut self, field: &Field, value: i64) {
-        self.0.insert(field.name().into(), value.into());
+        self.put(field, value.into());
     }
     fn record_u64(&mut self, field: &Field, value: u64) {
-        self.0.insert(field.name().into(), value.into());
+        self.put(field, value.into());
     }
     fn record_bool(&mut self, field: &Field, value: bool) {
-        self.0.insert(field.name().into(), value.into());
+        self.put(field, value.into());
     }
     fn record_str(&mut self, field: &Field, value: &str) {
-        self.0.insert(field.name().into(), value.into());
+        self.put(field, value.into());
     }
     fn record_error(&mut self, field: &Field, value: &(dyn std::error::Error + 'static)) {
-        self.0.insert(field.name().into(), value.to_string().into());
+        self.put(field, value.to_string().into());
     }
-    fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
+    fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
         let mut text = String::new();
         let _ = write!(text, "{value:?}");
-        self.0.insert(field.name().into(), text.into());
+        self.put(field, text.into());
     }
 }
 
@@ -140,7 +175,7 @@ impl<S: Subscriber + for<'a> LookupSpan<'a>> Layer<S> for SpansAndEvents {
 mod tests {
     use super::*;
     use std::sync::{Arc, Mutex};
-    use tracing_subscriber::{fmt, prelude::*};
+    use tracing_subscriber::prelude::*;
 
     #[derive(Clone, Default)]
     struct Buffer(Arc<Mutex<Vec<u8>>>);
@@ -162,12 +197,9 @@ mod tests {
 
     fn subscriber(buf: &Buffer, directives: &str) -> impl Subscriber + Send + Sync {
         let writer = buf.clone();
-        tracing_subscriber::registry().with(SpansAndEvents(EnvFilter::new(directives))).with(
-            fmt::layer()
-                .fmt_fields(fmt::format::JsonFields::new())
-                .event_format(FlatJson)
-                .with_writer(move || writer.clone()),
-        )
+        tracing_subscriber::registry()
+            .with(SpansAndEvents(EnvFilter::new(directives)))
+            .with(JsonLog::new(move || writer.clone()))
     }
 
     #[test]
