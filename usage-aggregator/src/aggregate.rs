@@ -13,7 +13,7 @@ use async_nats::jetstream::{AckKind, Message, consumer::PullConsumer, kv};
 use contracts::usage::{DayRollup, SeqSet, UsageRecord, streams};
 use futures::{StreamExt, TryStreamExt};
 use std::time::{Duration, Instant, SystemTime};
-use tracing::{instrument, warn};
+use tracing::{Instrument, instrument, warn};
 
 #[derive(Debug, Clone)]
 pub struct Options {
@@ -257,7 +257,31 @@ async fn write_doc<'a>(
     Err(AggregateError::Write { key: key.to_owned(), attempts: WRITE_ATTEMPTS, detail: last_error })
 }
 
+/// The request a record was about, as far as a record that failed to decode still says.
+/// Its log line then names the request, the tenant and (from the worker's `traceparent`) the
+/// trace, and the trace shows the record was dead-lettered.
+fn dead_letter_span(m: &Message, seq: u64) -> tracing::Span {
+    let doc = serde_json::from_slice::<serde_json::Value>(&m.payload).ok();
+    let field = |name: &str| {
+        doc.as_ref().and_then(|d| d.get(name)).and_then(|v| v.as_str()).map(|s| s.chars().take(128).collect::<String>())
+    };
+    let span = tracing::info_span!(
+        "dead_letter",
+        seq,
+        request_id = field("request_id"),
+        tenant = field("tenant"),
+        trace_id = tracing::field::Empty,
+    );
+    let traceparent = m.headers.as_ref().and_then(|h| h.get(contracts::job::H_TRACEPARENT)).map(|v| v.as_str());
+    // Without a traceparent the record is not in any request's trace: no trace id to claim.
+    if traceparent.is_some() {
+        telemetry::trace::continue_trace(&span, traceparent);
+    }
+    span
+}
+
 async fn dead_letter(store: &Store, m: &Message, seq: u64, reason: &str) -> Result<(), AggregateError> {
+    let span = dead_letter_span(m, seq);
     let err = |e: &dyn std::fmt::Display| AggregateError::DeadLetter { seq, detail: e.to_string() };
     let mut h = async_nats::HeaderMap::new();
     let reason: String = reason.chars().map(|c| if c.is_control() { ' ' } else { c }).take(512).collect();
@@ -265,13 +289,17 @@ async fn dead_letter(store: &Store, m: &Message, seq: u64, reason: &str) -> Resu
     h.insert(streams::H_DEAD_SEQ, seq.to_string().as_str());
     // A crash after this publish and before the ack dead-letters it again: the id makes that a no-op.
     h.insert(contracts::job::H_MSG_ID, format!("dead-{seq}").as_str());
-    store
-        .js
-        .publish_with_headers(streams::DEAD_SUBJECT, h, m.payload.clone())
-        .await
-        .map_err(|e| err(&e))?
-        .await
-        .map_err(|e| err(&e))?;
-    warn!(seq, %reason, "record moved to the dead-letter subject");
-    Ok(())
+    async {
+        store
+            .js
+            .publish_with_headers(streams::DEAD_SUBJECT, h, m.payload.clone())
+            .await
+            .map_err(|e| err(&e))?
+            .await
+            .map_err(|e| err(&e))?;
+        warn!(%reason, "record moved to the dead-letter subject");
+        Ok(())
+    }
+    .instrument(span)
+    .await
 }
