@@ -15,9 +15,19 @@ pub struct Aggregator {
 impl Aggregator {
     /// Starts `usage-aggregator` on a free port against `nats_url`, with extra flags.
     pub fn spawn(nats_url: &str, admin_token: &str, extra: &[&str]) -> anyhow::Result<Self> {
+        Self::launch(nats_url, admin_token, extra, &crate::procs::Launch::default())
+    }
+
+    /// [`Aggregator::spawn`] with extra environment and its log in a file.
+    pub fn launch(
+        nats_url: &str,
+        admin_token: &str,
+        extra: &[&str],
+        launch: &crate::procs::Launch,
+    ) -> anyhow::Result<Self> {
         let mut args = vec!["--nats-url", nats_url, "--listen", "127.0.0.1:0", "--admin-token", admin_token];
         args.extend_from_slice(extra);
-        let (child, base) = crate::procs::spawn_listening("usage-aggregator", &args, "USAGE_LOG")?;
+        let (child, base) = crate::procs::launch_listening("usage-aggregator", &args, "USAGE_LOG", launch)?;
         Ok(Self { child, base })
     }
 

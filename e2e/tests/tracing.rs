@@ -5,6 +5,9 @@
 //! time in the queue as a span of its own, and every JSON log line about the
 //! request must name the request, the tenant and the trace.
 //!
+//! A usage record the aggregator cannot count is logged and traced the same
+//! way, as part of the request it was about.
+//!
 //! Needs the jaeger binary (`scripts/install-observability-tools.sh`, or
 //! `JAEGER_BIN`); without it these tests fail, they do not skip.
 
@@ -15,6 +18,7 @@ use e2e::{
     jaeger::Jaeger,
     nats::NatsServer,
     procs::{ApiServer, Launch, Worker},
+    usage::Aggregator,
 };
 use serde_json::Value;
 use std::{
@@ -283,4 +287,48 @@ async fn spans_still_buffered_are_exported_when_the_processes_stop() {
     assert!(s.auth.terminate(), "auth-cache exits 0 on SIGTERM");
     let trace = s.jaeger.wait_for(&trace_id, &all_span_names(), Duration::from_secs(10)).await.unwrap();
     assert_one_request_trace(&trace, &trace_id, &client_span);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_lettered_usage_record_is_logged_and_traced_with_its_request() {
+    use contracts::{ProblemKind, usage::UsageRecord, usage::streams};
+    let jaeger =
+        Jaeger::start().await.expect("Jaeger v2: run scripts/install-observability-tools.sh or set JAEGER_BIN");
+    let nats = NatsServer::start().expect("nats-server");
+    let logs = tempfile::tempdir().expect("log directory");
+    let log = logs.path().join("usage-aggregator.log");
+    let launch = Launch::default()
+        .env("OTEL_EXPORTER_OTLP_ENDPOINT", &jaeger.otlp_endpoint)
+        .env("OTEL_BSP_SCHEDULE_DELAY", "200")
+        .env("LOG_FORMAT", "json")
+        .env("RUST_LOG", "warn")
+        .log_to(log.clone());
+    let _agg = Aggregator::launch(&nats.client_url, "tracing-test-token", &[], &launch).expect("usage-aggregator");
+
+    // A record as a worker would publish it, but for a tenant id no record may have.
+    let (trace_id, parent) = (random_hex(16), random_hex(8));
+    let request_id = format!("req-{}", random_hex(8));
+    let record =
+        UsageRecord { tenant: "not a tenant".into(), ..UsageRecord::refused(&request_id, ProblemKind::Internal) };
+    let client = async_nats::connect(nats.client_url.as_str()).await.expect("nats");
+    let js = async_nats::jetstream::new(client);
+    js.get_or_create_stream(streams::usage_stream(1)).await.expect("USAGE stream");
+    let mut headers = async_nats::HeaderMap::new();
+    headers.insert(contracts::job::H_MSG_ID, request_id.as_str());
+    headers.insert(contracts::job::H_TRACEPARENT, format!("00-{trace_id}-{parent}-01").as_str());
+    js.publish_with_headers(streams::USAGE_SUBJECT, headers, record.encode().into())
+        .await
+        .expect("publish")
+        .await
+        .expect("ack");
+
+    let text = wait_for_line(&log, "dead-letter").await;
+    let messages = request_lines("usage-aggregator", &text, &request_id, "not a tenant", &trace_id);
+    assert!(messages.iter().any(|m| m.contains("dead-letter")), "{messages:?}\n{text}");
+
+    let trace = jaeger.wait_for(&trace_id, &["dead_letter"], Duration::from_secs(30)).await.unwrap();
+    let spans = spans(&trace);
+    let dead = spans.iter().find(|s| s.name() == "dead_letter").expect("dead_letter span");
+    assert_eq!(dead.service, "usage-aggregator");
+    assert_eq!(dead.parent(), Some(parent.as_str()), "a child of the span that published the record");
 }
