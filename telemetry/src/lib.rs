@@ -35,12 +35,15 @@ pub fn init(service: &'static str) {
     // busy/idle times on each would double what is exported and add clock reads
     // at every poll, for little the span names and timings do not already say.
     // Warnings and errors ride along as span events; the rest of the log stays
-    // in the log.
+    // in the log. Parents come from the `tracing` span tree (nothing here reads
+    // OpenTelemetry's thread-local context), so entering a span, at every poll
+    // of an instrumented future, need not install one.
     let otel = tracing_opentelemetry::layer()
         .with_tracer(tracer.clone())
         .with_location(false)
         .with_threads(false)
         .with_tracked_inactivity(false)
+        .with_context_activation(false)
         .with_filter(filter::filter_fn(|meta| meta.is_span() || *meta.level() <= tracing::Level::WARN));
     let registry = tracing_subscriber::registry().with(log::SpansAndEvents(filter)).with(otel);
     let result = if json {
