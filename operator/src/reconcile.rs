@@ -447,8 +447,8 @@ mod tests {
         assert_eq!(action, Action::requeue(SAMPLE_PERIOD));
         let calls = calls.lock().unwrap().clone();
         let applies: Vec<&Call> = calls.iter().filter(|c| c.is_apply() && !c.path.ends_with("/status")).collect();
-        // 5 accounts, 1 config, 4 services, 5 policies, 2 budgets, 1 statefulset, 4 deployments.
-        assert_eq!(applies.len(), 22, "{:#?}", applies.iter().map(|c| &c.path).collect::<Vec<_>>());
+        // 5 accounts, 2 configs (NATS, the rule file), 4 services, 5 policies, 2 budgets, 1 statefulset, 4 deployments.
+        assert_eq!(applies.len(), 23, "{:#?}", applies.iter().map(|c| &c.path).collect::<Vec<_>>());
         assert!(applies.iter().all(|c| c.query.contains("force=true")));
         // 1,000 × 1.2 / (10 × 4) = 30
         assert_eq!(applied_workers(&calls), json!(30));
