@@ -14,26 +14,14 @@ fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
 }
 
-fn rule_exprs(path: &Path) -> Vec<String> {
-    let v: serde_json::Value = serde_yaml::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
-    v["groups"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .flat_map(|g| g["rules"].as_array().unwrap())
-        .map(|r| r["expr"].as_str().unwrap().to_owned())
-        .collect()
-}
-
-fn dashboard_exprs(path: &Path) -> Vec<String> {
-    let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
-    v["panels"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .flat_map(|p| p["targets"].as_array().cloned().unwrap_or_default())
-        .map(|t| t["expr"].as_str().unwrap().to_owned())
-        .collect()
+/// The file at `path` (JSON, or YAML when it ends in `.yaml`) as JSON.
+fn read(path: &Path) -> serde_json::Value {
+    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    if path.extension().is_some_and(|e| e == "yaml") {
+        serde_yaml::from_str(&text).unwrap()
+    } else {
+        serde_json::from_str(&text).unwrap()
+    }
 }
 
 /// A family appears in an exposition once it has a child: traffic of every
@@ -89,10 +77,12 @@ async fn every_metric_the_rules_and_dashboards_name_is_exported() {
         names.extend(found);
     }
 
-    let mut exprs = rule_exprs(&repo().join("operator/tests/rules/fleet.rules.yaml"));
+    let rules = repo().join("operator/tests/rules/fleet.rules.yaml");
+    let mut exprs = telemetry::metrics::rule_expressions(&read(&rules)).expect("a rule file");
     let dashboards = repo().join("charts/resizer/dashboards");
     for entry in std::fs::read_dir(&dashboards).unwrap() {
-        exprs.extend(dashboard_exprs(&entry.unwrap().path()));
+        let path = entry.unwrap().path();
+        exprs.extend(telemetry::metrics::dashboard_expressions(&read(&path)).expect("every panel has queries"));
     }
     let referenced: BTreeSet<String> =
         exprs.iter().flat_map(|e| telemetry::metrics::names_in_query(e, &PREFIXES)).collect();

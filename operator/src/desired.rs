@@ -163,12 +163,13 @@ pub fn children(rd: &ResizeDeployment, inputs: &Inputs) -> Result<Children, Erro
         out.service_accounts.push(b.object(c.name(rd), c, json!({"automountServiceAccountToken": false}))?);
     }
     out.config_maps.push(b.nats_config()?);
-    out.config_maps.push(b.rules_config()?);
+    let rules = crate::slo::rules(rd);
+    out.config_maps.push(b.rules_config(&rules)?);
     if inputs.monitoring.pod_monitor {
         out.pod_monitors.push(b.pod_monitor()?);
     }
     if inputs.monitoring.prometheus_rule {
-        out.prometheus_rules.push(b.prometheus_rule()?);
+        out.prometheus_rules.push(b.prometheus_rule(&rules)?);
     }
     out.services.push(b.nats_service()?);
     out.stateful_sets.push(b.nats_statefulset()?);
@@ -447,8 +448,8 @@ impl Builder<'_> {
         self.object(Component::Api.name(self.rd), Component::Api, body)
     }
 
-    fn rules_config(&self) -> Result<ConfigMap, Error> {
-        let body = json!({"data": {RULES_KEY: crate::slo::rules(self.rd).to_yaml()}});
+    fn rules_config(&self, rules: &crate::slo::RuleFile) -> Result<ConfigMap, Error> {
+        let body = json!({"data": {RULES_KEY: rules.to_yaml()}});
         self.object(rules_config_name(self.rd), Component::Api, body)
     }
 
@@ -497,9 +498,8 @@ impl Builder<'_> {
         self.monitoring_object(&crate::monitoring::pod_monitor_resource(), Component::Api, spec)
     }
 
-    fn prometheus_rule(&self) -> Result<DynamicObject, Error> {
-        let spec =
-            serde_json::to_value(crate::slo::rules(self.rd)).map_err(|e| Error::Build("PrometheusRule".into(), e))?;
+    fn prometheus_rule(&self, rules: &crate::slo::RuleFile) -> Result<DynamicObject, Error> {
+        let spec = serde_json::to_value(rules).map_err(|e| Error::Build("PrometheusRule".into(), e))?;
         self.monitoring_object(&crate::monitoring::prometheus_rule_resource(), Component::Api, spec)
     }
 

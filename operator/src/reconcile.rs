@@ -523,18 +523,14 @@ mod tests {
             serde_yaml::from_str(include_str!("../../charts/resizer/rules/operator.rules.yaml")).unwrap();
         let fleet_rules = serde_json::to_value(crate::slo::rules(&rd)).unwrap();
         for rules in [operator_rules, fleet_rules] {
-            for g in rules["groups"].as_array().unwrap() {
-                exprs.extend(g["rules"].as_array().unwrap().iter().map(|r| r["expr"].as_str().unwrap().to_owned()));
-            }
+            exprs.extend(telemetry::metrics::rule_expressions(&rules).expect("a rule file"));
         }
         for dashboard in [
             include_str!("../../charts/resizer/dashboards/resizer-fleet.json"),
             include_str!("../../charts/resizer/dashboards/resizer-operator.json"),
         ] {
             let d: Value = serde_json::from_str(dashboard).unwrap();
-            for p in d["panels"].as_array().unwrap() {
-                exprs.extend(p["targets"].as_array().unwrap().iter().map(|t| t["expr"].as_str().unwrap().to_owned()));
-            }
+            exprs.extend(telemetry::metrics::dashboard_expressions(&d).expect("every panel has queries"));
         }
         let named: std::collections::BTreeSet<String> =
             exprs.iter().flat_map(|e| telemetry::metrics::names_in_query(e, &["resizer_operator_"])).collect();

@@ -33,6 +33,9 @@ pub const BURN_WINDOWS: [BurnWindow; 2] = [
     BurnWindow { long: "6h", short: "30m", factor: 6.0, speed: "Slow" },
 ];
 
+/// Every window of [`BURN_WINDOWS`], shortest first: the SLIs are recorded over each.
+pub const SLI_WINDOWS: [&str; 4] = ["5m", "30m", "1h", "6h"];
+
 #[derive(Debug, Clone, Copy)]
 pub struct BurnWindow {
     pub long: &'static str,
@@ -119,10 +122,8 @@ pub fn rules(rd: &ResizeDeployment) -> RuleFile {
     let drain = capacity::drain_budget_secs(sla, &rd.spec.capacity);
     let who = format!("{ns}/{fleet}");
 
-    let mut windows: Vec<&str> = BURN_WINDOWS.iter().flat_map(|w| [w.short, w.long]).collect();
-    windows.sort_by_key(|w| window_seconds(w));
     let mut sli = Vec::new();
-    for w in &windows {
+    for w in SLI_WINDOWS {
         sli.push(Rule::Record {
             record: format!("resizer:sla_errors:ratio_rate{w}"),
             expr: format!(
@@ -237,17 +238,6 @@ fn alert(name: String, expr: String, for_: &str, severity: &str, summary: String
         for_: for_.to_owned(),
         labels: [("severity".to_owned(), severity.to_owned())].into(),
         annotations: [("summary".to_owned(), summary), ("description".to_owned(), description)].into(),
-    }
-}
-
-/// `5m` → 300; the windows above are all minutes or hours.
-fn window_seconds(w: &str) -> u64 {
-    let (n, unit) = w.split_at(w.len() - 1);
-    let n: u64 = n.parse().expect("windows are numbers");
-    match unit {
-        "m" => n * 60,
-        "h" => n * 3600,
-        _ => unreachable!("windows are in minutes or hours"),
     }
 }
 

@@ -78,6 +78,30 @@ pub fn names_in_query(expr: &str, prefixes: &[&str]) -> std::collections::BTreeS
         .collect()
 }
 
+/// Every `expr` of a Prometheus rule file, read as JSON; `None` when it is not
+/// shaped like one (a group without rules, a rule without an expression).
+pub fn rule_expressions(file: &serde_json::Value) -> Option<Vec<String>> {
+    let mut out = Vec::new();
+    for group in file["groups"].as_array()? {
+        for rule in group["rules"].as_array()? {
+            out.push(rule["expr"].as_str()?.to_owned());
+        }
+    }
+    Some(out)
+}
+
+/// Every panel query of a Grafana dashboard; `None` when a panel has no
+/// targets or a target no expression.
+pub fn dashboard_expressions(dashboard: &serde_json::Value) -> Option<Vec<String>> {
+    let mut out = Vec::new();
+    for panel in dashboard["panels"].as_array()? {
+        for target in panel["targets"].as_array()? {
+            out.push(target["expr"].as_str()?.to_owned());
+        }
+    }
+    Some(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -92,5 +116,15 @@ mod tests {
         let got = sample_names(text);
         assert!(got.contains("api_shed_total") && got.contains("api_in_flight") && got.contains("api_wait_bucket"));
         assert!(!got.contains("api_shed"), "a counter's samples end in _total");
+    }
+
+    #[test]
+    fn expressions_are_read_from_rule_files_and_dashboards() {
+        let rules = serde_json::json!({"groups": [{"rules": [{"record": "a:b", "expr": "x"}, {"alert": "A", "expr": "y > 1"}]}]});
+        assert_eq!(rule_expressions(&rules), Some(vec!["x".to_owned(), "y > 1".to_owned()]));
+        assert_eq!(rule_expressions(&serde_json::json!({"groups": [{"rules": [{"alert": "A"}]}]})), None);
+        let d = serde_json::json!({"panels": [{"targets": [{"expr": "up"}, {"expr": "rate(x[1m])"}]}]});
+        assert_eq!(dashboard_expressions(&d), Some(vec!["up".to_owned(), "rate(x[1m])".to_owned()]));
+        assert_eq!(dashboard_expressions(&serde_json::json!({"panels": [{"title": "text"}]})), None);
     }
 }

@@ -240,9 +240,10 @@ async fn write_doc<'a>(
             None => (DayRollup::new(), 0),
         };
         let fresh: Vec<&Staged> = recs.iter().copied().filter(|s| !doc.has_applied(s.seq, floor)).collect();
-        if apply::apply(&mut doc, recs, set, floor) == 0 {
-            return Ok(Vec::new());
+        if fresh.is_empty() {
+            return Ok(fresh);
         }
+        apply::apply(&mut doc, &fresh, set, floor);
         let value = doc.encode().into();
         let result = if revision == 0 {
             kv.create(key, value).await.map(|_| ()).map_err(|e| e.to_string())
