@@ -25,6 +25,7 @@ WORKDIR /src
 COPY Cargo.toml Cargo.lock ./
 COPY contracts/Cargo.toml contracts/
 COPY telemetry/Cargo.toml telemetry/
+COPY httpsig/Cargo.toml httpsig/
 COPY identity/Cargo.toml identity/
 COPY auth-cache/Cargo.toml auth-cache/
 COPY api-server/Cargo.toml api-server/
@@ -32,14 +33,15 @@ COPY worker/Cargo.toml worker/
 COPY usage-aggregator/Cargo.toml usage-aggregator/
 COPY operator/Cargo.toml operator/
 COPY e2e/Cargo.toml e2e/
-RUN for m in contracts telemetry identity auth-cache api-server worker usage-aggregator operator e2e; do \
+RUN for m in contracts telemetry httpsig identity auth-cache api-server worker usage-aggregator operator e2e; do \
       mkdir -p "$m/src" && echo 'fn main() {}' >"$m/src/main.rs" && : >"$m/src/lib.rs"; \
     done \
  && cargo build --release --locked -p api-server -p worker -p usage-aggregator -p operator -p auth-cache -p identity --bins \
- && rm -rf contracts telemetry identity auth-cache api-server worker usage-aggregator operator
+ && rm -rf contracts telemetry httpsig identity auth-cache api-server worker usage-aggregator operator
 # Then the sources (e2e stays a stub: it is a member, not part of any image).
 COPY contracts contracts
 COPY telemetry telemetry
+COPY httpsig httpsig
 COPY identity identity
 COPY auth-cache auth-cache
 COPY api-server api-server
@@ -47,7 +49,7 @@ COPY worker worker
 COPY usage-aggregator usage-aggregator
 COPY operator operator
 # Newer than the stub build, so cargo rebuilds the workspace crates.
-RUN find contracts telemetry identity auth-cache api-server worker usage-aggregator operator -name '*.rs' -exec touch {} + \
+RUN find contracts telemetry httpsig identity auth-cache api-server worker usage-aggregator operator -name '*.rs' -exec touch {} + \
  && cargo build --release --locked -p api-server -p worker -p usage-aggregator -p operator -p auth-cache -p identity --bins \
  && mkdir /out && cp target/release/api-server target/release/worker \
       target/release/usage-aggregator target/release/operator \

@@ -11,10 +11,11 @@ use contracts::{
     identity::{self, QuotaExhausted, Verdict, VerifyRequest, apikey},
 };
 use http::request::Parts;
-use identity_sig::{digest, signature::Signed};
+use httpsig::{
+    digest,
+    signature::{self, SigError, Signed},
+};
 use std::time::Duration;
-
-use ::identity as identity_sig;
 
 pub use contracts::identity::AuthMode;
 
@@ -52,12 +53,24 @@ impl Caller {
     }
 }
 
+/// The problem type of a signature the api-server refuses by itself.
+fn refused(e: SigError) -> Problem {
+    let kind = match e {
+        SigError::Malformed(_) => ProblemKind::SignatureMalformed,
+        SigError::Incomplete(_) => ProblemKind::SignatureIncomplete,
+        SigError::Expired(_) => ProblemKind::SignatureExpired,
+        SigError::NotYetValid(_) => ProblemKind::SignatureNotYetValid,
+        SigError::TooLarge(_) => ProblemKind::HeaderTooLarge,
+    };
+    Problem::new(kind, e.to_string())
+}
+
 /// What the request says about itself, checked as far as possible without key material.
 pub fn credential(parts: &Parts) -> Result<(VerifyRequest, Option<String>), Problem> {
-    let signed = Signed::from_message(parts).map_err(|e| Problem::new(e.problem(), e.to_string()))?;
+    let signed = Signed::from_message(parts).map_err(refused)?;
     if let Some(signed) = signed {
-        signed.check_profile(identity_sig::client::now_s()).map_err(|e| Problem::new(e.problem(), e.to_string()))?;
-        let base = signed.base(parts).map_err(|e| Problem::new(e.problem(), e.to_string()))?;
+        signed.check_profile(signature::now_s()).map_err(refused)?;
+        let base = signed.base(parts).map_err(refused)?;
         let digest = parts.headers.get("content-digest").and_then(|v| v.to_str().ok()).map(str::to_owned);
         let digest =
             digest.ok_or_else(|| Problem::new(ProblemKind::SignatureMalformed, "Content-Digest is not valid ASCII"))?;
@@ -77,7 +90,7 @@ pub fn credential(parts: &Parts) -> Result<(VerifyRequest, Option<String>), Prob
             "sign the request (RFC 9421 Signature-Input and Signature) or send `Authorization: Bearer <API key>`",
         ));
     };
-    if value.len() > identity_sig::signature::MAX_HEADER_BYTES {
+    if value.len() > signature::MAX_HEADER_BYTES {
         return Err(Problem::new(ProblemKind::HeaderTooLarge, "Authorization is too large"));
     }
     let token = value
@@ -165,6 +178,14 @@ mod tests {
                 .unwrap(),
         );
         assert_eq!(credential(&stale).unwrap_err().kind, ProblemKind::SignatureIncomplete);
+        let big = parts(
+            http::Request::post("/")
+                .header("signature-input", "s=()")
+                .header("signature", format!("s=:{}:", "A".repeat(signature::MAX_HEADER_BYTES)))
+                .body(())
+                .unwrap(),
+        );
+        assert_eq!(credential(&big).unwrap_err().kind, ProblemKind::HeaderTooLarge);
     }
 
     #[test]

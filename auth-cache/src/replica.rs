@@ -61,7 +61,7 @@ impl Replica {
             (Some(Entry::Key(id)), Change::Put(v)) => match serde_json::from_slice::<KeyRecord>(v) {
                 Ok(k) if k.id == id => {
                     let ed25519 = match &k.material {
-                        KeyMaterial::Ed25519 { public_key } => identity::signature::public_key(public_key),
+                        KeyMaterial::Ed25519 { public_key } => httpsig::signature::public_key(public_key),
                         KeyMaterial::Bearer { .. } => None,
                     };
                     // A key that now exists must not stay "unknown" for the rest of the negative TTL.
@@ -166,7 +166,7 @@ impl Replica {
                 }
                 use base64::Engine;
                 let sig = base64::engine::general_purpose::STANDARD.decode(signature).unwrap_or_default();
-                key.ed25519.as_ref().is_some_and(|k| identity::signature::verify_ed25519(k, base, &sig))
+                key.ed25519.as_ref().is_some_and(|k| httpsig::signature::verify_ed25519(k, base, &sig))
             }
             (VerifyRequest::Bearer { secret_sha256, .. }, KeyMaterial::Bearer { secret_sha256: stored }) => {
                 contracts::identity::same_secret(secret_sha256.as_bytes(), stored.as_bytes())

@@ -134,6 +134,6 @@ pub async fn tenant(
 /// The headers that authenticate `POST url` with `body` of `content_type`.
 pub fn auth_headers(url: &str, content_type: &str, body: &[u8], creds: &Credentials) -> HeaderMap {
     let mut req = http::Request::post(url).header("content-type", content_type).body(()).expect("valid request");
-    client::authorize(&mut req, body, creds, client::now_s()).expect("signing");
+    client::authorize(&mut req, body, creds, httpsig::signature::now_s()).expect("signing");
     req.into_parts().0.headers
 }

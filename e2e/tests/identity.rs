@@ -13,10 +13,8 @@ use e2e::{
     procs::Worker,
 };
 use ed25519_dalek::SigningKey;
-use identity::{
-    client::{self, Credentials},
-    signature::{self, REQUIRED},
-};
+use httpsig::signature::{self, REQUIRED};
+use identity::client::{self, Credentials};
 use reqwest::header::{HeaderMap, HeaderValue};
 use std::time::Duration;
 
@@ -81,7 +79,7 @@ fn signed(
 ) -> HeaderMap {
     let mut req = http::Request::post(url)
         .header("content-type", "image/jpeg")
-        .header("content-digest", identity::digest::content_digest(body))
+        .header("content-digest", httpsig::digest::content_digest(body))
         .body(())
         .unwrap();
     let h = signature::sign(key, key_id, "sig1", components, created, expires, &req).unwrap();
@@ -131,7 +129,7 @@ async fn every_bad_credential_has_its_problem_type_and_reaches_no_worker() {
     let kid = t.signature_key_id.as_str();
     let url = s.url();
     let body = photo();
-    let now = client::now_s();
+    let now = signature::now_s();
     let good = || signed(&url, &body, &key, kid, &REQUIRED, now, Some(now + 60));
 
     let mut cases: Vec<(&str, HeaderMap, Vec<u8>, u16, &str)> = Vec::new();
@@ -231,7 +229,7 @@ async fn revocation_disabling_and_replay_after_the_window() {
     let t = s.tenant("acme", GENEROUS).await;
     let url = s.url();
     let body = photo();
-    let now = client::now_s();
+    let now = signature::now_s();
     let captured = signed(&url, &body, &signing_key(&t), &t.signature_key_id, &REQUIRED, now, Some(now + 2));
     assert_eq!(s.send(captured.clone(), body.clone()).await.status(), 200);
     tokio::time::sleep(Duration::from_millis(3100)).await;

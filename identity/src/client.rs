@@ -1,9 +1,9 @@
 //! The client side: credentials a caller holds, and what they add to a request.
 
-use crate::{digest, signature};
 use base64::{Engine, engine::general_purpose::STANDARD};
 use ed25519_dalek::SigningKey;
 use http::{HeaderValue, Request, header};
+use httpsig::{digest, signature};
 
 /// How a client authenticates.
 // A client holds one of these for its lifetime; boxing the key would buy nothing.
@@ -51,10 +51,6 @@ pub fn authorize<B>(
         }
     }
     Ok(())
-}
-
-pub fn now_s() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64)
 }
 
 /// A new Ed25519 key from the OS generator.

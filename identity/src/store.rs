@@ -290,7 +290,7 @@ impl Store {
         key_id: Option<&str>,
         public_key: &str,
     ) -> Result<KeyRecord, StoreError> {
-        if crate::signature::public_key(public_key).is_none() {
+        if httpsig::signature::public_key(public_key).is_none() {
             return Err(StoreError::BadInput("public_key must be a base64 Ed25519 public key (32 bytes)".into()));
         }
         let id = key_id.map_or_else(|| random_token(16), str::to_owned);

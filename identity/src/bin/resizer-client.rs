@@ -49,7 +49,7 @@ async fn main() -> anyhow::Result<()> {
     };
     let url = format!("{}/v1/resize?{}", cli.endpoint.trim_end_matches('/'), cli.query);
     let mut req = http::Request::post(&url).header("content-type", media).body(())?;
-    client::authorize(&mut req, &body, &creds, client::now_s())?;
+    client::authorize(&mut req, &body, &creds, httpsig::signature::now_s())?;
     let (parts, ()) = req.into_parts();
     let res = reqwest::Client::new().post(&url).headers(parts.headers).body(body).send().await?;
     let status = res.status();

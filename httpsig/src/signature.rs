@@ -12,7 +12,6 @@
 
 use crate::sf::{self, Bare, Item, Member, Params};
 use base64::{Engine, engine::general_purpose::STANDARD};
-use contracts::ProblemKind;
 use ed25519_dalek::{Signer, SigningKey, VerifyingKey};
 
 /// Components every signature must cover.
@@ -38,16 +37,10 @@ pub enum SigError {
     TooLarge(&'static str),
 }
 
-impl SigError {
-    pub fn problem(&self) -> ProblemKind {
-        match self {
-            Self::Malformed(_) => ProblemKind::SignatureMalformed,
-            Self::Incomplete(_) => ProblemKind::SignatureIncomplete,
-            Self::Expired(_) => ProblemKind::SignatureExpired,
-            Self::NotYetValid(_) => ProblemKind::SignatureNotYetValid,
-            Self::TooLarge(_) => ProblemKind::HeaderTooLarge,
-        }
-    }
+/// Seconds since the Unix epoch: the `now` of [`Signed::check_profile`] and
+/// the `created` of [`sign`].
+pub fn now_s() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64)
 }
 
 fn malformed(s: impl Into<String>) -> SigError {
