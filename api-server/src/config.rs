@@ -12,6 +12,8 @@ pub struct Config {
     /// NATS server URL(s), comma-separated.
     #[arg(long, env = "NATS_URL", default_value = "nats://127.0.0.1:4222")]
     pub nats_url: String,
+    #[command(flatten)]
+    pub nats_credentials: contracts::connect::Credentials,
     /// Replicas of the JOBS stream when this server has to create it (3 in a cluster).
     #[arg(long, env = "JOBS_REPLICAS", default_value_t = 1)]
     pub stream_replicas: usize,

@@ -40,7 +40,9 @@ pub async fn start(
 ) -> anyhow::Result<(std::net::SocketAddr, impl std::future::Future<Output = ()>)> {
     let mut registry = prometheus_client::registry::Registry::default();
     let metrics = metrics::Metrics::register(&mut registry);
-    let queue = queue::Queue::connect(&config.nats_url, config.stream_replicas, metrics.clone()).await?;
+    let queue =
+        queue::Queue::connect(&config.nats_url, &config.nats_credentials, config.stream_replicas, metrics.clone())
+            .await?;
     let listener = tokio::net::TcpListener::bind(config.listen).await?;
     let addr = listener.local_addr()?;
     let header_timeout = config.header_timeout;

@@ -39,6 +39,8 @@ pub struct Metrics {
     /// Round trip of a verification to an auth-cache.
     pub auth_verify: Histogram,
     pub auth_refused: Family<ProblemLabel, Counter>,
+    /// What NATS refused this process; shared with the connection's event callback.
+    pub nats_refusals: Counter,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -62,6 +64,7 @@ impl Metrics {
             usage_dropped: Counter::default(),
             auth_verify: Histogram::new([50e-6, 100e-6, 250e-6, 500e-6, 1e-3, 2.5e-3, 5e-3, 25e-3, 100e-3]),
             auth_refused: Family::default(),
+            nats_refusals: contracts::connect::register_refusals(registry),
         };
         let r = registry.sub_registry_with_prefix("api");
         r.register("http_requests", "HTTP requests by route and status", m.requests.clone());

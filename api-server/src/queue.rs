@@ -4,7 +4,7 @@
 use crate::{metrics::Metrics, problem::Problem};
 use async_nats::{Client, jetstream};
 use bytes::Bytes;
-use contracts::{Job, ProblemKind, outcome::OutcomeHeaders, subjects};
+use contracts::{Job, ProblemKind, access::Role, outcome::OutcomeHeaders, subjects};
 use futures::StreamExt;
 use std::{
     collections::HashMap,
@@ -47,9 +47,13 @@ impl Drop for WaiterGuard<'_> {
 
 impl Queue {
     /// Connects, creates the JOBS stream if missing and starts routing answers.
-    pub async fn connect(nats_url: &str, replicas: usize, metrics: Metrics) -> anyhow::Result<Self> {
-        let client = async_nats::ConnectOptions::new()
-            .name("api-server")
+    pub async fn connect(
+        nats_url: &str,
+        creds: &contracts::connect::Credentials,
+        replicas: usize,
+        metrics: Metrics,
+    ) -> anyhow::Result<Self> {
+        let client = contracts::connect::options(Role::ApiServer, creds, metrics.nats_refusals.clone())?
             .retry_on_initial_connect()
             .connect(contracts::servers::server_urls(nats_url).as_slice())
             .await?;

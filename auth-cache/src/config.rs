@@ -12,6 +12,8 @@ pub struct Config {
     /// NATS server URL(s), comma-separated.
     #[arg(long, env = "NATS_URL", default_value = "nats://127.0.0.1:4222")]
     pub nats_url: String,
+    #[command(flatten)]
+    pub nats_credentials: contracts::connect::Credentials,
     /// Replicas of IDENTITY and the rollup bucket if this process has to create them.
     #[arg(long, env = "IDENTITY_REPLICAS", default_value_t = 1)]
     pub replicas: usize,

@@ -36,8 +36,8 @@ pub async fn start(
     let mut registry = prometheus_client::registry::Registry::default();
     let metrics = metrics::Metrics::register(&mut registry);
     let urls = contracts::servers::server_urls(&config.nats_url);
-    let client = async_nats::ConnectOptions::new()
-        .name("auth-cache")
+    let creds = &config.nats_credentials;
+    let client = contracts::connect::options(contracts::access::Role::AuthCache, creds, metrics.nats_refusals.clone())?
         .retry_on_initial_connect()
         .connect(urls.as_slice())
         .await?;

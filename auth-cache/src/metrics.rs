@@ -25,6 +25,8 @@ pub struct Metrics {
     pub tenants: Gauge,
     pub keys: Gauge,
     pub rejected_records: Counter,
+    /// What NATS refused this process; shared with the connection's event callback.
+    pub nats_refusals: Counter,
 }
 
 impl Metrics {
@@ -38,6 +40,7 @@ impl Metrics {
             tenants: Gauge::default(),
             keys: Gauge::default(),
             rejected_records: Counter::default(),
+            nats_refusals: contracts::connect::register_refusals(r),
         };
         let r = r.sub_registry_with_prefix("auth_cache");
         r.register("verifications", "Verification answers by verdict", m.verifications.clone());

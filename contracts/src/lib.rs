@@ -4,6 +4,8 @@
 //! here, so a change to the wire format is a change to one file plus its tests.
 //!
 //! # Layout
+//! - [`access`]: the NATS user of each component role and the subjects it may use.
+//! - [`connect`]: how a component connects as its role (key file, TLS, refusals counted).
 //! - [`subjects`]: NATS subject names and the stream/consumer configurations.
 //! - [`format`]: image formats, their media types and magic-byte sniffing.
 //! - [`op`]: the resize operation (`w`, `h`, `fit`, `format`, `quality`) and its validation.
@@ -14,6 +16,8 @@
 //! - [`usage`]: the usage record, its streams, rollups and the usage report.
 //! - [`identity`]: tenant and key records (bucket IDENTITY), API keys, the verification exchange.
 
+pub mod access;
+pub mod connect;
 pub mod duration;
 pub mod format;
 pub mod identity;

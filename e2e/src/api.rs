@@ -17,6 +17,7 @@ pub fn config(nats_url: &str) -> Config {
     Config {
         listen: "127.0.0.1:0".parse().expect("literal address"),
         nats_url: nats_url.to_owned(),
+        nats_credentials: crate::nats::credentials(contracts::access::Role::ApiServer),
         stream_replicas: 1,
         job_timeout: Duration::from_secs(10),
         max_body_bytes: contracts::subjects::MAX_PAYLOAD - contracts::subjects::HEADER_ALLOWANCE,

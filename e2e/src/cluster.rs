@@ -54,10 +54,11 @@ impl Cluster {
                 format!(
                     "server_name: n{i}\nlisten: 127.0.0.1:{}\nmax_payload: 8MB\n\
                      jetstream {{ store_dir: \"{}\", sync_interval: always }}\n\
-                     cluster {{ name: c, listen: 127.0.0.1:{}, routes: [{route_list}] }}\n",
+                     cluster {{ name: c, listen: 127.0.0.1:{}, routes: [{route_list}] }}\n{}",
                     clients[i],
                     dir.path().join(format!("js{i}")).display(),
-                    routes[i]
+                    routes[i],
+                    crate::nats::authorization(),
                 ),
             )?;
             let child = Command::new(crate::nats::binary())
@@ -86,8 +87,7 @@ impl Cluster {
         let started = Instant::now();
         loop {
             let attempt = async {
-                let urls: Vec<&str> = self.nodes.iter().map(|n| n.client_url.as_str()).collect();
-                let client = async_nats::connect(urls.as_slice()).await?;
+                let client = crate::nats::observer(&self.urls()).await?;
                 let js = async_nats::jetstream::new(client);
                 js.get_or_create_stream(contracts::usage::streams::usage_stream(3)).await?;
                 anyhow::Ok(())

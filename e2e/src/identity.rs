@@ -100,7 +100,7 @@ impl AuthStack {
 /// The management plane's store on `nats_url`.
 pub async fn store(nats_url: &str) -> anyhow::Result<identity::store::Store> {
     let urls = contracts::servers::server_urls(nats_url);
-    let client = async_nats::connect(urls.as_slice()).await?;
+    let client = crate::nats::options_as(contracts::access::Role::Admin).connect(urls.as_slice()).await?;
     Ok(identity::store::Store::open(&async_nats::jetstream::new(client), 1).await?)
 }
 

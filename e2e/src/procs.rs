@@ -1,6 +1,7 @@
 //! Service binaries as child processes.
 
 use anyhow::{Context, bail};
+use contracts::access::Role;
 use std::{
     path::PathBuf,
     process::{Child, Command, Stdio},
@@ -35,6 +36,15 @@ impl Launch {
     pub fn log_to(mut self, path: PathBuf) -> Self {
         self.log = Some(path);
         self
+    }
+
+    /// `binary`'s role key first, then this launch's environment (which may override it).
+    fn apply_as(&self, binary: &str, cmd: &mut Command) -> anyhow::Result<()> {
+        let role = if binary == "resizer-admin" { Some(Role::Admin) } else { Role::from_name(binary) };
+        if let Some(role) = role {
+            cmd.env(contracts::connect::NKEY_FILE_ENV, crate::nats::key_file(role));
+        }
+        self.apply(cmd)
     }
 
     fn apply(&self, cmd: &mut Command) -> anyhow::Result<()> {
@@ -89,7 +99,7 @@ impl Worker {
             .args(extra)
             .env("RUST_LOG", std::env::var("WORKER_LOG").unwrap_or_else(|_| "warn".into()))
             .stdout(Stdio::null());
-        launch.apply(&mut cmd)?;
+        launch.apply_as("worker", &mut cmd)?;
         let child = cmd.spawn()?;
         Ok(Self { child, metrics_url: format!("http://127.0.0.1:{port}/metrics") })
     }
@@ -161,7 +171,7 @@ pub fn launch_listening(name: &str, args: &[&str], log_var: &str, launch: &Launc
     use std::io::BufRead;
     let mut cmd = Command::new(binary(name)?);
     cmd.args(args).env("RUST_LOG", std::env::var(log_var).unwrap_or_else(|_| "warn".into())).stdout(Stdio::piped());
-    launch.apply(&mut cmd)?;
+    launch.apply_as(name, &mut cmd)?;
     let mut child = cmd.spawn()?;
     let stdout = child.stdout.take().context("child stdout")?;
     let mut line = String::new();

@@ -463,7 +463,10 @@ async fn the_admin_api_is_guarded_and_manages_tenants_and_keys() {
 async fn with_the_identity_store_unreachable_the_auth_cache_serves_what_it_has() {
     let mut cluster = e2e::cluster::Cluster::start().unwrap();
     cluster.ready(Duration::from_secs(60)).await.unwrap();
-    let client = async_nats::connect(contracts::servers::server_urls(&cluster.urls()).as_slice()).await.unwrap();
+    let client = e2e::nats::options_as(contracts::access::Role::Admin)
+        .connect(contracts::servers::server_urls(&cluster.urls()).as_slice())
+        .await
+        .unwrap();
     let js = async_nats::jetstream::new(client);
     let store = identity::store::Store::open(&js, 3).await.unwrap();
     let t = ident::tenant(&store, "acme", GENEROUS).await.unwrap();
@@ -524,7 +527,7 @@ async fn every_admin_write_leaves_an_audit_record() {
     store.revoke_key(&key.id).await.unwrap();
     store.set_disabled("audited", true).await.unwrap();
 
-    let js = async_nats::jetstream::new(async_nats::connect(&nats.client_url).await.unwrap());
+    let js = async_nats::jetstream::new(nats.client().await.unwrap());
     let stream = js.get_stream(audit::STREAM).await.unwrap();
     let info = stream.cached_info();
     assert_eq!(info.config.max_age, audit::MAX_AGE, "the trail has a retention of its own");

@@ -310,7 +310,7 @@ async fn a_dead_lettered_usage_record_is_logged_and_traced_with_its_request() {
     let request_id = format!("req-{}", random_hex(8));
     let record =
         UsageRecord { tenant: "not a tenant".into(), ..UsageRecord::refused(&request_id, ProblemKind::Internal) };
-    let client = async_nats::connect(nats.client_url.as_str()).await.expect("nats");
+    let client = nats.client_as(contracts::access::Role::Worker).await.expect("nats");
     let js = async_nats::jetstream::new(client);
     js.get_or_create_stream(streams::usage_stream(1)).await.expect("USAGE stream");
     let mut headers = async_nats::HeaderMap::new();

@@ -174,7 +174,7 @@ async fn the_invariant_holds_under_faults_on_a_cluster() {
         let (http, url) = (http.clone(), api.url("/v1/resize?w=2400&format=png"));
         tokio::spawn(async move { http.post(url).header("content-type", "image/jpeg").body(body).send().await.is_ok() })
     };
-    let client = async_nats::connect(urls.as_str()).await.unwrap();
+    let client = e2e::nats::observer(&urls).await.unwrap();
     let js = jetstream::new(client.clone());
     let started = Instant::now();
     loop {
@@ -218,7 +218,7 @@ async fn the_invariant_holds_under_faults_on_a_cluster() {
     answered += traffic_during.await.unwrap();
 
     // 4. The same record published twice, and a malformed one that must not block the stream.
-    let client = async_nats::connect(cluster.nodes[1].client_url.as_str()).await.unwrap();
+    let client = e2e::nats::observer(&cluster.nodes[1].client_url).await.unwrap();
     let js = jetstream::new(client.clone());
     let twice = record("synthetic-twice-0001");
     // The first publish may itself have been retried, so only the second one's verdict is certain.
@@ -340,7 +340,14 @@ async fn the_usage_api_validates_confines_and_formats() {
     assert!(dead.headers.get(streams::H_DEAD_REASON).is_some_and(|r| !r.as_str().is_empty()));
 
     // The archive of the day holds each tenant's records, compressed.
-    let store = usage_aggregator::store::Store::open(&nats.client_url, 1).await.unwrap();
+    let store = usage_aggregator::store::Store::open(
+        &nats.client_url,
+        &e2e::nats::credentials(contracts::access::Role::UsageAggregator),
+        1,
+        Default::default(),
+    )
+    .await
+    .unwrap();
     let today = now_ms() / DAY_MS * DAY_MS;
     let summary = usage_aggregator::archive::archive_day(&store, today, 0).await.unwrap();
     assert_eq!((summary.objects, summary.records), (2, 2));

@@ -31,6 +31,8 @@ pub struct NatsArgs {
     /// NATS server URL(s), comma-separated.
     #[arg(long, env = "NATS_URL", default_value = "nats://127.0.0.1:4222")]
     pub nats_url: String,
+    #[command(flatten)]
+    pub nats_credentials: contracts::connect::Credentials,
     /// Replicas of USAGE, its dead-letter stream and the buckets when this process creates them (3 in a cluster).
     #[arg(long, env = "USAGE_REPLICAS", default_value_t = 1)]
     pub replicas: usize,

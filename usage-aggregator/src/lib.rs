@@ -62,7 +62,13 @@ pub async fn start(
 ) -> anyhow::Result<(std::net::SocketAddr, impl std::future::Future<Output = anyhow::Result<()>>)> {
     let mut registry = prometheus_client::registry::Registry::default();
     let metrics = metrics::Metrics::register(&mut registry);
-    let store = store::Store::open(&args.nats.nats_url, args.nats.replicas).await?;
+    let store = store::Store::open(
+        &args.nats.nats_url,
+        &args.nats.nats_credentials,
+        args.nats.replicas,
+        metrics.nats_refusals.clone(),
+    )
+    .await?;
     let listener = tokio::net::TcpListener::bind(args.listen).await?;
     let addr = listener.local_addr()?;
     let app = http::router(

@@ -19,7 +19,8 @@ async fn main() -> anyhow::Result<()> {
         }
         Some(Command::Report(a)) => {
             let range = range::parse(Some(&a.from), Some(&a.to), Some(&a.window))?;
-            let store = Store::open(&a.nats.nats_url, a.nats.replicas).await?;
+            let store =
+                Store::open(&a.nats.nats_url, &a.nats.nats_credentials, a.nats.replicas, Default::default()).await?;
             let report = query::report(&store, &a.tenant, &range).await?;
             if a.csv {
                 print!("{}", report.to_csv());
@@ -31,7 +32,7 @@ async fn main() -> anyhow::Result<()> {
         Some(Command::Archive { nats, day }) => {
             let start = time::parse_rfc3339(&day).filter(|ms| ms.is_multiple_of(86_400_000));
             let start = start.ok_or_else(|| anyhow::anyhow!("--day must be YYYY-MM-DD, not `{day}`"))?;
-            let store = Store::open(&nats.nats_url, nats.replicas).await?;
+            let store = Store::open(&nats.nats_url, &nats.nats_credentials, nats.replicas, Default::default()).await?;
             let s = usage_aggregator::archive::archive_day(&store, start, 0).await?;
             println!(
                 "{day}: {} objects, {} records, {} bytes raw, {} compressed",

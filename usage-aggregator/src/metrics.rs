@@ -24,6 +24,8 @@ pub struct Metrics {
     /// often it was delivered): the per-tenant view of dashboards and the
     /// quota alert. Its cardinality is tenants × the statuses they saw.
     pub tenant_requests: Family<TenantLabels, Counter>,
+    /// What NATS refused this process; shared with the connection's event callback.
+    pub nats_refusals: Counter,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -54,6 +56,7 @@ impl Metrics {
             batch_duration: Histogram::new(telemetry::metrics::latency_buckets()),
             archived_objects: Counter::default(),
             tenant_requests: Family::default(),
+            nats_refusals: contracts::connect::register_refusals(registry),
         };
         let r = registry.sub_registry_with_prefix("usage");
         r.register("records_aggregated", "Records counted into the rollups", m.aggregated.clone());

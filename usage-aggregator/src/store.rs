@@ -2,7 +2,9 @@
 //! idempotently from the contracts.
 
 use async_nats::jetstream::{self, consumer::PullConsumer, kv, object_store::ObjectStore, stream::Stream};
+use contracts::access::Role;
 use contracts::usage::streams;
+use prometheus_client::metrics::counter::Counter;
 use std::time::Duration;
 
 #[derive(Debug, thiserror::Error)]
@@ -30,10 +32,16 @@ fn setup(what: &'static str) -> impl Fn(&dyn std::fmt::Display) -> StoreError {
 
 impl Store {
     /// Connects (to any of the comma-separated `url`s) and creates whatever does not exist yet.
-    pub async fn open(url: &str, replicas: usize) -> Result<Self, StoreError> {
+    /// `refusals` counts what NATS refuses this connection.
+    pub async fn open(
+        url: &str,
+        creds: &contracts::connect::Credentials,
+        replicas: usize,
+        refusals: Counter,
+    ) -> Result<Self, StoreError> {
         let urls = contracts::servers::server_urls(url);
-        let client = async_nats::ConnectOptions::new()
-            .name("usage-aggregator")
+        let client = contracts::connect::options(Role::UsageAggregator, creds, refusals)
+            .map_err(|e| StoreError::Setup { what: "NATS credentials", detail: e.to_string() })?
             .retry_on_initial_connect()
             .connect(urls.as_slice())
             .await

@@ -9,6 +9,8 @@ pub struct Config {
     /// NATS server URL(s), comma-separated.
     #[arg(long, env = "NATS_URL", default_value = "nats://127.0.0.1:4222")]
     pub nats_url: String,
+    #[command(flatten)]
+    pub nats_credentials: contracts::connect::Credentials,
     /// Jobs processed at once; default: the number of available cores.
     #[arg(long, env = "WORKER_CONCURRENCY")]
     pub concurrency: Option<usize>,

@@ -31,8 +31,8 @@ use tracing::{Instrument, info, info_span, warn};
 /// Connects, makes sure the stream and consumer exist, and processes jobs until `shutdown` resolves.
 /// Jobs in progress at shutdown are finished and answered before this returns.
 pub async fn run(cfg: Config, metrics: Metrics, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
-    let client = async_nats::ConnectOptions::new()
-        .name("worker")
+    let creds = &cfg.nats_credentials;
+    let client = contracts::connect::options(contracts::access::Role::Worker, creds, metrics.nats_refusals.clone())?
         .retry_on_initial_connect()
         .connect(contracts::servers::server_urls(&cfg.nats_url).as_slice())
         .await

@@ -20,6 +20,8 @@ pub struct Metrics {
     pub in_flight: Gauge,
     pub queue_wait: Histogram,
     pub process: Histogram,
+    /// What NATS refused this process; shared with the connection's event callback.
+    pub nats_refusals: Counter,
 }
 
 impl Metrics {
@@ -31,6 +33,7 @@ impl Metrics {
             in_flight: Gauge::default(),
             queue_wait: Histogram::new(telemetry::metrics::latency_buckets()),
             process: Histogram::new(telemetry::metrics::latency_buckets()),
+            nats_refusals: contracts::connect::register_refusals(registry),
         };
         let r = registry.sub_registry_with_prefix("worker");
         r.register("jobs", "Jobs finished, by outcome", m.jobs.clone());

@@ -98,7 +98,7 @@ async fn main() -> anyhow::Result<()> {
     // The verification exchange as the api-server makes it, against an HTTP round
     // trip to the same process on a kept-alive connection (a lower bound for an
     // HTTP verification endpoint: it does no verification at all).
-    let nc = async_nats::connect(&nats.client_url).await?;
+    let nc = e2e::nats::options_as(contracts::access::Role::ApiServer).connect(nats.client_url.as_str()).await?;
     let req = contracts::identity::VerifyRequest::Bearer {
         key_id: t.api_key_id.clone(),
         secret_sha256: match &t.api_key {

@@ -12,6 +12,8 @@ struct Cli {
     /// NATS server URL(s), comma-separated.
     #[arg(long, env = "NATS_URL", default_value = "nats://127.0.0.1:4222", global = true)]
     nats_url: String,
+    #[command(flatten)]
+    nats_credentials: contracts::connect::Credentials,
     /// Replicas of the IDENTITY bucket and the AUDIT stream if they have to be created (3 in a cluster).
     #[arg(long, env = "IDENTITY_REPLICAS", default_value_t = 1, global = true)]
     replicas: usize,
@@ -136,8 +138,7 @@ async fn main() -> anyhow::Result<()> {
         return Ok(());
     }
     let urls = contracts::servers::server_urls(&cli.nats_url);
-    let nats = async_nats::ConnectOptions::new()
-        .name("resizer-admin")
+    let nats = contracts::connect::options(contracts::access::Role::Admin, &cli.nats_credentials, Default::default())?
         .connect(urls.as_slice())
         .await
         .with_context(|| format!("connecting to {}", cli.nats_url))?;
