@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Debian packages the build and tests need: nasm and cmake for libjpeg-turbo's
-# SIMD code, python3-venv for the venvs of the interoperability test and benchmarks.
+# SIMD code, python3-venv for the venvs of the interoperability test and benchmarks,
+# valgrind for the memory check of the worker's C decoders (stage 20-memcheck).
 # Idempotent: does nothing when everything is present.
 set -euo pipefail
 source "$(dirname "$0")/env.sh"
@@ -8,6 +9,7 @@ need=()
 command -v nasm >/dev/null || need+=(nasm)
 command -v cmake >/dev/null || need+=(cmake)
 command -v pkg-config >/dev/null || need+=(pkg-config)
+command -v valgrind >/dev/null || need+=(valgrind)
 python3 -c 'import ensurepip, venv' 2>/dev/null || need+=(python3-venv)
 if [ ${#need[@]} -gt 0 ]; then
   log "apt-get install ${need[*]}"
