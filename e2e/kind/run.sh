@@ -107,7 +107,10 @@ kube_wait 600 -n "$FLEET_NS" --for=condition=Ready rd/photos
 "$KUBECTL" -n "$FLEET_NS" get rd photos
 
 # A tenant and an API key, made with the admin CLI that ships in the auth-cache image.
-admin() { "$KUBECTL" -n "$FLEET_NS" exec deploy/photos-auth-cache -- /usr/local/bin/resizer-admin "$@"; }
+admin() {
+  "$KUBECTL" -n "$FLEET_NS" get secret photos-nats-credentials -o jsonpath='{.data.admin\.nk}' | base64 -d |
+    "$KUBECTL" -n "$FLEET_NS" exec -i deploy/photos-auth-cache -- /usr/local/bin/resizer-admin --nats-nkey-file /dev/stdin "$@"
+}
 admin tenant create kind-e2e >/dev/null
 api_key=$(admin key issue kind-e2e | python3 -c 'import json,sys; print(json.load(sys.stdin)["token"])')
 

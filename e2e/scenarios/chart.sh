@@ -84,14 +84,15 @@ check "RBAC: may patch ResizeDeployment status" k auth can-i patch resizedeploym
 check "RBAC: may delete Ingresses (pruning a dropped spec.api.ingress)" k auth can-i delete ingresses.networking.k8s.io -n "$fleet_ns" --as "$sa"
 check "RBAC: may list pods (why they cannot run)" k auth can-i list pods -n "$fleet_ns" --as "$sa"
 check "RBAC: may watch pods" k auth can-i watch pods -n "$fleet_ns" --as "$sa"
-for verb_res in "get secrets" "delete deployments.apps" "delete statefulsets.apps" "delete services" \
+check "RBAC: may create and patch Secrets (the fleet's NATS credentials)" k auth can-i patch secrets -n "$fleet_ns" --as "$sa"
+for verb_res in "list secrets" "watch secrets" "delete secrets" "delete deployments.apps" "delete statefulsets.apps" "delete services" \
   "delete configmaps" "delete serviceaccounts" "delete networkpolicies.networking.k8s.io" \
   "delete poddisruptionbudgets.policy" "delete pods" "create pods" "patch pods" \
   "update resizedeployments.resizer.dev"; do
   # shellcheck disable=SC2086
   if k auth can-i $verb_res -n "$fleet_ns" --as "$sa" >/dev/null 2>&1; then fail "RBAC allows more than it should: $verb_res"; fi
 done
-ok "RBAC refuses secrets, deletes but of Ingresses, pod writes and spec writes"
+ok "RBAC refuses listing or deleting secrets, deletes but of Ingresses, pod writes and spec writes"
 
 # --- The operator reconciles a fleet with the chart's identity.
 if [ "$IN_CLUSTER" = 1 ]; then

@@ -126,8 +126,31 @@ for s in JOBS USAGE KV_IDENTITY KV_USAGE_ROLLUPS; do
 done
 ok "3 NATS pods, each routed to the other 2; streams: $streams"
 
+# Every server requires TLS and credentials, and every client is one of the
+# fleet's users (an nkey) on a TLS connection.
+conns=$(for ip in "${nats_ips[@]}"; do
+  curl -fsS --max-time 5 "http://$ip:8222/varz" | python3 -c '
+import json, sys
+v = json.load(sys.stdin)
+if not (v.get("auth_required") and v.get("tls_required")):
+    sys.exit("auth_required=%s tls_required=%s" % (v.get("auth_required"), v.get("tls_required")))' ||
+    fail "NATS at $ip does not require TLS and credentials"
+  curl -fsS --max-time 5 "http://$ip:8222/connz?auth=true" | python3 -c '
+import json, sys
+for c in json.load(sys.stdin).get("connections") or []:
+    print("%s %s %s" % (c.get("name") or "-", "nkey" if c.get("nkey") else "NO-NKEY", c.get("tls_version") or "NO-TLS"))'
+done)
+[ -n "$conns" ] || fail "no client connections on the NATS servers"
+if grep -q 'NO-NKEY\|NO-TLS' <<<"$conns"; then fail "a NATS client without an nkey or TLS: $conns"; fi
+ok "NATS requires TLS and a fleet user; $(wc -l <<<"$conns") client connections, all nkey users over TLS ($(cut -d' ' -f1 <<<"$conns" | sort | uniq -c | tr -s ' ' | tr '\n' ','))"
+
 # --- Tenants and keys, with the admin CLI of the auth-cache image.
-admin() { kn exec deploy/"$rd"-auth-cache -- /usr/local/bin/resizer-admin "$@"; }
+# The admin's NATS key is in the fleet's credentials Secret and mounted in no
+# pod: it is handed to resizer-admin on its standard input for one command.
+admin() {
+  kn get secret "$rd"-nats-credentials -o jsonpath='{.data.admin\.nk}' | base64 -d |
+    kn exec -i deploy/"$rd"-auth-cache -- /usr/local/bin/resizer-admin --nats-nkey-file /dev/stdin "$@"
+}
 admin tenant create node-a >/dev/null || fail "resizer-admin tenant create"
 admin tenant create node-b >/dev/null || fail "resizer-admin tenant create"
 key_a=$(admin key issue node-a | python3 -c 'import json,sys; print(json.load(sys.stdin)["token"])')

@@ -46,6 +46,27 @@ async fn apply_dynamic(client: &Client, ns: &str, resource: &ApiResource, objs: 
     Ok(())
 }
 
+/// Reads the fleet's credentials Secret, makes what is missing and renews what
+/// is due ([`crate::credentials::complete`]), and writes it back only when
+/// something changed; returns its data for the round.
+pub async fn ensure_credentials(
+    client: &Client,
+    rd: &ResizeDeployment,
+    ns: &str,
+) -> Result<std::collections::BTreeMap<String, String>, Error> {
+    use k8s_openapi::api::core::v1::Secret;
+    let api: Api<Secret> = Api::namespaced(client.clone(), ns);
+    let name = crate::credentials::secret_name(&rd.name_any());
+    let stored = api.get_opt(&name).await?.and_then(|s| s.data).unwrap_or_default();
+    let data = stored.into_iter().filter_map(|(k, v)| Some((k, String::from_utf8(v.0).ok()?))).collect();
+    let names = crate::credentials::server_names(&crate::desired::Component::Queue.name(rd), ns);
+    let (data, changed) = crate::credentials::complete(data, &names, time::OffsetDateTime::now_utc())?;
+    if changed {
+        apply(client, ns, &crate::desired::credentials_secret(rd, &data)?).await?;
+    }
+    Ok(data)
+}
+
 /// Applies every child (accounts and config first, so workloads never start without them)
 /// and returns the replica counts the workloads report.
 pub async fn apply_all(client: &Client, ns: &str, c: &Children) -> Result<ComponentsStatus, Error> {

@@ -8,7 +8,7 @@
 use crate::crd::{PodSettings, ResizeDeployment};
 use crate::error::Error;
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
-use k8s_openapi::api::core::v1::{ConfigMap, ResourceRequirements, Service, ServiceAccount};
+use k8s_openapi::api::core::v1::{ConfigMap, ResourceRequirements, Secret, Service, ServiceAccount};
 use k8s_openapi::api::networking::v1::{Ingress, NetworkPolicy};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
@@ -80,6 +80,18 @@ impl Component {
         }
     }
 
+    /// The NATS user the component's pods connect as (the servers themselves are none).
+    pub fn role(self) -> Option<contracts::access::Role> {
+        use contracts::access::Role;
+        match self {
+            Component::Api => Some(Role::ApiServer),
+            Component::Worker => Some(Role::Worker),
+            Component::Queue => None,
+            Component::AuthCache => Some(Role::AuthCache),
+            Component::UsageAggregator => Some(Role::UsageAggregator),
+        }
+    }
+
     /// `<resizedeployment>-<component>`: one name per component for its workload, service and account.
     pub fn name(self, rd: &ResizeDeployment) -> String {
         format!("{}-{}", rd.name_any(), self.as_str())
@@ -145,6 +157,33 @@ pub struct Inputs<'a> {
     pub monitoring: crate::monitoring::Monitoring,
     /// The operator's own OTLP endpoint: the fleet's when its spec names none.
     pub otlp_endpoint: Option<&'a str>,
+    /// The fleet's credentials Secret's data (`crate::credentials`): the
+    /// servers' users and certificate revision come from it.
+    pub credentials: &'a BTreeMap<String, String>,
+}
+
+/// Where every connecting pod finds its role's seed and the fleet's CA.
+const CREDENTIALS_DIR: &str = "/etc/resizer/nats";
+/// Where the NATS pods find their certificate.
+const NATS_TLS_DIR: &str = "/etc/nats-tls";
+
+/// The Secret of the fleet's NATS credentials, with `data` as
+/// [`crate::credentials::complete`] made it.
+pub fn credentials_secret(rd: &ResizeDeployment, data: &BTreeMap<String, String>) -> Result<Secret, Error> {
+    use k8s_openapi::ByteString;
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+    Ok(Secret {
+        metadata: ObjectMeta {
+            name: Some(crate::credentials::secret_name(&rd.name_any())),
+            namespace: rd.namespace(),
+            labels: Some(labels(rd, Component::Queue)),
+            owner_references: Some(vec![owner(rd)?]),
+            ..Default::default()
+        },
+        type_: Some("Opaque".into()),
+        data: Some(data.iter().map(|(k, v)| (k.clone(), ByteString(v.clone().into_bytes()))).collect()),
+        ..Default::default()
+    })
 }
 
 pub fn children(rd: &ResizeDeployment, inputs: &Inputs) -> Result<Children, Error> {
@@ -156,6 +195,7 @@ pub fn children(rd: &ResizeDeployment, inputs: &Inputs) -> Result<Children, Erro
         operator_namespace: inputs.operator_namespace,
         monitoring: inputs.monitoring,
         otlp_endpoint: otlp,
+        credentials: inputs.credentials,
     };
     let spec = &rd.spec;
     let mut out = Children::default();
@@ -290,6 +330,7 @@ struct Builder<'a> {
     operator_namespace: &'a str,
     monitoring: crate::monitoring::Monitoring,
     otlp_endpoint: Option<&'a str>,
+    credentials: &'a BTreeMap<String, String>,
 }
 
 /// The ConfigMap key holding the fleet's rule file.
@@ -352,6 +393,9 @@ impl Builder<'_> {
         // One JSON object per line: what a cluster's log pipeline parses without a custom grok.
         if let Some(vars) = env.as_array_mut() {
             vars.push(json!({"name": "LOG_FORMAT", "value": "json"}));
+            // Paths, not secrets: `kubectl describe` shows these, the files stay in the Secret.
+            vars.push(json!({"name": contracts::connect::NKEY_FILE_ENV, "value": format!("{CREDENTIALS_DIR}/nkey")}));
+            vars.push(json!({"name": contracts::connect::CA_FILE_ENV, "value": format!("{CREDENTIALS_DIR}/ca.crt")}));
             if let Some(endpoint) = self.otlp_endpoint {
                 vars.push(json!({"name": "OTEL_EXPORTER_OTLP_ENDPOINT", "value": endpoint}));
             }
@@ -367,11 +411,19 @@ impl Builder<'_> {
             "readinessProbe": {"httpGet": {"path": ready_path, "port": "http"}, "periodSeconds": 5},
             "livenessProbe": {"httpGet": {"path": "/healthz", "port": "http"}, "periodSeconds": 10, "failureThreshold": 3},
             "securityContext": {"allowPrivilegeEscalation": false, "readOnlyRootFilesystem": true, "capabilities": {"drop": ["ALL"]}},
+            "volumeMounts": [{"name": "nats-credentials", "mountPath": CREDENTIALS_DIR, "readOnly": true}],
         });
         if let Some(r) = resources {
             container["resources"] = json!(r);
         }
-        let mut template = self.pod_template(c, pod, json!([container]), json!([]));
+        // This component's own seed only, and the CA: no pod holds another role's key.
+        let role = c.role().map(crate::credentials::seed_key).unwrap_or_default();
+        let volumes = json!([{"name": "nats-credentials", "secret": {
+            "secretName": crate::credentials::secret_name(&self.rd.name_any()),
+            "defaultMode": 0o440,
+            "items": [{"key": role, "path": "nkey"}, {"key": crate::credentials::CA_CERT, "path": "ca.crt"}],
+        }}]);
+        let mut template = self.pod_template(c, pod, json!([container]), volumes);
         // Without a PodMonitor, the annotations annotation-driven scrape configs
         // look for; the spec's own annotations win over them.
         if !self.monitoring.pod_monitor {
@@ -522,11 +574,18 @@ impl Builder<'_> {
              lame_duck_duration: 30s\n\
              lame_duck_grace_period: 10s\n\
              jetstream {{\n  store_dir: /data\n  max_file_store: {store}\n  sync_interval: always\n}}\n\
-             cluster {{\n  name: {cluster}\n  port: {CLUSTER_PORT}\n  routes: [\n{routes}\n  ]\n}}\n",
+             {client_tls}\n\
+             cluster {{\n  name: {cluster}\n  port: {CLUSTER_PORT}\n  routes: [\n{routes}\n  ]\n  {route_tls}\n}}\n\
+             {authorization}",
             max_payload = contracts::subjects::MAX_PAYLOAD,
             store = nats_store_size(&self.rd.spec.queue.storage_size),
             cluster = self.rd.name_any(),
             routes = routes.iter().map(|r| format!("    {r}")).collect::<Vec<_>>().join("\n"),
+            // Client TLS (clients verify the servers), mutual TLS between servers, and
+            // one user per component role: anonymous clients are refused.
+            authorization = contracts::access::authorization_block(&crate::credentials::users(self.credentials)),
+            client_tls = tls_block(NATS_TLS_DIR, false),
+            route_tls = tls_block(NATS_TLS_DIR, true),
         );
         self.object(name, Component::Queue, json!({"data": {"nats.conf": conf}}))
     }
@@ -572,6 +631,7 @@ impl Builder<'_> {
                 {"name": "config", "mountPath": "/etc/nats"},
                 {"name": "data", "mountPath": "/data"},
                 {"name": "pid", "mountPath": "/var/run/nats"},
+                {"name": "tls", "mountPath": NATS_TLS_DIR, "readOnly": true},
             ],
             "securityContext": {"allowPrivilegeEscalation": false, "readOnlyRootFilesystem": true, "capabilities": {"drop": ["ALL"]}},
         });
@@ -581,8 +641,21 @@ impl Builder<'_> {
         let volumes = json!([
             {"name": "config", "configMap": {"name": c.name(self.rd)}},
             {"name": "pid", "emptyDir": {}},
+            {"name": "tls", "secret": {
+                "secretName": crate::credentials::secret_name(&self.rd.name_any()),
+                "defaultMode": 0o440,
+                "items": [
+                    {"key": crate::credentials::TLS_CERT, "path": "tls.crt"},
+                    {"key": crate::credentials::TLS_KEY, "path": "tls.key"},
+                    {"key": crate::credentials::CA_CERT, "path": "ca.crt"},
+                ],
+            }},
         ]);
         let mut template = self.pod_template(c, &q.pod, json!([container]), volumes);
+        // A renewed certificate rolls the servers one by one (the user list is in the
+        // ConfigMap, which nats-server reads at start).
+        template["metadata"]["annotations"]["resizer.dev/nats-credentials"] =
+            json!(crate::credentials::revision(self.credentials));
         // Longer than lame_duck_duration + grace so lame-duck mode finishes.
         template["spec"]["terminationGracePeriodSeconds"] = json!(60);
         let mut claim = json!({
@@ -659,6 +732,15 @@ impl Builder<'_> {
     }
 }
 
+/// nats-server's `tls` block for the fleet's certificate, key and CA in `dir`;
+/// `verify` makes the peer present a certificate of the same CA too (routes).
+pub fn tls_block(dir: &str, verify: bool) -> String {
+    let verify = if verify { ", verify: true" } else { "" };
+    format!(
+        "tls {{ cert_file: \"{dir}/tls.crt\", key_file: \"{dir}/tls.key\", ca_file: \"{dir}/ca.crt\", timeout: 5{verify} }}"
+    )
+}
+
 /// nats-server wants a byte size ("10G"); Kubernetes quantities say "10Gi". Keep
 /// room for the filesystem's own overhead by handing NATS the decimal unit.
 fn nats_store_size(quantity: &str) -> String {
@@ -680,8 +762,19 @@ mod tests {
         rd
     }
 
+    static CREDENTIALS_FOR_TESTS: std::sync::LazyLock<BTreeMap<String, String>> = std::sync::LazyLock::new(|| {
+        let names = crate::credentials::server_names("photos-nats", "media");
+        crate::credentials::complete(BTreeMap::new(), &names, time::OffsetDateTime::now_utc()).unwrap().0
+    });
+
     fn inputs(replicas: Replicas) -> Inputs<'static> {
-        Inputs { replicas, operator_namespace: "resizer-system", monitoring: Default::default(), otlp_endpoint: None }
+        Inputs {
+            replicas,
+            operator_namespace: "resizer-system",
+            monitoring: Default::default(),
+            otlp_endpoint: None,
+            credentials: &CREDENTIALS_FOR_TESTS,
+        }
     }
 
     fn all(rd: &ResizeDeployment) -> Children {
@@ -967,5 +1060,38 @@ mod tests {
         for sa in all(&rd).service_accounts {
             assert_eq!(sa.automount_service_account_token, Some(false));
         }
+    }
+
+    #[test]
+    fn every_pod_mounts_its_own_key_and_the_servers_speak_tls_to_known_users_only() {
+        let c = all(&rd());
+        let conf = &c.config_maps[0].data.as_ref().unwrap()["nats.conf"];
+        assert!(conf.contains("authorization {"), "{conf}");
+        for user in crate::credentials::users(&CREDENTIALS_FOR_TESTS) {
+            assert!(conf.contains(&user.public_key), "{} is a user", user.role.name());
+        }
+        let seeds: Vec<&String> =
+            CREDENTIALS_FOR_TESTS.iter().filter(|(k, _)| k.ends_with(".nk")).map(|(_, v)| v).collect();
+        assert!(seeds.iter().all(|seed| !conf.contains(seed.as_str())), "no seed in the ConfigMap");
+        let cluster = &conf[conf.find("cluster {").unwrap()..];
+        assert!(cluster.contains("verify: true"), "routes are mutual TLS: {cluster}");
+        assert!(conf[..conf.find("cluster {").unwrap()].contains("tls {"), "clients speak TLS: {conf}");
+        for d in &c.deployments {
+            let pod = serde_json::to_value(d).unwrap()["spec"]["template"].clone();
+            let items = &pod["spec"]["volumes"][0]["secret"]["items"];
+            let keys: Vec<&str> = items.as_array().unwrap().iter().map(|i| i["key"].as_str().unwrap()).collect();
+            let component = d.metadata.labels.as_ref().unwrap()["app.kubernetes.io/component"].clone();
+            let role = Component::ALL.into_iter().find(|c| c.as_str() == component).unwrap().role().unwrap();
+            assert_eq!(keys, [crate::credentials::seed_key(role).as_str(), crate::credentials::CA_CERT], "{component}");
+            let env = serde_json::to_string(&pod["spec"]["containers"][0]["env"]).unwrap();
+            assert!(
+                seeds.iter().all(|seed| !env.contains(seed.as_str())) && !env.contains("BEGIN"),
+                "{component}: {env}"
+            );
+        }
+        let set = serde_json::to_value(&c.stateful_sets[0]).unwrap()["spec"]["template"].clone();
+        assert!(set["metadata"]["annotations"]["resizer.dev/nats-credentials"].as_str().is_some_and(|r| r.len() == 16));
+        let secret = credentials_secret(&rd(), &CREDENTIALS_FOR_TESTS).unwrap();
+        assert_eq!(secret.metadata.owner_references.as_ref().unwrap()[0].kind, "ResizeDeployment");
     }
 }

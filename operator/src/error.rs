@@ -13,12 +13,15 @@ pub enum Error {
 
     #[error("the resource has no {0}")]
     MissingObjectKey(&'static str),
+
+    #[error("issuing the fleet's NATS credentials: {0}")]
+    Credentials(String),
 }
 
 impl Error {
     /// Every value [`Error::metric_label`] can take: a fleet's error counters
     /// exist at zero for each, so a rate over them says "none" instead of "no data".
-    pub const METRIC_LABELS: [&'static str; 3] = ["kube", "build", "missing_key"];
+    pub const METRIC_LABELS: [&'static str; 4] = ["kube", "build", "missing_key", "credentials"];
 
     /// Short label for the errors metric.
     pub fn metric_label(&self) -> &'static str {
@@ -26,6 +29,7 @@ impl Error {
             Error::Kube(_) => "kube",
             Error::Build(..) => "build",
             Error::MissingObjectKey(_) => "missing_key",
+            Error::Credentials(_) => "credentials",
         }
     }
 }
@@ -40,6 +44,7 @@ mod tests {
             Error::Kube(kube::Error::LinesCodecMaxLineLengthExceeded),
             Error::Build("x".into(), serde_json::from_str::<u8>("x").unwrap_err()),
             Error::MissingObjectKey("metadata.uid"),
+            Error::Credentials("x".into()),
         ];
         for e in &all {
             assert!(Error::METRIC_LABELS.contains(&e.metric_label()), "{}", e.metric_label());

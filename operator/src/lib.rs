@@ -6,6 +6,7 @@
 //! - [`crd`]: the resource's spec and status types, CEL rules and printer columns.
 //! - [`capacity`]: the capacity math and the scaling decision, pure.
 //! - [`desired`]: the child objects as a pure function of spec and replica counts.
+//! - [`credentials`]: the fleet's NATS keys, CA and server certificate in one Secret, pure.
 //! - [`slo`]: the SLA as Prometheus recording rules and burn-rate alerts, pure.
 //! - [`monitoring`]: whether the cluster has the Prometheus Operator's CRDs.
 //! - [`queue`]: what the operator reads from JetStream, behind a trait.
@@ -42,6 +43,7 @@ pub mod apply;
 pub mod capacity;
 pub mod conditions;
 pub mod crd;
+pub mod credentials;
 pub mod desired;
 pub mod error;
 pub mod events;

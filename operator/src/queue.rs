@@ -33,7 +33,19 @@ pub enum QueueError {
     JetStream(String),
 }
 
+/// How the operator proves itself to one fleet's NATS: its role's seed, and
+/// the fleet's CA when the servers speak TLS.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueueAccess {
+    pub nkey_seed: String,
+    pub ca_pem: Option<String>,
+}
+
 pub trait Queue: Send + Sync + 'static {
+    /// Sets the credentials for `url`'s connection (before it is first used, and
+    /// again after a rotation, which replaces the kept connection).
+    fn authorize(&self, _url: &str, _access: QueueAccess) {}
+
     /// Ensures the JOBS stream exists with `replicas` copies and reads its load.
     fn observe<'a>(&'a self, url: &'a str, replicas: usize) -> BoxFuture<'a, Result<QueueSample, QueueError>>;
 
@@ -50,11 +62,13 @@ pub struct NatsQueue {
     /// look up or insert (never across an await); a connection that is not connected
     /// any more is replaced by a fresh one on the next round.
     connections: Mutex<HashMap<String, async_nats::Client>>,
+    /// Credentials per fleet URL, set by each round from the fleet's Secret; same locking rule.
+    access: Mutex<HashMap<String, QueueAccess>>,
 }
 
 impl NatsQueue {
     pub fn new(connect_timeout: Duration) -> Self {
-        Self { connect_timeout, connections: Mutex::default() }
+        Self { connect_timeout, connections: Mutex::default(), access: Mutex::default() }
     }
 
     async fn client(&self, url: &str) -> Result<async_nats::Client, QueueError> {
@@ -62,11 +76,14 @@ impl NatsQueue {
         if let Some(c) = kept.filter(|c| c.connection_state() == async_nats::connection::State::Connected) {
             return Ok(c);
         }
-        let client = async_nats::ConnectOptions::new()
+        let access = self.access.lock().unwrap_or_else(|e| e.into_inner()).get(url).cloned();
+        let unreachable = |reason: String| QueueError::Unreachable { url: url.to_owned(), reason };
+        let client = options(access.as_ref())
+            .map_err(unreachable)?
             .connection_timeout(self.connect_timeout)
             .connect(url)
             .await
-            .map_err(|e| QueueError::Unreachable { url: url.to_owned(), reason: e.to_string() })?;
+            .map_err(|e| unreachable(e.to_string()))?;
         self.connections.lock().unwrap_or_else(|e| e.into_inner()).insert(url.to_owned(), client.clone());
         Ok(client)
     }
@@ -77,7 +94,39 @@ impl NatsQueue {
     }
 }
 
+/// Connect options as the operator's NATS user, over TLS with the fleet's CA when it has one.
+fn options(access: Option<&QueueAccess>) -> Result<async_nats::ConnectOptions, String> {
+    let role = contracts::access::Role::Operator;
+    let mut opts = async_nats::ConnectOptions::new().name(role.name()).custom_inbox_prefix(role.inbox_prefix());
+    let Some(access) = access else { return Ok(opts) };
+    opts = opts.nkey(access.nkey_seed.clone());
+    if let Some(pem) = &access.ca_pem {
+        use rustls_pki_types::{CertificateDer, pem::PemObject};
+        let mut roots = rustls::RootCertStore::empty();
+        for cert in CertificateDer::pem_slice_iter(pem.as_bytes()) {
+            roots.add(cert.map_err(|e| format!("the fleet's CA: {e}"))?).map_err(|e| format!("the fleet's CA: {e}"))?;
+        }
+        let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+        let config = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .map_err(|e| e.to_string())?
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        opts = opts.tls_client_config(config).require_tls(true);
+    }
+    Ok(opts)
+}
+
 impl Queue for NatsQueue {
+    fn authorize(&self, url: &str, access: QueueAccess) {
+        let mut known = self.access.lock().unwrap_or_else(|e| e.into_inner());
+        if known.get(url) != Some(&access) {
+            known.insert(url.to_owned(), access);
+            // The kept connection used the old credentials.
+            self.connections.lock().unwrap_or_else(|e| e.into_inner()).remove(url);
+        }
+    }
+
     fn observe<'a>(&'a self, url: &'a str, replicas: usize) -> BoxFuture<'a, Result<QueueSample, QueueError>> {
         Box::pin(async move {
             let unreachable = |reason: String| QueueError::Unreachable { url: url.to_owned(), reason };

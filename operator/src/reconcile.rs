@@ -13,7 +13,7 @@ use crate::error::Error;
 use crate::events::{self, action, reason};
 use crate::metrics::{FleetLabels, Metrics};
 use crate::pods;
-use crate::queue::{Queue, QueueError, QueueSample};
+use crate::queue::{Queue, QueueAccess, QueueError, QueueSample};
 use crate::queue_leader;
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
@@ -137,8 +137,19 @@ pub async fn reconcile(rd: Arc<ResizeDeployment>, ctx: Arc<Context>) -> Result<A
         return Ok(Action::requeue(Duration::from_secs(300)));
     }
 
+    // Credentials first: the servers' users and certificate, and the operator's own key.
+    let credentials = apply::ensure_credentials(client, &rd, &ns).await?;
+
     // Read the queue and what runs.
     let url = ctx.nats_url.clone().unwrap_or_else(|| desired::nats_url(&rd));
+    if ctx.nats_url.is_none() {
+        let seed = credentials.get(&crate::credentials::seed_key(contracts::access::Role::Operator));
+        let access = QueueAccess {
+            nkey_seed: seed.cloned().unwrap_or_default(),
+            ca_pem: credentials.get(crate::credentials::CA_CERT).cloned(),
+        };
+        ctx.queue.authorize(&url, access);
+    }
     let sample = ctx.queue.observe(&url, rd.spec.queue.replicas as usize).await;
     let deployments: Api<Deployment> = Api::namespaced(client.clone(), &ns);
     let worker_name = Component::Worker.name(&rd);
@@ -211,6 +222,7 @@ pub async fn reconcile(rd: Arc<ResizeDeployment>, ctx: Arc<Context>) -> Result<A
         operator_namespace: &ctx.operator_namespace,
         monitoring,
         otlp_endpoint: ctx.otlp_endpoint.as_deref(),
+        credentials: &credentials,
     };
     let children = desired::children(&rd, &inputs)?;
     let applied = match apply::apply_all(client, &ns, &children).await {
@@ -447,8 +459,10 @@ mod tests {
         assert_eq!(action, Action::requeue(SAMPLE_PERIOD));
         let calls = calls.lock().unwrap().clone();
         let applies: Vec<&Call> = calls.iter().filter(|c| c.is_apply() && !c.path.ends_with("/status")).collect();
-        // 5 accounts, 2 configs (NATS, the rule file), 4 services, 5 policies, 2 budgets, 1 statefulset, 4 deployments.
-        assert_eq!(applies.len(), 23, "{:#?}", applies.iter().map(|c| &c.path).collect::<Vec<_>>());
+        // The credentials Secret (none existed), 5 accounts, 2 configs (NATS, the rule file),
+        // 4 services, 5 policies, 2 budgets, 1 statefulset, 4 deployments.
+        assert!(applies[0].path.ends_with("/secrets/photos-nats-credentials"), "{}", applies[0].path);
+        assert_eq!(applies.len(), 24, "{:#?}", applies.iter().map(|c| &c.path).collect::<Vec<_>>());
         assert!(applies.iter().all(|c| c.query.contains("force=true")));
         // 1,000 × 1.2 / (10 × 4) = 30
         assert_eq!(applied_workers(&calls), json!(30));
