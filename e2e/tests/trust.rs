@@ -45,6 +45,7 @@ const MATRIX: &[(Probe, &[Role])] = &[
     (Publish("$KV.USAGE_ROLLUPS.acme.2026-12-01"), &[Role::UsageAggregator]),
     (Publish("$JS.API.CONSUMER.CREATE.KV_USAGE_ROLLUPS"), &[Role::AuthCache]),
     (Publish("$O.USAGE_ARCHIVE.C.x"), &[Role::UsageAggregator]),
+    (Publish("$JS.API.CONSUMER.CREATE.OBJ_USAGE_ARCHIVE"), &[Role::UsageAggregator]),
     (Publish("$KV.IDENTITY.key.k1"), &[Role::Admin]),
     (Publish("$JS.API.CONSUMER.CREATE.KV_IDENTITY"), &[Role::AuthCache, Role::Admin]),
     (Publish("$JS.API.DIRECT.GET.KV_IDENTITY.$KV.IDENTITY.key.k1"), &[Role::Admin]),
@@ -204,4 +205,88 @@ async fn nobody_but_an_auth_cache_can_answer_a_verification() {
     answering.abort();
     let log = nats.log();
     assert!(log.contains("Subscription Violation - Subject \"identity.verify\", Queue: \"auth-cache\""), "{log}");
+}
+
+/// Two tenants through two api-servers at once: each gets its own images,
+/// every usage record names the tenant whose key made the request, and each
+/// tenant reads its own usage (JSON and CSV) and nobody else's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tenants_get_only_their_own_results_records_and_usage() {
+    use contracts::identity::RateLimit;
+    use identity::client::Credentials;
+    let AuthStack { nats, store, auth: _auth, api, worker: _worker } = AuthStack::start().await.unwrap();
+    let mut cfg = e2e::api::config(&nats.client_url);
+    cfg.auth = api_server::auth::AuthMode::Required;
+    let api2 = e2e::api::Api::start(cfg).await.unwrap();
+    let agg = e2e::usage::Aggregator::spawn(&nats.client_url, "an-admin-token-for-tests", &[]).unwrap();
+    let generous = RateLimit { per_second: 1000, burst: 1000 };
+    let a = ident::tenant(&store, "iso-a", generous).await.unwrap();
+    let b = ident::tenant(&store, "iso-b", generous).await.unwrap();
+    let photo = e2e::corpus::read("jpeg/020_bridge.jpg");
+    let http = reqwest::Client::new();
+    let mut requests = Vec::new();
+    for round in 0..4 {
+        for (tenant, server, width) in [(&a, &api, 64u32), (&b, &api2, 96u32)] {
+            let creds = if round % 2 == 0 { &tenant.signature } else { &tenant.api_key };
+            let url = server.url(&format!("/v1/resize?w={width}&format=png"));
+            let headers = ident::auth_headers(&url, "image/jpeg", &photo, creds);
+            let (http, body, id) = (http.clone(), photo.clone(), tenant.id.clone());
+            requests.push(tokio::spawn(async move {
+                let resp = http.post(&url).headers(headers).body(body).send().await.unwrap();
+                assert_eq!(resp.status(), 200, "{id}");
+                let request_id = resp.headers()["x-request-id"].to_str().unwrap().to_owned();
+                let image = image::load_from_memory(&resp.bytes().await.unwrap()).unwrap();
+                (id, request_id, width, image.width())
+            }));
+        }
+    }
+    let mut served = std::collections::HashMap::new();
+    for r in requests {
+        let (tenant, request_id, asked, got) = r.await.unwrap();
+        assert_eq!(got, asked, "{tenant} got the image it asked for, not another tenant's");
+        served.insert(request_id, tenant);
+    }
+    // Every record of these requests names its requester.
+    let started = std::time::Instant::now();
+    let (records, _) = loop {
+        let read = e2e::usage::stored_records(&nats.client().await.unwrap()).await.unwrap();
+        if served.keys().all(|id| read.0.iter().any(|r| &r.request_id == id))
+            || started.elapsed() > Duration::from_secs(20)
+        {
+            break read;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    for (id, tenant) in &served {
+        let record = records.iter().find(|r| &r.request_id == id).unwrap_or_else(|| panic!("no record of {id}"));
+        assert_eq!(&record.tenant, tenant, "the record of {id}");
+    }
+    // Each tenant reads its own usage, in JSON and CSV, and is refused another's.
+    let day = |d: u64| contracts::usage::calendar::day_name(contracts::job::unix_ms(std::time::SystemTime::now()) + d);
+    let usage = |tenant: &str| {
+        e2e::usage::with_query(
+            &agg.url("/v1/usage"),
+            &[("from", &day(0)), ("to", &day(86_400_000)), ("window", "day"), ("tenant", tenant)],
+        )
+    };
+    let Credentials::ApiKey(token_a) = &a.api_key else { unreachable!() };
+    let own = loop {
+        let own: serde_json::Value =
+            http.get(usage("iso-a")).bearer_auth(token_a).send().await.unwrap().json().await.unwrap();
+        let counted = own["total"]["requests"].as_u64().unwrap_or(0);
+        if counted >= 4 || started.elapsed() > Duration::from_secs(30) {
+            break own;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(own["tenant"], "iso-a", "{own}");
+    assert_eq!(own["total"]["requests"], 4, "A's own four requests, none of B's: {own}");
+    for accept in ["application/json", "text/csv"] {
+        let other = http.get(usage("iso-b")).bearer_auth(token_a).header("accept", accept).send().await.unwrap();
+        assert_eq!(other.status(), 403, "A reading B's usage as {accept}");
+        assert_eq!(other.headers()["content-type"], "application/problem+json");
+    }
+    let csv = http.get(usage("iso-a")).bearer_auth(token_a).header("accept", "text/csv").send().await.unwrap();
+    let text = csv.text().await.unwrap();
+    assert!(!text.contains("iso-b"), "{text}");
 }
