@@ -52,6 +52,11 @@ pub fn options(role: Role, creds: &Credentials, refusals: Counter) -> Result<Con
                         refusals.inc();
                         tracing::error!(role = role.name(), "NATS refused this component's credentials");
                     }
+                    // A (re)connect the server refused: missing, unknown or wrong credentials.
+                    Event::ClientError(async_nats::ClientError::Other(e)) if e.contains("authorization") => {
+                        refusals.inc();
+                        tracing::error!(role = role.name(), error = %e, "NATS refused this component's credentials");
+                    }
                     Event::ServerError(e) => {
                         refusals.inc();
                         tracing::error!(role = role.name(), error = %e, "NATS refused an operation");

@@ -167,6 +167,27 @@ async fn a_component_with_the_wrong_key_is_refused_and_says_so() {
     }
     let js = async_nats::jetstream::new(nats.client().await.unwrap());
     assert!(js.get_stream("JOBS").await.is_err(), "the refused worker created nothing");
+
+    // A key the servers do not know: every connection attempt is refused, logged and counted.
+    let stranger = dir.path().join("stranger.nk");
+    std::fs::write(&stranger, contracts::access::generate_user_key().0).unwrap();
+    let log = dir.path().join("stranger.log");
+    let launch =
+        Launch::default().env(contracts::connect::NKEY_FILE_ENV, stranger.to_str().unwrap()).log_to(log.clone());
+    let worker = e2e::procs::Worker::launch(&nats.client_url, &[], &launch).unwrap();
+    let mut refusals = 0.0;
+    for _ in 0..100 {
+        if let Ok(r) = http.get(&worker.metrics_url).send().await {
+            refusals = e2e::metrics::sum(&r.text().await.unwrap(), "nats_refusals_total");
+        }
+        if refusals >= 1.0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(refusals >= 1.0, "the refusals are counted");
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(text.contains("NATS refused this component's credentials"), "{text}");
 }
 
 /// An impostor holding a worker's key tries to answer verifications with
