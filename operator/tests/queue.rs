@@ -1,6 +1,8 @@
 //! `NatsQueue` against a real nats-server: it creates the JOBS stream from the
 //! contracts, reads the backlog, and reports an unreachable server as such.
 
+mod common;
+
 use async_nats::jetstream;
 use contracts::subjects::{JOBS_SUBJECT, workers_consumer};
 use operator::queue::{NatsQueue, Queue, QueueError};
@@ -18,21 +20,10 @@ impl Drop for Server {
     }
 }
 
-/// `$NATS_SERVER_BIN`, else the one scripts/install-nats-server.sh puts in the cache.
-fn binary() -> PathBuf {
-    if let Some(p) = std::env::var_os("NATS_SERVER_BIN") {
-        return p.into();
-    }
-    let cache = std::env::var_os("RESIZER_CACHE")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache/resizer"));
-    cache.join("bin/nats-server")
-}
-
 fn start() -> (Server, String) {
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let dir = std::env::temp_dir().join(format!("operator-queue-{}-{port}", std::process::id()));
-    let child = Command::new(binary())
+    let child = Command::new(common::nats_server())
         .args(["-js", "-a", "127.0.0.1", "-p", &port.to_string(), "-sd"])
         .arg(&dir)
         .stdout(Stdio::null())
@@ -108,7 +99,7 @@ fn start_cluster() -> (Vec<Server>, Vec<String>) {
             ),
         )
         .unwrap();
-        let child = Command::new(binary())
+        let child = Command::new(common::nats_server())
             .arg("-c")
             .arg(&conf)
             .stdout(Stdio::null())
@@ -155,7 +146,7 @@ async fn step_down_moves_the_jobs_leader_to_a_follower() {
 async fn one_connection_serves_every_reading_of_a_fleet() {
     let port = ports(2);
     let dir = std::env::temp_dir().join(format!("operator-queue-conn-{}-{}", std::process::id(), port[0]));
-    let child = Command::new(binary())
+    let child = Command::new(common::nats_server())
         .args(["-js", "-a", "127.0.0.1", "-p", &port[0].to_string(), "-m", &port[1].to_string(), "-sd"])
         .arg(&dir)
         .stdout(Stdio::null())

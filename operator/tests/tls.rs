@@ -5,6 +5,8 @@
 //! certificate does not; a server with a certificate of another CA cannot
 //! join the cluster's routes.
 
+mod common;
+
 use operator::credentials::{self, CA_CERT, TLS_CERT, TLS_KEY};
 use operator::queue::{NatsQueue, Queue, QueueAccess};
 use std::collections::BTreeMap;
@@ -20,16 +22,6 @@ impl Drop for Server {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
-}
-
-fn binary() -> PathBuf {
-    if let Some(p) = std::env::var_os("NATS_SERVER_BIN") {
-        return p.into();
-    }
-    let cache = std::env::var_os("RESIZER_CACHE")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache/resizer"));
-    cache.join("bin/nats-server")
 }
 
 fn port() -> u16 {
@@ -72,7 +64,7 @@ fn server(
     }
     conf += &contracts::access::authorization_block(&credentials::users(data));
     std::fs::write(dir.join("nats.conf"), conf).unwrap();
-    let child = Command::new(binary())
+    let child = Command::new(common::nats_server())
         .arg("-c")
         .arg(dir.join("nats.conf"))
         .stdout(Stdio::null())
@@ -164,8 +156,13 @@ async fn a_server_with_another_cas_certificate_cannot_join_the_routes() {
         let text = std::fs::read_to_string(&conf).unwrap();
         drop(s);
         std::fs::write(&conf, format!("http: 127.0.0.1:{m0}\n{text}")).unwrap();
-        let child =
-            Command::new(binary()).arg("-c").arg(&conf).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+        let child = Command::new(common::nats_server())
+            .arg("-c")
+            .arg(&conf)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
         Server(child, root.path().join("n0"))
     };
     let _impostor = server(root.path(), "n1", &theirs, c1, Some((r1, &[r0])));

@@ -1,0 +1,14 @@
+//! What the operator's integration tests share.
+
+use std::path::PathBuf;
+
+/// The nats-server binary: `$NATS_SERVER_BIN`, else the one scripts/install-nats-server.sh puts in the cache.
+pub fn nats_server() -> PathBuf {
+    if let Some(p) = std::env::var_os("NATS_SERVER_BIN") {
+        return p.into();
+    }
+    let cache = std::env::var_os("RESIZER_CACHE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache/resizer"));
+    cache.join("bin/nats-server")
+}
