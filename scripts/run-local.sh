@@ -2,7 +2,10 @@
 # Runs the whole service on this machine as local processes (no Kubernetes):
 # nats-server with JetStream, the auth-cache, the admin API, the api-server,
 # the workers and the usage aggregator (rollups and GET /v1/usage), on
-# loopback. Creates a demo tenant with an API key and a signing key.
+# loopback. NATS runs with one user per component role (nkeys made by
+# `resizer-admin nats-config`, subject permissions from contracts::access):
+# each process connects with its role's seed (NATS_NKEY_FILE), and anonymous
+# connections are refused. Creates a demo tenant with an API key and a signing key.
 # Prints the endpoint and example requests; Ctrl-C stops everything.
 #
 #   scripts/run-local.sh [--release] [--port N] [--workers N]
@@ -43,26 +46,33 @@ cleanup() {
 }
 trap cleanup INT TERM EXIT
 
+# One nkey seed per role (mode 0600 in a 0700 directory) and the server's
+# authorization block with their public keys and permissions.
+keys="$state/nats-keys"
 cat > "$state/nats.conf" <<CONF
 listen: 127.0.0.1:-1
 http: 127.0.0.1:-1
 max_payload: 8MB
 jetstream { store_dir: "$state/js" }
 CONF
+"$bin/resizer-admin" nats-config --dir "$keys" >>"$state/nats.conf"
+key() { echo "$keys/$1.nk"; }
 "$nats_bin" -c "$state/nats.conf" --ports_file_dir "$state" >"$state/nats.log" 2>&1 &
 pids+=($!)
 for _ in $(seq 100); do ls "$state"/*.ports >/dev/null 2>&1 && break; sleep 0.1; done
-nats_url=$(python3 -c 'import json,glob,sys; print(json.load(open(glob.glob(sys.argv[1]+"/*.ports")[0]))["nats"][0])' "$state")
+read -r nats_url nats_monitor < <(python3 -c 'import json,glob,sys
+p = json.load(open(glob.glob(sys.argv[1] + "/*.ports")[0])); print(p["nats"][0], p["monitoring"][0])' "$state")
 log "nats-server at $nats_url (logs: $state/nats.log)"
 
 # Identity first: the api-server refuses every request it cannot verify.
-"$bin/auth-cache" --nats-url "$nats_url" --listen 127.0.0.1:0 >"$state/auth.out" 2>"$state/auth.log" &
+NATS_NKEY_FILE=$(key auth-cache) "$bin/auth-cache" --nats-url "$nats_url" --listen 127.0.0.1:0 \
+  >"$state/auth.out" 2>"$state/auth.log" &
 pids+=($!)
 admin_api_token=${ADMIN_TOKEN:-$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')}
-ADMIN_TOKEN=$admin_api_token "$bin/resizer-admin" --nats-url "$nats_url" serve --listen 127.0.0.1:0 \
-  >"$state/admin.out" 2>"$state/admin.log" &
+ADMIN_TOKEN=$admin_api_token NATS_NKEY_FILE=$(key admin) "$bin/resizer-admin" --nats-url "$nats_url" \
+  serve --listen 127.0.0.1:0 >"$state/admin.out" 2>"$state/admin.log" &
 pids+=($!)
-admin=("$bin/resizer-admin" --nats-url "$nats_url")
+admin=(env NATS_NKEY_FILE="$(key admin)" "$bin/resizer-admin" --nats-url "$nats_url")
 "${admin[@]}" tenant create demo --name "Demo tenant" --rate 200 --burst 400 >/dev/null
 api_key=$("${admin[@]}" key issue demo | python3 -c 'import json,sys; print(json.load(sys.stdin)["token"])')
 "${admin[@]}" keygen --out "$state/demo.key" >"$state/demo.pub"
@@ -77,19 +87,21 @@ for _ in $(seq 100); do curl -sf "$auth_endpoint/readyz" >/dev/null && break; sl
 if ! python3 -c 'import socket,sys; s=socket.socket(); s.bind(("127.0.0.1", int(sys.argv[1])))' "$port" 2>/dev/null; then
   log "port $port is busy; picking a free one"; port=0
 fi
-"$bin/api-server" --listen "127.0.0.1:$port" --nats-url "$nats_url" >"$state/api.out" 2>"$state/api.log" &
+NATS_NKEY_FILE=$(key api-server) "$bin/api-server" --listen "127.0.0.1:$port" --nats-url "$nats_url" \
+  >"$state/api.out" 2>"$state/api.log" &
 pids+=($!)
 for _ in $(seq 100); do grep -q '^listening on' "$state/api.out" 2>/dev/null && break; sleep 0.1; done
 endpoint=$(sed -n 's/^listening on //p' "$state/api.out" | head -n1)
 [ -n "$endpoint" ] || { cat "$state/api.log" >&2; log "api-server did not start"; exit 1; }
 
 for i in $(seq "$workers"); do
-  "$bin/worker" --nats-url "$nats_url" --metrics-addr 127.0.0.1:0 2>"$state/worker-$i.log" &
+  NATS_NKEY_FILE=$(key worker) "$bin/worker" --nats-url "$nats_url" --metrics-addr 127.0.0.1:0 \
+    2>"$state/worker-$i.log" &
   pids+=($!)
 done
 admin_token=${USAGE_ADMIN_TOKEN:-$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')}
-USAGE_ADMIN_TOKEN=$admin_token "$bin/usage-aggregator" --nats-url "$nats_url" --listen 127.0.0.1:0 \
-  >"$state/usage.out" 2>"$state/usage.log" &
+USAGE_ADMIN_TOKEN=$admin_token NATS_NKEY_FILE=$(key usage-aggregator) "$bin/usage-aggregator" \
+  --nats-url "$nats_url" --listen 127.0.0.1:0 >"$state/usage.out" 2>"$state/usage.log" &
 pids+=($!)
 for _ in $(seq 100); do grep -q '^listening on' "$state/usage.out" 2>/dev/null && break; sleep 0.1; done
 usage_endpoint=$(sed -n 's/^listening on //p' "$state/usage.out" | head -n1)
@@ -107,10 +119,12 @@ Tenant "demo" has an API key and an Ed25519 signing key:
   $bin/resizer-client --endpoint $endpoint --key-id demo-signing --private-key $state/demo.key --query 'w=320&h=320&format=webp' -o thumb.webp $photo
   API description: $endpoint/openapi.json   metrics: $endpoint/metrics
   admin API (tenants, keys, limits): $admin_endpoint/v1/tenants with -H 'Authorization: Bearer $admin_api_token'
-    or the CLI: $bin/resizer-admin --nats-url $nats_url tenant list
+    or the CLI: NATS_NKEY_FILE=$(key admin) $bin/resizer-admin --nats-url $nats_url tenant list
   usage of the demo tenant, today by hour:
     curl -H 'Authorization: Bearer $admin_token' "$usage_endpoint/v1/usage?tenant=demo&from=$(date -u +%F)&to=$(date -u -d tomorrow +%F)&window=hour"
   CSV: add -H 'Accept: text/csv'
+  NATS: one user per component (seeds in $keys, the authorization block in $state/nats.conf);
+    connections without a key are refused. Users connected: curl -s '$nats_monitor/connz?auth=true'
 Press Ctrl-C to stop.
 endpoint=$endpoint
 api_key=$api_key

@@ -520,38 +520,99 @@ async fn with_the_identity_store_unreachable_the_auth_cache_serves_what_it_has()
 #[tokio::test]
 async fn every_admin_write_leaves_an_audit_record() {
     use contracts::identity::audit::{self, AuditRecord};
+    use reqwest::Method;
     let nats = NatsServer::start().unwrap();
     let store = ident::store(&nats.client_url).await.unwrap().with_actor("cli:ops@bastion");
+    // Every action of the CLI, in turn.
     store.create_tenant("audited", "Audited", GENEROUS, Quota::default()).await.unwrap();
     let (key, token) = store.issue_api_key("audited").await.unwrap();
+    let public = client::encode_public(&client::generate_key());
+    let signing = store.add_ed25519("audited", Some("audited-sig"), &public).await.unwrap();
     store.revoke_key(&key.id).await.unwrap();
     store.set_disabled("audited", true).await.unwrap();
+    store.set_disabled("audited", false).await.unwrap();
+    store.set_limits("audited", Some(RateLimit { per_second: 7, burst: 9 }), None).await.unwrap();
+    store.set_limits("audited", None, Some(Quota { images: Some(100), megapixels: None })).await.unwrap();
+    // A change that names nothing writes nothing, and a refused write leaves no record.
+    store.set_limits("audited", None, None).await.unwrap();
+    assert!(store.create_tenant("audited", "", GENEROUS, Quota::default()).await.is_err());
+
+    // And every write of the admin API, each one write however many fields it sets.
+    let admin_token = "an-admin-token-of-some-length";
+    let app = identity::admin_api::router(
+        store.clone().with_actor("admin-api"),
+        admin_token,
+        &mut prometheus_client::registry::Registry::default(),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    let http = reqwest::Client::new();
+    let send = |method: reqwest::Method, path: &str, body: serde_json::Value| {
+        let req = http.request(method, format!("{base}{path}")).bearer_auth(admin_token).json(&body);
+        async move {
+            let res = req.send().await.unwrap();
+            (res.status().as_u16(), res.json::<serde_json::Value>().await.unwrap_or_default())
+        }
+    };
+    assert_eq!(send(Method::POST, "/v1/tenants", serde_json::json!({"id": "web"})).await.0, 201);
+    let ed = serde_json::json!({"type": "ed25519", "public_key": public, "key_id": "web-sig"});
+    assert_eq!(send(Method::POST, "/v1/tenants/web/keys", ed).await.0, 201);
+    let (status, issued) = send(Method::POST, "/v1/tenants/web/keys", serde_json::json!({"type": "api_key"})).await;
+    assert_eq!(status, 201);
+    let patch = serde_json::json!({"disabled": true, "rate": {"per_second": 5, "burst": 5}, "quota": {"images": 3}});
+    assert_eq!(send(Method::PATCH, "/v1/tenants/web", patch).await.0, 200);
+    assert_eq!(send(Method::PATCH, "/v1/tenants/web", serde_json::json!({"disabled": false})).await.0, 200);
+    assert_eq!(send(Method::PATCH, "/v1/tenants/web", serde_json::json!({})).await.0, 200);
+    assert_eq!(send(Method::DELETE, "/v1/keys/web-sig", serde_json::json!({})).await.0, 200);
+    assert_eq!(send(Method::POST, "/v1/tenants", serde_json::json!({"id": "web"})).await.0, 400);
 
     let js = async_nats::jetstream::new(nats.client().await.unwrap());
     let stream = js.get_stream(audit::STREAM).await.unwrap();
     let info = stream.cached_info();
     assert_eq!(info.config.max_age, audit::MAX_AGE, "the trail has a retention of its own");
-    assert_eq!(info.state.messages, 4, "one record per write");
     let mut records = Vec::new();
-    for seq in 1..=4 {
+    for seq in 1..=info.state.last_sequence {
         let m = stream.get_raw_message(seq).await.unwrap();
         records.push(serde_json::from_slice::<AuditRecord>(&m.payload).unwrap());
     }
-    let what: Vec<_> = records.iter().map(|r| (r.action.as_str(), r.key.as_str())).collect();
+    let what: Vec<_> = records.iter().map(|r| (r.actor.as_str(), r.action.as_str(), r.key.as_str())).collect();
+    let (cli, api) = ("cli:ops@bastion", "admin-api");
     let key_entry = format!("key.{}", key.id);
+    let signing_entry = format!("key.{}", signing.id);
+    let web_api_key = format!("key.{}", issued["key"]["id"].as_str().unwrap());
     assert_eq!(
         what,
         [
-            ("create", "tenant.audited"),
-            ("create", key_entry.as_str()),
-            ("update", key_entry.as_str()),
-            ("update", "tenant.audited")
-        ]
+            (cli, "create", "tenant.audited"),
+            (cli, "create", key_entry.as_str()),
+            (cli, "create", signing_entry.as_str()),
+            (cli, "update", key_entry.as_str()),
+            (cli, "update", "tenant.audited"),
+            (cli, "update", "tenant.audited"),
+            (cli, "update", "tenant.audited"),
+            (cli, "update", "tenant.audited"),
+            (api, "create", "tenant.web"),
+            (api, "create", "key.web-sig"),
+            (api, "create", web_api_key.as_str()),
+            (api, "update", "tenant.web"),
+            (api, "update", "tenant.web"),
+            (api, "update", "key.web-sig"),
+        ],
+        "one record per write, and none for what wrote nothing"
     );
-    assert!(records.iter().all(|r| r.actor == "cli:ops@bastion" && r.at_ms > 0));
+    assert!(records.iter().all(|r| r.at_ms > 0));
     assert!(records.windows(2).all(|w| w[0].revision < w[1].revision), "bucket revisions, in order");
-    assert!(records[2].record["revoked_ms"].is_u64(), "the revocation is in the record: {:?}", records[2].record);
-    assert_eq!(records[3].record["disabled"], true);
+    assert!(records[3].record["revoked_ms"].is_u64(), "the revocation is in the record: {:?}", records[3].record);
+    assert_eq!(records[4].record["disabled"], true);
+    assert_eq!(records[5].record["disabled"], false);
+    assert_eq!(records[6].record["rate"], serde_json::json!({"per_second": 7, "burst": 9}));
+    assert_eq!(records[7].record["quota"]["images"], 100);
+    assert_eq!(records[7].record["rate"]["per_second"], 7, "a limit change keeps the other limit");
+    let patched = &records[11].record;
+    assert_eq!((patched["disabled"].clone(), patched["rate"]["burst"].clone()), (true.into(), 5.into()));
+    assert_eq!(patched["quota"]["images"], 3);
+    assert!(records[13].record["revoked_ms"].is_u64());
     // The bearer secret itself is never written anywhere, the trail included.
     let secret = token.rsplit('_').next().unwrap();
     assert!(records.iter().all(|r| !r.record.to_string().contains(secret)));

@@ -9,7 +9,7 @@
 //! - `GET /v1/tenants/{id}/keys`
 //! - `DELETE /v1/keys/{key_id}`: revoke
 
-use crate::store::{Store, StoreError};
+use crate::store::{Store, StoreError, TenantChange};
 use axum::{
     Json, Router,
     extract::{Path, Request, State},
@@ -147,11 +147,9 @@ async fn patch_tenant(State(s): State<AdminState>, Path(id): Path<String>, b: Bo
         Ok(p) => p,
         Err(detail) => return problem(ProblemKind::InvalidParameter, detail),
     };
-    let mut result = s.store.set_limits(&id, p.rate, p.quota).await;
-    if let (Ok(_), Some(d)) = (&result, p.disabled) {
-        result = s.store.set_disabled(&id, d).await;
-    }
-    result.map_or_else(store_error, |t| Json(t).into_response())
+    // One write for the whole patch: it applies entirely or not at all, and leaves one audit record.
+    let change = TenantChange { disabled: p.disabled, rate: p.rate, quota: p.quota };
+    s.store.change_tenant(&id, change).await.map_or_else(store_error, |t| Json(t).into_response())
 }
 
 #[derive(Deserialize)]

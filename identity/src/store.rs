@@ -39,6 +39,14 @@ pub fn now_ms() -> u64 {
     contracts::job::unix_ms(std::time::SystemTime::now())
 }
 
+/// What an admin changes on a tenant: each field given is set, the others kept.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TenantChange {
+    pub disabled: Option<bool>,
+    pub rate: Option<RateLimit>,
+    pub quota: Option<Quota>,
+}
+
 /// Handle on the IDENTITY bucket for the admin CLI and API.
 #[derive(Clone)]
 pub struct Store {
@@ -214,8 +222,32 @@ impl Store {
         .await
     }
 
+    /// Applies every field `change` names in one compare-and-set write, so
+    /// one admin action is one write and one audit record. A change naming
+    /// nothing writes nothing and returns the tenant as it is.
+    pub async fn change_tenant(&self, id: &str, change: TenantChange) -> Result<TenantRecord, StoreError> {
+        if let Some(r) = change.rate {
+            check_rate(r)?;
+        }
+        if change == TenantChange::default() {
+            return self.tenant(id).await;
+        }
+        self.update_tenant(id, |t| {
+            if let Some(d) = change.disabled {
+                t.disabled = d;
+            }
+            if let Some(r) = change.rate {
+                t.rate = r;
+            }
+            if let Some(q) = change.quota {
+                t.quota = q;
+            }
+        })
+        .await
+    }
+
     pub async fn set_disabled(&self, id: &str, disabled: bool) -> Result<TenantRecord, StoreError> {
-        self.update_tenant(id, |t| t.disabled = disabled).await
+        self.change_tenant(id, TenantChange { disabled: Some(disabled), ..Default::default() }).await
     }
 
     pub async fn set_limits(
@@ -224,18 +256,7 @@ impl Store {
         rate: Option<RateLimit>,
         quota: Option<Quota>,
     ) -> Result<TenantRecord, StoreError> {
-        if let Some(r) = rate {
-            check_rate(r)?;
-        }
-        self.update_tenant(id, |t| {
-            if let Some(r) = rate {
-                t.rate = r;
-            }
-            if let Some(q) = quota {
-                t.quota = q;
-            }
-        })
-        .await
+        self.change_tenant(id, TenantChange { rate, quota, ..Default::default() }).await
     }
 
     async fn all<T: DeserializeOwned>(&self, prefix: &str) -> Result<Vec<T>, StoreError> {

@@ -50,7 +50,7 @@ pub struct RunArgs {
     /// tenant, for a fleet whose api-server runs with `AUTH=none`.
     #[arg(long, env = "AUTH", value_enum, default_value = "required")]
     pub auth: contracts::identity::AuthMode,
-    /// Bearer token that may read any tenant's usage. Unset: no administrator.
+    /// Bearer token that may read any tenant's usage (at least 16 characters). Unset: no administrator.
     #[arg(long, env = "USAGE_ADMIN_TOKEN", hide_env_values = true)]
     pub admin_token: Option<String>,
     /// Records counted per batch.
@@ -73,6 +73,17 @@ pub struct RunArgs {
     pub pause_before_ack: Option<Duration>,
 }
 
+impl RunArgs {
+    /// Settings a process must not start with: an admin token that is set
+    /// but empty or too short to guess at (the rule of `resizer-admin serve`).
+    pub fn check(&self) -> anyhow::Result<()> {
+        if let Some(token) = &self.admin_token {
+            contracts::identity::check_admin_token("USAGE_ADMIN_TOKEN", token).map_err(anyhow::Error::msg)?;
+        }
+        Ok(())
+    }
+}
+
 #[derive(Debug, Clone, Args)]
 pub struct ReportArgs {
     #[command(flatten)]
@@ -90,4 +101,24 @@ pub struct ReportArgs {
     /// CSV instead of JSON.
     #[arg(long)]
     pub csv: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(args: &[&str]) -> RunArgs {
+        let cli = Cli::try_parse_from(std::iter::once("usage-aggregator").chain(args.iter().copied())).unwrap();
+        cli.run
+    }
+
+    #[test]
+    fn an_empty_or_short_admin_token_is_refused() {
+        for bad in ["", "short", "fifteen-chars!!"] {
+            let e = run(&["--admin-token", bad]).check().unwrap_err().to_string();
+            assert!(e.contains("USAGE_ADMIN_TOKEN") && e.contains("at least 16"), "{bad:?}: {e}");
+        }
+        assert!(run(&["--admin-token", "sixteen-chars!!!"]).check().is_ok());
+        assert!(run(&[]).check().is_ok(), "no admin token: no administrator, and nothing to refuse");
+    }
 }

@@ -60,6 +60,7 @@ pub async fn start(
     args: config::RunArgs,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<(std::net::SocketAddr, impl std::future::Future<Output = anyhow::Result<()>>)> {
+    args.check()?;
     let mut registry = prometheus_client::registry::Registry::default();
     let metrics = metrics::Metrics::register(&mut registry);
     let store = store::Store::open(

@@ -62,8 +62,39 @@ pub fn same_secret(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && bool::from(a.ct_eq(b))
 }
 
+/// The fewest characters an admin token (`ADMIN_TOKEN`, `USAGE_ADMIN_TOKEN`) may have.
+pub const MIN_ADMIN_TOKEN_CHARS: usize = 16;
+
+/// Whether `token` may be the admin token named `name`: at least
+/// [`MIN_ADMIN_TOKEN_CHARS`] characters, none of them surrounding whitespace
+/// (a presented token is trimmed, so such a token could never match). A
+/// process refuses to start with one that is not.
+pub fn check_admin_token(name: &str, token: &str) -> Result<(), String> {
+    if token.chars().count() < MIN_ADMIN_TOKEN_CHARS {
+        return Err(format!(
+            "{name} must be at least {MIN_ADMIN_TOKEN_CHARS} characters ({} given)",
+            token.chars().count()
+        ));
+    }
+    if token.trim() != token {
+        return Err(format!("{name} must not begin or end with whitespace"));
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn admin_tokens_are_long_enough() {
+        use super::check_admin_token as check;
+        assert!(check("ADMIN_TOKEN", "").unwrap_err().contains("at least 16"));
+        assert!(check("ADMIN_TOKEN", "fifteen-chars!!").is_err());
+        assert!(check("ADMIN_TOKEN", "sixteen-chars!!!").is_ok());
+        // Characters, not bytes: 15 two-byte letters are still too short.
+        assert!(check("ADMIN_TOKEN", &"é".repeat(15)).is_err());
+        assert!(check("ADMIN_TOKEN", " sixteen-chars!!!").unwrap_err().contains("whitespace"));
+    }
+
     #[test]
     fn names_and_secrets() {
         assert_eq!(super::STREAM, format!("KV_{}", super::BUCKET));

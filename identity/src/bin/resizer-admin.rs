@@ -32,6 +32,13 @@ enum Command {
         #[arg(long)]
         out: std::path::PathBuf,
     },
+    /// Writes a NATS nkey seed for every component role into DIR (kept if present) and prints
+    /// nats-server's `authorization` block for them.
+    NatsConfig {
+        /// Directory of the seed files `<role>.nk` (created with mode 0700; seeds are 0600).
+        #[arg(long)]
+        dir: std::path::PathBuf,
+    },
     /// Serves the admin HTTP API (guarded by ADMIN_TOKEN).
     Serve {
         #[arg(long, env = "ADMIN_LISTEN", default_value = "127.0.0.1:8092")]
@@ -137,6 +144,15 @@ async fn main() -> anyhow::Result<()> {
         println!("{}", client::encode_public(&key));
         return Ok(());
     }
+    if let Command::NatsConfig { dir } = &cli.command {
+        let users = identity::nats_users::ensure_keys(dir)?;
+        print!("{}", contracts::access::authorization_block(&users));
+        return Ok(());
+    }
+    if let Command::Serve { admin_token, .. } = &cli.command {
+        // Refused before anything connects: a weak token never guards the API.
+        contracts::identity::check_admin_token("ADMIN_TOKEN", admin_token).map_err(anyhow::Error::msg)?;
+    }
     let urls = contracts::servers::server_urls(&cli.nats_url);
     let nats = contracts::connect::options(contracts::access::Role::Admin, &cli.nats_credentials, Default::default())?
         .connect(urls.as_slice())
@@ -157,10 +173,9 @@ async fn main() -> anyhow::Result<()> {
     };
     let store = Store::open(&async_nats::jetstream::new(nats), cli.replicas).await?.with_actor(actor);
     match cli.command {
-        Command::Keygen { .. } => unreachable!("handled above"),
+        Command::Keygen { .. } | Command::NatsConfig { .. } => unreachable!("handled above"),
         Command::Serve { listen, admin_token } => {
             telemetry::init("resizer-admin");
-            anyhow::ensure!(admin_token.len() >= 16, "ADMIN_TOKEN must be at least 16 characters");
             let mut registry = prometheus_client::registry::Registry::default();
             let api = identity::admin_api::router(store, &admin_token, &mut registry);
             let app = api.merge(telemetry::metrics::router(std::sync::Arc::new(registry)));
