@@ -15,6 +15,13 @@
 //! so drift on a shared machine falls on both. Spans go to an OTLP sink the
 //! bench runs (it counts what arrives) or to `--otlp-endpoint URL` (a running
 //! Jaeger, say).
+//!
+//! With `--compare-permissions ROUNDS` it measures what NATS authorization
+//! costs the path the same way: one stack on a nats-server with the fleet's
+//! users and subject permissions (`contracts::access`; each process connects
+//! with its role's key) and one on a server without any authorization, in
+//! turn, with the same logging; it prints both throughputs, their ratio and
+//! the CPU per conversion of the services and of nats-server.
 
 use anyhow::Context;
 use contracts::ResizeOp;
@@ -35,6 +42,7 @@ struct Args {
     clients: usize,
     op: String,
     compare_tracing: Option<usize>,
+    compare_permissions: Option<usize>,
     otlp_endpoint: Option<String>,
 }
 
@@ -44,6 +52,7 @@ fn args() -> anyhow::Result<Args> {
         clients: 4,
         op: "w=320&h=320&format=jpeg&quality=80".into(),
         compare_tracing: None,
+        compare_permissions: None,
         otlp_endpoint: None,
     };
     let mut it = std::env::args().skip(1);
@@ -54,6 +63,7 @@ fn args() -> anyhow::Result<Args> {
             "--clients" => a.clients = value.parse()?,
             "--op" => a.op = value,
             "--compare-tracing" => a.compare_tracing = Some(value.parse()?),
+            "--compare-permissions" => a.compare_permissions = Some(value.parse()?),
             "--otlp-endpoint" => a.otlp_endpoint = Some(value),
             other => anyhow::bail!("unknown flag {other}"),
         }
@@ -93,6 +103,9 @@ async fn main() -> anyhow::Result<()> {
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     if let Some(rounds) = a.compare_tracing {
         return tracing_overhead(&a, &files, rounds.max(1)).await;
+    }
+    if let Some(rounds) = a.compare_permissions {
+        return permissions_overhead(&a, &files, rounds.max(1)).await;
     }
     eprintln!("corpus: {} JPEGs; op {}; {} s per side; {cores} cores", files.len(), a.op, a.seconds);
 
@@ -150,28 +163,31 @@ async fn main() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// One api-server and worker on their own nats-server, observed or not.
+/// One api-server and worker on their own nats-server, observed or not,
+/// with NATS permissions or without.
 struct Stack {
-    _nats: NatsServer,
+    nats: NatsServer,
     api: procs::ApiServer,
     worker: procs::Worker,
-    /// CPU seconds and conversions measured on this stack so far.
+    /// CPU seconds (api-server + worker, and nats-server) and conversions measured on this stack so far.
     cpu: f64,
+    nats_cpu: f64,
     count: usize,
     elapsed: f64,
 }
 
 impl Stack {
-    /// Starts the stack; each process logs to `<logs>/<name>-<process>.log`.
-    fn start(launch: &procs::Launch, logs: &std::path::Path, name: &str) -> anyhow::Result<Self> {
-        let nats = NatsServer::start()?;
+    /// Starts the stack, its nats-server with the fleet's users and permissions
+    /// or open to anyone; each process logs to `<logs>/<name>-<process>.log`.
+    fn start(launch: &procs::Launch, permissions: bool, logs: &std::path::Path, name: &str) -> anyhow::Result<Self> {
+        let nats = if permissions { NatsServer::start()? } else { NatsServer::start_open()? };
         let log = |process: &str| launch.clone().log_to(logs.join(format!("{name}-{process}.log")));
         // Shedding is not what is measured: on a loaded machine a standing queue
         // past the default 100 ms target would refuse some of the load.
         let flags = ["--auth", "none", "--queue-target", "10s"];
         let api = procs::ApiServer::launch(&nats.client_url, &flags, &log("api-server"))?;
         let worker = procs::Worker::launch(&nats.client_url, &[], &log("worker"))?;
-        Ok(Self { _nats: nats, api, worker, cpu: 0.0, count: 0, elapsed: 0.0 })
+        Ok(Self { nats, api, worker, cpu: 0.0, nats_cpu: 0.0, count: 0, elapsed: 0.0 })
     }
 
     fn cpu_now(&self) -> f64 {
@@ -181,10 +197,15 @@ impl Stack {
             .sum()
     }
 
+    fn nats_cpu_now(&self) -> f64 {
+        self.nats.pid().and_then(procs::cpu_seconds).unwrap_or(f64::NAN)
+    }
+
     async fn measure(&mut self, files: &Arc<Vec<Vec<u8>>>, a: &Args) -> f64 {
-        let before = self.cpu_now();
+        let (before, nats_before) = (self.cpu_now(), self.nats_cpu_now());
         let run = over_http(&self.api.base, files, &a.op, a.clients, a.seconds).await;
         self.cpu += self.cpu_now() - before;
+        self.nats_cpu += self.nats_cpu_now() - nats_before;
         self.count += run.count;
         self.elapsed += run.elapsed.as_secs_f64();
         run.rate()
@@ -197,6 +218,61 @@ impl Stack {
     fn cpu_ms_per_conversion(&self) -> f64 {
         self.cpu * 1000.0 / self.count as f64
     }
+
+    fn nats_cpu_ms_per_conversion(&self) -> f64 {
+        self.nats_cpu * 1000.0 / self.count as f64
+    }
+}
+
+/// Warms both stacks up, then measures them in turn for `rounds` rounds of
+/// `--seconds` (off, on, then on, off: a trend over the run weighs on both
+/// sides alike), printing each round; prints the totals, the spread of the
+/// paired rounds and the CPU per conversion.
+async fn compare(stacks: &mut [Stack; 2], files: &Arc<Vec<Vec<u8>>>, a: &Args, rounds: usize) {
+    for s in stacks.iter() {
+        over_http(&s.api.base, files, &a.op, a.clients, 2).await;
+    }
+    println!("{:<6} {:>14} {:>14} {:>8}", "round", "off conv/s", "on conv/s", "on/off");
+    let mut ratios = Vec::with_capacity(rounds);
+    for round in 0..rounds {
+        let order = if round % 2 == 0 { [0, 1] } else { [1, 0] };
+        let mut rates = [0.0; 2];
+        for i in order {
+            rates[i] = stacks[i].measure(files, a).await;
+        }
+        ratios.push(rates[1] / rates[0]);
+        println!("{:<6} {:>14.1} {:>14.1} {:>8.3}", round + 1, rates[0], rates[1], rates[1] / rates[0]);
+    }
+    let [off, on] = &*stacks;
+    let ratio = on.rate() / off.rate();
+    println!(
+        "throughput: off {:.1} conv/s, on {:.1} conv/s, ratio_on_off={ratio:.4} (cost {:.2} %)",
+        off.rate(),
+        on.rate(),
+        (1.0 - ratio) * 100.0
+    );
+    // Neighbours on a shared machine move single rounds by several per cent
+    // either way: the spread of the paired rounds says how far to trust the ratio.
+    println!(
+        "per-round on/off: median {:.4}, p25 {:.4}, p75 {:.4}, min {:.4}, max {:.4}",
+        percentile(&ratios, 0.5),
+        percentile(&ratios, 0.25),
+        percentile(&ratios, 0.75),
+        percentile(&ratios, 0.0),
+        percentile(&ratios, 1.0)
+    );
+    let cpu_ratio = on.cpu_ms_per_conversion() / off.cpu_ms_per_conversion();
+    println!(
+        "api-server + worker CPU per conversion: off {:.3} ms, on {:.3} ms, ratio_cpu_on_off={cpu_ratio:.4}",
+        off.cpu_ms_per_conversion(),
+        on.cpu_ms_per_conversion()
+    );
+    let nats_ratio = on.nats_cpu_ms_per_conversion() / off.nats_cpu_ms_per_conversion();
+    println!(
+        "nats-server CPU per conversion: off {:.3} ms, on {:.3} ms, ratio_nats_cpu_on_off={nats_ratio:.4}",
+        off.nats_cpu_ms_per_conversion(),
+        on.nats_cpu_ms_per_conversion()
+    );
 }
 
 /// What the built-in OTLP receiver has been sent.
@@ -251,46 +327,9 @@ async fn tracing_overhead(a: &Args, files: &Arc<Vec<Vec<u8>>>, rounds: usize) ->
         a.seconds,
         a.clients
     );
-    let mut stacks = [Stack::start(&off, logs.path(), "off")?, Stack::start(&on, logs.path(), "on")?];
-    for s in &stacks {
-        over_http(&s.api.base, files, &a.op, a.clients, 2).await;
-    }
-    println!("{:<6} {:>14} {:>14} {:>8}", "round", "off conv/s", "on conv/s", "on/off");
-    let mut ratios = Vec::with_capacity(rounds);
-    for round in 0..rounds {
-        // off, on, then on, off: a trend over the run weighs on both sides alike.
-        let order = if round % 2 == 0 { [0, 1] } else { [1, 0] };
-        let mut rates = [0.0; 2];
-        for i in order {
-            rates[i] = stacks[i].measure(files, a).await;
-        }
-        ratios.push(rates[1] / rates[0]);
-        println!("{:<6} {:>14.1} {:>14.1} {:>8.3}", round + 1, rates[0], rates[1], rates[1] / rates[0]);
-    }
-    let [off, on] = &stacks;
-    let ratio = on.rate() / off.rate();
-    println!(
-        "throughput: off {:.1} conv/s, on {:.1} conv/s, ratio_on_off={ratio:.4} (cost {:.2} %)",
-        off.rate(),
-        on.rate(),
-        (1.0 - ratio) * 100.0
-    );
-    // Neighbours on a shared machine move single rounds by several per cent
-    // either way: the spread of the paired rounds says how far to trust the ratio.
-    println!(
-        "per-round on/off: median {:.4}, p25 {:.4}, p75 {:.4}, min {:.4}, max {:.4}",
-        percentile(&ratios, 0.5),
-        percentile(&ratios, 0.25),
-        percentile(&ratios, 0.75),
-        percentile(&ratios, 0.0),
-        percentile(&ratios, 1.0)
-    );
-    let cpu_ratio = on.cpu_ms_per_conversion() / off.cpu_ms_per_conversion();
-    println!(
-        "api-server + worker CPU per conversion: off {:.3} ms, on {:.3} ms, ratio_cpu_on_off={cpu_ratio:.4}",
-        off.cpu_ms_per_conversion(),
-        on.cpu_ms_per_conversion()
-    );
+    let mut stacks = [Stack::start(&off, true, logs.path(), "off")?, Stack::start(&on, true, logs.path(), "on")?];
+    compare(&mut stacks, files, a, rounds).await;
+    let on = &stacks[1];
     if let Some(r) = received {
         // Spans still buffered at the end are not counted; the batches show export was on.
         println!(
@@ -306,9 +345,34 @@ async fn tracing_overhead(a: &Args, files: &Arc<Vec<Vec<u8>>>, rounds: usize) ->
         .map(|p| std::fs::metadata(logs.path().join(format!("on-{p}.log"))).map_or(0, |m| m.len()))
         .sum();
     println!("JSON log of the observed stack: {:.0} bytes per conversion", log_bytes as f64 / on.count as f64);
-    for s in &mut stacks {
+    stop(&mut stacks);
+    Ok(())
+}
+
+fn stop(stacks: &mut [Stack; 2]) {
+    for s in stacks {
         s.worker.terminate();
         s.api.terminate();
     }
+}
+
+async fn permissions_overhead(a: &Args, files: &Arc<Vec<Vec<u8>>>, rounds: usize) -> anyhow::Result<()> {
+    let logs = tempfile::tempdir()?;
+    let launch = procs::Launch::default().env("RUST_LOG", "warn");
+    eprintln!(
+        "corpus: {} JPEGs; op {}; {rounds} rounds of {} s per side, {} clients; \
+         permissions off: a nats-server without authorization, on: the fleet's users and permissions",
+        files.len(),
+        a.op,
+        a.seconds,
+        a.clients
+    );
+    let mut stacks =
+        [Stack::start(&launch, false, logs.path(), "off")?, Stack::start(&launch, true, logs.path(), "on")?];
+    compare(&mut stacks, files, a, rounds).await;
+    // A refusal would make the permitted stack cheaper for the wrong reason.
+    let refused = stacks[1].nats.log().lines().filter(|l| l.contains("Violation")).count();
+    anyhow::ensure!(refused == 0, "nats-server with permissions refused {refused} operations");
+    stop(&mut stacks);
     Ok(())
 }
