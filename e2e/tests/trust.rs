@@ -125,7 +125,7 @@ async fn every_role_may_do_exactly_what_its_row_says() {
 async fn connections_without_valid_credentials_are_refused() {
     let nats = NatsServer::start().unwrap();
     let anonymous = async_nats::ConnectOptions::new().connect(nats.client_url.as_str()).await;
-    let e = anonymous.err().expect("an anonymous connection is refused").to_string();
+    let e = anonymous.expect_err("an anonymous connection is refused").to_string();
     assert!(e.to_lowercase().contains("authorization"), "{e}");
     let (stranger, _) = contracts::access::generate_user_key();
     let unknown = async_nats::ConnectOptions::with_nkey(stranger).connect(nats.client_url.as_str()).await;
