@@ -138,7 +138,8 @@ if not (v.get("auth_required") and v.get("tls_required")):
   curl -fsS --max-time 5 "http://$ip:8222/connz?auth=true" | python3 -c '
 import json, sys
 for c in json.load(sys.stdin).get("connections") or []:
-    print("%s %s %s" % (c.get("name") or "-", "nkey" if c.get("nkey") else "NO-NKEY", c.get("tls_version") or "NO-TLS"))'
+    user = c.get("authorized_user") or ""
+    print("%s %s %s" % (c.get("name") or "-", "nkey" if user.startswith("U") else "NO-NKEY", c.get("tls_version") or "NO-TLS"))'
 done)
 [ -n "$conns" ] || fail "no client connections on the NATS servers"
 if grep -q 'NO-NKEY\|NO-TLS' <<<"$conns"; then fail "a NATS client without an nkey or TLS: $conns"; fi
