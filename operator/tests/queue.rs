@@ -30,11 +30,7 @@ fn start() -> (Server, String) {
         .stderr(Stdio::null())
         .spawn()
         .expect("nats-server (scripts/install-nats-server.sh)");
-    let started = Instant::now();
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(started.elapsed() < Duration::from_secs(10), "nats-server did not start");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    common::wait_listening(port);
     (Server(child, dir), format!("nats://127.0.0.1:{port}"))
 }
 

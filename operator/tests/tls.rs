@@ -71,11 +71,7 @@ fn server(
         .stderr(Stdio::from(std::fs::File::create(dir.join("log")).unwrap()))
         .spawn()
         .expect("nats-server (scripts/install-nats-server.sh)");
-    let started = Instant::now();
-    while std::net::TcpStream::connect(("127.0.0.1", client)).is_err() {
-        assert!(started.elapsed() < Duration::from_secs(10), "nats-server did not start");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    common::wait_listening(client);
     Server(child, dir)
 }
 

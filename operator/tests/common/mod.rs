@@ -12,3 +12,12 @@ pub fn nats_server() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache/resizer"));
     cache.join("bin/nats-server")
 }
+
+/// Waits (up to 10 s) until a server started by the test listens on `port`.
+pub fn wait_listening(port: u16) {
+    let started = std::time::Instant::now();
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(started.elapsed() < std::time::Duration::from_secs(10), "nats-server did not start");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
