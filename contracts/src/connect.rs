@@ -38,33 +38,11 @@ pub struct Credentials {
     pub ca_file: Option<PathBuf>,
 }
 
-/// Connect options for `role` with `creds`. `refusals` counts what the server
-/// refused this connection (authorization and permission violations); each is
-/// also logged, naming the subject, so a missing permission is found at once.
-/// Without a key file the connection is anonymous, which a fleet refuses.
+/// Connect options for `role` with `creds` read from their files: [`role_options`]
+/// plus the nkey and the CA. Without a key file the connection is anonymous,
+/// which a fleet refuses.
 pub fn options(role: Role, creds: &Credentials, refusals: Counter) -> Result<ConnectOptions, ConnectError> {
-    let mut opts =
-        ConnectOptions::new().name(role.name()).custom_inbox_prefix(role.inbox_prefix()).event_callback(move |event| {
-            let refusals = refusals.clone();
-            async move {
-                match event {
-                    Event::ServerError(ServerError::AuthorizationViolation) => {
-                        refusals.inc();
-                        tracing::error!(role = role.name(), "NATS refused this component's credentials");
-                    }
-                    // A (re)connect the server refused: missing, unknown or wrong credentials.
-                    Event::ClientError(async_nats::ClientError::Other(e)) if e.contains("authorization") => {
-                        refusals.inc();
-                        tracing::error!(role = role.name(), error = %e, "NATS refused this component's credentials");
-                    }
-                    Event::ServerError(e) => {
-                        refusals.inc();
-                        tracing::error!(role = role.name(), error = %e, "NATS refused an operation");
-                    }
-                    other => tracing::info!(role = role.name(), event = %other, "NATS connection"),
-                }
-            }
-        });
+    let mut opts = role_options(role, refusals);
     if let Some(path) = &creds.nkey_file {
         let seed =
             std::fs::read_to_string(path).map_err(|source| ConnectError::ReadKey { path: path.clone(), source })?;
@@ -78,6 +56,35 @@ pub fn options(role: Role, creds: &Credentials, refusals: Counter) -> Result<Con
         opts = opts.add_root_certificates(ca.clone()).require_tls(true);
     }
     Ok(opts)
+}
+
+/// Connect options as `role` before any credential: its name, its private
+/// inbox prefix, and `refusals` counting what the server refused this
+/// connection (credentials, permissions), each also logged naming the
+/// subject, so a missing permission is found at once. For a process that
+/// holds its credentials in memory rather than in files (the operator).
+pub fn role_options(role: Role, refusals: Counter) -> ConnectOptions {
+    ConnectOptions::new().name(role.name()).custom_inbox_prefix(role.inbox_prefix()).event_callback(move |event| {
+        let refusals = refusals.clone();
+        async move {
+            match event {
+                Event::ServerError(ServerError::AuthorizationViolation) => {
+                    refusals.inc();
+                    tracing::error!(role = role.name(), "NATS refused this component's credentials");
+                }
+                // A (re)connect the server refused: missing, unknown or wrong credentials.
+                Event::ClientError(async_nats::ClientError::Other(e)) if e.contains("authorization") => {
+                    refusals.inc();
+                    tracing::error!(role = role.name(), error = %e, "NATS refused this component's credentials");
+                }
+                Event::ServerError(e) => {
+                    refusals.inc();
+                    tracing::error!(role = role.name(), error = %e, "NATS refused an operation");
+                }
+                other => tracing::info!(role = role.name(), event = %other, "NATS connection"),
+            }
+        }
+    })
 }
 
 /// The counter every component exports as `nats_refusals_total`, registered in `registry`.

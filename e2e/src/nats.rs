@@ -48,8 +48,7 @@ pub fn key_file(role: Role) -> PathBuf {
 
 /// Connect options as `role` (its inbox prefix, its key).
 pub fn options_as(role: Role) -> async_nats::ConnectOptions {
-    let creds = contracts::connect::Credentials { nkey_file: Some(key_file(role)), ca_file: None };
-    contracts::connect::options(role, &creds, Default::default()).expect("test keys are valid")
+    contracts::connect::options(role, &credentials(role), Default::default()).expect("test keys are valid")
 }
 
 /// Credentials flags of `role` for a component started inside the test process.

@@ -97,6 +97,15 @@ pub fn distinct(records: &[UsageRecord]) -> usize {
 }
 
 /// `base?k=v&…` with the values percent-encoded as far as a query needs.
+/// `agg`'s usage of `tenant` for today (UTC), by day.
+pub fn today(agg: &Aggregator, tenant: &str) -> String {
+    let day = |d: u64| contracts::usage::calendar::day_name(contracts::job::unix_ms(std::time::SystemTime::now()) + d);
+    with_query(
+        &agg.url("/v1/usage"),
+        &[("from", &day(0)), ("to", &day(86_400_000)), ("window", "day"), ("tenant", tenant)],
+    )
+}
+
 pub fn with_query(base: &str, pairs: &[(&str, &str)]) -> String {
     let enc = |v: &str| v.replace('%', "%25").replace('+', "%2B").replace('&', "%26").replace(' ', "%20");
     let q: Vec<String> = pairs.iter().map(|(k, v)| format!("{k}={}", enc(v))).collect();

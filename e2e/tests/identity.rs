@@ -321,13 +321,7 @@ async fn rate_limits_and_quotas_answer_429_with_their_types() {
     }
     let res = exhausted.expect("the quota is enforced once the rollups count it");
     // The tenant reads its own usage with its API key, and nobody else's.
-    let day = |d: u64| contracts::usage::calendar::day_name(contracts::job::unix_ms(std::time::SystemTime::now()) + d);
-    let usage_url = |tenant: &str| {
-        e2e::usage::with_query(
-            &_agg.url("/v1/usage"),
-            &[("from", &day(0)), ("to", &day(86_400_000)), ("window", "day"), ("tenant", tenant)],
-        )
-    };
+    let usage_url = |tenant: &str| e2e::usage::today(&_agg, tenant);
     let Credentials::ApiKey(token) = &q.api_key else { unreachable!() };
     let own: serde_json::Value =
         s.http.get(usage_url("metered")).bearer_auth(token).send().await.unwrap().json().await.unwrap();

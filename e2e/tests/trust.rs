@@ -283,13 +283,7 @@ async fn tenants_get_only_their_own_results_records_and_usage() {
         assert_eq!(&record.tenant, tenant, "the record of {id}");
     }
     // Each tenant reads its own usage, in JSON and CSV, and is refused another's.
-    let day = |d: u64| contracts::usage::calendar::day_name(contracts::job::unix_ms(std::time::SystemTime::now()) + d);
-    let usage = |tenant: &str| {
-        e2e::usage::with_query(
-            &agg.url("/v1/usage"),
-            &[("from", &day(0)), ("to", &day(86_400_000)), ("window", "day"), ("tenant", tenant)],
-        )
-    };
+    let usage = |tenant: &str| e2e::usage::today(&agg, tenant);
     let Credentials::ApiKey(token_a) = &a.api_key else { unreachable!() };
     let own = loop {
         let own: serde_json::Value =

@@ -99,19 +99,16 @@ pub fn complete(
         // Routes are mutual TLS: each server is also the client of its peers.
         params.extended_key_usages =
             vec![rcgen::ExtendedKeyUsagePurpose::ServerAuth, rcgen::ExtendedKeyUsagePurpose::ClientAuth];
+        let not_after = params.not_after.unix_timestamp();
         let key = rcgen::KeyPair::generate().map_err(cert_error)?;
         let cert = params.signed_by(&key, &issuer, &ca_key).map_err(cert_error)?;
         data.insert(TLS_CERT.into(), cert.pem());
         data.insert(TLS_KEY.into(), key.serialize_pem());
-        data.insert(TLS_NOT_AFTER.into(), params_not_after(now).to_string());
+        data.insert(TLS_NOT_AFTER.into(), not_after.to_string());
         data.insert(TLS_NAMES.into(), joined);
         changed = true;
     }
     Ok((data, changed))
-}
-
-fn params_not_after(now: OffsetDateTime) -> i64 {
-    (now + CERT_LIFETIME).unix_timestamp()
 }
 
 fn ca_params(now: OffsetDateTime) -> Result<rcgen::CertificateParams, Error> {

@@ -96,8 +96,7 @@ impl NatsQueue {
 
 /// Connect options as the operator's NATS user, over TLS with the fleet's CA when it has one.
 fn options(access: Option<&QueueAccess>) -> Result<async_nats::ConnectOptions, String> {
-    let role = contracts::access::Role::Operator;
-    let mut opts = async_nats::ConnectOptions::new().name(role.name()).custom_inbox_prefix(role.inbox_prefix());
+    let mut opts = contracts::connect::role_options(contracts::access::Role::Operator, Default::default());
     let Some(access) = access else { return Ok(opts) };
     opts = opts.nkey(access.nkey_seed.clone());
     if let Some(pem) = &access.ca_pem {

@@ -95,13 +95,7 @@ fn start_cluster() -> (Vec<Server>, Vec<String>) {
             ),
         )
         .unwrap();
-        let child = Command::new(common::nats_server())
-            .arg("-c")
-            .arg(&conf)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("nats-server");
+        let child = common::spawn_with_config(&conf, Stdio::null());
         servers.push(Server(child, dir));
     }
     (servers, clients.iter().map(|p| format!("nats://127.0.0.1:{p}")).collect())

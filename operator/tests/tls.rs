@@ -10,12 +10,12 @@ mod common;
 use operator::credentials::{self, CA_CERT, TLS_CERT, TLS_KEY};
 use operator::queue::{NatsQueue, Queue, QueueAccess};
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
+use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 use time::OffsetDateTime;
 
-struct Server(Child, PathBuf);
+struct Server(Child);
 
 impl Drop for Server {
     fn drop(&mut self) {
@@ -40,14 +40,16 @@ fn write_tls(dir: &Path, data: &BTreeMap<String, String>) {
     }
 }
 
+/// A server's place in a cluster: its route port, the route ports of its
+/// peers, and a monitoring port when the test reads its routes.
+struct Routes<'a> {
+    port: u16,
+    peers: &'a [u16],
+    monitor: Option<u16>,
+}
+
 /// A server with `data`'s certificate and users, optionally in a cluster.
-fn server(
-    root: &Path,
-    name: &str,
-    data: &BTreeMap<String, String>,
-    client: u16,
-    cluster: Option<(u16, &[u16])>,
-) -> Server {
+fn server(root: &Path, name: &str, data: &BTreeMap<String, String>, client: u16, cluster: Option<Routes>) -> Server {
     let dir = root.join(name);
     write_tls(&dir, data);
     let tls_dir = dir.to_str().unwrap();
@@ -55,24 +57,22 @@ fn server(
         "server_name: {name}\nlisten: 127.0.0.1:{client}\njetstream {{ store_dir: \"{tls_dir}/js\" }}\n{}\n",
         operator::desired::tls_block(tls_dir, false)
     );
-    if let Some((port, routes)) = cluster {
-        let routes = routes.iter().map(|p| format!("\"nats://localhost:{p}\"")).collect::<Vec<_>>().join(", ");
+    if let Some(Routes { port, peers, monitor }) = cluster {
+        let routes = peers.iter().map(|p| format!("\"nats://localhost:{p}\"")).collect::<Vec<_>>().join(", ");
         conf += &format!(
             "cluster {{ name: fleet, listen: 127.0.0.1:{port}, routes: [{routes}]\n  {} }}\n",
             operator::desired::tls_block(tls_dir, true)
         );
+        if let Some(monitor) = monitor {
+            conf += &format!("http: 127.0.0.1:{monitor}\n");
+        }
     }
     conf += &contracts::access::authorization_block(&credentials::users(data));
     std::fs::write(dir.join("nats.conf"), conf).unwrap();
-    let child = Command::new(common::nats_server())
-        .arg("-c")
-        .arg(dir.join("nats.conf"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::from(std::fs::File::create(dir.join("log")).unwrap()))
-        .spawn()
-        .expect("nats-server (scripts/install-nats-server.sh)");
+    let child =
+        common::spawn_with_config(&dir.join("nats.conf"), Stdio::from(std::fs::File::create(dir.join("log")).unwrap()));
     common::wait_listening(client);
-    Server(child, dir)
+    Server(child)
 }
 
 fn access(key_of: &BTreeMap<String, String>, ca_of: &BTreeMap<String, String>) -> QueueAccess {
@@ -145,31 +145,16 @@ async fn a_server_with_another_cas_certificate_cannot_join_the_routes() {
     let now = OffsetDateTime::now_utc();
     let (ours, theirs) = (fleet(now), fleet(now));
     let (c0, c1, c2, r0, r1, r2, m0) = (port(), port(), port(), port(), port(), port(), port());
-    // n0 watches its routes on a monitoring port.
-    let n0 = {
-        let s = server(root.path(), "n0", &ours, c0, Some((r0, &[r1, r2])));
-        let conf = s.1.join("nats.conf");
-        let text = std::fs::read_to_string(&conf).unwrap();
-        drop(s);
-        std::fs::write(&conf, format!("http: 127.0.0.1:{m0}\n{text}")).unwrap();
-        let child = Command::new(common::nats_server())
-            .arg("-c")
-            .arg(&conf)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        Server(child, root.path().join("n0"))
-    };
-    let _impostor = server(root.path(), "n1", &theirs, c1, Some((r1, &[r0])));
+    // n0 shows its routes on a monitoring port.
+    let _n0 = server(root.path(), "n0", &ours, c0, Some(Routes { port: r0, peers: &[r1, r2], monitor: Some(m0) }));
+    let _impostor = server(root.path(), "n1", &theirs, c1, Some(Routes { port: r1, peers: &[r0], monitor: None }));
     std::thread::sleep(Duration::from_secs(3));
     assert!(routes_of(m0).is_empty(), "a route from a server of another CA is refused: {:?}", routes_of(m0));
-    let _peer = server(root.path(), "n2", &ours, c2, Some((r2, &[r0])));
+    let _peer = server(root.path(), "n2", &ours, c2, Some(Routes { port: r2, peers: &[r0], monitor: None }));
     let started = Instant::now();
     while routes_of(m0).is_empty() {
         assert!(started.elapsed() < Duration::from_secs(15), "a peer of the same CA forms a route");
         std::thread::sleep(Duration::from_millis(200));
     }
     assert_eq!(routes_of(m0), ["n2"], "only the peer of the same CA");
-    drop(n0);
 }

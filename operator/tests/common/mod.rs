@@ -21,3 +21,14 @@ pub fn wait_listening(port: u16) {
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
 }
+
+/// nats-server with the configuration file `conf`, its log to `log`.
+pub fn spawn_with_config(conf: &std::path::Path, log: std::process::Stdio) -> std::process::Child {
+    std::process::Command::new(nats_server())
+        .arg("-c")
+        .arg(conf)
+        .stdout(std::process::Stdio::null())
+        .stderr(log)
+        .spawn()
+        .expect("nats-server (scripts/install-nats-server.sh)")
+}
