@@ -50,10 +50,25 @@ impl AppState {
             return Ok(auth::Caller::anonymous());
         }
         let (req, digest) = auth::credential(parts)?;
-        let started = Instant::now();
-        let verdict = self.verifier.verify(&req, request_id).await;
-        self.metrics.auth_verify.observe(started.elapsed().as_secs_f64());
-        match verdict? {
+        let session = parts.extensions.get::<crate::session::Session>();
+        let ttl = self.config.session_auth_ttl;
+        let verdict = match session.and_then(|s| s.recall(&req, ttl)) {
+            Some(v) => {
+                self.metrics.auth_session_reused.inc();
+                v
+            }
+            None => {
+                let started = Instant::now();
+                let verdict = self.verifier.verify(&req, request_id).await;
+                self.metrics.auth_verify.observe(started.elapsed().as_secs_f64());
+                let verdict = verdict?;
+                if let Some(s) = session {
+                    s.remember(&req, &verdict);
+                }
+                verdict
+            }
+        };
+        match verdict {
             Verdict::Refused { reason, detail } => Err(Problem::new(reason.problem(), detail)),
             Verdict::Allowed { tenant, key_id, rate, quota_exhausted } => {
                 if let Some(q) = quota_exhausted {

@@ -26,9 +26,11 @@ pub struct Config {
     /// Requests in progress at once before new ones are shed with 503.
     #[arg(long, env = "MAX_IN_FLIGHT", default_value_t = 512)]
     pub max_in_flight: usize,
-    /// Queue wait above which new requests are shed while it persists (a standing queue).
-    #[arg(long, env = "QUEUE_TARGET", default_value = "100ms", value_parser = contracts::duration::parse)]
-    pub queue_target: Duration,
+    /// The p99 latency target for images under 1 MB: a request is shed when the
+    /// standing queue plus its learned service time would exceed it (larger
+    /// inputs are held to `job_timeout` instead).
+    #[arg(long, env = "LATENCY_TARGET", default_value = "500ms", value_parser = contracts::duration::parse)]
+    pub latency_target: Duration,
     /// `required`: every request is verified through an auth-cache; `none`: no
     /// authentication, every request is the anonymous tenant.
     #[arg(long, env = "AUTH", value_enum, default_value = "required")]
@@ -36,6 +38,10 @@ pub struct Config {
     /// Longest wait for an auth-cache's answer before the request gets 503.
     #[arg(long, env = "AUTH_TIMEOUT", default_value = "250ms", value_parser = contracts::duration::parse)]
     pub auth_timeout: Duration,
+    /// How long a bearer key the auth-cache accepted is reused by later requests
+    /// on the same connection without asking again (0 asks for every request).
+    #[arg(long, env = "SESSION_AUTH_TTL", default_value = "1s", value_parser = contracts::duration::parse)]
+    pub session_auth_ttl: Duration,
     /// Time allowed to receive the request headers (slow-client protection).
     #[arg(long, env = "HEADER_TIMEOUT", default_value = "10s", value_parser = contracts::duration::parse)]
     pub header_timeout: Duration,

@@ -9,7 +9,7 @@
 //! - [`config`]: flags and environment.
 //! - [`auth`]: credentials of a request and their verification by an auth-cache (fail closed).
 //! - [`limits`]: per-tenant request rates (GCRA).
-//! - [`admission`]: shedding at the edge when the queue stands (graceful degradation).
+//! - [`admission`]: shedding at the edge when a request would break its latency budget (graceful degradation).
 //! - [`app`]: shared state, router, request metrics middleware.
 //! - [`routes`]: handlers (`resize`; `meta` for health, readiness, OpenAPI, problem types).
 //! - [`queue`]: publishing jobs and routing answers back to waiting requests.
@@ -28,6 +28,7 @@ pub mod problem;
 pub mod queue;
 pub mod routes;
 pub mod serve;
+pub mod session;
 pub mod usage;
 
 use std::sync::Arc;
@@ -56,7 +57,10 @@ pub async fn start(
         verifier,
         limits: Arc::default(),
         usage,
-        admission: Arc::new(admission::Admission::new(config.queue_target, config.max_in_flight)),
+        admission: Arc::new(admission::Admission::new(
+            admission::Budgets { latency_target: config.latency_target, job_timeout: config.job_timeout },
+            config.max_in_flight,
+        )),
         config: Arc::new(config),
         queue,
         metrics,

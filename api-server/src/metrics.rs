@@ -19,7 +19,7 @@ pub struct RouteLabel {
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ShedLabel {
-    /// `in_flight_cap` or `standing_queue`.
+    /// `in_flight_cap` or `over_budget`.
     pub reason: String,
 }
 
@@ -38,6 +38,8 @@ pub struct Metrics {
     pub usage_dropped: Counter,
     /// Round trip of a verification to an auth-cache.
     pub auth_verify: Histogram,
+    /// Requests whose bearer key was accepted earlier on the same connection (no round trip).
+    pub auth_session_reused: Counter,
     pub auth_refused: Family<ProblemLabel, Counter>,
     /// What NATS refused this process; shared with the connection's event callback.
     pub nats_refusals: Counter,
@@ -62,6 +64,7 @@ impl Metrics {
             late_results: Counter::default(),
             usage_flushed: Counter::default(),
             usage_dropped: Counter::default(),
+            auth_session_reused: Counter::default(),
             auth_verify: Histogram::new([50e-6, 100e-6, 250e-6, 500e-6, 1e-3, 2.5e-3, 5e-3, 25e-3, 100e-3]),
             auth_refused: Family::default(),
             nats_refusals: contracts::connect::register_refusals(registry),
@@ -91,6 +94,11 @@ impl Metrics {
             m.usage_dropped.clone(),
         );
         r.register("auth_verify_seconds", "Round trip of a verification to an auth-cache", m.auth_verify.clone());
+        r.register(
+            "auth_session_reused",
+            "Requests authenticated by a bearer key already accepted on the same connection",
+            m.auth_session_reused.clone(),
+        );
         r.register("auth_refused", "Requests refused by authentication, rate limit or quota", m.auth_refused.clone());
         m
     }

@@ -22,11 +22,12 @@ pub fn config(nats_url: &str) -> Config {
         job_timeout: Duration::from_secs(10),
         max_body_bytes: contracts::subjects::MAX_PAYLOAD - contracts::subjects::HEADER_ALLOWANCE,
         max_in_flight: 512,
-        queue_target: Duration::from_millis(100),
+        latency_target: Duration::from_millis(500),
         header_timeout: Duration::from_secs(10),
         body_timeout: Duration::from_secs(30),
         auth: api_server::auth::AuthMode::None,
         auth_timeout: Duration::from_millis(250),
+        session_auth_ttl: Duration::from_secs(1),
     }
 }
 

@@ -248,6 +248,36 @@ async fn revocation_disabling_and_replay_after_the_window() {
     assert_eq!(s.as_(&t.signature).await.status(), 200, "the tenant's other key still works");
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bearer_key_is_verified_once_per_connection_and_signatures_every_time() {
+    let s = stack().await;
+    let t = s.tenant("acme", GENEROUS).await;
+    let metrics = |name: &'static str| {
+        let (http, url) = (s.http.clone(), s.api.url("/metrics"));
+        async move { e2e::metrics::sum(&http.get(url).send().await.unwrap().text().await.unwrap(), name) }
+    };
+    // One kept-alive connection (the client's pool holds one idle connection per host).
+    let verified = metrics("api_auth_verify_seconds_count").await;
+    for _ in 0..10 {
+        assert_eq!(s.as_(&t.api_key).await.status(), 200);
+    }
+    let reused = metrics("api_auth_session_reused_total").await;
+    let asked = metrics("api_auth_verify_seconds_count").await - verified;
+    assert!(reused >= 8.0, "later requests on the connection reuse the accepted key: {reused}");
+    assert!(asked <= 2.0, "the auth-cache was asked {asked} times for 10 requests");
+    for _ in 0..3 {
+        assert_eq!(s.as_(&t.signature).await.status(), 200);
+    }
+    assert_eq!(metrics("api_auth_session_reused_total").await, reused, "a signature is verified for each request");
+    // A wrong secret on the same connection is not let through by the remembered key.
+    let Credentials::ApiKey(key) = &t.api_key else { unreachable!("the API key credential") };
+    let wrong = Credentials::ApiKey(format!("{}x", key));
+    assert_problem(s.as_(&wrong).await, 401, "api-key-invalid").await;
+    // A revocation reaches a kept-alive connection within the reuse window.
+    s.store.revoke_key(&t.api_key_id).await.unwrap();
+    assert!(wait_for(|| async { s.as_(&t.api_key).await.status() == 403 }).await, "revocation applies");
+}
+
 /// Polls `f` for up to 3 s (propagation is measured by `auth-bench`, not here).
 async fn wait_for<F, Fut>(f: F) -> bool
 where
@@ -339,6 +369,8 @@ async fn without_an_auth_cache_requests_fail_closed() {
     let t = s.tenant("acme", GENEROUS).await;
     assert_eq!(s.as_(&t.api_key).await.status(), 200);
     s.auth.take();
+    // The key accepted on this connection stands for the session window; past it, nothing does.
+    tokio::time::sleep(api::config(&s.nats.client_url).session_auth_ttl).await;
     let started = std::time::Instant::now();
     let res = s.as_(&t.api_key).await;
     assert!(started.elapsed() < Duration::from_secs(2), "fails fast: {:?}", started.elapsed());

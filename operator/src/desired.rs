@@ -227,7 +227,7 @@ pub fn children(rd: &ResizeDeployment, inputs: &Inputs) -> Result<Children, Erro
         {"name": "MAX_BODY_BYTES", "value": spec.sla.max_image_bytes.to_string()},
         // Shed when jobs stand in the queue longer than the SLA leaves for waiting (the p99
         // target minus one service time), not at a constant: slow jobs may queue up to it.
-        {"name": "QUEUE_TARGET", "value": queue_target(rd)},
+        {"name": "LATENCY_TARGET", "value": latency_target(rd)},
     ]);
     out.deployments.push(b.deployment(
         Component::Api,
@@ -308,10 +308,11 @@ pub fn children(rd: &ResizeDeployment, inputs: &Inputs) -> Result<Children, Erro
     Ok(out)
 }
 
-/// The api-server's standing-queue target: the drain budget of the capacity math, in ms.
-fn queue_target(rd: &ResizeDeployment) -> String {
-    let secs = crate::capacity::drain_budget_secs(&rd.spec.sla, &rd.spec.capacity);
-    format!("{}ms", (secs * 1000.0).round().max(1.0) as u64)
+/// The api-server's latency budget: the fleet's p99 target. The api-server
+/// learns service times itself and admits while the queue plus a request's
+/// own service time fits it.
+fn latency_target(rd: &ResizeDeployment) -> String {
+    format!("{}ms", rd.spec.sla.p99_latency_ms.max(1))
 }
 
 fn owner(rd: &ResizeDeployment) -> Result<OwnerReference, Error> {
@@ -947,12 +948,10 @@ mod tests {
         assert!(!env(&c, "photos-usage-aggregator").contains_key("USAGE_ADMIN_TOKEN"));
         assert_eq!(env(&c, "photos-api")["AUTH"], "required");
         assert_eq!(env(&c, "photos-usage-aggregator")["AUTH"], "required");
-        // p99 500 ms (default) minus the 50 ms default service time.
-        assert_eq!(env(&c, "photos-api")["QUEUE_TARGET"], "450ms");
+        assert_eq!(env(&c, "photos-api")["LATENCY_TARGET"], "500ms");
         let mut slow = rd();
         slow.spec.sla.p99_latency_ms = 2000;
-        slow.spec.capacity.service_time_ms = 200;
-        assert_eq!(env(&all(&slow), "photos-api")["QUEUE_TARGET"], "1800ms");
+        assert_eq!(env(&all(&slow), "photos-api")["LATENCY_TARGET"], "2000ms");
         for d in ["photos-api", "photos-worker", "photos-auth-cache", "photos-usage-aggregator"] {
             assert_eq!(env(&c, d)["LOG_FORMAT"], "json", "{d}");
         }

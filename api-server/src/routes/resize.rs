@@ -1,7 +1,12 @@
 //! `POST /v1/resize`: validate cheaply first, read the body within limits,
 //! queue the job, turn the worker's answer into an HTTP response.
 
-use crate::{admission::Shed, app::AppState, metrics::ShedLabel, problem::Problem};
+use crate::{
+    admission::{OpClass, Shed},
+    app::AppState,
+    metrics::ShedLabel,
+    problem::Problem,
+};
 use axum::{
     body::Body,
     extract::{Request, State},
@@ -40,14 +45,18 @@ pub async fn resize(State(state): State<AppState>, req: Request) -> Response {
         tenant: None,
         key_id: String::new(),
     };
-    let _permit = match state.admission.try_admit() {
+    // What the head says is enough to know the kind of work; a query that does
+    // not parse is refused later, at no cost to anyone.
+    let class = OpClass::of(parse_query(req.uri().query().unwrap_or("")).ok().as_ref(), Some(edge.bytes_in));
+    let _permit = match state.admission.try_admit(class) {
         Ok(permit) => permit,
         Err(shed) => {
             let (reason, detail) = match shed {
                 Shed::InFlightCap => ("in_flight_cap", "too many requests in progress; retry shortly"),
-                Shed::StandingQueue => {
-                    ("standing_queue", "jobs are waiting longer than the latency target; retry shortly")
-                }
+                Shed::OverBudget => (
+                    "over_budget",
+                    "the queue is longer than this request could wait within the latency target; retry shortly",
+                ),
             };
             state.metrics.shed.get_or_create(&ShedLabel { reason: reason.into() }).inc();
             let p = Problem::new(ProblemKind::Overloaded, detail).with_request_id(&request_id);
@@ -66,7 +75,7 @@ pub async fn resize(State(state): State<AppState>, req: Request) -> Response {
     state.metrics.in_flight.inc();
     // Without a tracing pipeline the client's own context is passed on unchanged.
     let traceparent = telemetry::trace::traceparent(&span).or(incoming);
-    let result = handle(&state, &request_id, traceparent.clone(), req, &mut edge).instrument(span.clone()).await;
+    let result = handle(&state, &request_id, traceparent.clone(), req, &mut edge, class).instrument(span.clone()).await;
     state.metrics.in_flight.dec();
     let mut problem = None;
     let mut res = match result {
@@ -123,6 +132,7 @@ async fn handle(
     traceparent: Option<String>,
     req: Request,
     edge: &mut EdgeUsage,
+    class: OpClass,
 ) -> Result<Response, Problem> {
     let (parts, body) = req.into_parts();
     let max = state.config.max_body_bytes;
@@ -183,12 +193,16 @@ async fn handle(
         Err(p) => {
             if p.kind == ProblemKind::DeadlineExceeded {
                 // The job waited at least this long: the strongest overload signal there is.
-                state.admission.observe(timeout);
+                state.admission.observe(class, timeout, None);
             }
             return Err(p);
         }
     };
-    state.admission.observe(std::time::Duration::from_micros(answer.headers.queue_us));
+    state.admission.observe(
+        class,
+        std::time::Duration::from_micros(answer.headers.queue_us),
+        Some(std::time::Duration::from_micros(answer.headers.process_us)),
+    );
     state.metrics.jobs_published.inc();
     let h = &answer.headers;
     state.metrics.queue_wait.observe(h.queue_us as f64 / 1e6);
@@ -319,9 +333,12 @@ const LINGER_TIME: std::time::Duration = std::time::Duration::from_secs(1);
 /// client is still sending. Closing with unread data makes the kernel reset
 /// the connection, and a reset can destroy the problem document before the
 /// client reads it. Large or slow bodies are not waited for: `false` then,
-/// and the answer should say `Connection: close`.
+/// and the answer says `Connection: close` (the server loop then closes
+/// with a lingering close, see `crate::serve`).
 async fn linger(body: Body, headers: &HeaderMap) -> bool {
-    if content_length(headers).ok().flatten().is_some_and(|len| len > LINGER_BYTES) {
+    // A client waiting for `100 Continue` has not sent its body; reading would invite it to.
+    let expects = headers.get(header::EXPECT).is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
+    if expects || content_length(headers).ok().flatten().is_some_and(|len| len > LINGER_BYTES) {
         return false;
     }
     let limited = Limited::new(body, LINGER_BYTES as usize);

@@ -1,11 +1,11 @@
 //! Benchmark (not a test): behaviour at twice the measured capacity.
 //!
-//!   cargo run --release -p e2e --bin overload-bench -- [--seconds 15] [--factor 2]
+//!   cargo run --release -p e2e --bin overload-bench -- [--seconds 15] [--factor 2] [--op 'w=1024&h=1024&format=webp']
 //!
 //! Measures capacity with a closed loop, then offers `factor` × that rate
 //! open-loop (arrivals do not wait for answers, as real clients do not) twice:
 //! with the api-server's standing-queue shedding, and with it effectively off
-//! (a 60 s queue target). For each it prints the accepted rate, the p50/p99 of
+//! (a 60 s latency target). For each it prints the accepted rate, the p50/p99 of
 //! accepted requests, how many were shed and how fast the refusals came.
 
 use anyhow::Context;
@@ -20,7 +20,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-const OP: &str = "w=320&h=320&format=jpeg&quality=80";
+const DEFAULT_OP: &str = "w=320&h=320&format=jpeg&quality=80";
 
 #[derive(Default)]
 struct Tally {
@@ -30,9 +30,9 @@ struct Tally {
     other: usize,
 }
 
-async fn open_loop(base: &str, files: &Arc<Vec<Vec<u8>>>, rate: f64, secs: u64) -> (Tally, Duration) {
+async fn open_loop(base: &str, files: &Arc<Vec<Vec<u8>>>, op: &str, rate: f64, secs: u64) -> (Tally, Duration) {
     let http = reqwest::Client::builder().pool_max_idle_per_host(1024).build().expect("client");
-    let url = format!("{base}/v1/resize?{OP}");
+    let url = format!("{base}/v1/resize?{op}");
     let interval = Duration::from_secs_f64(1.0 / rate);
     let started = Instant::now();
     let mut next = started;
@@ -74,12 +74,14 @@ async fn open_loop(base: &str, files: &Arc<Vec<Vec<u8>>>, rate: f64, secs: u64) 
 async fn main() -> anyhow::Result<()> {
     let mut secs = 15u64;
     let mut factor = 2.0f64;
+    let mut op = DEFAULT_OP.to_owned();
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
         let value = it.next().with_context(|| format!("{flag} needs a value"))?;
         match flag.as_str() {
             "--seconds" => secs = value.parse()?,
             "--factor" => factor = value.parse()?,
+            "--op" => op = value,
             other => anyhow::bail!("unknown flag {other}"),
         }
     }
@@ -88,19 +90,21 @@ async fn main() -> anyhow::Result<()> {
         "{:<34} {:>8} {:>9} {:>9} {:>9} {:>7} {:>11} {:>6}",
         "run", "offered", "accepted", "p50 ms", "p99 ms", "shed", "shed p99 ms", "late"
     );
-    for (name, target) in [("shedding on (queue target 100ms)", "100ms"), ("shedding off (queue target 60s)", "60s")] {
+    for (name, target) in
+        [("shedding on (latency target 500ms)", "500ms"), ("shedding off (latency target 60s)", "60s")]
+    {
         eprintln!("[{name}] starting nats-server, api-server, worker");
         let nats = NatsServer::start()?;
         let api = procs::ApiServer::spawn(
             &nats.client_url,
-            &["--auth", "none", "--queue-target", target, "--max-in-flight", "100000"],
+            &["--auth", "none", "--latency-target", target, "--max-in-flight", "100000"],
         )?;
         let _worker = procs::Worker::spawn(&nats.client_url, &[])?;
-        over_http(&api.base, &files, OP, 4, 2).await;
-        let capacity = over_http(&api.base, &files, OP, 4, secs.min(10)).await.rate();
+        over_http(&api.base, &files, &op, 4, 2).await;
+        let capacity = over_http(&api.base, &files, &op, 4, secs.min(10)).await.rate();
         let offered = capacity * factor;
         eprintln!("[{name}] capacity {capacity:.0}/s; offering {offered:.0}/s open-loop for {secs} s");
-        let (t, elapsed) = open_loop(&api.base, &files, offered, secs).await;
+        let (t, elapsed) = open_loop(&api.base, &files, &op, offered, secs).await;
         println!(
             "{name:<34} {offered:>8.0} {:>9.1} {:>9.1} {:>9.1} {:>7} {:>11.1} {:>6}",
             t.ok_ms.len() as f64 / elapsed.as_secs_f64(),

@@ -184,7 +184,7 @@ impl Stack {
         let log = |process: &str| launch.clone().log_to(logs.join(format!("{name}-{process}.log")));
         // Shedding is not what is measured: on a loaded machine a standing queue
         // past the default 100 ms target would refuse some of the load.
-        let flags = ["--auth", "none", "--queue-target", "10s"];
+        let flags = ["--auth", "none", "--latency-target", "10s"];
         let api = procs::ApiServer::launch(&nats.client_url, &flags, &log("api-server"))?;
         let worker = procs::Worker::launch(&nats.client_url, &[], &log("worker"))?;
         Ok(Self { nats, api, worker, cpu: 0.0, nats_cpu: 0.0, count: 0, elapsed: 0.0 })
