@@ -35,6 +35,10 @@ impl Aggregator {
         format!("{}{path}", self.base)
     }
 
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// SIGKILL.
     pub fn kill9(&mut self) {
         let _ = self.child.kill();
@@ -48,7 +52,7 @@ impl Drop for Aggregator {
     }
 }
 
-/// Every message in USAGE: the valid records and the number of undecodable ones.
+/// Every record in USAGE (a batch holds several): the valid records and the number of undecodable messages.
 ///
 /// Right after a node is killed the cluster may still be electing a meta or
 /// stream leader, and a read started then stalls: each stalled or failed read is
@@ -80,8 +84,8 @@ async fn read_all(client: &async_nats::Client) -> anyhow::Result<(Vec<UsageRecor
     let mut messages = consumer.messages().await?;
     while let Some(m) = tokio::time::timeout(Duration::from_secs(5), messages.next()).await? {
         let m = m.map_err(|e| anyhow::anyhow!(e))?;
-        match UsageRecord::decode(&m.payload) {
-            Ok(r) => records.push(r),
+        match contracts::usage::records_of(&m.payload) {
+            Ok(rs) => records.extend(rs),
             Err(_) => bad += 1,
         }
         if m.info().map_err(|e| anyhow::anyhow!(e))?.pending == 0 {

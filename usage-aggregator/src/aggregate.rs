@@ -1,7 +1,15 @@
-//! The consumer loop: fetch a batch from the shared durable consumer, move
-//! malformed records to the dead-letter subject, count the rest into their
-//! rollup documents with compare-and-set (see [`crate::apply`]), and only then
-//! ack. A failure anywhere leaves the batch unacked; it comes back and counts once.
+//! The consumer loop: collect a batch from the shared durable consumer, move
+//! malformed messages to the dead-letter subject, count the records of the
+//! rest into their rollup documents with compare-and-set (see
+//! [`crate::apply`]), and only then ack. A failure anywhere leaves the batch
+//! unacked; it comes back and counts once.
+//!
+//! A round's fixed costs (the pull, a read and a compare-and-set per document
+//! touched, the flush of the acks) are shared by the records it holds. Under
+//! live traffic records arrive a few at a time, so a round waits up to
+//! [`Options::batch_window`] for its batch to fill instead of taking whatever
+//! is there; and the consumer's state (ack floor, lag, watermark) is read at
+//! most every [`OBSERVE_EVERY`], not every round.
 
 use crate::{
     apply::{self, Staged},
@@ -10,15 +18,22 @@ use crate::{
     watermark,
 };
 use async_nats::jetstream::{AckKind, Message, consumer::PullConsumer, kv};
-use contracts::usage::{DayRollup, SeqSet, UsageRecord, streams};
+use contracts::usage::{DayRollup, SeqSet, batch, records_of, streams};
 use futures::{StreamExt, TryStreamExt};
 use std::time::{Duration, Instant, SystemTime};
 use tracing::{Instrument, instrument, warn};
 
+/// How often the ack floor, the lag and the watermark are brought up to date.
+/// A floor that lags only keeps a few more sequences in the documents.
+pub const OBSERVE_EVERY: Duration = Duration::from_secs(1);
+
 #[derive(Debug, Clone)]
 pub struct Options {
-    /// Records fetched and counted per batch.
+    /// Messages fetched and counted per batch (a message holds one record or a batch of them).
     pub batch: usize,
+    /// Longest wait for a batch to fill. It delays counting and the watermark
+    /// by as much, so it stays a small part of `lateness`.
+    pub batch_window: Duration,
     /// How long a batch may stay unacked before JetStream hands it to another replica.
     pub ack_wait: Duration,
     /// Rollup documents written at once within a batch.
@@ -33,6 +48,7 @@ impl Default for Options {
     fn default() -> Self {
         Self {
             batch: 1000,
+            batch_window: Duration::from_millis(250),
             ack_wait: Duration::from_secs(30),
             write_concurrency: 64,
             lateness: Duration::from_secs(30),
@@ -61,7 +77,7 @@ pub struct BatchSummary {
     pub dead_lettered: usize,
 }
 
-/// Runs until `shutdown` resolves; the batch in progress is finished first.
+/// Runs until `shutdown` resolves; the batch being collected is finished and counted first.
 pub async fn run(
     store: Store,
     opts: Options,
@@ -71,15 +87,26 @@ pub async fn run(
     let consumer = store.consumer(opts.ack_wait).await?;
     tokio::pin!(shutdown);
     let mut floor = 0;
+    let mut observed: Option<Instant> = None;
+    let mut stopping = false;
     loop {
-        let fetched = tokio::select! {
-            f = fetch(&consumer, opts.batch) => f,
-            _ = &mut shutdown => return Ok(()),
+        let collecting = collect(&consumer, &opts);
+        tokio::pin!(collecting);
+        // Stopping does not cut a batch short: its messages are delivered to
+        // this process, and dropped they would wait out `ack_wait`.
+        let collected = loop {
+            tokio::select! {
+                c = &mut collecting => break c,
+                _ = &mut shutdown, if !stopping => stopping = true,
+            }
         };
-        let msgs = match fetched {
+        let msgs = match collected {
             Ok(m) => m,
             Err(e) => {
                 warn!(error = %e, "fetch failed; retrying");
+                if stopping {
+                    return Ok(());
+                }
                 tokio::time::sleep(Duration::from_millis(500)).await;
                 continue;
             }
@@ -89,26 +116,44 @@ pub async fn run(
             match process_batch(&store, &msgs, floor, &opts, &metrics).await {
                 Ok(_) => metrics.batch_duration.observe(started.elapsed().as_secs_f64()),
                 Err(e) => {
-                    warn!(error = %e, records = msgs.len(), "batch failed; leaving it for redelivery");
+                    warn!(error = %e, messages = msgs.len(), "batch failed; leaving it for redelivery");
                     metrics.failed_batches.inc();
                     for m in &msgs {
                         let _ = m.ack_with(AckKind::Nak(Some(Duration::from_secs(1)))).await;
                     }
-                    tokio::time::sleep(Duration::from_millis(500)).await;
+                    if !stopping {
+                        tokio::time::sleep(Duration::from_millis(500)).await;
+                    }
                 }
             }
         }
-        if let Some(f) = observe(&store, &consumer, &opts, &metrics).await {
-            floor = f;
+        if stopping {
+            return Ok(());
+        }
+        if observed.is_none_or(|t| t.elapsed() >= OBSERVE_EVERY) {
+            if let Some(f) = observe(&store, &consumer, &opts, &metrics).await {
+                floor = f;
+            }
+            observed = Some(Instant::now());
         }
     }
 }
 
-async fn fetch(consumer: &PullConsumer, batch: usize) -> anyhow::Result<Vec<Message>> {
-    let mut msgs = consumer.fetch().max_messages(batch).expires(Duration::from_secs(1)).messages().await?;
-    let mut out = Vec::with_capacity(batch);
+/// Up to `opts.batch` messages, waiting at most `opts.batch_window` for them:
+/// the pull request stays open on the server and returns once it is full or expires.
+async fn collect(consumer: &PullConsumer, opts: &Options) -> anyhow::Result<Vec<Message>> {
+    let mut msgs = consumer.batch().max_messages(opts.batch).expires(opts.batch_window).messages().await?;
+    let mut out = Vec::with_capacity(opts.batch.min(1024));
     while let Some(m) = msgs.next().await {
-        out.push(m.map_err(|e| anyhow::anyhow!(e))?);
+        match m {
+            Ok(m) => out.push(m),
+            // What was delivered before the error is counted now, not after `ack_wait`.
+            Err(e) if !out.is_empty() => {
+                warn!(error = %e, "pull request ended early");
+                break;
+            }
+            Err(e) => return Err(anyhow::anyhow!(e)),
+        }
     }
     Ok(out)
 }
@@ -136,8 +181,8 @@ async fn observe(store: &Store, consumer: &PullConsumer, opts: &Options, metrics
     Some(floor)
 }
 
-/// Counts one batch; acks it only when every rollup it touches is written.
-#[instrument(skip_all, fields(records = msgs.len()))]
+/// Counts one batch of messages; acks them only when every rollup they touch is written.
+#[instrument(skip_all, fields(messages = msgs.len()))]
 pub async fn process_batch(
     store: &Store,
     msgs: &[Message],
@@ -151,8 +196,11 @@ pub async fn process_batch(
     for m in msgs {
         let seq = m.info().map_err(|e| AggregateError::Metadata(e.to_string()))?.stream_sequence;
         seqs.push(seq);
-        match UsageRecord::decode(&m.payload) {
-            Ok(record) => staged.push(Staged { seq, record }),
+        match records_of(&m.payload) {
+            // The records of one message share its sequence: a document holds all of them or none.
+            Ok(records) => {
+                staged.extend(records.into_iter().enumerate().map(|(index, record)| Staged { seq, index, record }))
+            }
             Err(reason) => {
                 dead_letter(store, m, seq, &reason.to_string()).await?;
                 summary.dead_lettered += 1;
@@ -258,11 +306,12 @@ async fn write_doc<'a>(
     Err(AggregateError::Write { key: key.to_owned(), attempts: WRITE_ATTEMPTS, detail: last_error })
 }
 
-/// The request a record was about, as far as a record that failed to decode still says.
-/// Its log line then names the request, the tenant and (from the worker's `traceparent`) the
-/// trace, and the trace shows the record was dead-lettered.
+/// The request a record was about, as far as a record that failed to decode still says
+/// (for a batch: its id). Its log line then names the request, the tenant and (from the
+/// worker's `traceparent`) the trace, and the trace shows the record was dead-lettered.
 fn dead_letter_span(m: &Message, seq: u64) -> tracing::Span {
-    let doc = serde_json::from_slice::<serde_json::Value>(&m.payload).ok();
+    let batch_id = batch::header_of(&m.payload).map(|h| h.id.chars().take(128).collect::<String>());
+    let doc = batch_id.is_none().then(|| serde_json::from_slice::<serde_json::Value>(&m.payload).ok()).flatten();
     let field = |name: &str| {
         doc.as_ref().and_then(|d| d.get(name)).and_then(|v| v.as_str()).map(|s| s.chars().take(128).collect::<String>())
     };
@@ -271,6 +320,7 @@ fn dead_letter_span(m: &Message, seq: u64) -> tracing::Span {
         seq,
         request_id = field("request_id"),
         tenant = field("tenant"),
+        batch_id,
         trace_id = tracing::field::Empty,
     );
     let traceparent = m.headers.as_ref().and_then(|h| h.get(contracts::job::H_TRACEPARENT)).map(|v| v.as_str());
@@ -298,7 +348,7 @@ async fn dead_letter(store: &Store, m: &Message, seq: u64, reason: &str) -> Resu
             .map_err(|e| err(&e))?
             .await
             .map_err(|e| err(&e))?;
-        warn!(%reason, "record moved to the dead-letter subject");
+        warn!(%reason, "message moved to the dead-letter subject");
         Ok(())
     }
     .instrument(span)

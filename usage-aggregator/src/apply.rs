@@ -21,10 +21,12 @@ use contracts::usage::{
 };
 use std::collections::BTreeMap;
 
-/// A valid record and its sequence in the USAGE stream.
+/// A valid record, the sequence of its message in the USAGE stream, and its
+/// place in that message (a batch holds several records under one sequence).
 #[derive(Debug, Clone)]
 pub struct Staged {
     pub seq: u64,
+    pub index: usize,
     pub record: UsageRecord,
 }
 
@@ -33,15 +35,15 @@ pub fn key_of(r: &UsageRecord) -> String {
     rollup_key(&r.tenant, &crate::time::day_name(r.received_ms))
 }
 
-/// Records grouped by document key, each group in sequence order without repeats.
+/// Records grouped by document key, each group in stream order without repeats.
 pub fn group(batch: &[Staged]) -> BTreeMap<String, Vec<&Staged>> {
     let mut out: BTreeMap<String, Vec<&Staged>> = BTreeMap::new();
     for s in batch {
         out.entry(key_of(&s.record)).or_default().push(s);
     }
     for v in out.values_mut() {
-        v.sort_by_key(|s| s.seq);
-        v.dedup_by_key(|s| s.seq);
+        v.sort_by_key(|s| (s.seq, s.index));
+        v.dedup_by_key(|s| (s.seq, s.index));
     }
     out
 }
@@ -99,7 +101,7 @@ mod tests {
     }
 
     fn staged(seqs: std::ops::RangeInclusive<u64>) -> Vec<Staged> {
-        seqs.map(|s| Staged { seq: s, record: rec(s, if s % 3 == 0 { "b" } else { "a" }) }).collect()
+        seqs.map(|s| Staged { seq: s, index: 0, record: rec(s, if s % 3 == 0 { "b" } else { "a" }) }).collect()
     }
 
     /// A store of documents with revisions, as the KV bucket behaves.
@@ -205,6 +207,22 @@ mod tests {
         for (doc, _) in store.0.values() {
             assert!(doc.applied.intervals().len() <= 2, "{:?}", doc.applied);
         }
+    }
+
+    #[test]
+    fn every_record_of_a_batch_message_counts_once() {
+        let mut store = Store::default();
+        // Sequence 7 is one message holding 30 records of two tenants; 8 is a single record.
+        let mut batch: Vec<Staged> =
+            (0..30).map(|i| Staged { seq: 7, index: i, record: rec(i as u64, ["a", "b"][i % 2]) }).collect();
+        batch.push(Staged { seq: 8, index: 0, record: rec(31, "a") });
+        assert_eq!(group(&batch).values().map(Vec::len).sum::<usize>(), 31, "records sharing a sequence are kept");
+        // Dies after the first document: redelivered, the other half is added, the first is not doubled.
+        assert!(!store.apply_batch(&batch, 0, Some(1)));
+        assert_eq!(store.total(), 16);
+        store.apply_batch(&batch, 0, None);
+        store.apply_batch(&batch, 8, None);
+        assert_eq!(store.total(), 31);
     }
 
     #[test]

@@ -9,7 +9,7 @@
 
 use crate::{store::Store, time::day_name};
 use async_nats::jetstream::consumer::{DeliverPolicy, pull::OrderedConfig};
-use contracts::usage::{UsageRecord, rollup::MS_PER_DAY, streams};
+use contracts::usage::{UsageRecord, records_of, rollup::MS_PER_DAY, streams};
 use futures::StreamExt;
 use std::collections::{BTreeMap, HashSet};
 use tracing::{info, instrument};
@@ -101,10 +101,9 @@ pub async fn day_records(store: &Store, day_start: u64, lateness_ms: u64) -> Res
         let info = m.info().map_err(|e| err(&e))?;
         let published = (info.published.unix_timestamp_nanos() / 1_000_000) as u64;
         let last = info.pending == 0;
-        if let Ok(r) = UsageRecord::decode(&m.payload)
-            && (day_start..end).contains(&r.received_ms)
-        {
-            out.push(r);
+        // A message is one record or a batch; what cannot be read was dead-lettered, not counted.
+        if let Ok(records) = records_of(&m.payload) {
+            out.extend(records.into_iter().filter(|r| (day_start..end).contains(&r.received_ms)));
         }
         if last || published > end + lateness_ms {
             break;

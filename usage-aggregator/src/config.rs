@@ -56,6 +56,9 @@ pub struct RunArgs {
     /// Records counted per batch.
     #[arg(long, env = "USAGE_BATCH", default_value_t = 1000)]
     pub batch: usize,
+    /// Longest wait for a batch to fill under light traffic; at most a quarter of `--lateness`.
+    #[arg(long, env = "USAGE_BATCH_WINDOW", default_value = "250ms", value_parser = contracts::duration::parse)]
+    pub batch_window: Duration,
     /// How long a batch may stay unacked before another replica gets it.
     #[arg(long, env = "USAGE_ACK_WAIT", default_value = "30s", value_parser = contracts::duration::parse)]
     pub ack_wait: Duration,
@@ -80,6 +83,16 @@ impl RunArgs {
         if let Some(token) = &self.admin_token {
             contracts::identity::check_admin_token("USAGE_ADMIN_TOKEN", token).map_err(anyhow::Error::msg)?;
         }
+        // The window delays counting, and with it the watermark, which already trails by the lateness.
+        anyhow::ensure!(
+            !self.batch_window.is_zero()
+                && self.batch_window * 4 <= self.lateness
+                && self.batch_window < self.ack_wait / 4,
+            "USAGE_BATCH_WINDOW ({:?}) must be above zero and at most a quarter of USAGE_LATENESS ({:?}) and of USAGE_ACK_WAIT ({:?})",
+            self.batch_window,
+            self.lateness,
+            self.ack_wait
+        );
         Ok(())
     }
 }
@@ -120,5 +133,15 @@ mod tests {
         }
         assert!(run(&["--admin-token", "sixteen-chars!!!"]).check().is_ok());
         assert!(run(&[]).check().is_ok(), "no admin token: no administrator, and nothing to refuse");
+    }
+
+    #[test]
+    fn the_batch_window_stays_well_inside_the_lateness() {
+        assert_eq!(run(&[]).batch_window, Duration::from_millis(250));
+        assert!(run(&["--batch-window", "2s", "--lateness", "8s"]).check().is_ok());
+        for bad in [&["--batch-window", "3s", "--lateness", "8s"][..], &["--batch-window", "0s"]] {
+            let e = run(bad).check().unwrap_err().to_string();
+            assert!(e.contains("USAGE_BATCH_WINDOW"), "{bad:?}: {e}");
+        }
     }
 }

@@ -33,7 +33,8 @@
 //!
 //! # Layout
 //! - [`apply`]: the idempotency rule (pure) and grouping records by document.
-//! - [`aggregate`]: the consumer loop, dead-lettering, compare-and-set writes, acks.
+//! - [`aggregate`]: the consumer loop (batches that fill for a short window), dead-lettering,
+//!   compare-and-set writes, acks.
 //! - [`archive`]: per-tenant daily zstd objects and retention.
 //! - [`range`], [`time`]: query validation, UTC calendar and RFC 3339 (pure).
 //! - [`query`]: reports from rollup documents; [`http`] serves them; [`auth`] is the identity seam.
@@ -78,6 +79,7 @@ pub async fn start(
     );
     let opts = aggregate::Options {
         batch: args.batch,
+        batch_window: args.batch_window,
         ack_wait: args.ack_wait,
         lateness: args.lateness,
         pause_before_ack: args.pause_before_ack,

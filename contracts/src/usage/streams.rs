@@ -8,6 +8,9 @@ use std::time::Duration;
 pub const USAGE_STREAM: &str = "USAGE";
 /// Subject records are published on.
 pub const USAGE_SUBJECT: &str = "usage.records";
+/// Largest message USAGE stores: a record is well under 1 KiB, a batch of them
+/// is split below half of this ([`super::batch::MAX_BATCH_BYTES`]).
+pub const USAGE_MAX_MESSAGE: usize = 64 * 1024;
 /// Records that cannot be aggregated go here with their reason, instead of being dropped.
 pub const DEAD_STREAM: &str = "USAGE_DEAD";
 pub const DEAD_SUBJECT: &str = "usage.dead";
@@ -52,7 +55,7 @@ pub fn usage_stream(replicas: usize) -> stream::Config {
         duplicate_window: USAGE_DUPLICATE_WINDOW,
         // Refuse new records rather than silently dropping unarchived old ones.
         discard: stream::DiscardPolicy::New,
-        max_message_size: 64 * 1024,
+        max_message_size: USAGE_MAX_MESSAGE as i32,
         allow_direct: true,
         ..Default::default()
     }

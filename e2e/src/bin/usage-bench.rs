@@ -5,6 +5,12 @@
 //!   many tenants loaded.
 //!
 //!   cargo run --release -p e2e --bin usage-bench -- [--records 200000] [--tenants 1000] [--days 365] [--queries 500]
+//!
+//! With `--live SECONDS` it measures instead the aggregator's CPU per record
+//! under live traffic (see [`live`]):
+//!
+//!   cargo build --release -p e2e --bin usage-bench -p usage-aggregator --bin usage-aggregator
+//!   target/release/usage-bench --live 30 [--rate 300] [--tenants 1000]
 
 use async_nats::jetstream;
 use contracts::usage::{Counters, DayRollup, Source, UsageRecord, record::RECORD_VERSION, rollup::MS_PER_DAY, streams};
@@ -14,6 +20,9 @@ use std::{
     time::{Duration, Instant, SystemTime},
 };
 use usage_aggregator::{aggregate, archive, metrics::Metrics, store::Store, time};
+
+#[path = "usage-bench/live.rs"]
+mod live;
 
 fn arg(name: &str, default: u64) -> u64 {
     let args: Vec<String> = std::env::args().collect();
@@ -79,6 +88,14 @@ fn record(i: u64, day_start: u64, tenants: u64, rng: &mut Rng) -> UsageRecord {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    if arg("--live", 0) > 0 {
+        return live::run(live::Live {
+            seconds: arg("--live", 0),
+            rate: arg("--rate", 300),
+            tenants: arg("--tenants", 1000),
+        })
+        .await;
+    }
     let (n_records, tenants, days, queries) =
         (arg("--records", 200_000), arg("--tenants", 1000), arg("--days", 365), arg("--queries", 500));
     let nats = NatsServer::start()?;
