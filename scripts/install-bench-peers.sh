@@ -75,7 +75,7 @@ imgproxy_src_id() {
   if [ -f "$1/go.mod" ]; then
     git -C "$1" rev-parse HEAD 2>/dev/null || echo "tree:$(cd "$1" && pwd)"
   else
-    git --git-dir="$1" rev-parse --verify --quiet "$IMGPROXY_REF^{commit}"
+    git --git-dir="$1" rev-parse --verify --quiet "$IMGPROXY_REF^{commit}" 2>/dev/null
   fi
 }
 

@@ -12,7 +12,8 @@
 //! bytes to ours; imgproxy GETs the same photo from its disk (a
 //! `local:///` source), so it never receives a body.
 //!
-//! Loads per operation: closed loop at each `--clients` count, then open
+//! Loads per operation: closed loop at each `--clients` count (a client
+//! refused with 503 waits 20 ms before its next request), then open
 //! loop (arrivals on a fixed schedule that never wait for answers; latency
 //! counts from the scheduled send) at each `--factors` × the capacity the
 //! closed loop measured for that system. Each (load, system) pair runs
@@ -92,9 +93,11 @@ impl Op {
         format!("w={}&h={}&fit=inside&format={}&quality=80", self.width, self.height, self.format)
     }
 
-    /// imgproxy's `fit` keeps the aspect ratio inside the box, as our `inside` does.
+    /// imgproxy's `fit` keeps the aspect ratio inside the box, as our `inside`
+    /// does; our `inside` also enlarges a smaller photo, imgproxy only with
+    /// `enlarge` (the third argument) set.
     fn imgproxy_path(&self, rel: &str) -> String {
-        format!("/insecure/rs:fit:{}:{}/q:80/plain/local:///{rel}@{}", self.width, self.height, self.format)
+        format!("/insecure/rs:fit:{}:{}:1/q:80/plain/local:///{rel}@{}", self.width, self.height, self.format)
     }
 }
 
@@ -348,8 +351,14 @@ async fn closed_loop(target: &Target, clients: usize, window: Duration, timeout:
                 let t0 = Instant::now();
                 let r = tokio::time::timeout(timeout, target.once(i)).await.unwrap_or(Err(Failure::Timeout));
                 local.sent += 1;
+                let shed = matches!(r, Err(Failure::Unavailable(_)));
                 local.add(r.map(drop), t0.elapsed().as_secs_f64() * 1000.0, Instant::now() <= end);
                 i += clients;
+                if shed {
+                    // A refused client backs off briefly, as `Retry-After` asks, instead
+                    // of spinning on refusals that cost both sides CPU and serve nothing.
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
             }
             local
         });
@@ -508,16 +517,17 @@ fn inputs(op: &Op) -> anyhow::Result<Vec<(String, Bytes)>> {
         .collect()
 }
 
-fn describe(answer: &[u8]) -> String {
+/// A line about an answer, and its (width, height, format) to compare the systems by.
+fn describe(answer: &[u8]) -> (String, Option<(u32, u32, String)>) {
     match image::ImageReader::new(std::io::Cursor::new(answer)).with_guessed_format() {
         Ok(r) => {
             let format = r.format().map_or("unknown".to_owned(), |f| format!("{f:?}").to_lowercase());
             match r.into_dimensions() {
-                Ok((w, h)) => format!("{w}×{h} {format}, {} bytes", answer.len()),
-                Err(_) => format!("{format}, {} bytes", answer.len()),
+                Ok((w, h)) => (format!("{w}×{h} {format}, {} bytes", answer.len()), Some((w, h, format))),
+                Err(_) => (format!("{format}, {} bytes", answer.len()), None),
             }
         }
-        Err(e) => format!("unreadable answer: {e}"),
+        Err(e) => (format!("unreadable answer: {e}"), None),
     }
 }
 
@@ -602,13 +612,19 @@ async fn main() -> anyhow::Result<()> {
             op.what,
             files.len()
         );
+        let mut shapes = Vec::new();
         for (t, _) in &targets {
             let answer = t
                 .once(0)
                 .await
                 .map_err(|f| anyhow::anyhow!("{} {}: first request failed: {f}", t.system.name(), op.name))?;
-            println!("{} {} first answer ({}): {}", op.name, t.system.name(), files[0].0, describe(&answer));
+            let (text, shape) = describe(&answer);
+            println!("{} {} first answer ({}): {text}", op.name, t.system.name(), files[0].0);
+            shapes.push(shape);
             closed_loop(t, 4, Duration::from_secs(2), a.timeout).await;
+        }
+        if shapes.windows(2).any(|w| w[0] != w[1]) {
+            println!("WARNING {}: the answers differ in size or format: not the same operation", op.name);
         }
 
         for rep in 0..a.reps {
