@@ -6,9 +6,9 @@
 //!
 //! A round's fixed costs (the pull, a read and a compare-and-set per document
 //! touched, the flush of the acks) are shared by the records it holds. Under
-//! live traffic records arrive a few at a time, so a round waits up to
-//! [`Options::batch_window`] for its batch to fill instead of taking whatever
-//! is there; and the consumer's state (ack floor, lag, watermark) is read at
+//! live traffic records arrive a few at a time, so once a round finds the
+//! stream caught up the next one starts [`Options::batch_window`] later and
+//! takes what gathered meanwhile in one burst; and the consumer's state (ack floor, lag, watermark) is read at
 //! most every [`OBSERVE_EVERY`], not every round.
 
 use crate::{
@@ -31,8 +31,8 @@ pub const OBSERVE_EVERY: Duration = Duration::from_secs(1);
 pub struct Options {
     /// Messages fetched and counted per batch (a message holds one record or a batch of them).
     pub batch: usize,
-    /// Longest wait for a batch to fill. It delays counting and the watermark
-    /// by as much, so it stays a small part of `lateness`.
+    /// Pause after a round that found the stream caught up. It delays counting
+    /// and the watermark by as much, so it stays a small part of `lateness`.
     pub batch_window: Duration,
     /// How long a batch may stay unacked before JetStream hands it to another replica.
     pub ack_wait: Duration,
@@ -48,7 +48,7 @@ impl Default for Options {
     fn default() -> Self {
         Self {
             batch: 1000,
-            batch_window: Duration::from_millis(250),
+            batch_window: Duration::from_millis(500),
             ack_wait: Duration::from_secs(30),
             write_concurrency: 64,
             lateness: Duration::from_secs(30),
@@ -77,7 +77,7 @@ pub struct BatchSummary {
     pub dead_lettered: usize,
 }
 
-/// Runs until `shutdown` resolves; the batch being collected is finished and counted first.
+/// Runs until `shutdown` resolves; the batch in progress is finished first.
 pub async fn run(
     store: Store,
     opts: Options,
@@ -88,29 +88,19 @@ pub async fn run(
     tokio::pin!(shutdown);
     let mut floor = 0;
     let mut observed: Option<Instant> = None;
-    let mut stopping = false;
     loop {
-        let collecting = collect(&consumer, &opts);
-        tokio::pin!(collecting);
-        // Stopping does not cut a batch short: its messages are delivered to
-        // this process, and dropped they would wait out `ack_wait`.
-        let collected = loop {
-            tokio::select! {
-                c = &mut collecting => break c,
-                _ = &mut shutdown, if !stopping => stopping = true,
-            }
-        };
+        // Stopping is only looked at between rounds: what is delivered to this
+        // process is counted before it stops, instead of waiting out `ack_wait`.
+        let collected = collect(&consumer, &opts).await;
         let msgs = match collected {
             Ok(m) => m,
             Err(e) => {
                 warn!(error = %e, "fetch failed; retrying");
-                if stopping {
-                    return Ok(());
-                }
                 tokio::time::sleep(Duration::from_millis(500)).await;
                 continue;
             }
         };
+        let fetched = msgs.len();
         if !msgs.is_empty() {
             let started = Instant::now();
             match process_batch(&store, &msgs, floor, &opts, &metrics).await {
@@ -121,14 +111,9 @@ pub async fn run(
                     for m in &msgs {
                         let _ = m.ack_with(AckKind::Nak(Some(Duration::from_secs(1)))).await;
                     }
-                    if !stopping {
-                        tokio::time::sleep(Duration::from_millis(500)).await;
-                    }
+                    tokio::time::sleep(Duration::from_millis(500)).await;
                 }
             }
-        }
-        if stopping {
-            return Ok(());
         }
         if observed.is_none_or(|t| t.elapsed() >= OBSERVE_EVERY) {
             if let Some(f) = observe(&store, &consumer, &opts, &metrics).await {
@@ -136,13 +121,21 @@ pub async fn run(
             }
             observed = Some(Instant::now());
         }
+        // A batch that did not fill means the stream is caught up: let records
+        // gather in the stream for a window and take them in one burst, rather
+        // than receiving (and paying for) each one as it arrives.
+        let pause = if fetched < opts.batch { opts.batch_window } else { Duration::ZERO };
+        tokio::select! {
+            biased;
+            _ = &mut shutdown => return Ok(()),
+            _ = tokio::time::sleep(pause) => {}
+        }
     }
 }
 
-/// Up to `opts.batch` messages, waiting at most `opts.batch_window` for them:
-/// the pull request stays open on the server and returns once it is full or expires.
+/// Up to `opts.batch` messages, as many as are waiting now.
 async fn collect(consumer: &PullConsumer, opts: &Options) -> anyhow::Result<Vec<Message>> {
-    let mut msgs = consumer.batch().max_messages(opts.batch).expires(opts.batch_window).messages().await?;
+    let mut msgs = consumer.fetch().max_messages(opts.batch).expires(Duration::from_secs(1)).messages().await?;
     let mut out = Vec::with_capacity(opts.batch.min(1024));
     while let Some(m) = msgs.next().await {
         match m {

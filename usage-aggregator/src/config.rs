@@ -56,8 +56,8 @@ pub struct RunArgs {
     /// Records counted per batch.
     #[arg(long, env = "USAGE_BATCH", default_value_t = 1000)]
     pub batch: usize,
-    /// Longest wait for a batch to fill under light traffic; at most a quarter of `--lateness`.
-    #[arg(long, env = "USAGE_BATCH_WINDOW", default_value = "250ms", value_parser = contracts::duration::parse)]
+    /// Pause after a round that found the stream caught up; at most a quarter of `--lateness`.
+    #[arg(long, env = "USAGE_BATCH_WINDOW", default_value = "500ms", value_parser = contracts::duration::parse)]
     pub batch_window: Duration,
     /// How long a batch may stay unacked before another replica gets it.
     #[arg(long, env = "USAGE_ACK_WAIT", default_value = "30s", value_parser = contracts::duration::parse)]
@@ -137,7 +137,7 @@ mod tests {
 
     #[test]
     fn the_batch_window_stays_well_inside_the_lateness() {
-        assert_eq!(run(&[]).batch_window, Duration::from_millis(250));
+        assert_eq!(run(&[]).batch_window, Duration::from_millis(500));
         assert!(run(&["--batch-window", "2s", "--lateness", "8s"]).check().is_ok());
         for bad in [&["--batch-window", "3s", "--lateness", "8s"][..], &["--batch-window", "0s"]] {
             let e = run(bad).check().unwrap_err().to_string();

@@ -6,7 +6,9 @@ use usage_aggregator::{
     time,
 };
 
-#[tokio::main]
+// One thread: the aggregator's work is a sequence of small NATS round trips,
+// and waking a second worker thread for each cost more CPU than it saved.
+#[tokio::main(flavor = "current_thread")]
 async fn main() -> anyhow::Result<()> {
     telemetry::init("usage-aggregator");
     let cli = Cli::parse();
