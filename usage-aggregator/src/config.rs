@@ -87,7 +87,7 @@ impl RunArgs {
         anyhow::ensure!(
             !self.batch_window.is_zero()
                 && self.batch_window * 4 <= self.lateness
-                && self.batch_window < self.ack_wait / 4,
+                && self.batch_window * 4 <= self.ack_wait,
             "USAGE_BATCH_WINDOW ({:?}) must be above zero and at most a quarter of USAGE_LATENESS ({:?}) and of USAGE_ACK_WAIT ({:?})",
             self.batch_window,
             self.lateness,
