@@ -37,7 +37,8 @@ pub fn queue_ms(server_timing: Option<&reqwest::header::HeaderValue>) -> Option<
     queue.split_once("dur=")?.1.parse().ok()
 }
 
-/// Closed loop: `clients` concurrent clients POST the files in turn for `secs` seconds.
+/// Closed loop: `clients` concurrent clients POST the files in turn for `secs` seconds;
+/// a client that is shed (503) backs off 20 ms and goes on.
 pub async fn over_http(base: &str, files: &Arc<Vec<Vec<u8>>>, op: &str, clients: usize, secs: u64) -> Run {
     let http = reqwest::Client::new();
     let url = format!("{base}/v1/resize?{op}");
@@ -58,6 +59,13 @@ pub async fn over_http(base: &str, files: &Arc<Vec<Vec<u8>>>, op: &str, clients:
                     .send()
                     .await
                     .expect("request");
+                if res.status() == 503 {
+                    // Shed at the budget: a client backs off briefly, as `Retry-After` asks
+                    // (capacity is what was served, so a refusal is not counted).
+                    res.bytes().await.expect("problem body");
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                    continue;
+                }
                 assert_eq!(res.status(), 200, "{:?}", res.text().await);
                 let queue = queue_ms(res.headers().get("server-timing"));
                 res.bytes().await.expect("body");
