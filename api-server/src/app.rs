@@ -22,6 +22,10 @@ pub struct AppState {
     pub usage: crate::usage::UsageSink,
     pub verifier: crate::auth::Verifier,
     pub limits: Arc<crate::limits::TenantLimits>,
+    /// Bodies of admitted requests, for workers to fetch.
+    pub stage: crate::staging::Stage,
+    /// Base URL of this server's peer listener, as workers reach it.
+    pub peer_base: Arc<str>,
 }
 
 impl AppState {

@@ -3,6 +3,36 @@
 use clap::Parser;
 use std::{net::SocketAddr, time::Duration};
 
+pub const DEFAULT_MAX_BODY_BYTES: usize = contracts::staging::DEFAULT_MAX_INPUT_BYTES;
+
+/// How a request's body reaches the worker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Staging {
+    /// Kept in this api-server's memory; the job carries a reference.
+    Reference,
+    /// Carried in the JetStream message itself.
+    Inline,
+}
+
+/// The body limit in effect: with inline jobs the body must fit in one message.
+pub fn effective_max_body(staging: Staging, configured: usize) -> usize {
+    match staging {
+        Staging::Reference => configured,
+        Staging::Inline => configured.min(contracts::subjects::MAX_PAYLOAD - contracts::subjects::HEADER_ALLOWANCE),
+    }
+}
+
+/// The peer listener's base URL: the one configured, else the bound address
+/// when it names a host workers can reach.
+pub fn peer_base(advertise: Option<&str>, bound: SocketAddr) -> anyhow::Result<String> {
+    match advertise {
+        Some(url) => Ok(url.trim_end_matches('/').to_owned()),
+        None if bound.ip().is_unspecified() => {
+            anyhow::bail!("PEER_LISTEN {bound} is every address: set PEER_ADVERTISE to the URL workers use")
+        }
+        None => Ok(format!("http://{bound}")),
+    }
+}
 #[derive(Debug, Clone, Parser)]
 #[command(name = "api-server", version, about = "Resize API: HTTP in front of the JetStream job queue")]
 pub struct Config {
@@ -20,9 +50,26 @@ pub struct Config {
     /// Time a request may spend in the queue and the worker before the client gets 503.
     #[arg(long, env = "JOB_TIMEOUT", default_value = "5s", value_parser = contracts::duration::parse)]
     pub job_timeout: Duration,
-    /// Largest accepted body; larger ones get 413 without being read.
-    #[arg(long, env = "MAX_BODY_BYTES", default_value_t = contracts::subjects::MAX_PAYLOAD - contracts::subjects::HEADER_ALLOWANCE)]
+    /// Largest accepted body; larger ones get 413 without being read. With
+    /// `STAGING=inline` at most NATS' message limit less the headers' room.
+    #[arg(long, env = "MAX_BODY_BYTES", default_value_t = DEFAULT_MAX_BODY_BYTES)]
     pub max_body_bytes: usize,
+    /// `reference`: bodies stay here and jobs say where to fetch them;
+    /// `inline`: bodies travel inside the job message.
+    #[arg(long, env = "STAGING", value_enum, default_value = "reference")]
+    pub staging: Staging,
+    /// Most bytes of request bodies held in memory at once (staged, or being
+    /// received); a request whose body would not fit is shed with 503.
+    #[arg(long, env = "STAGING_CAP_BYTES", default_value_t = 512 << 20)]
+    pub staging_cap_bytes: usize,
+    /// Where workers fetch staged bodies and post answers (`:0` picks a free port).
+    #[arg(long, env = "PEER_LISTEN", default_value = "127.0.0.1:0")]
+    pub peer_listen: SocketAddr,
+    /// The peer listener's base URL as workers reach it, e.g. `http://10.1.2.3:8081`
+    /// (in Kubernetes, from the pod IP); default: the bound address, which must then
+    /// be a specific one.
+    #[arg(long, env = "PEER_ADVERTISE")]
+    pub peer_advertise: Option<String>,
     /// Requests in progress at once before new ones are shed with 503.
     #[arg(long, env = "MAX_IN_FLIGHT", default_value_t = 512)]
     pub max_in_flight: usize,
@@ -48,4 +95,26 @@ pub struct Config {
     /// Time allowed to receive the whole request body (slow-client protection).
     #[arg(long, env = "BODY_TIMEOUT", default_value = "30s", value_parser = contracts::duration::parse)]
     pub body_timeout: Duration,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn inline_bodies_stay_under_the_message_limit() {
+        assert_eq!(effective_max_body(Staging::Reference, 32 << 20), 32 << 20);
+        let inline = effective_max_body(Staging::Inline, 32 << 20);
+        assert!(inline < contracts::subjects::MAX_PAYLOAD, "{inline}");
+        assert_eq!(effective_max_body(Staging::Inline, 1000), 1000);
+    }
+
+    #[test]
+    fn the_peer_address_workers_use() {
+        let bound: SocketAddr = "127.0.0.1:4321".parse().unwrap();
+        assert_eq!(peer_base(None, bound).unwrap(), "http://127.0.0.1:4321");
+        assert_eq!(peer_base(Some("http://10.0.0.7:8081/"), bound).unwrap(), "http://10.0.0.7:8081");
+        let any: SocketAddr = "0.0.0.0:8081".parse().unwrap();
+        assert!(peer_base(None, any).unwrap_err().to_string().contains("PEER_ADVERTISE"));
+    }
 }

@@ -11,8 +11,10 @@
 //! - [`limits`]: per-tenant request rates (GCRA).
 //! - [`admission`]: shedding at the edge when a request would break its latency budget (graceful degradation).
 //! - [`app`]: shared state, router, request metrics middleware.
-//! - [`routes`]: handlers (`resize`; `meta` for health, readiness, OpenAPI, problem types).
+//! - [`routes`]: handlers (`resize`; `meta` for health, readiness, OpenAPI, problem types;
+//!   `peer` for the workers' fetches and answers, on a listener of its own).
 //! - [`queue`]: publishing jobs and routing answers back to waiting requests.
+//! - [`staging`]: request bodies held in memory (under a cap) for workers to fetch.
 //! - [`problem`]: problem+json responses.
 //! - [`usage`]: usage records of requests refused at the edge, flushed in batches.
 //! - [`metrics`]: Prometheus metrics.
@@ -29,6 +31,7 @@ pub mod queue;
 pub mod routes;
 pub mod serve;
 pub mod session;
+pub mod staging;
 pub mod usage;
 
 use std::sync::Arc;
@@ -46,6 +49,14 @@ pub async fn start(
             .await?;
     let listener = tokio::net::TcpListener::bind(config.listen).await?;
     let addr = listener.local_addr()?;
+    let peer_listener = tokio::net::TcpListener::bind(config.peer_listen).await?;
+    let peer_base = config::peer_base(config.peer_advertise.as_deref(), peer_listener.local_addr()?)?;
+    let stage = staging::Stage::new(config.staging_cap_bytes, metrics.staged_bytes.clone());
+    let peer = routes::peer::router(routes::peer::PeerState {
+        stage: stage.clone(),
+        queue: queue.clone(),
+        metrics: metrics.clone(),
+    });
     let header_timeout = config.header_timeout;
     let (usage, flusher, stop_usage) =
         usage::UsageSink::start(queue.jetstream(), config.stream_replicas, metrics.clone());
@@ -64,10 +75,25 @@ pub async fn start(
         config: Arc::new(config),
         queue,
         metrics,
+        stage,
+        peer_base: Arc::from(peer_base.as_str()),
     };
+    tracing::info!(peer = %peer_base, staging = ?state.config.staging, "peer listener for workers");
     let app = app::router(state, Arc::new(registry));
+    // Workers may still fetch and answer while the last requests finish, so the
+    // peer listener outlives the public one.
+    let (peer_stop, peer_stopped) = tokio::sync::oneshot::channel::<()>();
+    let peer_server = tokio::spawn(async move {
+        let _ = axum::serve(peer_listener, peer)
+            .with_graceful_shutdown(async {
+                let _ = peer_stopped.await;
+            })
+            .await;
+    });
     Ok((addr, async move {
         serve::serve(listener, app, header_timeout, shutdown).await;
+        let _ = peer_stop.send(());
+        let _ = peer_server.await;
         // Every connection is finished: no more records can come; publish the rest.
         let _ = stop_usage.send(()).await;
         flusher.close().await;

@@ -43,6 +43,15 @@ pub struct Metrics {
     pub auth_refused: Family<ProblemLabel, Counter>,
     /// What NATS refused this process; shared with the connection's event callback.
     pub nats_refusals: Counter,
+    /// Workers' fetches of staged bodies, by result (`ok`, `gone`).
+    pub staged_fetches: Family<ResultLabel, Counter>,
+    /// Bytes of request bodies held in memory (staged or being received).
+    pub staged_bytes: Gauge,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ResultLabel {
+    pub result: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -68,6 +77,8 @@ impl Metrics {
             auth_verify: Histogram::new([50e-6, 100e-6, 250e-6, 500e-6, 1e-3, 2.5e-3, 5e-3, 25e-3, 100e-3]),
             auth_refused: Family::default(),
             nats_refusals: contracts::connect::register_refusals(registry),
+            staged_fetches: Family::default(),
+            staged_bytes: Gauge::default(),
         };
         let r = registry.sub_registry_with_prefix("api");
         r.register("http_requests", "HTTP requests by route and status", m.requests.clone());
@@ -99,6 +110,8 @@ impl Metrics {
             "Requests authenticated by a bearer key already accepted on the same connection",
             m.auth_session_reused.clone(),
         );
+        r.register("staged_fetches", "Fetches of staged bodies by workers, by result", m.staged_fetches.clone());
+        r.register("staged_bytes", "Bytes of request bodies held in memory", m.staged_bytes.clone());
         r.register("auth_refused", "Requests refused by authentication, rate limit or quota", m.auth_refused.clone());
         m
     }

@@ -28,7 +28,11 @@ pub struct Queue {
     client: Client,
     js: jetstream::Context,
     reply_subject: String,
+    /// Requests waiting for their answer, by request id. Inserted by the
+    /// request's handler, removed by whoever delivers the answer or by the
+    /// handler's guard when it stops waiting.
     waiters: Waiters,
+    metrics: Metrics,
 }
 
 /// Removes the waiter when the request ends for any reason (answer, timeout, client gone).
@@ -66,33 +70,36 @@ impl Queue {
         let reply_subject = subjects::results_subject(&instance);
         let waiters: Waiters = Arc::default();
         let mut sub = client.subscribe(reply_subject.clone()).await?;
-        let routes = waiters.clone();
+        let queue = Self { client, js, reply_subject, waiters, metrics };
+        let routes = queue.clone();
         tokio::spawn(async move {
             while let Some(msg) = sub.next().await {
                 let Some(headers) = msg.headers.as_ref() else {
                     continue;
                 };
-                let answer = match OutcomeHeaders::from_headers(headers) {
-                    Ok(h) => Answer { headers: h, body: msg.payload },
-                    Err(e) => {
-                        warn!(error = %e, "malformed answer from a worker");
-                        continue;
+                match OutcomeHeaders::from_headers(headers) {
+                    Ok(h) => {
+                        routes.deliver(Answer { headers: h, body: msg.payload });
                     }
-                };
-                let waiter = routes.lock().ok().and_then(|mut w| w.remove(&answer.headers.request_id));
-                match waiter {
-                    Some(tx) => {
-                        let _ = tx.send(answer);
-                    }
-                    None => {
-                        // Redelivered job answered twice, or the request already timed out.
-                        debug!(request_id = %answer.headers.request_id, "answer without a waiting request");
-                        metrics.late_results.inc();
-                    }
+                    Err(e) => warn!(error = %e, "malformed answer from a worker"),
                 }
             }
         });
-        Ok(Self { client, js, reply_subject, waiters })
+        Ok(queue)
+    }
+
+    /// Hands a worker's answer to the request waiting for it; `false` when none waits.
+    pub fn deliver(&self, answer: Answer) -> bool {
+        let waiter = self.waiters.lock().ok().and_then(|mut w| w.remove(&answer.headers.request_id));
+        match waiter {
+            Some(tx) => tx.send(answer).is_ok(),
+            None => {
+                // Redelivered job answered twice, or the request already timed out.
+                debug!(request_id = %answer.headers.request_id, "answer without a waiting request");
+                self.metrics.late_results.inc();
+                false
+            }
+        }
     }
 
     /// The connection, for core NATS requests (verifications).
@@ -118,7 +125,9 @@ impl Queue {
             && tokio::time::timeout(timeout, self.js.get_stream(subjects::JOBS_STREAM)).await.is_ok_and(|r| r.is_ok())
     }
 
-    /// Publishes `job` and waits for its answer until `timeout` (the job's deadline).
+    /// Publishes `job` and waits for its answer until `timeout` (the job's
+    /// deadline). `body` is the message payload: the image for an inline job,
+    /// empty for a staged one.
     pub async fn submit(&self, job: &Job, body: Bytes, timeout: Duration) -> Result<Answer, Problem> {
         if !self.is_connected() {
             return Err(Problem::new(ProblemKind::QueueUnavailable, "the job queue is not reachable"));

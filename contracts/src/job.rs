@@ -1,5 +1,7 @@
-//! The job message: headers carry the metadata, the body carries the image
-//! bytes untouched (no base64, no copy into a JSON document).
+//! The job message: headers carry the metadata. The image itself is either
+//! staged at the api-server that took the request, and the headers say where
+//! to fetch it ([`StagedInput`], the default), or carried as the message body
+//! untouched (no base64, no copy into a JSON document).
 
 use crate::{format::ImageFormat, op::ResizeOp};
 use async_nats::HeaderMap;
@@ -14,6 +16,10 @@ pub const H_ENQUEUED: &str = "Resize-Enqueued";
 pub const H_TRACEPARENT: &str = "traceparent";
 pub const H_TENANT: &str = "Resize-Tenant";
 pub const H_KEY: &str = "Resize-Key";
+pub const H_SOURCE: &str = "Resize-Source";
+pub const H_SOURCE_TOKEN: &str = "Resize-Source-Token";
+pub const H_SOURCE_SIZE: &str = "Resize-Source-Size";
+pub const H_SOURCE_SHA256: &str = "Resize-Source-Sha256";
 
 /// Tenant of requests made without credentials (local development only).
 pub const ANONYMOUS_TENANT: &str = "anonymous";
@@ -38,6 +44,26 @@ pub struct Job {
     pub tenant: String,
     /// Key id the request was authenticated with (empty for anonymous requests).
     pub key_id: String,
+    /// Where the input waits, when it is staged at the api-server; `None`: the
+    /// message body is the input, and the answer goes to [`Job::reply`].
+    pub staged: Option<StagedInput>,
+}
+
+/// An input staged at the api-server that holds the client connection: the
+/// worker fetches it from `url` and posts the answer back there (see
+/// [`crate::staging`] for the exchange).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StagedInput {
+    /// The staged body's address on the api-server's peer listener.
+    pub url: String,
+    /// A 128-bit capability, lowercase hex: whoever shows it may read the body
+    /// and answer the request. It travels only inside the JOBS stream.
+    pub token: String,
+    /// Exact size of the body in bytes.
+    pub size: u64,
+    /// SHA-256 of the body, lowercase hex: the worker checks the bytes it
+    /// fetched against it before using them.
+    pub sha256: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -64,6 +90,15 @@ fn number(h: &HeaderMap, name: &'static str) -> Result<u64, JobDecodeError> {
     get(h, name)?.parse().map_err(|e: std::num::ParseIntError| JobDecodeError::Malformed(name, e.to_string()))
 }
 
+/// A header of exactly `len` lowercase hex digits.
+fn hex_header(h: &HeaderMap, name: &'static str, len: usize) -> Result<String, JobDecodeError> {
+    let v = get(h, name)?;
+    if v.len() != len || !v.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
+        return Err(JobDecodeError::Malformed(name, format!("expected {len} lowercase hex digits")));
+    }
+    Ok(v.to_owned())
+}
+
 impl Job {
     pub fn to_headers(&self) -> HeaderMap {
         let mut h = HeaderMap::new();
@@ -78,6 +113,12 @@ impl Job {
         }
         h.insert(H_TENANT, self.tenant.as_str());
         h.insert(H_KEY, self.key_id.as_str());
+        if let Some(s) = &self.staged {
+            h.insert(H_SOURCE, s.url.as_str());
+            h.insert(H_SOURCE_TOKEN, s.token.as_str());
+            h.insert(H_SOURCE_SIZE, s.size.to_string().as_str());
+            h.insert(H_SOURCE_SHA256, s.sha256.as_str());
+        }
         h
     }
 
@@ -99,6 +140,15 @@ impl Job {
             traceparent: h.get(H_TRACEPARENT).map(|v| v.as_str().to_owned()),
             tenant: get(h, H_TENANT)?.to_owned(),
             key_id: h.get(H_KEY).map(|v| v.as_str().to_owned()).unwrap_or_default(),
+            staged: match h.get(H_SOURCE) {
+                None => None,
+                Some(url) => Some(StagedInput {
+                    url: url.as_str().to_owned(),
+                    token: hex_header(h, H_SOURCE_TOKEN, 32)?,
+                    size: number(h, H_SOURCE_SIZE)?,
+                    sha256: hex_header(h, H_SOURCE_SHA256, 64)?,
+                }),
+            },
         })
     }
 
@@ -123,6 +173,16 @@ mod tests {
             traceparent: Some("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01".into()),
             tenant: "acme".into(),
             key_id: "k1".into(),
+            staged: None,
+        }
+    }
+
+    fn staged() -> StagedInput {
+        StagedInput {
+            url: "http://10.1.2.3:8081/v1/staged/01J0000000000000000000000".into(),
+            token: "0123456789abcdef0123456789abcdef".into(),
+            size: 250_000,
+            sha256: "ab".repeat(32),
         }
     }
 
@@ -132,6 +192,32 @@ mod tests {
         assert_eq!(Job::from_headers(&j.to_headers()).unwrap(), j);
         let j = Job { traceparent: None, ..job() };
         assert_eq!(Job::from_headers(&j.to_headers()).unwrap(), j);
+        let j = Job { staged: Some(staged()), ..job() };
+        assert_eq!(Job::from_headers(&j.to_headers()).unwrap(), j);
+    }
+
+    #[test]
+    fn a_staged_reference_is_whole_or_refused() {
+        let good = Job { staged: Some(staged()), ..job() }.to_headers();
+        for (name, bad) in [
+            (H_SOURCE_TOKEN, "0123"),
+            (H_SOURCE_TOKEN, "0123456789ABCDEF0123456789ABCDEF"),
+            (H_SOURCE_SHA256, "zz"),
+            (H_SOURCE_SIZE, "-1"),
+        ] {
+            let mut h = good.clone();
+            h.insert(name, bad);
+            assert!(matches!(Job::from_headers(&h), Err(JobDecodeError::Malformed(n, _)) if n == name), "{name}={bad}");
+        }
+        let mut h = HeaderMap::new();
+        for (k, v) in good.iter() {
+            if AsRef::<str>::as_ref(k) != H_SOURCE_SHA256 {
+                for v in v {
+                    h.append(k.clone(), v.clone());
+                }
+            }
+        }
+        assert_eq!(Job::from_headers(&h), Err(JobDecodeError::Missing(H_SOURCE_SHA256)));
     }
 
     #[test]

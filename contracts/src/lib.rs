@@ -11,6 +11,7 @@
 //! - [`op`]: the resize operation (`w`, `h`, `fit`, `format`, `quality`) and its validation.
 //! - [`job`]: the job message the api-server publishes to JetStream.
 //! - [`outcome`]: the result message a worker sends back to the api-server.
+//! - [`staging`]: how a worker fetches a staged input from its api-server and answers there.
 //! - [`problem`]: the stable RFC 9457 problem types every component reports.
 //! - [`servers`]: the comma-separated NATS server list every component accepts.
 //! - [`usage`]: the usage record, its streams, rollups and the usage report.
@@ -26,6 +27,7 @@ pub mod op;
 pub mod outcome;
 pub mod problem;
 pub mod servers;
+pub mod staging;
 pub mod subjects;
 pub mod usage;
 

@@ -1,4 +1,6 @@
-//! The result message a worker sends to the api-server's inbox on core NATS.
+//! The answer a worker sends back: header fields on a core NATS message to the
+//! api-server's inbox (inline jobs), or on an HTTP post to the api-server that
+//! staged the input (see [`crate::staging`]).
 
 use crate::{format::ImageFormat, problem::ProblemKind};
 use async_nats::HeaderMap;
@@ -43,59 +45,74 @@ pub struct OutcomeHeaders {
 #[error("result header `{0}` missing or malformed")]
 pub struct OutcomeDecodeError(pub &'static str);
 
-fn get<'a>(h: &'a HeaderMap, name: &'static str) -> Result<&'a str, OutcomeDecodeError> {
-    h.get(name).map(|v| v.as_str()).ok_or(OutcomeDecodeError(name))
-}
-
-fn number<T: std::str::FromStr>(h: &HeaderMap, name: &'static str) -> Result<T, OutcomeDecodeError> {
-    get(h, name)?.parse().map_err(|_| OutcomeDecodeError(name))
-}
-
 impl OutcomeHeaders {
-    pub fn to_headers(&self) -> HeaderMap {
-        let mut h = HeaderMap::new();
-        h.insert(H_REQUEST, self.request_id.as_str());
-        h.insert(H_QUEUE_US, self.queue_us.to_string().as_str());
-        h.insert(H_PROCESS_US, self.process_us.to_string().as_str());
+    /// The header fields of the answer, in order: the same names on a NATS
+    /// message (inline jobs) and on the HTTP post of a staged job's answer.
+    pub fn fields(&self) -> Vec<(&'static str, String)> {
+        let mut f = vec![
+            (H_REQUEST, self.request_id.clone()),
+            (H_QUEUE_US, self.queue_us.to_string()),
+            (H_PROCESS_US, self.process_us.to_string()),
+        ];
         match &self.outcome {
             Outcome::Ok(r) => {
-                h.insert(H_STATUS, STATUS_OK);
-                h.insert(H_FORMAT, r.format.name());
-                h.insert(H_WIDTH, r.width.to_string().as_str());
-                h.insert(H_HEIGHT, r.height.to_string().as_str());
+                f.push((H_STATUS, STATUS_OK.to_owned()));
+                f.push((H_FORMAT, r.format.name().to_owned()));
+                f.push((H_WIDTH, r.width.to_string()));
+                f.push((H_HEIGHT, r.height.to_string()));
             }
             Outcome::Failed { kind, detail } => {
-                h.insert(H_STATUS, kind.slug());
+                f.push((H_STATUS, kind.slug().to_owned()));
                 // Header values cannot carry line breaks.
-                let detail: String = detail.chars().map(|c| if c.is_control() { ' ' } else { c }).collect();
-                h.insert(H_DETAIL, detail.as_str());
+                f.push((H_DETAIL, detail.chars().map(|c| if c.is_control() { ' ' } else { c }).collect()));
             }
         }
-        h
+        f
     }
 
-    pub fn from_headers(h: &HeaderMap) -> Result<Self, OutcomeDecodeError> {
-        let status = get(h, H_STATUS)?;
+    /// Reads the fields back through `get` (a header lookup by name).
+    pub fn from_fields<'a>(get: impl Fn(&'static str) -> Option<&'a str>) -> Result<Self, OutcomeDecodeError> {
+        let field = |name: &'static str| get(name).ok_or(OutcomeDecodeError(name));
+        fn number<T: std::str::FromStr>(v: &str, name: &'static str) -> Result<T, OutcomeDecodeError> {
+            v.parse().map_err(|_| OutcomeDecodeError(name))
+        }
+        let status = field(H_STATUS)?;
         let outcome = if status == STATUS_OK {
-            let format = match get(h, H_FORMAT)? {
+            let format = match field(H_FORMAT)? {
                 "jpeg" => ImageFormat::Jpeg,
                 "png" => ImageFormat::Png,
                 "webp" => ImageFormat::Webp,
                 _ => return Err(OutcomeDecodeError(H_FORMAT)),
             };
-            Outcome::Ok(Rendered { format, width: number(h, H_WIDTH)?, height: number(h, H_HEIGHT)? })
+            Outcome::Ok(Rendered {
+                format,
+                width: number(field(H_WIDTH)?, H_WIDTH)?,
+                height: number(field(H_HEIGHT)?, H_HEIGHT)?,
+            })
         } else {
             Outcome::Failed {
                 kind: ProblemKind::from_slug(status).ok_or(OutcomeDecodeError(H_STATUS))?,
-                detail: h.get(H_DETAIL).map(|v| v.as_str().to_owned()).unwrap_or_default(),
+                detail: get(H_DETAIL).unwrap_or_default().to_owned(),
             }
         };
         Ok(Self {
-            request_id: get(h, H_REQUEST)?.to_owned(),
+            request_id: field(H_REQUEST)?.to_owned(),
             outcome,
-            queue_us: number(h, H_QUEUE_US)?,
-            process_us: number(h, H_PROCESS_US)?,
+            queue_us: number(field(H_QUEUE_US)?, H_QUEUE_US)?,
+            process_us: number(field(H_PROCESS_US)?, H_PROCESS_US)?,
         })
+    }
+
+    pub fn to_headers(&self) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (name, value) in self.fields() {
+            h.insert(name, value.as_str());
+        }
+        h
+    }
+
+    pub fn from_headers(h: &HeaderMap) -> Result<Self, OutcomeDecodeError> {
+        Self::from_fields(|name| h.get(name).map(|v| v.as_str()))
     }
 }
 

@@ -40,6 +40,7 @@ pub enum ProblemKind {
     RateLimited,
     QuotaExhausted,
     AuthUnavailable,
+    ClientGone,
 }
 
 /// The problem `type` URIs are relative references (RFC 9457 §3.1.1) under this path;
@@ -47,7 +48,7 @@ pub enum ProblemKind {
 pub const TYPE_PREFIX: &str = "/problems/";
 
 impl ProblemKind {
-    pub const ALL: [ProblemKind; 31] = [
+    pub const ALL: [ProblemKind; 32] = [
         Self::InvalidParameter,
         Self::MissingBody,
         Self::Unauthorized,
@@ -79,6 +80,7 @@ impl ProblemKind {
         Self::RateLimited,
         Self::QuotaExhausted,
         Self::AuthUnavailable,
+        Self::ClientGone,
     ];
 
     pub fn slug(self) -> &'static str {
@@ -114,6 +116,7 @@ impl ProblemKind {
             Self::RateLimited => "rate-limited",
             Self::QuotaExhausted => "quota-exhausted",
             Self::AuthUnavailable => "auth-unavailable",
+            Self::ClientGone => "client-gone",
         }
     }
 
@@ -143,6 +146,9 @@ impl ProblemKind {
             Self::UnsupportedMediaType | Self::ContentTypeMismatch => 415,
             Self::CorruptImage | Self::PixelLimitExceeded | Self::OutputTooLarge => 422,
             Self::Internal => 500,
+            // nginx's "client closed request": never sent, since nobody is listening;
+            // it is what usage records and metrics say of such a job.
+            Self::ClientGone => 499,
             Self::DeadlineExceeded | Self::QueueUnavailable | Self::Overloaded | Self::AuthUnavailable => 503,
         }
     }
@@ -180,6 +186,7 @@ impl ProblemKind {
             Self::RateLimited => "The tenant's request rate limit is exceeded",
             Self::QuotaExhausted => "The tenant's monthly quota is used up",
             Self::AuthUnavailable => "Requests cannot be authenticated right now",
+            Self::ClientGone => "The request ended before a worker could fetch its image",
         }
     }
 

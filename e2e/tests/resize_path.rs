@@ -436,9 +436,9 @@ async fn workers_share_the_queue_and_stop_cleanly() {
 }
 
 #[tokio::test]
-async fn a_result_over_the_message_limit_is_422_not_a_retry_loop() {
+async fn a_result_over_the_output_limit_is_422_not_a_retry_loop() {
     // A 4000-px PNG of the 24 MP photo is about 12 MB; on a busy machine it takes a while.
-    let s = stack_with(|c| c.job_timeout = Duration::from_secs(60), 1, &[]).await;
+    let s = stack_with(|c| c.job_timeout = Duration::from_secs(60), 1, &["--max-output-bytes", "8000000"]).await;
     let large = corpus::files("large").into_iter().max_by_key(|p| std::fs::metadata(p).unwrap().len()).unwrap();
     let res = s.post("w=4000&format=png", Some("image/jpeg"), std::fs::read(large).unwrap()).await;
     let doc = assert_problem(res, 422, "output-too-large").await;

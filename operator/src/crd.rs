@@ -80,9 +80,9 @@ pub struct Sla {
     #[serde(default = "default_availability")]
     #[x_kube(validation = Rule::new("self > 0.0 && self < 1.0").message("availability must be between 0 and 1"))]
     pub availability: f64,
-    /// Largest accepted image; bounded by the queue's message size.
+    /// Largest accepted image (bodies are staged at the api-server, not carried by the queue).
     #[serde(default = "default_max_image_bytes")]
-    #[x_kube(validation = Rule::new("self > 0 && self <= 8372224").message("maxImageBytes must be within the queue's 8 MiB max_payload minus header room"))]
+    #[x_kube(validation = Rule::new("self > 0 && self <= 67108864").message("maxImageBytes must be within 64 MiB"))]
     pub max_image_bytes: i64,
 }
 
@@ -283,7 +283,7 @@ fn default_availability() -> f64 {
     0.999
 }
 fn default_max_image_bytes() -> i64 {
-    (contracts::subjects::MAX_PAYLOAD - contracts::subjects::HEADER_ALLOWANCE) as i64
+    contracts::staging::DEFAULT_MAX_INPUT_BYTES as i64
 }
 
 impl ResizeDeploymentSpec {

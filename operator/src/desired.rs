@@ -29,6 +29,8 @@ const MONITOR_PORT: i32 = 8222;
 const HTTP_PORT: i32 = 8080;
 /// Port of the http Services in front of the api and the usage API.
 const SERVICE_PORT: i32 = 80;
+/// The api-server's peer listener: workers fetch staged bodies and post answers there.
+const PEER_PORT: i32 = 8081;
 /// Where the usage-aggregator serves its API; the Ingress sends this prefix there.
 pub const USAGE_PATH: &str = "/v1/usage";
 /// The worker serves no API, only `/metrics` and `/healthz` here (WORKER_METRICS_ADDR).
@@ -219,6 +221,10 @@ pub fn children(rd: &ResizeDeployment, inputs: &Inputs) -> Result<Children, Erro
     let jobs_replicas = spec.queue.replicas.to_string();
     let api_env = json!([
         {"name": "API_LISTEN", "value": format!("0.0.0.0:{HTTP_PORT}")},
+        // Workers fetch a request's body from the pod that holds it, by the pod's own address.
+        {"name": "POD_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}},
+        {"name": "PEER_LISTEN", "value": format!("0.0.0.0:{PEER_PORT}")},
+        {"name": "PEER_ADVERTISE", "value": format!("http://$(POD_IP):{PEER_PORT}")},
         // Spelled out, not left to the default: under AUTH=none every request is the
         // `anonymous` tenant, whose usage the usage API shows to any caller without credentials.
         {"name": "AUTH", "value": "required"},
@@ -300,7 +306,7 @@ pub fn children(rd: &ResizeDeployment, inputs: &Inputs) -> Result<Children, Erro
     // which the aggregator verifies through an auth-cache.
     out.services.push(b.http_service(Component::UsageAggregator, SERVICE_PORT)?);
 
-    out.network_policies.push(b.open_policy(Component::Api, HTTP_PORT)?);
+    out.network_policies.push(b.api_policy()?);
     out.network_policies.push(b.open_policy(Component::Worker, WORKER_METRICS_PORT)?);
     out.network_policies.push(b.open_policy(Component::UsageAggregator, HTTP_PORT)?);
     out.network_policies.push(b.auth_cache_policy()?);
@@ -700,6 +706,18 @@ impl Builder<'_> {
         self.policy(c, json!([{"ports": [{"port": port}]}]))
     }
 
+    /// The public port from anywhere (ingress controller, clients, Prometheus);
+    /// the peer port, where staged bodies are read, from the fleet's workers only.
+    fn api_policy(&self) -> Result<NetworkPolicy, Error> {
+        self.policy(
+            Component::Api,
+            json!([
+                {"ports": [{"port": HTTP_PORT}]},
+                {"from": [{"podSelector": {"matchLabels": selector(self.rd, Component::Worker)}}], "ports": [{"port": PEER_PORT}]},
+            ]),
+        )
+    }
+
     /// api-servers reach the auth-cache over NATS, not HTTP; its HTTP port
     /// serves probes and `/metrics`, so Prometheus (any namespace) is the client.
     fn auth_cache_policy(&self) -> Result<NetworkPolicy, Error> {
@@ -898,11 +916,31 @@ mod tests {
         let c = all(&rd());
         for (name, port) in [("photos-api", 8080), ("photos-worker", 9091), ("photos-usage-aggregator", 8080)] {
             let rules = rules(&c, name);
-            assert_eq!(rules, vec![json!({"ports": [{"port": port}]})], "{name}");
+            assert_eq!(rules[0], json!({"ports": [{"port": port}]}), "{name}");
+            assert_eq!(rules.len(), if name == "photos-api" { 2 } else { 1 }, "{name}");
             let np = c.network_policies.iter().find(|n| n.metadata.name.as_deref() == Some(name)).unwrap();
             let sel = np.spec.as_ref().unwrap().pod_selector.as_ref().unwrap().match_labels.as_ref().unwrap();
             assert_eq!(sel["app.kubernetes.io/component"], name.trim_start_matches("photos-"));
         }
+    }
+
+    #[test]
+    fn only_workers_reach_the_api_servers_staged_bodies() {
+        let c = all(&rd());
+        let rules = rules(&c, "photos-api");
+        assert_eq!(
+            rules[1],
+            json!({"from": [{"podSelector": {"matchLabels": selector(&rd(), Component::Worker)}}], "ports": [{"port": 8081}]})
+        );
+        let env = env(&c, "photos-api");
+        assert_eq!(env["PEER_LISTEN"], "0.0.0.0:8081");
+        assert_eq!(env["PEER_ADVERTISE"], "http://$(POD_IP):8081");
+        let d = c.deployments.iter().find(|d| d.metadata.name.as_deref() == Some("photos-api")).unwrap();
+        let vars = d.spec.template.spec.as_ref().unwrap().containers[0].env.clone().unwrap();
+        let pod_ip = vars.iter().position(|v| v.name == "POD_IP").unwrap();
+        let source = vars[pod_ip].value_from.as_ref().unwrap().field_ref.as_ref().unwrap();
+        assert_eq!(source.field_path, "status.podIP");
+        assert!(pod_ip < vars.iter().position(|v| v.name == "PEER_ADVERTISE").unwrap(), "defined before it is used");
     }
 
     #[test]

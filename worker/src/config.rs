@@ -23,6 +23,11 @@ pub struct Config {
     /// Largest accepted input, in pixels, checked from the header before decoding.
     #[arg(long, env = "MAX_INPUT_PIXELS", default_value_t = 50_000_000)]
     pub max_pixels: u64,
+    /// Largest result sent back; a larger one is refused with `output-too-large`.
+    /// Inline jobs (answered over NATS) are held to its message limit too.
+    #[arg(long, env = "MAX_OUTPUT_BYTES", default_value_t = 32 << 20,
+          value_parser = clap::value_parser!(u64).range(1..=contracts::staging::MAX_RESULT_BYTES as u64))]
+    pub max_output_bytes: u64,
     /// Address of the `/metrics` and `/healthz` endpoint.
     #[arg(long, env = "WORKER_METRICS_ADDR", default_value = "127.0.0.1:9091")]
     pub metrics_addr: std::net::SocketAddr,

@@ -8,8 +8,9 @@
 
 use crate::{
     config::Config,
-    metrics::{Metrics, OutcomeLabel},
+    metrics::{Metrics, OutcomeLabel, ResultLabel},
     resize::{self, Limits},
+    staged::{FetchError, Peers},
     usage,
 };
 use anyhow::Context as _;
@@ -55,13 +56,19 @@ pub async fn run(cfg: Config, metrics: Metrics, shutdown: impl Future<Output = (
     info!(slots, nats = %cfg.nats_url, "worker ready");
 
     let (stop_tx, stop_rx) = watch::channel(false);
-    let limits = Limits { max_pixels: cfg.max_pixels };
-    let ack_wait = cfg.ack_wait;
+    let ctx = Ctx {
+        client: client.clone(),
+        js,
+        metrics,
+        limits: Limits { max_pixels: cfg.max_pixels },
+        ack_wait: cfg.ack_wait,
+        peers: Peers::new()?,
+        max_output: cfg.max_output_bytes,
+    };
     let tasks: Vec<_> = (0..slots)
         .map(|slot| {
-            let (consumer, client, js, metrics, stop) =
-                (consumer.clone(), client.clone(), js.clone(), metrics.clone(), stop_rx.clone());
-            tokio::spawn(async move { slot_loop(slot, consumer, client, js, metrics, limits, ack_wait, stop).await })
+            let (consumer, ctx, stop) = (consumer.clone(), ctx.clone(), stop_rx.clone());
+            tokio::spawn(async move { slot_loop(slot, consumer, ctx, stop).await })
         })
         .collect();
     shutdown.await;
@@ -76,17 +83,21 @@ pub async fn run(cfg: Config, metrics: Metrics, shutdown: impl Future<Output = (
     Ok(())
 }
 
-#[allow(clippy::too_many_arguments)]
-async fn slot_loop(
-    slot: usize,
-    consumer: PullConsumer,
+/// What every slot shares; clones are cheap (handles to the same connections).
+#[derive(Clone)]
+struct Ctx {
     client: async_nats::Client,
     js: jetstream::Context,
     metrics: Metrics,
     limits: Limits,
     ack_wait: Duration,
-    mut stop: watch::Receiver<bool>,
-) {
+    /// Connections to the api-servers that hold staged inputs.
+    peers: Peers,
+    /// `MAX_OUTPUT_BYTES`.
+    max_output: u64,
+}
+
+async fn slot_loop(slot: usize, consumer: PullConsumer, ctx: Ctx, mut stop: watch::Receiver<bool>) {
     while !*stop.borrow() {
         let batch = consumer.batch().max_messages(1).expires(Duration::from_secs(5)).messages();
         let mut batch = tokio::select! {
@@ -106,7 +117,7 @@ async fn slot_loop(
                 _ = stop.changed() => break,
             };
             match next {
-                Some(Ok(msg)) => handle(msg, &client, &js, &metrics, limits, ack_wait).await,
+                Some(Ok(msg)) => handle(msg, &ctx).await,
                 Some(Err(e)) => {
                     warn!(slot, error = %e, "pull failed");
                     tokio::time::sleep(Duration::from_millis(200)).await;
@@ -118,14 +129,9 @@ async fn slot_loop(
     }
 }
 
-async fn handle(
-    msg: jetstream::Message,
-    client: &async_nats::Client,
-    js: &jetstream::Context,
-    metrics: &Metrics,
-    limits: Limits,
-    ack_wait: Duration,
-) {
+async fn handle(msg: jetstream::Message, ctx: &Ctx) {
+    let Ctx { client, js, metrics, limits, ack_wait, peers, max_output } = ctx;
+    let (limits, ack_wait) = (*limits, *ack_wait);
     let received = SystemTime::now();
     let headers = msg.headers.clone().unwrap_or_default();
     let job = match Job::from_headers(&headers) {
@@ -174,15 +180,64 @@ async fn handle(
     }
     async {
         metrics.queue_wait.observe(queue_us as f64 / 1e6);
+        // The input: in the message, or fetched from the api-server that staged it.
+        let payload = match &job.staged {
+            None => Ok(msg.payload.clone()),
+            Some(staged) => {
+                let fetching = Instant::now();
+                let left = Duration::from_millis(job.deadline_ms.saturating_sub(contracts::job::unix_ms(SystemTime::now())));
+                let fetched = peers.fetch(staged, left).instrument(info_span!("fetch_input", otel.kind = "client")).await;
+                metrics.fetch.observe(fetching.elapsed().as_secs_f64());
+                let result = fetched.as_ref().map_or_else(FetchError::label, |_| "ok");
+                metrics.staged_fetches.get_or_create(&ResultLabel { result: result.into() }).inc();
+                fetched
+            }
+        };
+        let payload = match payload {
+            Ok(p) => Ok(p),
+            Err(FetchError::Gone(why)) => {
+                // Nobody waits: the work would be wasted. The usage record says why the
+                // job ended; if the api-server metered the request itself (a deadline), the
+                // record's request id makes USAGE keep only one of the two.
+                info!(%why, "the request ended before its input was fetched; dropped");
+                let outcome = Outcome::Failed { kind: ProblemKind::ClientGone, detail: why };
+                let measured = usage::Measured {
+                    finished_us: contracts::job::unix_us(SystemTime::now()),
+                    bytes_in: 0,
+                    bytes_out: 0,
+                    pixels_in: 0,
+                    cpu_us: 0,
+                    queue_us,
+                };
+                if let Err(e) = publish_usage(js, &usage::record(&job, &outcome, measured)).await {
+                    warn!(error = %e, "publishing the usage record failed; leaving the job for redelivery");
+                    let _ = msg.ack_with(AckKind::Nak(Some(Duration::from_millis(500)))).await;
+                    return;
+                }
+                let _ = msg.ack_with(AckKind::Term).await;
+                metrics.jobs.get_or_create(&OutcomeLabel { outcome: ProblemKind::ClientGone.slug().into() }).inc();
+                return;
+            }
+            Err(FetchError::Transport(why)) => {
+                warn!(%why, "fetching the staged input failed; leaving the job for redelivery");
+                let _ = msg.ack_with(AckKind::Nak(Some(Duration::from_millis(200)))).await;
+                return;
+            }
+            // Not the bytes the job names: never resize them; the request gets a 500.
+            Err(e @ FetchError::Mismatch(_)) => {
+                tracing::error!(error = %e, "staged input refused");
+                Err(e.to_string())
+            }
+        };
         metrics.in_flight.inc();
         let started = Instant::now();
-        let payload = msg.payload.clone();
+        let bytes_in = payload.as_ref().map_or(0, |p| p.len() as u64);
         let op = job.op;
         let current = tracing::Span::current();
         let work = tokio::task::spawn_blocking(move || {
             let _in = current.enter();
             let cpu = usage::thread_cpu_us();
-            let result = resize::resize(&payload, &op, &limits);
+            let result = payload.map(|p| resize::resize(&p, &op, &limits));
             (result, usage::thread_cpu_us().saturating_sub(cpu))
         });
         tokio::pin!(work);
@@ -198,10 +253,14 @@ async fn handle(
         let process_us = started.elapsed().as_micros() as u64;
         metrics.process.observe(process_us as f64 / 1e6);
         metrics.in_flight.dec();
-        let max_body = client.server_info().max_payload.saturating_sub(subjects::HEADER_ALLOWANCE);
-        let pixels_in = result.as_ref().ok().and_then(|r| r.as_ref().ok()).map_or(0, |r| r.input_pixels);
+        let max_body = match &job.staged {
+            Some(_) => *max_output,
+            // Inline answers travel as one NATS message.
+            None => (*max_output).min(client.server_info().max_payload.saturating_sub(subjects::HEADER_ALLOWANCE) as u64),
+        } as usize;
+        let pixels_in = result.as_ref().ok().and_then(|r| r.as_ref().ok()).and_then(|r| r.as_ref().ok()).map_or(0, |r| r.input_pixels);
         let (outcome, body) = match result {
-            Ok(Ok(r)) if r.bytes.len() > max_body => (
+            Ok(Ok(Ok(r))) if r.bytes.len() > max_body => (
                 Outcome::Failed {
                     kind: ProblemKind::OutputTooLarge,
                     detail: format!(
@@ -214,14 +273,15 @@ async fn handle(
                 },
                 Vec::new(),
             ),
-            Ok(Ok(r)) => (Outcome::Ok(r.rendered), r.bytes),
-            Ok(Err(e)) => (
+            Ok(Ok(Ok(r))) => (Outcome::Ok(r.rendered), r.bytes),
+            Ok(Ok(Err(e))) => (
                 Outcome::Failed {
                     kind: e.kind(),
                     detail: e.to_string(),
                 },
                 Vec::new(),
             ),
+            Ok(Err(refused)) => (Outcome::Failed { kind: ProblemKind::Internal, detail: refused }, Vec::new()),
             Err(join) => (
                 Outcome::Failed {
                     kind: contracts::ProblemKind::Internal,
@@ -236,7 +296,7 @@ async fn handle(
         };
         let measured = usage::Measured {
             finished_us: contracts::job::unix_us(SystemTime::now()),
-            bytes_in: msg.payload.len() as u64,
+            bytes_in,
             bytes_out: body.len() as u64,
             pixels_in,
             cpu_us,
@@ -253,33 +313,32 @@ async fn handle(
             queue_us,
             process_us,
         };
-        let mut headers = async_nats::HeaderMap::new();
-        headers.insert(contracts::job::H_MSG_ID, job.request_id.as_str());
-        let publish_usage = info_span!("publish_usage", otel.kind = "producer");
-        // The aggregator's log lines about this record can then name the trace.
-        if let Some(tp) = telemetry::trace::traceparent(&publish_usage) {
-            headers.insert(contracts::job::H_TRACEPARENT, tp.as_str());
-        }
-        let published = async {
-            js.publish_with_headers(usage_streams::USAGE_SUBJECT, headers, record.encode().into()).await?.await
-        }
-        .instrument(publish_usage);
-        if let Err(e) = published.await {
+        if let Err(e) = publish_usage(js, &record).await {
             warn!(error = %e, "publishing the usage record failed; leaving the job for redelivery");
             let _ = msg.ack_with(AckKind::Nak(Some(Duration::from_millis(500)))).await;
             return;
         }
         // Answer before the ack: a crash in between redelivers the job, and the
         // api-server ignores a second answer for a request it already served.
-        if let Err(e) = client
-            .publish_with_headers(job.reply.clone(), answer.to_headers(), body.into())
-            .await
-        {
-            warn!(error = %e, "publishing the result failed; leaving the job for redelivery");
-            let _ = msg
-                .ack_with(AckKind::Nak(Some(Duration::from_millis(100))))
-                .await;
-            return;
+        match &job.staged {
+            Some(staged) => {
+                let left = Duration::from_millis(job.deadline_ms.saturating_sub(contracts::job::unix_ms(SystemTime::now())))
+                    .max(Duration::from_secs(1));
+                match peers.answer(staged, &answer, body, left).await {
+                    Ok(true) => {}
+                    // The request ended meanwhile; the api-server metered it itself.
+                    Ok(false) => info!("the request ended before its answer arrived"),
+                    // Whoever held the connection is gone with it: nobody to answer, nothing to retry.
+                    Err(e) => warn!(error = %e, "posting the answer failed; the request is lost with its api-server"),
+                }
+            }
+            None => {
+                if let Err(e) = client.publish_with_headers(job.reply.clone(), answer.to_headers(), body.into()).await {
+                    warn!(error = %e, "publishing the result failed; leaving the job for redelivery");
+                    let _ = msg.ack_with(AckKind::Nak(Some(Duration::from_millis(100)))).await;
+                    return;
+                }
+            }
         }
         if let Err(e) = msg.ack().await {
             warn!(error = %e, "ack failed; the job may be redelivered");
@@ -292,4 +351,19 @@ async fn handle(
     }
     .instrument(span)
     .await
+}
+
+/// Publishes a job's usage record, deduplicated by its request id.
+async fn publish_usage(js: &jetstream::Context, record: &contracts::usage::UsageRecord) -> anyhow::Result<()> {
+    let mut headers = async_nats::HeaderMap::new();
+    headers.insert(contracts::job::H_MSG_ID, record.request_id.as_str());
+    let span = info_span!("publish_usage", otel.kind = "producer");
+    // The aggregator's log lines about this record can then name the trace.
+    if let Some(tp) = telemetry::trace::traceparent(&span) {
+        headers.insert(contracts::job::H_TRACEPARENT, tp.as_str());
+    }
+    async { js.publish_with_headers(usage_streams::USAGE_SUBJECT, headers, record.encode().into()).await?.await }
+        .instrument(span)
+        .await?;
+    Ok(())
 }

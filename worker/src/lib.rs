@@ -4,6 +4,7 @@
 //! # Layout
 //! - [`resize`]: the pure bytes-in/bytes-out pipeline (also used by the benchmarks).
 //! - [`consumer`]: the pull loop, deadlines, answers, acks and progress acks.
+//! - [`staged`]: fetching an input staged at its api-server, and answering there.
 //! - [`metrics`]: Prometheus metrics of the worker.
 //! - [`usage`]: the usage record of a processed job.
 //! - [`config`]: command-line and environment settings.
@@ -12,4 +13,5 @@ pub mod config;
 pub mod consumer;
 pub mod metrics;
 pub mod resize;
+pub mod staged;
 pub mod usage;

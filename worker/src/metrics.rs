@@ -12,6 +12,12 @@ pub struct OutcomeLabel {
     pub outcome: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ResultLabel {
+    /// `ok`, or why the fetch failed (`gone`, `mismatch`, `transport`).
+    pub result: String,
+}
+
 #[derive(Clone)]
 pub struct Metrics {
     pub jobs: Family<OutcomeLabel, Counter>,
@@ -22,6 +28,10 @@ pub struct Metrics {
     pub process: Histogram,
     /// What NATS refused this process; shared with the connection's event callback.
     pub nats_refusals: Counter,
+    /// Fetches of staged inputs from api-servers, by result.
+    pub staged_fetches: Family<ResultLabel, Counter>,
+    /// Time to fetch a staged input.
+    pub fetch: Histogram,
 }
 
 impl Metrics {
@@ -34,6 +44,8 @@ impl Metrics {
             queue_wait: Histogram::new(telemetry::metrics::latency_buckets()),
             process: Histogram::new(telemetry::metrics::latency_buckets()),
             nats_refusals: contracts::connect::register_refusals(registry),
+            staged_fetches: Family::default(),
+            fetch: Histogram::new(telemetry::metrics::latency_buckets()),
         };
         let r = registry.sub_registry_with_prefix("worker");
         r.register("jobs", "Jobs finished, by outcome", m.jobs.clone());
@@ -46,6 +58,8 @@ impl Metrics {
         r.register("jobs_in_flight", "Jobs being processed now", m.in_flight.clone());
         r.register("queue_wait_seconds", "Time from publish to the start of processing", m.queue_wait.clone());
         r.register("process_seconds", "Decode, resize and encode time", m.process.clone());
+        r.register("staged_fetches", "Fetches of staged inputs from api-servers, by result", m.staged_fetches.clone());
+        r.register("fetch_seconds", "Time to fetch a staged input from its api-server", m.fetch.clone());
         m
     }
 }

@@ -71,6 +71,7 @@ mod tests {
             traceparent: None,
             tenant: "anonymous".into(),
             key_id: String::new(),
+            staged: None,
         }
     }
 

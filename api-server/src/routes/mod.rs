@@ -1,4 +1,5 @@
 //! HTTP handlers, one file per resource.
 
 pub mod meta;
+pub mod peer;
 pub mod resize;

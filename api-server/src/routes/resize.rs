@@ -4,6 +4,7 @@
 use crate::{
     admission::{OpClass, Shed},
     app::AppState,
+    config::Staging,
     metrics::ShedLabel,
     problem::Problem,
 };
@@ -13,9 +14,12 @@ use axum::{
     http::{HeaderMap, HeaderValue, StatusCode, header},
     response::{IntoResponse, Response},
 };
-use bytes::Bytes;
-use contracts::{ImageFormat, Job, Outcome, ProblemKind, ResizeOp, job::unix_ms, job::unix_us};
-use http_body_util::{BodyExt, LengthLimitError, Limited};
+use bytes::{Bytes, BytesMut};
+use contracts::{
+    ImageFormat, Job, Outcome, ProblemKind, ResizeOp,
+    job::{StagedInput, unix_ms, unix_us},
+};
+use http_body_util::{BodyExt, Limited};
 use sha2::{Digest, Sha256};
 use std::time::{Instant, SystemTime};
 use tracing::Instrument;
@@ -96,7 +100,7 @@ pub async fn resize(State(state): State<AppState>, req: Request) -> Response {
             if !p.metered {
                 state.usage.record(edge.record(&request_id, &p));
             }
-            problem = Some(p.kind.slug());
+            problem = Some(p.kind);
             p.with_request_id(&request_id).into_response()
         }
     };
@@ -104,7 +108,9 @@ pub async fn resize(State(state): State<AppState>, req: Request) -> Response {
     if let Some(v) = traceparent.and_then(|tp| HeaderValue::from_str(&tp).ok()) {
         res.headers_mut().insert("traceresponse", v);
     }
-    finish(&span, &res, started, problem, false);
+    // Like the sheds above: at `info` a flood of refusals would cost the logs more than the answers.
+    let quiet = problem == Some(ProblemKind::Overloaded);
+    finish(&span, &res, started, problem.map(ProblemKind::slug), quiet);
     res
 }
 
@@ -135,7 +141,7 @@ async fn handle(
     class: OpClass,
 ) -> Result<Response, Problem> {
     let (parts, body) = req.into_parts();
-    let max = state.config.max_body_bytes;
+    let max = crate::config::effective_max_body(state.config.staging, state.config.max_body_bytes);
     let head = async {
         // Before anything else: an unauthenticated caller learns nothing and sends no body.
         let caller = state.authenticate(&parts, request_id).await?;
@@ -143,7 +149,8 @@ async fn handle(
         edge.tenant = Some(caller.tenant.clone());
         edge.key_id.clone_from(&caller.key_id);
         let op = parse_query(parts.uri.query().unwrap_or(""))?;
-        if let Some(len) = content_length(&parts.headers)?
+        let declared_len = content_length(&parts.headers)?;
+        if let Some(len) = declared_len
             && len > max as u64
         {
             return Err(Problem::new(
@@ -151,16 +158,26 @@ async fn handle(
                 format!("body of {len} bytes exceeds the limit of {max} bytes"),
             ));
         }
-        Ok((caller, op, declared_format(&parts.headers)?))
+        // The body's memory is accounted before a byte of it is read: what it
+        // declares, or the whole limit when it declares nothing (chunked).
+        let want = declared_len.map_or(max, |len| len as usize);
+        let reservation = state.stage.reserve(want).ok_or_else(|| {
+            state.metrics.shed.get_or_create(&ShedLabel { reason: "staging_cap".into() }).inc();
+            Problem::new(
+                ProblemKind::Overloaded,
+                "the server holds as many image bytes as it may at once; retry shortly",
+            )
+        })?;
+        Ok((caller, op, declared_format(&parts.headers)?, declared_len, reservation))
     };
-    let (caller, op, declared) = match head.await {
+    let (caller, op, declared, declared_len, reservation) = match head.await {
         Ok(h) => h,
         Err(p) => {
             let drained = linger(body, &parts.headers).await;
             return Err(p.closing(!drained));
         }
     };
-    let body = read_body(body, max, state.config.body_timeout).await?;
+    let body = read_body(body, max, declared_len, state.config.body_timeout).await?;
     caller.check_body(&body)?;
     if body.is_empty() {
         return Err(Problem::new(ProblemKind::MissingBody, "send the image as the request body"));
@@ -177,6 +194,22 @@ async fn handle(
 
     let now = SystemTime::now();
     let timeout = state.config.job_timeout;
+    // A staged body is freed when this handler ends, however it ends: answered,
+    // timed out, or dropped because the client went away.
+    let (staged, payload, _staged_guard, _reservation) = match state.config.staging {
+        Staging::Reference => {
+            let token = crate::staging::new_token();
+            let reference = StagedInput {
+                url: format!("{}{}", state.peer_base, contracts::staging::body_path(request_id)),
+                token: token.clone(),
+                size: body.len() as u64,
+                sha256: contracts::staging::sha256_hex(&body),
+            };
+            let guard = state.stage.put(request_id, token, body, reservation);
+            (Some(reference), Bytes::new(), Some(guard), None)
+        }
+        Staging::Inline => (None, body, None, Some(reservation)),
+    };
     let job = Job {
         request_id: request_id.to_owned(),
         deadline_ms: unix_ms(now + timeout),
@@ -187,8 +220,9 @@ async fn handle(
         traceparent,
         tenant: caller.tenant,
         key_id: caller.key_id,
+        staged,
     };
-    let answer = match state.queue.submit(&job, body, timeout).await {
+    let answer = match state.queue.submit(&job, payload, timeout).await {
         Ok(a) => a,
         Err(p) => {
             if p.kind == ProblemKind::DeadlineExceeded {
@@ -210,7 +244,7 @@ async fn handle(
     match &h.outcome {
         Outcome::Failed { kind, detail } => Err(Problem::new(*kind, detail.clone()).metered()),
         Outcome::Ok(rendered) => {
-            let etag = format!("\"{}\"", hex(&Sha256::digest(&answer.body)[..16]));
+            let etag = format!("\"{}\"", contracts::staging::to_hex(&Sha256::digest(&answer.body)[..16]));
             let timing =
                 format!("queue;dur={:.1}, process;dur={:.1}", h.queue_us as f64 / 1000.0, h.process_us as f64 / 1000.0);
             let mut res = (StatusCode::OK, Body::from(answer.body)).into_response();
@@ -250,10 +284,6 @@ impl EdgeUsage {
             ..refused
         }
     }
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 pub fn parse_query(query: &str) -> Result<ResizeOp, Problem> {
@@ -345,18 +375,38 @@ async fn linger(body: Body, headers: &HeaderMap) -> bool {
     matches!(tokio::time::timeout(LINGER_TIME, limited.collect()).await, Ok(Ok(_)))
 }
 
-async fn read_body(body: Body, max: usize, timeout: std::time::Duration) -> Result<Bytes, Problem> {
-    let limited = Limited::new(body, max);
-    match tokio::time::timeout(timeout, limited.collect()).await {
+/// Reads the body into one buffer sized from `Content-Length` (no second copy
+/// when it is complete), within `max` bytes and `timeout`.
+async fn read_body(
+    mut body: Body,
+    max: usize,
+    declared: Option<u64>,
+    timeout: std::time::Duration,
+) -> Result<Bytes, Problem> {
+    let mut buf = BytesMut::with_capacity(declared.map_or(64 << 10, |len| len as usize).min(max));
+    let read = async {
+        while let Some(frame) = body.frame().await {
+            let frame = frame
+                .map_err(|e| Problem::new(ProblemKind::InvalidParameter, format!("reading the body failed: {e}")))?;
+            if let Ok(data) = frame.into_data() {
+                if buf.len() + data.len() > max {
+                    return Err(Problem::new(
+                        ProblemKind::PayloadTooLarge,
+                        format!("body exceeds the limit of {max} bytes"),
+                    ));
+                }
+                buf.extend_from_slice(&data);
+            }
+        }
+        Ok(())
+    };
+    match tokio::time::timeout(timeout, read).await {
         Err(_) => Err(Problem::new(
             ProblemKind::RequestTimeout,
             format!("the body was not received within {} s", timeout.as_secs()),
         )),
-        Ok(Ok(collected)) => Ok(collected.to_bytes()),
-        Ok(Err(e)) if e.is::<LengthLimitError>() => {
-            Err(Problem::new(ProblemKind::PayloadTooLarge, format!("body exceeds the limit of {max} bytes")))
-        }
-        Ok(Err(e)) => Err(Problem::new(ProblemKind::InvalidParameter, format!("reading the body failed: {e}"))),
+        Ok(Err(p)) => Err(p),
+        Ok(Ok(())) => Ok(buf.freeze()),
     }
 }
 
