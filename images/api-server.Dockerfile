@@ -81,5 +81,8 @@ COPY --from=binaries /out/api-server /usr/local/bin/api-server
 # Numeric, so runAsNonRoot can verify it; nothing is written outside /tmp.
 USER 65532:65532
 ENV API_LISTEN=0.0.0.0:8080
-EXPOSE 8080
+# Workers fetch staged bodies here, at this container's address on the route to
+# NATS unless PEER_ADVERTISE names another.
+ENV PEER_LISTEN=0.0.0.0:8081
+EXPOSE 8080 8081
 ENTRYPOINT ["/usr/local/bin/api-server"]

@@ -2,7 +2,8 @@
 # The whole service (nats-server, api-server with API keys, auth-cache, worker,
 # usage-aggregator) against imgproxy on this machine: same photos, same
 # operations, closed and open loop. Arguments go to the benchmark
-# (--reps N, --seconds S, --ops a,b, --clients 1,4,16, --factors 0.8,2,5, --timeout S);
+# (--reps N, --seconds S, --ops a,b, --clients 1,4,16, --factors 0.8,2,5, --timeout S,
+# --staging reference|inline: how bodies reach the worker);
 # the defaults are short, `--reps 5 --seconds 20` is the full setting.
 #
 # imgproxy is built once into $RESIZER_CACHE/bench when IMGPROXY_SRC names its

@@ -1,7 +1,10 @@
 //! api-server settings, from flags or the environment.
 
 use clap::Parser;
-use std::{net::SocketAddr, time::Duration};
+use std::{
+    net::{IpAddr, SocketAddr},
+    time::Duration,
+};
 
 pub const DEFAULT_MAX_BODY_BYTES: usize = contracts::staging::DEFAULT_MAX_INPUT_BYTES;
 
@@ -22,17 +25,34 @@ pub fn effective_max_body(staging: Staging, configured: usize) -> usize {
     }
 }
 
-/// The peer listener's base URL: the one configured, else the bound address
-/// when it names a host workers can reach.
-pub fn peer_base(advertise: Option<&str>, bound: SocketAddr) -> anyhow::Result<String> {
-    match advertise {
-        Some(url) => Ok(url.trim_end_matches('/').to_owned()),
-        None if bound.ip().is_unspecified() => {
+/// The peer listener's base URL: the one configured; else the bound address
+/// when it names one host; else, for a listener on every address, the bound
+/// port at `towards`: the address this host uses to reach NATS, which is the
+/// one its peers on that network reach it by (a container's own address).
+pub fn peer_base(advertise: Option<&str>, bound: SocketAddr, towards: Option<IpAddr>) -> anyhow::Result<String> {
+    match (advertise, towards) {
+        (Some(url), _) => Ok(url.trim_end_matches('/').to_owned()),
+        (None, _) if !bound.ip().is_unspecified() => Ok(format!("http://{bound}")),
+        (None, Some(ip)) => Ok(format!("http://{}", SocketAddr::new(ip, bound.port()))),
+        (None, None) => {
             anyhow::bail!("PEER_LISTEN {bound} is every address: set PEER_ADVERTISE to the URL workers use")
         }
-        None => Ok(format!("http://{bound}")),
     }
 }
+
+/// The local address of the route to the first of `nats_url`'s servers (no
+/// packet is sent: a UDP socket is only connected).
+pub async fn address_towards(nats_url: &str) -> Option<IpAddr> {
+    let first = contracts::servers::server_urls(nats_url).into_iter().next()?;
+    let host_port = first.split_once("://").map_or(first, |(_, rest)| rest);
+    let host_port = host_port.rsplit_once('@').map_or(host_port, |(_, hp)| hp);
+    let target = tokio::net::lookup_host(host_port).await.ok()?.next()?;
+    let local: SocketAddr = if target.is_ipv4() { "0.0.0.0:0" } else { "[::]:0" }.parse().ok()?;
+    let socket = std::net::UdpSocket::bind(local).ok()?;
+    socket.connect(target).ok()?;
+    Some(socket.local_addr().ok()?.ip())
+}
+
 #[derive(Debug, Clone, Parser)]
 #[command(name = "api-server", version, about = "Resize API: HTTP in front of the JetStream job queue")]
 pub struct Config {
@@ -66,8 +86,8 @@ pub struct Config {
     #[arg(long, env = "PEER_LISTEN", default_value = "127.0.0.1:0")]
     pub peer_listen: SocketAddr,
     /// The peer listener's base URL as workers reach it, e.g. `http://10.1.2.3:8081`
-    /// (in Kubernetes, from the pod IP); default: the bound address, which must then
-    /// be a specific one.
+    /// (in Kubernetes, from the pod IP); default: the bound address, or for a
+    /// listener on every address, this host's address on the route to NATS.
     #[arg(long, env = "PEER_ADVERTISE")]
     pub peer_advertise: Option<String>,
     /// Requests in progress at once before new ones are shed with 503.
@@ -112,9 +132,18 @@ mod tests {
     #[test]
     fn the_peer_address_workers_use() {
         let bound: SocketAddr = "127.0.0.1:4321".parse().unwrap();
-        assert_eq!(peer_base(None, bound).unwrap(), "http://127.0.0.1:4321");
-        assert_eq!(peer_base(Some("http://10.0.0.7:8081/"), bound).unwrap(), "http://10.0.0.7:8081");
+        let route = Some("172.18.0.5".parse().unwrap());
+        assert_eq!(peer_base(None, bound, route).unwrap(), "http://127.0.0.1:4321");
+        assert_eq!(peer_base(Some("http://10.0.0.7:8081/"), bound, route).unwrap(), "http://10.0.0.7:8081");
         let any: SocketAddr = "0.0.0.0:8081".parse().unwrap();
-        assert!(peer_base(None, any).unwrap_err().to_string().contains("PEER_ADVERTISE"));
+        assert_eq!(peer_base(None, any, route).unwrap(), "http://172.18.0.5:8081");
+        assert!(peer_base(None, any, None).unwrap_err().to_string().contains("PEER_ADVERTISE"));
+    }
+
+    #[tokio::test]
+    async fn the_route_to_nats_names_a_local_address() {
+        let ip = address_towards("nats://127.0.0.1:4222").await.unwrap();
+        assert!(ip.is_loopback(), "{ip}");
+        assert_eq!(address_towards("tls://user@127.0.0.1:4222,nats://10.0.0.1:4222").await, Some(ip));
     }
 }

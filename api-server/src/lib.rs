@@ -50,7 +50,8 @@ pub async fn start(
     let listener = tokio::net::TcpListener::bind(config.listen).await?;
     let addr = listener.local_addr()?;
     let peer_listener = tokio::net::TcpListener::bind(config.peer_listen).await?;
-    let peer_base = config::peer_base(config.peer_advertise.as_deref(), peer_listener.local_addr()?)?;
+    let towards = config::address_towards(&config.nats_url).await;
+    let peer_base = config::peer_base(config.peer_advertise.as_deref(), peer_listener.local_addr()?, towards)?;
     let stage = staging::Stage::new(config.staging_cap_bytes, metrics.staged_bytes.clone());
     let peer = routes::peer::router(routes::peer::PeerState {
         stage: stage.clone(),

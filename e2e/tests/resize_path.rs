@@ -426,8 +426,16 @@ async fn workers_share_the_queue_and_stop_cleanly() {
     for t in tasks {
         assert_eq!(t.await.unwrap(), 200);
     }
-    let a = metric(&s.workers[0].metrics_url, "worker_jobs_total").await;
-    let b = metric(&s.workers[1].metrics_url, "worker_jobs_total").await;
+    // A worker counts a job once it is acked, just after the client has its answer.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let (a, b) = loop {
+        let a = metric(&s.workers[0].metrics_url, "worker_jobs_total").await;
+        let b = metric(&s.workers[1].metrics_url, "worker_jobs_total").await;
+        if a + b >= 16.0 || Instant::now() > deadline {
+            break (a, b);
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
     assert_eq!(a + b, 16.0);
     assert!(a > 0.0 && b > 0.0, "both workers took jobs: {a} / {b}");
     for w in &mut s.workers {

@@ -330,3 +330,29 @@ async fn a_25_mb_jpeg_resizes_end_to_end_and_staged_bytes_stay_under_the_cap() {
     );
     assert_eq!(metric(&worker.metrics_url, "worker_staged_fetches_total").await, ok as f64);
 }
+
+#[tokio::test]
+async fn an_api_server_its_workers_cannot_reach_answers_503_at_once_not_at_the_deadline() {
+    let nats = NatsServer::start().unwrap();
+    let mut c = api::config(&nats.client_url);
+    // Advertises an address where nothing listens (a wrong PEER_ADVERTISE, a partition).
+    c.peer_advertise = Some("http://127.0.0.1:1".into());
+    c.job_timeout = Duration::from_secs(20);
+    let api = Api::start(c).await.unwrap();
+    let worker = Worker::spawn(&nats.client_url, &[]).unwrap();
+    let started = Instant::now();
+    let res = reqwest::Client::new()
+        .post(api.url("/v1/resize?w=64"))
+        .header("content-type", "image/jpeg")
+        .body(jpeg())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 503);
+    assert!(started.elapsed() < Duration::from_secs(10), "answered before the deadline: {:?}", started.elapsed());
+    let doc: serde_json::Value = res.json().await.unwrap();
+    assert_eq!(doc["type"], "/problems/queue-unavailable", "{doc}");
+    assert!(doc["detail"].as_str().unwrap().contains("127.0.0.1:1"), "the detail names the address: {doc}");
+    let text = metrics_text(&worker.metrics_url).await;
+    assert!(text.contains("worker_staged_fetches_total{result=\"unreachable\"} 1"), "{text}");
+}

@@ -195,12 +195,28 @@ async fn handle(msg: jetstream::Message, ctx: &Ctx) {
         };
         let payload = match payload {
             Ok(p) => Ok(p),
-            Err(FetchError::Gone(why)) => {
-                // Nobody waits: the work would be wasted. The usage record says why the
-                // job ended; if the api-server metered the request itself (a deadline), the
-                // record's request id makes USAGE keep only one of the two.
-                info!(%why, "the request ended before its input was fetched; dropped");
-                let outcome = Outcome::Failed { kind: ProblemKind::ClientGone, detail: why };
+            Err(e @ (FetchError::Gone(_) | FetchError::Unreachable(_))) => {
+                // Nobody waits, or nobody can be answered over HTTP: the work would be
+                // wasted. The usage record says why the job ended; if the api-server
+                // metered the request itself (a deadline), the record's request id makes
+                // USAGE keep only one of the two.
+                info!(error = %e, "the input could not be fetched; dropped");
+                if let FetchError::Unreachable(why) = &e {
+                    // An api-server that is alive but unreachable (a partition, a wrong
+                    // PEER_ADVERTISE) still hears NATS: tell it now rather than let its
+                    // client wait out the deadline.
+                    let answer = OutcomeHeaders {
+                        request_id: job.request_id.clone(),
+                        outcome: Outcome::Failed {
+                            kind: ProblemKind::QueueUnavailable,
+                            detail: format!("a worker could not fetch the image from this api-server: {why}"),
+                        },
+                        queue_us,
+                        process_us: 0,
+                    };
+                    let _ = client.publish_with_headers(job.reply.clone(), answer.to_headers(), Vec::new().into()).await;
+                }
+                let outcome = Outcome::Failed { kind: ProblemKind::ClientGone, detail: e.to_string() };
                 let measured = usage::Measured {
                     finished_us: contracts::job::unix_us(SystemTime::now()),
                     bytes_in: 0,

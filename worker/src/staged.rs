@@ -8,9 +8,13 @@ use std::time::Duration;
 /// Why a staged input could not be had.
 #[derive(Debug, thiserror::Error)]
 pub enum FetchError {
-    /// The request has ended or its api-server is gone: nobody waits for the answer.
+    /// The request has ended: nobody waits for the answer.
     #[error("nobody waits for this request any more: {0}")]
     Gone(String),
+    /// Nothing answers at the reference's address: its api-server died, or
+    /// this worker cannot reach it (a partition, a wrong `PEER_ADVERTISE`).
+    #[error("the api-server that holds the input is unreachable: {0}")]
+    Unreachable(String),
     /// The bytes are not the ones the job names.
     #[error("the staged input does not match its reference: {0}")]
     Mismatch(String),
@@ -24,6 +28,7 @@ impl FetchError {
     pub fn label(&self) -> &'static str {
         match self {
             Self::Gone(_) => "gone",
+            Self::Unreachable(_) => "unreachable",
             Self::Mismatch(_) => "mismatch",
             Self::Transport(_) => "transport",
         }
@@ -69,8 +74,11 @@ impl Peers {
             .send()
             .await
             .map_err(|e| {
-                // Nothing listens where the request was taken: that api-server is gone.
-                if e.is_connect() { FetchError::Gone(e.to_string()) } else { FetchError::Transport(e.to_string()) }
+                if e.is_connect() {
+                    FetchError::Unreachable(format!("{}: {e}", staged.url))
+                } else {
+                    FetchError::Transport(e.to_string())
+                }
             })?;
         if res.status() == reqwest::StatusCode::NOT_FOUND {
             return Err(FetchError::Gone("the api-server no longer holds the body".into()));
@@ -138,11 +146,11 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn an_api_server_that_is_gone_means_nobody_waits() {
+    async fn an_api_server_that_does_not_answer_is_unreachable() {
         // Port 1 on loopback: nothing listens, the connection is refused.
         let peers = Peers::new().unwrap();
         let err = peers.fetch(&staged(b"x"), Duration::from_secs(2)).await.unwrap_err();
-        assert!(matches!(err, FetchError::Gone(_)), "{err}");
-        assert_eq!(err.label(), "gone");
+        assert!(matches!(&err, FetchError::Unreachable(why) if why.contains("127.0.0.1:1")), "{err}");
+        assert_eq!(err.label(), "unreachable");
     }
 }

@@ -1,7 +1,7 @@
 //! Benchmark (not a test): the whole service against imgproxy on the same
 //! machine, the same photos and the same operations.
 //!
-//!   scripts/bench-system.sh [--reps 1] [--seconds 3] [--ops jpeg-320,webp-1024,24mp-320]
+//!   scripts/bench-system.sh [--reps 1] [--seconds 3] [--ops jpeg-320,webp-1024,24mp-320] [--staging reference|inline]
 //!                           [--clients 1,4,16] [--factors 0.8,2,5] [--timeout 15]
 //!
 //! Ours is the release stack as processes: nats-server (with the fleet's
@@ -109,6 +109,8 @@ struct Args {
     factors: Vec<f64>,
     timeout: Duration,
     peers_dir: PathBuf,
+    /// How our api-server hands bodies to the worker (`reference` or `inline`).
+    staging: String,
 }
 
 fn list<T: std::str::FromStr>(value: &str) -> anyhow::Result<Vec<T>>
@@ -130,6 +132,7 @@ fn args() -> anyhow::Result<Args> {
         factors: vec![0.8, 2.0, 5.0],
         timeout: Duration::from_secs(15),
         peers_dir: cache.join("bench"),
+        staging: "reference".into(),
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -147,6 +150,7 @@ fn args() -> anyhow::Result<Args> {
             "--factors" => a.factors = list(&value)?,
             "--timeout" => a.timeout = Duration::from_secs_f64(value.parse()?),
             "--peers-dir" => a.peers_dir = value.into(),
+            "--staging" => a.staging = value,
             other => bail!("unknown flag {other}"),
         }
     }
@@ -175,14 +179,18 @@ struct Ours {
 }
 
 impl Ours {
-    async fn start(logs: &Path) -> anyhow::Result<Self> {
+    async fn start(logs: &Path, staging: &str) -> anyhow::Result<Self> {
         let launch = |name: &str| Launch::default().env("RUST_LOG", "warn").log_to(logs.join(format!("{name}.log")));
         let nats = NatsServer::start()?;
         let store = ident::store(&nats.client_url).await?;
         let auth = AuthCache::launch(&nats.client_url, &[], &launch("auth-cache")).await?;
         let usage = Aggregator::launch(&nats.client_url, "system-bench-admin-token", &[], &launch("usage-aggregator"))?;
         // Defaults otherwise: the admission limits are part of what is measured.
-        let api = procs::ApiServer::launch(&nats.client_url, &["--auth", "required"], &launch("api-server"))?;
+        let api = procs::ApiServer::launch(
+            &nats.client_url,
+            &["--auth", "required", "--staging", staging],
+            &launch("api-server"),
+        )?;
         let worker = procs::Worker::launch(&nats.client_url, &[], &launch("worker"))?;
         let rate = contracts::identity::RateLimit { per_second: 1_000_000, burst: 1_000_000 };
         let tenant = ident::tenant(&store, "system-bench", rate).await?;
@@ -551,8 +559,11 @@ async fn main() -> anyhow::Result<()> {
         logs.display()
     );
 
-    progress!("starting our stack: nats-server, auth-cache, usage-aggregator, api-server (API keys required), worker");
-    let ours = Ours::start(&logs).await?;
+    progress!(
+        "starting our stack: nats-server, auth-cache, usage-aggregator, api-server (API keys required, STAGING={}), worker",
+        a.staging
+    );
+    let ours = Ours::start(&logs, &a.staging).await?;
     let imgproxy = if imgproxy_bin.is_file() {
         progress!("starting imgproxy (IMGPROXY_WORKERS=2, local filesystem root {})", corpus::dir().display());
         Some(Imgproxy::start(&imgproxy_bin, &corpus::dir(), &logs).await?)
