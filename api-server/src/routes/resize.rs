@@ -50,8 +50,9 @@ pub async fn resize(State(state): State<AppState>, req: Request) -> Response {
         key_id: String::new(),
     };
     // What the head says is enough to know the kind of work; a query that does
-    // not parse is refused later, at no cost to anyone.
-    let class = OpClass::of(parse_query(req.uri().query().unwrap_or("")).ok().as_ref(), Some(edge.bytes_in));
+    // not parse is refused later (after authentication), at no cost to anyone.
+    let op = parse_query(req.uri().query().unwrap_or(""));
+    let class = OpClass::of(op.as_ref().ok(), Some(edge.bytes_in));
     let _permit = match state.admission.try_admit(class) {
         Ok(permit) => permit,
         Err(shed) => {
@@ -79,7 +80,8 @@ pub async fn resize(State(state): State<AppState>, req: Request) -> Response {
     state.metrics.in_flight.inc();
     // Without a tracing pipeline the client's own context is passed on unchanged.
     let traceparent = telemetry::trace::traceparent(&span).or(incoming);
-    let result = handle(&state, &request_id, traceparent.clone(), req, &mut edge, class).instrument(span.clone()).await;
+    let result =
+        handle(&state, &request_id, traceparent.clone(), req, op, &mut edge, class).instrument(span.clone()).await;
     state.metrics.in_flight.dec();
     let mut problem = None;
     let mut res = match result {
@@ -137,6 +139,7 @@ async fn handle(
     request_id: &str,
     traceparent: Option<String>,
     req: Request,
+    op: Result<ResizeOp, Problem>,
     edge: &mut EdgeUsage,
     class: OpClass,
 ) -> Result<Response, Problem> {
@@ -148,7 +151,7 @@ async fn handle(
         tracing::Span::current().record("tenant", caller.tenant.as_str());
         edge.tenant = Some(caller.tenant.clone());
         edge.key_id.clone_from(&caller.key_id);
-        let op = parse_query(parts.uri.query().unwrap_or(""))?;
+        let op = op?;
         let declared_len = content_length(&parts.headers)?;
         if let Some(len) = declared_len
             && len > max as u64
