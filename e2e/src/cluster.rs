@@ -14,6 +14,10 @@ pub struct Node {
 }
 
 impl Node {
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
     /// SIGKILL: no lame-duck mode, no flush.
     pub fn kill(&mut self) {
         if let Some(mut c) = self.child.take() {

@@ -1,7 +1,7 @@
 //! Benchmark (not a test): the whole service against imgproxy on the same
 //! machine, the same photos and the same operations.
 //!
-//!   scripts/bench-system.sh [--reps 1] [--seconds 3] [--ops jpeg-320,webp-1024,24mp-320] [--staging reference|inline]
+//!   scripts/bench-system.sh [--reps 1] [--seconds 3] [--ops jpeg-320,webp-1024,24mp-320] [--staging reference|inline] [--queue-nodes 1|3]
 //!                           [--clients 1,4,16] [--factors 0.8,2,5] [--timeout 15]
 //!
 //! Ours is the release stack as processes: nats-server (with the fleet's
@@ -111,6 +111,8 @@ struct Args {
     peers_dir: PathBuf,
     /// How our api-server hands bodies to the worker (`reference` or `inline`).
     staging: String,
+    /// JetStream as one server, or as a 3-node cluster with R3 streams.
+    queue_nodes: usize,
 }
 
 fn list<T: std::str::FromStr>(value: &str) -> anyhow::Result<Vec<T>>
@@ -133,6 +135,7 @@ fn args() -> anyhow::Result<Args> {
         timeout: Duration::from_secs(15),
         peers_dir: cache.join("bench"),
         staging: "reference".into(),
+        queue_nodes: 1,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -151,6 +154,10 @@ fn args() -> anyhow::Result<Args> {
             "--timeout" => a.timeout = Duration::from_secs_f64(value.parse()?),
             "--peers-dir" => a.peers_dir = value.into(),
             "--staging" => a.staging = value,
+            "--queue-nodes" => {
+                a.queue_nodes = value.parse()?;
+                anyhow::ensure!(matches!(a.queue_nodes, 1 | 3), "--queue-nodes is 1 or 3");
+            }
             other => bail!("unknown flag {other}"),
         }
     }
@@ -166,9 +173,44 @@ macro_rules! progress {
     ($($t:tt)*) => { eprintln!("[{}] {}", now(), format!($($t)*)) };
 }
 
+/// The JetStream our stack runs on.
+enum Queue {
+    /// One server (`NATS_SYNC_INTERVAL` sets its fsync policy).
+    One(NatsServer),
+    /// Three servers with `sync_interval: always`; JOBS and USAGE are R3.
+    Three(e2e::cluster::Cluster),
+}
+
+impl Queue {
+    fn urls(&self) -> String {
+        match self {
+            Self::One(n) => n.client_url.clone(),
+            Self::Three(c) => c.urls(),
+        }
+    }
+
+    fn pids(&self) -> Vec<(&'static str, u32)> {
+        match self {
+            Self::One(n) => n.pid().map(|p| ("nats-server", p)).into_iter().collect(),
+            Self::Three(c) => ["nats-server n0", "nats-server n1", "nats-server n2"]
+                .into_iter()
+                .zip(&c.nodes)
+                .filter_map(|(name, n)| n.pid().map(|p| (name, p)))
+                .collect(),
+        }
+    }
+
+    fn replicas(&self) -> &'static str {
+        match self {
+            Self::One(_) => "1",
+            Self::Three(_) => "3",
+        }
+    }
+}
+
 /// Our service as processes.
 struct Ours {
-    nats: NatsServer,
+    nats: Queue,
     auth: AuthCache,
     api: procs::ApiServer,
     worker: procs::Worker,
@@ -179,19 +221,30 @@ struct Ours {
 }
 
 impl Ours {
-    async fn start(logs: &Path, staging: &str) -> anyhow::Result<Self> {
-        let launch = |name: &str| Launch::default().env("RUST_LOG", "warn").log_to(logs.join(format!("{name}.log")));
-        let nats = NatsServer::start()?;
-        let store = ident::store(&nats.client_url).await?;
-        let auth = AuthCache::launch(&nats.client_url, &[], &launch("auth-cache")).await?;
-        let usage = Aggregator::launch(&nats.client_url, "system-bench-admin-token", &[], &launch("usage-aggregator"))?;
+    async fn start(logs: &Path, staging: &str, queue_nodes: usize) -> anyhow::Result<Self> {
+        let nats = if queue_nodes == 3 {
+            let c = e2e::cluster::Cluster::start()?;
+            c.ready(Duration::from_secs(60)).await?;
+            Queue::Three(c)
+        } else {
+            Queue::One(NatsServer::start()?)
+        };
+        let replicas = nats.replicas();
+        let launch = |name: &str| {
+            Launch::default()
+                .env("RUST_LOG", "warn")
+                .env("JOBS_REPLICAS", replicas)
+                .env("USAGE_REPLICAS", replicas)
+                .log_to(logs.join(format!("{name}.log")))
+        };
+        let urls = nats.urls();
+        let store = ident::store(&urls).await?;
+        let auth = AuthCache::launch(&urls, &[], &launch("auth-cache")).await?;
+        let usage = Aggregator::launch(&urls, "system-bench-admin-token", &[], &launch("usage-aggregator"))?;
         // Defaults otherwise: the admission limits are part of what is measured.
-        let api = procs::ApiServer::launch(
-            &nats.client_url,
-            &["--auth", "required", "--staging", staging],
-            &launch("api-server"),
-        )?;
-        let worker = procs::Worker::launch(&nats.client_url, &[], &launch("worker"))?;
+        let api =
+            procs::ApiServer::launch(&urls, &["--auth", "required", "--staging", staging], &launch("api-server"))?;
+        let worker = procs::Worker::launch(&urls, &[], &launch("worker"))?;
         let rate = contracts::identity::RateLimit { per_second: 1_000_000, burst: 1_000_000 };
         let tenant = ident::tenant(&store, "system-bench", rate).await?;
         auth.caught_up(&store).await?;
@@ -207,7 +260,7 @@ impl Ours {
             ("auth-cache", self.auth.pid()),
             ("usage-aggregator", self.usage.pid()),
         ];
-        v.extend(self.nats.pid().map(|p| ("nats-server", p)));
+        v.extend(self.nats.pids());
         v
     }
 }
@@ -560,10 +613,11 @@ async fn main() -> anyhow::Result<()> {
     );
 
     progress!(
-        "starting our stack: nats-server, auth-cache, usage-aggregator, api-server (API keys required, STAGING={}), worker",
+        "starting our stack: nats-server ×{}, auth-cache, usage-aggregator, api-server (API keys required, STAGING={}), worker",
+        a.queue_nodes,
         a.staging
     );
-    let ours = Ours::start(&logs, &a.staging).await?;
+    let ours = Ours::start(&logs, &a.staging, a.queue_nodes).await?;
     let imgproxy = if imgproxy_bin.is_file() {
         progress!("starting imgproxy (IMGPROXY_WORKERS=2, local filesystem root {})", corpus::dir().display());
         Some(Imgproxy::start(&imgproxy_bin, &corpus::dir(), &logs).await?)
