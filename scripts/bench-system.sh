@@ -3,7 +3,7 @@
 # usage-aggregator) against imgproxy on this machine: same photos, same
 # operations, closed and open loop. Arguments go to the benchmark
 # (--reps N, --seconds S, --ops a,b, --clients 1,4,16, --factors 0.8,2,5, --timeout S,
-# --staging reference|inline: how bodies reach the worker);
+# --staging reference|inline: how bodies reach the worker, --queue-nodes 1|3);
 # the defaults are short, `--reps 5 --seconds 20` is the full setting.
 #
 # imgproxy is built once into $RESIZER_CACHE/bench when IMGPROXY_SRC names its
