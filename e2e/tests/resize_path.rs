@@ -233,22 +233,6 @@ async fn consumer_info(nats: &NatsServer) -> async_nats::jetstream::consumer::In
     c.info().await.unwrap().clone()
 }
 
-async fn metric(url: &str, name: &str) -> f64 {
-    let mut attempts = 0;
-    let text = loop {
-        match reqwest::get(url).await {
-            Ok(r) => break r.text().await.unwrap(),
-            Err(e) if attempts < 50 => {
-                attempts += 1;
-                let _ = e;
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-            Err(e) => panic!("{url}: {e}"),
-        }
-    };
-    e2e::metrics::sum(&text, name)
-}
-
 #[tokio::test]
 async fn a_job_past_its_deadline_is_503_and_never_processed() {
     // No worker: the request waits out its deadline.
@@ -263,14 +247,14 @@ async fn a_job_past_its_deadline_is_503_and_never_processed() {
     s.workers.push(Worker::spawn(&s.nats.client_url, &[]).unwrap());
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        let expired = metric(&s.workers[0].metrics_url.clone(), "worker_jobs_expired_total").await;
+        let expired = e2e::metrics::value(&s.workers[0].metrics_url.clone(), "worker_jobs_expired_total").await;
         if expired == 1.0 {
             break;
         }
         assert!(Instant::now() < deadline, "worker never dropped the expired job");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    assert_eq!(metric(&s.workers[0].metrics_url, "worker_jobs_total").await, 0.0, "no work done on it");
+    assert_eq!(e2e::metrics::value(&s.workers[0].metrics_url, "worker_jobs_total").await, 0.0, "no work done on it");
     let info = consumer_info(&s.nats).await;
     assert_eq!((info.num_pending, info.num_ack_pending), (0, 0));
 }
@@ -330,7 +314,7 @@ async fn a_worker_killed_mid_job_does_not_lose_the_request() {
     let img = image::load_from_memory(&res.bytes().await.unwrap()).unwrap();
     assert_eq!(img.width(), 2400);
     assert!(
-        metric(&second.metrics_url, "worker_jobs_redelivered_total").await >= 1.0,
+        e2e::metrics::value(&second.metrics_url, "worker_jobs_redelivered_total").await >= 1.0,
         "the second worker got a redelivery"
     );
 }
@@ -429,8 +413,8 @@ async fn workers_share_the_queue_and_stop_cleanly() {
     // A worker counts a job once it is acked, just after the client has its answer.
     let deadline = Instant::now() + Duration::from_secs(10);
     let (a, b) = loop {
-        let a = metric(&s.workers[0].metrics_url, "worker_jobs_total").await;
-        let b = metric(&s.workers[1].metrics_url, "worker_jobs_total").await;
+        let a = e2e::metrics::value(&s.workers[0].metrics_url, "worker_jobs_total").await;
+        let b = e2e::metrics::value(&s.workers[1].metrics_url, "worker_jobs_total").await;
         if a + b >= 16.0 || Instant::now() > deadline {
             break (a, b);
         }

@@ -17,24 +17,6 @@ fn jpeg() -> Vec<u8> {
     corpus::read("jpeg/020_bridge.jpg")
 }
 
-/// A metric's value; waits for an endpoint that is not listening yet (a worker just spawned).
-async fn metric(url: &str, name: &str) -> f64 {
-    e2e::metrics::sum(&metrics_text(url).await, name)
-}
-
-async fn metrics_text(url: &str) -> String {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        match reqwest::get(url).await {
-            Ok(res) => return res.text().await.unwrap(),
-            Err(e) if e.is_connect() && Instant::now() < deadline => {
-                tokio::time::sleep(Duration::from_millis(50)).await
-            }
-            Err(e) => panic!("{url}: {e}"),
-        }
-    }
-}
-
 /// Waits until JOBS holds `n` messages; returns the stream.
 async fn jobs_hold(nats: &NatsServer, n: u64) -> jetstream::stream::Stream {
     let js = jetstream::new(nats.client().await.unwrap());
@@ -76,7 +58,7 @@ async fn a_job_carries_a_reference_and_only_its_token_reads_the_body() {
     let staged = job.staged.expect("a reference");
     assert_eq!(staged.size, body.len() as u64);
     assert_eq!(staged.sha256, staging::sha256_hex(&body));
-    assert_eq!(metric(&api.url("/metrics"), "api_staged_bytes").await, body.len() as f64);
+    assert_eq!(e2e::metrics::value(&api.url("/metrics"), "api_staged_bytes").await, body.len() as f64);
     // Only the token reads it; a wrong one is told the same as for an unknown request.
     let fetched = http.get(&staged.url).header("authorization", staging::bearer(&staged.token)).send().await.unwrap();
     assert_eq!(fetched.status(), 200);
@@ -97,9 +79,9 @@ async fn a_job_carries_a_reference_and_only_its_token_reads_the_body() {
     let res = request.await.unwrap();
     assert_eq!(res.status(), 200);
     assert_eq!(image::load_from_memory(&res.bytes().await.unwrap()).unwrap().width(), 64);
-    assert_eq!(metric(&worker.metrics_url, "worker_staged_fetches_total").await, 1.0);
+    assert_eq!(e2e::metrics::value(&worker.metrics_url, "worker_staged_fetches_total").await, 1.0);
     // Freed with the request.
-    assert_eq!(metric(&api.url("/metrics"), "api_staged_bytes").await, 0.0);
+    assert_eq!(e2e::metrics::value(&api.url("/metrics"), "api_staged_bytes").await, 0.0);
     let gone = http.get(&staged.url).header("authorization", staging::bearer(&staged.token)).send().await.unwrap();
     assert_eq!(gone.status(), 404);
 }
@@ -119,13 +101,14 @@ async fn a_client_that_leaves_frees_its_body_and_the_worker_drops_the_job_with_a
     // The client goes away while its job waits.
     request.abort();
     let metrics = api.url("/metrics");
-    eventually("the body was never freed", async || metric(&metrics, "api_staged_bytes").await == 0.0).await;
+    eventually("the body was never freed", async || e2e::metrics::value(&metrics, "api_staged_bytes").await == 0.0)
+        .await;
     let worker = Worker::spawn(&nats.client_url, &[]).unwrap();
     eventually("the worker never dropped the job", async || {
-        metric(&worker.metrics_url, "worker_jobs_total").await == 1.0
+        e2e::metrics::value(&worker.metrics_url, "worker_jobs_total").await == 1.0
     })
     .await;
-    let text = metrics_text(&worker.metrics_url).await;
+    let text = e2e::metrics::scrape(&worker.metrics_url).await;
     assert!(text.contains("worker_jobs_total{outcome=\"client-gone\"} 1"), "{text}");
     assert!(text.contains("worker_staged_fetches_total{result=\"gone\"} 1"), "{text}");
     assert_eq!(e2e::metrics::sum(&text, "worker_process_seconds_count"), 0.0, "no work was done for nobody");
@@ -159,12 +142,14 @@ async fn a_client_that_stops_halfway_frees_its_reservation_and_queues_nothing() 
     tcp.write_all(&body[..body.len() / 2]).await.unwrap();
     // The whole declared length is reserved while the body arrives.
     eventually("the declared length was never reserved", async || {
-        metric(&metrics, "api_staged_bytes").await == body.len() as f64
+        e2e::metrics::value(&metrics, "api_staged_bytes").await == body.len() as f64
     })
     .await;
     drop(tcp);
-    eventually("the reservation was never given back", async || metric(&metrics, "api_staged_bytes").await == 0.0)
-        .await;
+    eventually("the reservation was never given back", async || {
+        e2e::metrics::value(&metrics, "api_staged_bytes").await == 0.0
+    })
+    .await;
     let js = jetstream::new(nats.client().await.unwrap());
     let mut stream = js.get_stream(subjects::JOBS_STREAM).await.unwrap();
     assert_eq!(stream.info().await.unwrap().state.messages, 0, "no job for a body that never arrived");
@@ -221,7 +206,7 @@ async fn a_forged_reference_to_bytes_that_do_not_match_is_refused_by_the_worker(
     let answer = answers.lock().await[0].to_lowercase();
     assert!(answer.contains("resize-status: internal"), "{answer}");
     assert!(answer.contains("does not match its reference"), "{answer}");
-    let text = metrics_text(&worker.metrics_url).await;
+    let text = e2e::metrics::scrape(&worker.metrics_url).await;
     assert!(text.contains("worker_staged_fetches_total{result=\"mismatch\"} 1"), "{text}");
     assert_eq!(e2e::metrics::sum(&text, "worker_process_seconds_count"), 1.0);
 }
@@ -287,7 +272,7 @@ async fn a_25_mb_jpeg_resizes_end_to_end_and_staged_bytes_stay_under_the_cap() {
     let metrics = format!("{}/metrics", api.base);
     let mut peak_staged = 0.0f64;
     eventually("the stage never filled", async || {
-        peak_staged = peak_staged.max(metric(&metrics, "api_staged_bytes").await);
+        peak_staged = peak_staged.max(e2e::metrics::value(&metrics, "api_staged_bytes").await);
         peak_staged >= (cap - (body.len() + 1)) as f64
     })
     .await;
@@ -308,7 +293,7 @@ async fn a_25_mb_jpeg_resizes_end_to_end_and_staged_bytes_stay_under_the_cap() {
             other => panic!("{other}: {doc}"),
         }
     }
-    peak_staged = peak_staged.max(metric(&metrics, "api_staged_bytes").await);
+    peak_staged = peak_staged.max(e2e::metrics::value(&metrics, "api_staged_bytes").await);
     assert!(peak_staged <= cap as f64, "staged {peak_staged} over the cap {cap}");
     assert_eq!(ok + shed, 64);
     assert!(ok >= (cap / body.len()) as i32, "{ok} served");
@@ -328,7 +313,7 @@ async fn a_25_mb_jpeg_resizes_end_to_end_and_staged_bytes_stay_under_the_cap() {
         baseline >> 20,
         cap >> 20
     );
-    assert_eq!(metric(&worker.metrics_url, "worker_staged_fetches_total").await, ok as f64);
+    assert_eq!(e2e::metrics::value(&worker.metrics_url, "worker_staged_fetches_total").await, ok as f64);
 }
 
 #[tokio::test]
@@ -353,6 +338,6 @@ async fn an_api_server_its_workers_cannot_reach_answers_503_at_once_not_at_the_d
     let doc: serde_json::Value = res.json().await.unwrap();
     assert_eq!(doc["type"], "/problems/queue-unavailable", "{doc}");
     assert!(doc["detail"].as_str().unwrap().contains("127.0.0.1:1"), "the detail names the address: {doc}");
-    let text = metrics_text(&worker.metrics_url).await;
+    let text = e2e::metrics::scrape(&worker.metrics_url).await;
     assert!(text.contains("worker_staged_fetches_total{result=\"unreachable\"} 1"), "{text}");
 }
