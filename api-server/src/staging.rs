@@ -113,8 +113,7 @@ impl Stage {
 
     /// Whether `request_id` is staged and `authorization` shows its token.
     pub fn admits(&self, request_id: &str, authorization: Option<&str>) -> bool {
-        let entries = self.inner.entries.lock().unwrap_or_else(|p| p.into_inner());
-        entries.get(request_id).is_some_and(|e| contracts::staging::shows(authorization, &e.token))
+        self.get(request_id, authorization).is_some()
     }
 
     /// Number of staged bodies.

@@ -156,6 +156,11 @@ impl Job {
     pub fn expired_at(&self, now: SystemTime) -> bool {
         unix_ms(now) >= self.deadline_ms
     }
+
+    /// Time left until the deadline at `now` (zero once it has passed).
+    pub fn remaining_at(&self, now: SystemTime) -> Duration {
+        Duration::from_millis(self.deadline_ms.saturating_sub(unix_ms(now)))
+    }
 }
 
 #[cfg(test)]
@@ -237,5 +242,7 @@ mod tests {
         let at = UNIX_EPOCH + Duration::from_millis(j.deadline_ms);
         assert!(j.expired_at(at));
         assert!(!j.expired_at(at - Duration::from_millis(1)));
+        assert_eq!(j.remaining_at(at - Duration::from_millis(250)), Duration::from_millis(250));
+        assert_eq!(j.remaining_at(at + Duration::from_secs(1)), Duration::ZERO);
     }
 }

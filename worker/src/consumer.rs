@@ -185,8 +185,7 @@ async fn handle(msg: jetstream::Message, ctx: &Ctx) {
             None => Ok(msg.payload.clone()),
             Some(staged) => {
                 let fetching = Instant::now();
-                let left = Duration::from_millis(job.deadline_ms.saturating_sub(contracts::job::unix_ms(SystemTime::now())));
-                let fetched = peers.fetch(staged, left).instrument(info_span!("fetch_input", otel.kind = "client")).await;
+                let fetched = peers.fetch(staged, job.remaining_at(SystemTime::now())).instrument(info_span!("fetch_input", otel.kind = "client")).await;
                 metrics.fetch.observe(fetching.elapsed().as_secs_f64());
                 let result = fetched.as_ref().map_or_else(FetchError::label, |_| "ok");
                 metrics.staged_fetches.get_or_create(&ResultLabel { result: result.into() }).inc();
@@ -338,8 +337,7 @@ async fn handle(msg: jetstream::Message, ctx: &Ctx) {
         // api-server ignores a second answer for a request it already served.
         match &job.staged {
             Some(staged) => {
-                let left = Duration::from_millis(job.deadline_ms.saturating_sub(contracts::job::unix_ms(SystemTime::now())))
-                    .max(Duration::from_secs(1));
+                let left = job.remaining_at(SystemTime::now()).max(Duration::from_secs(1));
                 match peers.answer(staged, &answer, body, left).await {
                     Ok(true) => {}
                     // The request ended meanwhile; the api-server metered it itself.
