@@ -11,11 +11,37 @@ pub struct Node {
     child: Option<Child>,
     pub name: String,
     pub client_url: String,
+    /// Its configuration file: a restart runs the same server on the same store.
+    conf: std::path::PathBuf,
 }
 
 impl Node {
+    fn spawn(conf: &std::path::Path) -> anyhow::Result<Child> {
+        Command::new(crate::nats::binary())
+            .arg("-c")
+            .arg(conf)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .context("starting nats-server (scripts/install-nats-server.sh)")
+    }
+
     pub fn pid(&self) -> Option<u32> {
         self.child.as_ref().map(Child::id)
+    }
+
+    /// Starts the server again on its ports and store (after [`Node::kill`]).
+    pub fn restart(&mut self) -> anyhow::Result<()> {
+        self.kill();
+        self.child = Some(Self::spawn(&self.conf)?);
+        Ok(())
+    }
+
+    /// Sends `sig` (`STOP`, `CONT`, …) to the running server.
+    pub fn signal(&self, sig: &str) {
+        if let Some(pid) = self.pid() {
+            let _ = Command::new("kill").args([&format!("-{sig}"), &pid.to_string()]).status();
+        }
     }
 
     /// SIGKILL: no lame-duck mode, no flush.
@@ -65,17 +91,11 @@ impl Cluster {
                     crate::nats::authorization(),
                 ),
             )?;
-            let child = Command::new(crate::nats::binary())
-                .arg("-c")
-                .arg(&conf)
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .context("starting nats-server (scripts/install-nats-server.sh)")?;
             nodes.push(Node {
-                child: Some(child),
+                child: Some(Node::spawn(&conf)?),
                 name: format!("n{i}"),
                 client_url: format!("nats://127.0.0.1:{}", clients[i]),
+                conf,
             });
         }
         Ok(Self { nodes, _dir: dir })

@@ -99,9 +99,14 @@ impl AuthStack {
 
 /// The management plane's store on `nats_url`.
 pub async fn store(nats_url: &str) -> anyhow::Result<identity::store::Store> {
+    replicated_store(nats_url, 1).await
+}
+
+/// [`store`] with the IDENTITY bucket kept on `replicas` nodes (when this call creates it).
+pub async fn replicated_store(nats_url: &str, replicas: usize) -> anyhow::Result<identity::store::Store> {
     let urls = contracts::servers::server_urls(nats_url);
     let client = crate::nats::options_as(contracts::access::Role::Admin).connect(urls.as_slice()).await?;
-    Ok(identity::store::Store::open(&async_nats::jetstream::new(client), 1).await?)
+    Ok(identity::store::Store::open(&async_nats::jetstream::new(client), replicas).await?)
 }
 
 /// A tenant with one signature key and one API key.

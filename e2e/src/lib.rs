@@ -6,6 +6,7 @@
 //! - [`api`]: an api-server running in the test's own runtime on `127.0.0.1:0`.
 //! - [`corpus`]: the shared benchmark photos.
 //! - [`bench`]: load generation and statistics for the benchmark binaries.
+//! - [`chaos`]: the chaos suite: faults against the whole fleet under load, invariants, a table.
 //! - [`cluster`]: a 3-node nats-server cluster on loopback.
 //! - [`identity`]: the auth-cache as a process, tenants and keys, authenticated requests.
 //! - [`jaeger`]: Jaeger v2 on free ports, reading traces back from its query API.
@@ -18,6 +19,7 @@
 
 pub mod api;
 pub mod bench;
+pub mod chaos;
 pub mod cluster;
 pub mod corpus;
 pub mod identity;

@@ -1,0 +1,269 @@
+//! The fleet under test, as local processes wired the way the operator wires
+//! the pods: a 3-node JetStream cluster (`sync_interval: always`, every
+//! stream R3), two api-servers requiring authentication, two workers, two
+//! auth-caches and two usage-aggregators, with their defaults otherwise.
+//!
+//! A member can be killed (SIGKILL), paused (SIGSTOP) and resumed, and
+//! started again in place; an api-server started again listens on a new port,
+//! which [`Backends`] hands to the load from then on.
+
+use crate::{
+    cluster::Cluster,
+    identity::{self as ident, AuthCache, Tenant},
+    procs::{ApiServer, Launch, Worker},
+    usage::Aggregator,
+};
+use anyhow::Context;
+use std::{
+    path::{Path, PathBuf},
+    sync::{Arc, RwLock},
+    time::{Duration, Instant},
+};
+
+/// The aggregators' admin token: the suite reads the rollups with it.
+pub const ADMIN_TOKEN: &str = "chaos-admin-token";
+
+/// One process of the fleet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Member {
+    Api(usize),
+    Worker(usize),
+    AuthCache(usize),
+    Aggregator(usize),
+    /// A JetStream node by index.
+    Nats(usize),
+}
+
+impl std::fmt::Display for Member {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Api(i) => write!(f, "api-server {i}"),
+            Self::Worker(i) => write!(f, "worker {i}"),
+            Self::AuthCache(i) => write!(f, "auth-cache {i}"),
+            Self::Aggregator(i) => write!(f, "usage-aggregator {i}"),
+            Self::Nats(i) => write!(f, "nats n{i}"),
+        }
+    }
+}
+
+/// Where the load sends requests: each api-server's base URL and how many
+/// times it has been started (so an answer can be told apart by incarnation).
+/// Written only when an api-server is started again; read by every request.
+#[derive(Clone, Default)]
+pub struct Backends(Arc<RwLock<Vec<(String, u32)>>>);
+
+impl Backends {
+    pub fn get(&self, i: usize) -> (String, u32) {
+        self.0.read().unwrap_or_else(|e| e.into_inner())[i].clone()
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.read().unwrap_or_else(|e| e.into_inner()).len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn set(&self, i: usize, base: String) {
+        let mut all = self.0.write().unwrap_or_else(|e| e.into_inner());
+        if i < all.len() {
+            let generation = all[i].1 + 1;
+            all[i] = (base, generation);
+        } else {
+            all.push((base, 0));
+        }
+    }
+}
+
+pub struct Fleet {
+    pub cluster: Cluster,
+    apis: Vec<ApiServer>,
+    workers: Vec<Worker>,
+    auths: Vec<AuthCache>,
+    aggregators: Vec<Aggregator>,
+    pub backends: Backends,
+    /// The identity store (kept open: its connection writes the tenants).
+    pub store: identity::store::Store,
+    /// Two tenants; each is asked for a different size, so an answer for one
+    /// that reached the other shows.
+    pub tenants: Vec<Tenant>,
+    logs: PathBuf,
+    /// Starts per member, for distinct log file names.
+    starts: std::collections::HashMap<String, u32>,
+}
+
+impl Fleet {
+    pub async fn start(logs: &Path) -> anyhow::Result<Self> {
+        std::fs::create_dir_all(logs)?;
+        let cluster = Cluster::start()?;
+        cluster.ready(Duration::from_secs(90)).await.context("JetStream cluster")?;
+        let store = ident::replicated_store(&cluster.urls(), 3).await?;
+        let mut me = Self {
+            cluster,
+            apis: Vec::new(),
+            workers: Vec::new(),
+            auths: Vec::new(),
+            aggregators: Vec::new(),
+            backends: Backends::default(),
+            store,
+            tenants: Vec::new(),
+            logs: logs.to_owned(),
+            starts: Default::default(),
+        };
+        for i in 0..2 {
+            let auth = me.spawn_auth_cache(i).await?;
+            me.auths.push(auth);
+            let agg = me.spawn_aggregator(i)?;
+            me.aggregators.push(agg);
+            let api = me.spawn_api(i)?;
+            me.backends.set(i, api.base.clone());
+            me.apis.push(api);
+            let worker = me.spawn_worker(i)?;
+            me.workers.push(worker);
+        }
+        // Limits far above the load: a 429 would hide what the faults do.
+        let rate = contracts::identity::RateLimit { per_second: 1_000_000, burst: 1_000_000 };
+        for id in ["chaos-a", "chaos-b"] {
+            me.tenants.push(ident::tenant(&me.store, id, rate).await?);
+        }
+        for a in &me.auths {
+            a.caught_up(&me.store).await?;
+        }
+        Ok(me)
+    }
+
+    fn launch(&mut self, name: &str) -> Launch {
+        let n = self.starts.entry(name.to_owned()).or_default();
+        *n += 1;
+        Launch::default()
+            .env("RUST_LOG", "warn")
+            .env("JOBS_REPLICAS", "3")
+            .env("USAGE_REPLICAS", "3")
+            .env("IDENTITY_REPLICAS", "3")
+            .log_to(self.logs.join(format!("{name}.{n}.log")))
+    }
+
+    fn spawn_api(&mut self, i: usize) -> anyhow::Result<ApiServer> {
+        let launch = self.launch(&format!("api-server-{i}"));
+        ApiServer::launch(&self.cluster.urls(), &["--auth", "required"], &launch)
+    }
+
+    fn spawn_worker(&mut self, i: usize) -> anyhow::Result<Worker> {
+        let launch = self.launch(&format!("worker-{i}"));
+        Worker::launch(&self.cluster.urls(), &[], &launch)
+    }
+
+    async fn spawn_auth_cache(&mut self, i: usize) -> anyhow::Result<AuthCache> {
+        let launch = self.launch(&format!("auth-cache-{i}"));
+        AuthCache::launch(&self.cluster.urls(), &[], &launch).await
+    }
+
+    fn spawn_aggregator(&mut self, i: usize) -> anyhow::Result<Aggregator> {
+        let launch = self.launch(&format!("usage-aggregator-{i}"));
+        Aggregator::launch(&self.cluster.urls(), ADMIN_TOKEN, &[], &launch)
+    }
+
+    fn pid(&self, m: Member) -> Option<u32> {
+        match m {
+            Member::Api(i) => Some(self.apis[i].pid()),
+            Member::Worker(i) => Some(self.workers[i].pid() as u32),
+            Member::AuthCache(i) => Some(self.auths[i].pid()),
+            Member::Aggregator(i) => Some(self.aggregators[i].pid()),
+            Member::Nats(i) => self.cluster.nodes[i].pid(),
+        }
+    }
+
+    /// SIGKILL: no drain, no flush, no goodbye.
+    pub fn kill(&mut self, m: Member) {
+        self.signal(m, "KILL");
+        if let Member::Nats(i) = m {
+            self.cluster.nodes[i].kill();
+        }
+    }
+
+    /// SIGSTOP or SIGCONT: a brownout the process cannot notice.
+    pub fn signal(&self, m: Member, sig: &str) {
+        if let Some(pid) = self.pid(m) {
+            let _ = std::process::Command::new("kill").args([&format!("-{sig}"), &pid.to_string()]).status();
+        }
+    }
+
+    /// Starts `m` again (after [`Fleet::kill`]) and waits until it serves.
+    pub async fn restart(&mut self, m: Member) -> anyhow::Result<()> {
+        match m {
+            Member::Api(i) => {
+                let api = self.spawn_api(i)?;
+                self.backends.set(i, api.base.clone());
+                self.apis[i] = api;
+            }
+            Member::Worker(i) => self.workers[i] = self.spawn_worker(i)?,
+            Member::AuthCache(i) => self.auths[i] = self.spawn_auth_cache(i).await?,
+            Member::Aggregator(i) => self.aggregators[i] = self.spawn_aggregator(i)?,
+            Member::Nats(i) => {
+                self.cluster.nodes[i].restart()?;
+                self.cluster.ready(Duration::from_secs(60)).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The JetStream node that leads `stream` now, asked of a node that is up
+    /// (and not `avoid`, which may be paused): `None` while there is no leader.
+    pub async fn leader(&self, stream: &str, avoid: Option<usize>) -> Option<usize> {
+        for (i, node) in self.cluster.nodes.iter().enumerate() {
+            if Some(i) == avoid || node.pid().is_none() {
+                continue;
+            }
+            let ask = async {
+                let client = crate::nats::observer(&node.client_url).await.ok()?;
+                let mut s = async_nats::jetstream::new(client).get_stream(stream).await.ok()?;
+                let leader = s.info().await.ok()?.cluster.clone()?.leader?;
+                self.cluster.nodes.iter().position(|n| n.name == leader)
+            };
+            if let Ok(found) = tokio::time::timeout(Duration::from_secs(2), ask).await {
+                return found;
+            }
+        }
+        None
+    }
+
+    /// Waits until `stream` has a leader other than `old`; how long that took from `since`.
+    pub async fn reelected(&self, stream: &str, old: usize, since: Instant, within: Duration) -> Option<Duration> {
+        while since.elapsed() < within {
+            if let Some(new) = self.leader(stream, Some(old)).await
+                && new != old
+            {
+                return Some(since.elapsed());
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        None
+    }
+
+    /// A node that leads none of JOBS, USAGE and IDENTITY, if there is one.
+    pub async fn follower(&self) -> Option<usize> {
+        let mut leaders = Vec::new();
+        for s in STREAMS {
+            leaders.extend(self.leader(s, None).await);
+        }
+        (0..self.cluster.nodes.len()).find(|i| !leaders.contains(i))
+    }
+
+    /// A usage-aggregator's query URL base and admin token.
+    pub fn usage_api(&self) -> (String, &'static str) {
+        (self.aggregators[0].base.clone(), ADMIN_TOKEN)
+    }
+
+    /// CPU seconds every process of the fleet has used so far.
+    pub fn cpu_seconds(&self) -> f64 {
+        let members = (0..2)
+            .flat_map(|i| [Member::Api(i), Member::Worker(i), Member::AuthCache(i), Member::Aggregator(i)])
+            .chain((0..3).map(Member::Nats));
+        members.filter_map(|m| self.pid(m)).filter_map(crate::procs::cpu_seconds).sum()
+    }
+}
+
+/// The streams whose leaders the scenarios take away.
+pub const STREAMS: [&str; 3] =
+    [contracts::subjects::JOBS_STREAM, contracts::usage::streams::USAGE_STREAM, "KV_IDENTITY"];

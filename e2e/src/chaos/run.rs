@@ -1,0 +1,178 @@
+//! One scenario at a time against the running fleet: load, fault, heal,
+//! recovery, and what it cost.
+
+use super::{
+    fleet::{Fleet, Member},
+    load::{Answer, Load, Outcome},
+    scenario::{Fault, Scenario, Target},
+    verdict::{self, Allowance, Figures, Phase},
+};
+use std::{
+    collections::HashSet,
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::{Duration, Instant},
+};
+
+/// How long each part of a scenario lasts.
+#[derive(Debug, Clone, Copy)]
+pub struct Timing {
+    /// Load before the fault: the baseline.
+    pub warm: Duration,
+    /// How long the fault lasts.
+    pub fault: Duration,
+    /// Load after the fault ends (after a restarted member serves again).
+    pub recover: Duration,
+    /// A paused leader stays paused at least this long, so raft has to act.
+    pub leader_pause: Duration,
+}
+
+/// A leader must be replaced within this while paused.
+pub const STEP_DOWN_BUDGET: Duration = Duration::from_secs(10);
+/// Client-visible outage allowed beyond JetStream's own re-election.
+pub const OUTAGE_OVER_ELECTION: Duration = Duration::from_secs(1);
+
+/// What one scenario measured.
+pub struct Report {
+    pub name: String,
+    pub figures: Figures,
+    pub violations: Vec<String>,
+    /// What the fault did beyond the figures: who was hit, elections.
+    pub notes: Vec<String>,
+    pub outcomes: Vec<Outcome>,
+    /// Ids of answers a killed api-server may have held unflushed.
+    pub may_be_missing: HashSet<String>,
+    /// Requests whose connection died with a killed api-server.
+    pub lost_in_flight: usize,
+}
+
+impl Report {
+    pub fn passed(&self) -> bool {
+        self.violations.is_empty()
+    }
+}
+
+async fn resolve(fleet: &Fleet, t: Target) -> anyhow::Result<(Member, Option<&'static str>)> {
+    Ok(match t {
+        Target::Member(m) => (m, None),
+        Target::Leader(stream) => {
+            let i = fleet.leader(stream, None).await.ok_or_else(|| anyhow::anyhow!("{stream} has no leader"))?;
+            (Member::Nats(i), Some(stream))
+        }
+        Target::Follower => {
+            (Member::Nats(fleet.follower().await.ok_or_else(|| anyhow::anyhow!("every node leads a stream"))?), None)
+        }
+    })
+}
+
+pub async fn scenario(
+    fleet: &mut Fleet,
+    load: &Load,
+    s: &Scenario,
+    rate: f64,
+    timing: Timing,
+) -> anyhow::Result<Report> {
+    let (target, kill) = match s.fault {
+        Fault::Kill(t) => (Some(resolve(fleet, t).await?), true),
+        Fault::Pause(t) => (Some(resolve(fleet, t).await?), false),
+        Fault::Overload(_) => (None, false),
+    };
+    let mut length = timing.fault;
+    if let Some((_, Some(_))) = target
+        && !kill
+    {
+        length = length.max(timing.leader_pause);
+    }
+    let fault_at = timing.warm;
+    let heal_at = fault_at + length;
+    let factor = match s.fault {
+        Fault::Overload(f) => f,
+        _ => 1.0,
+    };
+    let start = Instant::now();
+    let end = Arc::new(AtomicU64::new(u64::MAX));
+    let traffic = {
+        let (load, end) = (load.clone(), end.clone());
+        tokio::spawn(async move {
+            load.open(start, end, move |t| if t >= fault_at && t < heal_at { rate * factor } else { rate }).await
+        })
+    };
+    let mut notes = Vec::new();
+    let mut allow = Allowance::default();
+    let mut election = None;
+    tokio::time::sleep_until((start + fault_at).into()).await;
+    if let Some((m, stream)) = target {
+        let hit = Instant::now();
+        let incarnation = if let Member::Api(i) = m { Some((i, fleet.backends.get(i).1)) } else { None };
+        if kill {
+            fleet.kill(m);
+            if let Some(b) = incarnation {
+                allow.killed_api = Some((b, start.elapsed()));
+            }
+        } else {
+            fleet.signal(m, "STOP");
+        }
+        notes.push(format!("{m}"));
+        if let (Some(stream), Member::Nats(old)) = (stream, m) {
+            // Raft elects after 4–9 s of silence: the heal waits for the election (or this budget).
+            let within = STEP_DOWN_BUDGET.max(length);
+            election = Some(fleet.reelected(stream, old, hit, within).await);
+            match election.flatten() {
+                Some(d) => notes.push(format!("{stream} re-elected in {:.1} s", d.as_secs_f64())),
+                None => notes.push(format!("{stream} not re-elected within {:.0} s", within.as_secs_f64())),
+            }
+        }
+    }
+    tokio::time::sleep_until((start + heal_at).into()).await;
+    if let Some((m, _)) = target {
+        if kill {
+            fleet.restart(m).await?;
+        } else {
+            fleet.signal(m, "CONT");
+        }
+    }
+    let healed = start.elapsed();
+    end.store((healed + timing.recover).as_millis() as u64, Ordering::Relaxed);
+    let outcomes = traffic.await?;
+    let phase = Phase { fault: fault_at, heal: healed, end: healed + timing.recover };
+    let figures = verdict::figures(&outcomes, &phase);
+    let mut violations = verdict::violations(&outcomes, &phase, &allow, &figures);
+    if let Some(elected) = election {
+        match (elected, kill) {
+            (None, false) => violations.push(format!("the paused leader was not replaced within {STEP_DOWN_BUDGET:?}")),
+            (Some(d), false) if d > STEP_DOWN_BUDGET => {
+                violations.push(format!("the paused leader was replaced only after {d:?}"))
+            }
+            (Some(d), true) => {
+                let outage = figures.error_window.map_or(0.0, |(a, b)| b - a);
+                notes.push(format!("client-visible outage {outage:.1} s"));
+                if outage > (d + OUTAGE_OVER_ELECTION).as_secs_f64() {
+                    violations.push(format!(
+                        "clients saw {outage:.1} s of errors, more than the re-election ({:.1} s) + {OUTAGE_OVER_ELECTION:?}",
+                        d.as_secs_f64()
+                    ));
+                }
+            }
+            _ => {}
+        }
+    }
+    let lost_in_flight =
+        outcomes.iter().filter(|o| matches!(o.answer, Answer::Failed(_)) && allow.lost_with_api(o)).count();
+    let may_be_missing = match allow.killed_api {
+        Some((backend, at)) => {
+            let window = api_server::usage::FLUSH_INTERVAL + Duration::from_secs(1);
+            outcomes
+                .iter()
+                .filter(|o| o.backend == backend && o.done() + window >= at && o.done() <= at + window)
+                .filter_map(|o| o.request_id.clone())
+                .collect()
+        }
+        None => HashSet::new(),
+    };
+    if lost_in_flight > 0 {
+        notes.push(format!("{lost_in_flight} in flight on it lost their connection"));
+    }
+    Ok(Report { name: s.name.clone(), figures, violations, notes, outcomes, may_be_missing, lost_in_flight })
+}

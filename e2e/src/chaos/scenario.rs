@@ -1,0 +1,76 @@
+//! The fault matrix: what is taken away from whom in each scenario.
+
+use super::fleet::Member;
+
+/// Whom a fault hits; leaders are looked up when the scenario starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Target {
+    Member(Member),
+    /// The JetStream node leading this stream.
+    Leader(&'static str),
+    /// A JetStream node leading none of the streams the fleet writes.
+    Follower,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Fault {
+    /// SIGKILL, then started again when the fault ends.
+    Kill(Target),
+    /// SIGSTOP, then SIGCONT when the fault ends: alive to the kernel, silent to everyone.
+    Pause(Target),
+    /// The offered load times this factor while the fault lasts.
+    Overload(f64),
+}
+
+#[derive(Debug, Clone)]
+pub struct Scenario {
+    pub name: String,
+    pub fault: Fault,
+}
+
+fn targets() -> Vec<(String, Target)> {
+    use contracts::{subjects::JOBS_STREAM, usage::streams::USAGE_STREAM};
+    let member = |m: Member| (m.to_string(), Target::Member(m));
+    vec![
+        member(Member::Api(0)),
+        member(Member::Worker(0)),
+        member(Member::AuthCache(0)),
+        member(Member::Aggregator(0)),
+        ("nats follower".into(), Target::Follower),
+        ("JOBS leader".into(), Target::Leader(JOBS_STREAM)),
+        ("USAGE leader".into(), Target::Leader(USAGE_STREAM)),
+        ("IDENTITY leader".into(), Target::Leader("KV_IDENTITY")),
+    ]
+}
+
+/// Every scenario, in the order they run: kills, pauses, then overload.
+pub fn matrix() -> Vec<Scenario> {
+    let t = targets();
+    let kills = t.iter().map(|(n, t)| Scenario { name: format!("kill {n}"), fault: Fault::Kill(*t) });
+    let pauses = t.iter().map(|(n, t)| Scenario { name: format!("pause {n}"), fault: Fault::Pause(*t) });
+    let overload = [2.0, 5.0].map(|f| Scenario { name: format!("overload {f}×"), fault: Fault::Overload(f) });
+    kills.chain(pauses).chain(overload).collect()
+}
+
+/// The scenarios whose name contains one of `wanted` (all when it is empty).
+pub fn select(wanted: &[String]) -> Vec<Scenario> {
+    matrix().into_iter().filter(|s| wanted.is_empty() || wanted.iter().any(|w| s.name.contains(w.as_str()))).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_matrix_takes_every_component_away_both_ways_and_overloads() {
+        let m = matrix();
+        for who in ["api-server", "worker", "auth-cache", "usage-aggregator", "follower", "JOBS", "USAGE", "IDENTITY"] {
+            for how in ["kill", "pause"] {
+                assert!(m.iter().any(|s| s.name.starts_with(how) && s.name.contains(who)), "{how} {who}");
+            }
+        }
+        assert_eq!(m.iter().filter(|s| matches!(s.fault, Fault::Overload(_))).count(), 2);
+        assert_eq!(select(&["leader".into()]).len(), 6);
+        assert_eq!(select(&[]).len(), m.len());
+    }
+}

@@ -1,0 +1,352 @@
+//! What a scenario's outcomes mean: the figures a reader compares with the
+//! SLA, and the invariants whose breach fails the run. Pure functions of the
+//! outcomes (and of what was read back from USAGE), so they test without a fleet.
+
+use super::load::{Answer, Ask, Outcome, TENANT_SIDES};
+use crate::bench::{Failure, percentile};
+use contracts::usage::UsageRecord;
+use std::{
+    collections::{BTreeMap, HashMap, HashSet},
+    time::Duration,
+};
+
+/// A scenario's timeline, from the start of its load.
+#[derive(Debug, Clone, Copy)]
+pub struct Phase {
+    /// The fault is injected.
+    pub fault: Duration,
+    /// The fault ends (restart, resume, load back to normal).
+    pub heal: Duration,
+    /// The load stops.
+    pub end: Duration,
+}
+
+/// Ok answers per offered authorised request that count as full throughput.
+pub const FULL: f64 = 0.95;
+/// Buckets the recovery is judged in.
+pub const BUCKET: Duration = Duration::from_millis(500);
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Figures {
+    pub offered: usize,
+    /// Requests with valid credentials: the ones the system owes an image.
+    pub authorized: usize,
+    pub ok: usize,
+    /// Authorised requests without an image, by kind.
+    pub errors: BTreeMap<String, usize>,
+    /// First and last send time of a failed authorised request, in seconds.
+    pub error_window: Option<(f64, f64)>,
+    /// Of ok answers to requests sent between fault and heal.
+    pub p50_ms: f64,
+    pub p99_ms: f64,
+    /// Seconds from the heal until throughput stayed at [`FULL`]; `None` if it never did.
+    pub recovered_after: Option<f64>,
+    /// ok / authorized.
+    pub availability: f64,
+}
+
+/// Why an authorised request got no image, as the table counts it.
+pub fn error_kind(a: &Answer) -> String {
+    match a {
+        Answer::Image { .. } => "image".into(),
+        Answer::Problem { status, kind } => {
+            format!("{status} {}", kind.rsplit('/').next().filter(|k| !k.is_empty()).unwrap_or("(no type)"))
+        }
+        Answer::Failed(f) => f.to_string(),
+    }
+}
+
+pub fn figures(outcomes: &[Outcome], phase: &Phase) -> Figures {
+    let authorized: Vec<&Outcome> = outcomes.iter().filter(|o| o.ask.tenant().is_some()).collect();
+    let ok = authorized.iter().filter(|o| o.ok()).count();
+    let mut errors = BTreeMap::new();
+    let mut window: Option<(f64, f64)> = None;
+    for o in authorized.iter().filter(|o| !o.ok()) {
+        *errors.entry(error_kind(&o.answer)).or_default() += 1;
+        let t = o.sent.as_secs_f64();
+        window = Some(window.map_or((t, t), |(a, b)| (a.min(t), b.max(t))));
+    }
+    let during: Vec<f64> = authorized
+        .iter()
+        .filter(|o| o.ok() && o.sent >= phase.fault && o.sent < phase.heal)
+        .map(|o| o.took.as_secs_f64() * 1000.0)
+        .collect();
+    Figures {
+        offered: outcomes.len(),
+        authorized: authorized.len(),
+        ok,
+        errors,
+        error_window: window,
+        p50_ms: percentile(&during, 0.5),
+        p99_ms: percentile(&during, 0.99),
+        recovered_after: recovered_after(&authorized, phase),
+        availability: if authorized.is_empty() { 1.0 } else { ok as f64 / authorized.len() as f64 },
+    }
+}
+
+/// Seconds from the heal to the start of the first bucket after which every
+/// bucket served at least [`FULL`] of its authorised requests.
+fn recovered_after(authorized: &[&Outcome], phase: &Phase) -> Option<f64> {
+    let buckets = phase.end.as_nanos().div_ceil(BUCKET.as_nanos()) as usize;
+    let mut offered = vec![0usize; buckets];
+    let mut ok = vec![0usize; buckets];
+    for o in authorized {
+        let b = ((o.sent.as_nanos() / BUCKET.as_nanos()) as usize).min(buckets.saturating_sub(1));
+        offered[b] += 1;
+        ok[b] += usize::from(o.ok());
+    }
+    let full = |b: usize| offered[b] == 0 || ok[b] as f64 >= FULL * offered[b] as f64;
+    let last_short = (0..buckets).rev().find(|&b| !full(b));
+    match last_short {
+        None => Some(0.0),
+        Some(b) if b + 1 >= buckets => None,
+        Some(b) => Some(((b + 1) as f64 * BUCKET.as_secs_f64() - phase.heal.as_secs_f64()).max(0.0)),
+    }
+}
+
+/// What a scenario's fault may cost without breaking an invariant.
+#[derive(Debug, Clone, Default)]
+pub struct Allowance {
+    /// An api-server (index, incarnation) killed at this time: requests in
+    /// flight on it then lose their connection, the one loss a client of a
+    /// killed process sees (a load balancer would turn it into a 502).
+    pub killed_api: Option<((usize, u32), Duration)>,
+}
+
+impl Allowance {
+    /// Whether `o` is a request that was in flight on the killed api-server.
+    pub fn lost_with_api(&self, o: &Outcome) -> bool {
+        self.killed_api.is_some_and(|(backend, at)| o.backend == backend && o.sent <= at && o.done() >= at)
+    }
+}
+
+/// Every invariant `outcomes` break, as sentences; empty when all hold.
+pub fn violations(outcomes: &[Outcome], phase: &Phase, allow: &Allowance, figures: &Figures) -> Vec<String> {
+    let mut v = Vec::new();
+    let mut count = |what: &str, n: usize, example: Option<&Outcome>| {
+        if n > 0 {
+            v.push(format!("{n} {what} (first: {example:?})"));
+        }
+    };
+    let hung: Vec<_> = outcomes.iter().filter(|o| o.answer == Answer::Failed(Failure::Timeout)).collect();
+    count("requests without an answer within the deadline + 1 s", hung.len(), hung.first().copied());
+    let lost: Vec<_> = outcomes
+        .iter()
+        .filter(|o| matches!(&o.answer, Answer::Failed(f) if *f != Failure::Timeout) && !allow.lost_with_api(o))
+        .collect();
+    count("requests that ended without an HTTP answer", lost.len(), lost.first().copied());
+    let served_unauthenticated: Vec<_> =
+        outcomes.iter().filter(|o| o.ask.tenant().is_none() && matches!(o.answer, Answer::Image { .. })).collect();
+    count("requests without valid credentials answered with an image", served_unauthenticated.len(), None);
+    let crossed: Vec<_> = outcomes
+        .iter()
+        .filter(|o| match (o.ask.tenant(), &o.answer) {
+            (Some(t), Answer::Image { side }) => *side != TENANT_SIDES[t],
+            _ => false,
+        })
+        .collect();
+    count("images of another request's size (a cross-tenant answer)", crossed.len(), crossed.first().copied());
+    let untyped: Vec<_> =
+        outcomes.iter().filter(|o| matches!(&o.answer, Answer::Problem { kind, .. } if kind.is_empty())).collect();
+    count("errors that were not problem+json with a type", untyped.len(), untyped.first().copied());
+    // Valid credentials are never refused as invalid: an outage may cost a 5xx, not a 401.
+    let refused: Vec<_> = outcomes
+        .iter()
+        .filter(|o| o.ask.tenant().is_some() && matches!(o.answer, Answer::Problem { status, .. } if status < 500))
+        .collect();
+    count("requests with valid credentials refused with a 4xx", refused.len(), refused.first().copied());
+    let wrongly_refused: Vec<_> = outcomes
+        .iter()
+        .filter(|o| {
+            matches!((o.ask, &o.answer), (Ask::Anonymous | Ask::Forged(_), Answer::Problem { status, .. })
+                if !matches!(status, 401 | 503))
+        })
+        .collect();
+    count("requests without valid credentials answered other than 401 or 503", wrongly_refused.len(), None);
+    if figures.recovered_after.is_none() {
+        v.push(format!(
+            "throughput was not back to {:.0} % of the offered load by the end ({:.1} s after the fault ended)",
+            FULL * 100.0,
+            (phase.end - phase.heal).as_secs_f64()
+        ));
+    }
+    v
+}
+
+/// The usage ledger against what the clients saw, over a whole run.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Ledger {
+    /// Distinct request ids in answers.
+    pub answered: usize,
+    /// Distinct request ids in USAGE.
+    pub recorded: usize,
+    /// Answered, not in USAGE, but allowed: refusals of a killed api-server in its last flush window.
+    pub lost_at_kill: usize,
+    /// The aggregators' rollups, summed over tenants.
+    pub rolled_up: u64,
+}
+
+/// Checks the usage invariants: every answered request has a record (except
+/// refusals an api-server held unflushed when it was killed), nothing is
+/// recorded that no client can have sent (beyond the requests whose
+/// connection died with an api-server), each record names the tenant that
+/// sent it, and the rollups count each record once.
+pub fn ledger(
+    answered: &[(String, Option<String>)],
+    may_be_missing: &HashSet<String>,
+    lost_in_flight: usize,
+    records: &[UsageRecord],
+    rolled_up: u64,
+) -> (Ledger, Vec<String>) {
+    let mut v = Vec::new();
+    let expected: HashMap<&str, Option<&str>> = answered.iter().map(|(id, t)| (id.as_str(), t.as_deref())).collect();
+    let recorded: HashMap<&str, &UsageRecord> = records.iter().map(|r| (r.request_id.as_str(), r)).collect();
+    let missing: Vec<&str> = expected.keys().filter(|id| !recorded.contains_key(*id)).copied().collect();
+    let unexplained: Vec<&&str> = missing.iter().filter(|id| !may_be_missing.contains(**id)).collect();
+    if !unexplained.is_empty() {
+        v.push(format!("{} answered requests have no usage record (first: {})", unexplained.len(), unexplained[0]));
+    }
+    let extra = recorded.keys().filter(|id| !expected.contains_key(*id)).count();
+    if extra > lost_in_flight {
+        v.push(format!(
+            "{extra} usage records of requests no client got an answer to, more than the {lost_in_flight} in flight on killed api-servers"
+        ));
+    }
+    let wrong_tenant: Vec<_> = expected
+        .iter()
+        .filter_map(|(id, t)| Some((id, (*t)?, recorded.get(id)?)))
+        .filter(|(_, t, r)| r.tenant != *t)
+        .collect();
+    if let Some((id, t, r)) = wrong_tenant.first() {
+        v.push(format!(
+            "{} usage records name another tenant than the sender (first: {id} sent by {t}, recorded for {})",
+            wrong_tenant.len(),
+            r.tenant
+        ));
+    }
+    if rolled_up != recorded.len() as u64 {
+        v.push(format!("the rollups count {rolled_up} requests, USAGE holds {} distinct ones", recorded.len()));
+    }
+    let lost_at_kill = missing.len() - unexplained.len();
+    (Ledger { answered: expected.len(), recorded: recorded.len(), lost_at_kill, rolled_up }, v)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn o(sent_ms: u64, ask: Ask, answer: Answer) -> Outcome {
+        Outcome {
+            sent: Duration::from_millis(sent_ms),
+            took: Duration::from_millis(40),
+            ask,
+            backend: (0, 0),
+            answer,
+            request_id: Some(format!("r{sent_ms}")),
+        }
+    }
+
+    fn image(t: usize) -> Answer {
+        Answer::Image { side: TENANT_SIDES[t] }
+    }
+
+    fn shed() -> Answer {
+        Answer::Problem { status: 503, kind: "https://example/problems/overloaded".into() }
+    }
+
+    const PHASE: Phase =
+        Phase { fault: Duration::from_secs(1), heal: Duration::from_secs(2), end: Duration::from_secs(4) };
+
+    /// 40 requests a second for 4 s, failing from `from` to `to` ms.
+    fn run(from: u64, to: u64) -> Vec<Outcome> {
+        (0..160)
+            .map(|i| i * 25)
+            .map(|t| o(t, Ask::Bearer(0), if (from..to).contains(&t) { shed() } else { image(0) }))
+            .collect()
+    }
+
+    #[test]
+    fn a_clean_run_has_full_availability_and_no_violation() {
+        let outcomes = run(0, 0);
+        let f = figures(&outcomes, &PHASE);
+        assert_eq!((f.offered, f.ok, f.availability, f.recovered_after), (160, 160, 1.0, Some(0.0)));
+        assert!(violations(&outcomes, &PHASE, &Allowance::default(), &f).is_empty());
+    }
+
+    #[test]
+    fn errors_are_counted_by_kind_with_their_window_and_the_recovery_time() {
+        let f = figures(&run(1000, 2600), &PHASE);
+        assert_eq!(f.errors.get("503 overloaded"), Some(&64));
+        assert_eq!(f.error_window, Some((1.0, 2.575)));
+        // The bucket 2.5–3.0 s is short; from 3.0 s on every bucket is full.
+        assert_eq!(f.recovered_after, Some(1.0));
+        assert!((f.availability - 96.0 / 160.0).abs() < 1e-9);
+    }
+
+    #[test]
+    fn a_run_still_failing_at_its_end_has_not_recovered() {
+        let outcomes = run(1000, 4000);
+        let f = figures(&outcomes, &PHASE);
+        assert_eq!(f.recovered_after, None);
+        let v = violations(&outcomes, &PHASE, &Allowance::default(), &f);
+        assert!(v.iter().any(|s| s.contains("not back")), "{v:?}");
+    }
+
+    #[test]
+    fn hangs_resets_leaks_and_cross_tenant_images_are_violations() {
+        let mut outcomes = run(0, 0);
+        outcomes.push(o(100, Ask::Bearer(1), Answer::Failed(Failure::Timeout)));
+        outcomes.push(o(110, Ask::Bearer(1), Answer::Failed(Failure::Reset)));
+        outcomes.push(o(120, Ask::Anonymous, image(0)));
+        outcomes.push(o(130, Ask::Signed(1), image(0)));
+        outcomes.push(o(140, Ask::Signed(1), Answer::Problem { status: 502, kind: String::new() }));
+        outcomes.push(o(150, Ask::Signed(1), Answer::Problem { status: 401, kind: "/p/unauthenticated".into() }));
+        outcomes.push(o(160, Ask::Forged(1), Answer::Problem { status: 400, kind: "/p/invalid".into() }));
+        let f = figures(&outcomes, &PHASE);
+        let v = violations(&outcomes, &PHASE, &Allowance::default(), &f);
+        for want in [
+            "without an answer",
+            "without an HTTP answer",
+            "without valid credentials answered with an image",
+            "cross-tenant",
+            "not problem+json",
+            "refused with a 4xx",
+            "other than 401 or 503",
+        ] {
+            assert!(v.iter().any(|s| s.contains(want)), "{want} missing from {v:?}");
+        }
+    }
+
+    #[test]
+    fn a_reset_is_allowed_only_in_flight_on_the_killed_api_server() {
+        let mut in_flight = o(900, Ask::Bearer(0), Answer::Failed(Failure::Reset));
+        in_flight.took = Duration::from_millis(200);
+        let mut later = o(1300, Ask::Bearer(0), Answer::Failed(Failure::Reset));
+        later.took = Duration::from_millis(10);
+        let allow = Allowance { killed_api: Some(((0, 0), Duration::from_secs(1))) };
+        assert!(allow.lost_with_api(&in_flight));
+        assert!(!allow.lost_with_api(&later));
+        let mut other = in_flight.clone();
+        other.backend = (1, 0);
+        assert!(!allow.lost_with_api(&other));
+    }
+
+    fn record(id: &str, tenant: &str) -> UsageRecord {
+        UsageRecord { tenant: tenant.into(), ..UsageRecord::refused(id, contracts::ProblemKind::Overloaded) }
+    }
+
+    #[test]
+    fn the_ledger_balances_or_says_why_not() {
+        let answered = vec![("a".to_owned(), Some("t1".to_owned())), ("b".into(), None), ("c".into(), None)];
+        let records = vec![record("a", "t1"), record("b", "anonymous"), record("x", "t1")];
+        let allowed: HashSet<String> = ["c".to_owned()].into();
+        let (l, v) = ledger(&answered, &allowed, 1, &records, 3);
+        assert!(v.is_empty(), "{v:?}");
+        assert_eq!(l, Ledger { answered: 3, recorded: 3, lost_at_kill: 1, rolled_up: 3 });
+
+        let (_, v) = ledger(&answered, &HashSet::new(), 0, &[record("a", "t2"), record("x", "t1")], 3);
+        for want in ["no usage record", "no client got an answer", "another tenant", "the rollups count 3"] {
+            assert!(v.iter().any(|s| s.contains(want)), "{want} missing from {v:?}");
+        }
+    }
+}

@@ -1,0 +1,10 @@
+#!/usr/bin/env bash
+# The chaos suite's whole matrix, short: two seconds per fault on the debug
+# binaries stage 10 built (the full run is scripts/chaos.sh).
+set -euo pipefail
+source "$(dirname "$0")/../env.sh"
+cd "$REPO_ROOT"
+export NATS_SERVER_BIN="$RESIZER_BIN/nats-server"
+cargo build --quiet --workspace --bins
+target=$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')
+"$target/debug/chaos" --seconds 2 --capacity-seconds 3 --logs "$target/chaos-logs"
