@@ -53,6 +53,9 @@ cat > "$state/nats.conf" <<CONF
 listen: 127.0.0.1:-1
 http: 127.0.0.1:-1
 max_payload: 8MB
+# The fleet's liveness settings (contracts::servers::SERVER_LIVENESS).
+ping_interval: "2s"
+ping_max: 3
 jetstream { store_dir: "$state/js" }
 CONF
 "$bin/resizer-admin" nats-config --dir "$keys" >>"$state/nats.conf"

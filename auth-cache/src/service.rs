@@ -20,8 +20,14 @@ pub async fn serve(
 ) -> anyhow::Result<()> {
     shared.wait_loaded().await;
     let mut set = tokio::task::JoinSet::new();
+    // The queue group shares the requests among the tasks and the other
+    // auth-caches; the hedge subject reaches this process once, on one more task.
+    let mut subs = Vec::new();
     for _ in 0..tasks.max(1) {
-        let mut sub = client.queue_subscribe(identity::VERIFY_SUBJECT, identity::VERIFY_QUEUE_GROUP.to_owned()).await?;
+        subs.push(client.queue_subscribe(identity::VERIFY_SUBJECT, identity::VERIFY_QUEUE_GROUP.to_owned()).await?);
+    }
+    subs.push(client.subscribe(identity::VERIFY_EVERY_SUBJECT).await?);
+    for mut sub in subs {
         let (client, shared, metrics) = (client.clone(), shared.clone(), metrics.clone());
         set.spawn(async move {
             while let Some(msg) = sub.next().await {

@@ -72,6 +72,7 @@ impl Role {
             Role::ApiServer => {
                 p.publish.push(subjects::JOBS_SUBJECT.into());
                 p.publish.push(identity::VERIFY_SUBJECT.into());
+                p.publish.push(identity::VERIFY_EVERY_SUBJECT.into());
                 p.publish.push(usage::USAGE_SUBJECT.into());
                 p.publish.extend(ensure_stream(subjects::JOBS_STREAM));
                 p.publish.extend(ensure_stream(usage::USAGE_STREAM));
@@ -86,6 +87,7 @@ impl Role {
             }
             Role::AuthCache => {
                 p.subscribe.push(format!("{} {}", identity::VERIFY_SUBJECT, identity::VERIFY_QUEUE_GROUP));
+                p.subscribe.push(identity::VERIFY_EVERY_SUBJECT.into());
                 p.allow_responses = true;
                 for bucket in [identity::BUCKET, usage::ROLLUP_BUCKET] {
                     p.publish.extend(ensure_stream(&kv_stream(bucket)));
@@ -96,6 +98,7 @@ impl Role {
                 p.publish.push(usage::DEAD_SUBJECT.into());
                 // The usage API authenticates its callers like the api-server.
                 p.publish.push(identity::VERIFY_SUBJECT.into());
+                p.publish.push(identity::VERIFY_EVERY_SUBJECT.into());
                 for stream in [usage::USAGE_STREAM, usage::DEAD_STREAM] {
                     p.publish.extend(ensure_stream(stream));
                 }
@@ -279,6 +282,13 @@ mod tests {
         }
         let group = format!("{} {}", identity::VERIFY_SUBJECT, identity::VERIFY_QUEUE_GROUP);
         assert!(Role::AuthCache.permissions().subscribe.contains(&group));
+        for role in Role::ALL.into_iter().filter(|r| *r != Role::AuthCache) {
+            assert!(
+                !allows(&role.permissions().subscribe, identity::VERIFY_EVERY_SUBJECT),
+                "{} hears hedges",
+                role.name()
+            );
+        }
     }
 
     #[test]

@@ -64,27 +64,32 @@ pub fn options(role: Role, creds: &Credentials, refusals: Counter) -> Result<Con
 /// subject, so a missing permission is found at once. For a process that
 /// holds its credentials in memory rather than in files (the operator).
 pub fn role_options(role: Role, refusals: Counter) -> ConnectOptions {
-    ConnectOptions::new().name(role.name()).custom_inbox_prefix(role.inbox_prefix()).event_callback(move |event| {
-        let refusals = refusals.clone();
-        async move {
-            match event {
-                Event::ServerError(ServerError::AuthorizationViolation) => {
-                    refusals.inc();
-                    tracing::error!(role = role.name(), "NATS refused this component's credentials");
+    ConnectOptions::new()
+        .name(role.name())
+        .custom_inbox_prefix(role.inbox_prefix())
+        .ping_interval(crate::servers::CLIENT_PING_INTERVAL)
+        .connection_timeout(crate::servers::CLIENT_CONNECT_TIMEOUT)
+        .event_callback(move |event| {
+            let refusals = refusals.clone();
+            async move {
+                match event {
+                    Event::ServerError(ServerError::AuthorizationViolation) => {
+                        refusals.inc();
+                        tracing::error!(role = role.name(), "NATS refused this component's credentials");
+                    }
+                    // A (re)connect the server refused: missing, unknown or wrong credentials.
+                    Event::ClientError(async_nats::ClientError::Other(e)) if e.contains("authorization") => {
+                        refusals.inc();
+                        tracing::error!(role = role.name(), error = %e, "NATS refused this component's credentials");
+                    }
+                    Event::ServerError(e) => {
+                        refusals.inc();
+                        tracing::error!(role = role.name(), error = %e, "NATS refused an operation");
+                    }
+                    other => tracing::info!(role = role.name(), event = %other, "NATS connection"),
                 }
-                // A (re)connect the server refused: missing, unknown or wrong credentials.
-                Event::ClientError(async_nats::ClientError::Other(e)) if e.contains("authorization") => {
-                    refusals.inc();
-                    tracing::error!(role = role.name(), error = %e, "NATS refused this component's credentials");
-                }
-                Event::ServerError(e) => {
-                    refusals.inc();
-                    tracing::error!(role = role.name(), error = %e, "NATS refused an operation");
-                }
-                other => tracing::info!(role = role.name(), event = %other, "NATS connection"),
             }
-        }
-    })
+        })
 }
 
 /// The counter every component exports as `nats_refusals_total`, registered in `registry`.

@@ -186,7 +186,7 @@ impl ProblemKind {
             Self::RateLimited => "The tenant's request rate limit is exceeded",
             Self::QuotaExhausted => "The tenant's monthly quota is used up",
             Self::AuthUnavailable => "Requests cannot be authenticated right now",
-            Self::ClientGone => "The request ended before a worker could fetch its image",
+            Self::ClientGone => "The client went away before its request was answered",
         }
     }
 

@@ -13,15 +13,21 @@ pub struct Node {
     pub client_url: String,
     /// Its configuration file: a restart runs the same server on the same store.
     conf: std::path::PathBuf,
+    /// Where its log goes (appended across restarts), if anywhere.
+    log: Option<std::path::PathBuf>,
 }
 
 impl Node {
-    fn spawn(conf: &std::path::Path) -> anyhow::Result<Child> {
+    fn spawn(conf: &std::path::Path, log: Option<&std::path::Path>) -> anyhow::Result<Child> {
+        let stderr = match log {
+            Some(path) => Stdio::from(std::fs::OpenOptions::new().create(true).append(true).open(path)?),
+            None => Stdio::null(),
+        };
         Command::new(crate::nats::binary())
             .arg("-c")
             .arg(conf)
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(stderr)
             .spawn()
             .context("starting nats-server (scripts/install-nats-server.sh)")
     }
@@ -33,7 +39,7 @@ impl Node {
     /// Starts the server again on its ports and store (after [`Node::kill`]).
     pub fn restart(&mut self) -> anyhow::Result<()> {
         self.kill();
-        self.child = Some(Self::spawn(&self.conf)?);
+        self.child = Some(Self::spawn(&self.conf, self.log.as_deref())?);
         Ok(())
     }
 
@@ -72,6 +78,11 @@ fn ports(n: usize) -> Vec<u16> {
 
 impl Cluster {
     pub fn start() -> anyhow::Result<Self> {
+        Self::start_logging(None)
+    }
+
+    /// [`Cluster::start`] with each server's log in `logs/nats-n<i>.log`.
+    pub fn start_logging(logs: Option<&std::path::Path>) -> anyhow::Result<Self> {
         let dir = tempfile::tempdir()?;
         let all = ports(6);
         let (clients, routes) = all.split_at(3);
@@ -82,20 +93,23 @@ impl Cluster {
             std::fs::write(
                 &conf,
                 format!(
-                    "server_name: n{i}\nlisten: 127.0.0.1:{}\nmax_payload: 8MB\n\
+                    "server_name: n{i}\nlisten: 127.0.0.1:{}\nmax_payload: 8MB\n{}\
                      jetstream {{ store_dir: \"{}\", sync_interval: always }}\n\
                      cluster {{ name: c, listen: 127.0.0.1:{}, routes: [{route_list}] }}\n{}",
                     clients[i],
+                    contracts::servers::SERVER_LIVENESS,
                     dir.path().join(format!("js{i}")).display(),
                     routes[i],
                     crate::nats::authorization(),
                 ),
             )?;
+            let log = logs.map(|d| d.join(format!("nats-n{i}.log")));
             nodes.push(Node {
-                child: Some(Node::spawn(&conf)?),
+                child: Some(Node::spawn(&conf, log.as_deref())?),
                 name: format!("n{i}"),
                 client_url: format!("nats://127.0.0.1:{}", clients[i]),
                 conf,
+                log,
             });
         }
         Ok(Self { nodes, _dir: dir })

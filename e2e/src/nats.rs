@@ -112,7 +112,8 @@ impl NatsServer {
         std::fs::write(
             &conf,
             format!(
-                "listen: 127.0.0.1:-1\nhttp: 127.0.0.1:-1\nmax_payload: 8MB\njetstream {{ store_dir: \"{}\"{} }}\n{authorization}",
+                "listen: 127.0.0.1:-1\nhttp: 127.0.0.1:-1\nmax_payload: 8MB\n{}jetstream {{ store_dir: \"{}\"{} }}\n{authorization}",
+                contracts::servers::SERVER_LIVENESS,
                 dir.path().join("js").display(),
                 // Benchmarks compare fsync policies (`always` vs the default 2 min).
                 std::env::var("NATS_SYNC_INTERVAL")

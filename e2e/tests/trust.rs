@@ -201,12 +201,14 @@ async fn nobody_but_an_auth_cache_can_answer_a_verification() {
     let mut auth = auth;
     assert!(auth.terminate(), "the real auth-cache leaves");
     let impostor = nats.client_as(Role::Worker).await.unwrap();
-    let mut forged = impostor
+    let group = impostor
         .queue_subscribe(contracts::identity::VERIFY_SUBJECT, contracts::identity::VERIFY_QUEUE_GROUP.into())
         .await
         .unwrap();
+    let every = impostor.subscribe(contracts::identity::VERIFY_EVERY_SUBJECT).await.unwrap();
     let answering = tokio::spawn(async move {
         use futures::StreamExt;
+        let mut forged = futures::stream::select(group, every);
         let mut answered = 0;
         while let Some(msg) = forged.next().await {
             if let Some(reply) = msg.reply {
@@ -226,6 +228,7 @@ async fn nobody_but_an_auth_cache_can_answer_a_verification() {
     answering.abort();
     let log = nats.log();
     assert!(log.contains("Subscription Violation - Subject \"identity.verify\", Queue: \"auth-cache\""), "{log}");
+    assert!(log.contains("Subscription Violation - Subject \"identity.verify.every\""), "{log}");
 }
 
 /// Two tenants through two api-servers at once: each gets its own images,

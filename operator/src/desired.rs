@@ -580,11 +580,13 @@ impl Builder<'_> {
              pid_file: /var/run/nats/nats.pid\n\
              lame_duck_duration: 30s\n\
              lame_duck_grace_period: 10s\n\
+             {liveness}\
              jetstream {{\n  store_dir: /data\n  max_file_store: {store}\n  sync_interval: always\n}}\n\
              {client_tls}\n\
              cluster {{\n  name: {cluster}\n  port: {CLUSTER_PORT}\n  routes: [\n{routes}\n  ]\n  {route_tls}\n}}\n\
              {authorization}",
             max_payload = contracts::subjects::MAX_PAYLOAD,
+            liveness = contracts::servers::SERVER_LIVENESS,
             store = nats_store_size(&self.rd.spec.queue.storage_size),
             cluster = self.rd.name_any(),
             routes = routes.iter().map(|r| format!("    {r}")).collect::<Vec<_>>().join("\n"),
@@ -868,6 +870,7 @@ mod tests {
         assert_eq!(hs.publish_not_ready_addresses, Some(true));
         let conf = &c.config_maps[0].data.as_ref().unwrap()["nats.conf"];
         assert!(conf.contains("max_payload: 8388608"), "{conf}");
+        assert!(conf.contains(contracts::servers::SERVER_LIVENESS), "{conf}");
         assert!(conf.contains("store_dir: /data"));
         // Inside the jetstream block, where nats-server reads it.
         let js = &conf[conf.find("jetstream {").unwrap()..];

@@ -534,3 +534,19 @@ fn a_profiled_jpeg_to_jpeg_matches_the_rgb_path() {
     assert!(same < 2.0 * baseline, "JPEG path vs RGB path: mean difference {same:.2}, untagged {baseline:.2}");
     assert!(ignored > 3.0 * same, "ignoring the profile must show: {ignored:.2} vs {same:.2}");
 }
+
+/// A refused input leaves nothing behind in the thread's codec state: the
+/// next photo on the same thread resizes as if it were the first.
+#[test]
+fn a_corrupt_input_does_not_poison_the_next_one() {
+    let photo = sample_jpeg();
+    let first = run(&photo, "w=100&format=jpeg").unwrap();
+    let bad_table: Vec<u8> = [0xff, 0xd8, 0xff, 0xdb].into_iter().chain(std::iter::repeat_n(0, 4096)).collect();
+    let mut truncated = photo.clone();
+    truncated.truncate(photo.len() / 2);
+    for corrupt in [bad_table, truncated, photo[..600].to_vec()] {
+        let _ = run(&corrupt, "w=100&format=jpeg");
+        let again = run(&photo, "w=100&format=jpeg").expect("the photo after a corrupt input");
+        assert_eq!(again.bytes, first.bytes, "same photo, same thread, same answer");
+    }
+}

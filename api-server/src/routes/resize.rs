@@ -389,8 +389,14 @@ async fn read_body(
     let mut buf = BytesMut::with_capacity(declared.map_or(64 << 10, |len| len as usize).min(max));
     let read = async {
         while let Some(frame) = body.frame().await {
-            let frame = frame
-                .map_err(|e| Problem::new(ProblemKind::InvalidParameter, format!("reading the body failed: {e}")))?;
+            // The connection ended (or broke) before the declared body arrived:
+            // the answer goes nowhere, and usage says the client left.
+            let frame = frame.map_err(|e| {
+                Problem::new(
+                    ProblemKind::ClientGone,
+                    format!("the connection ended before the whole body arrived: {e}"),
+                )
+            })?;
             if let Ok(data) = frame.into_data() {
                 if buf.len() + data.len() > max {
                     return Err(Problem::new(

@@ -36,6 +36,15 @@ pub const STREAM: &str = "KV_IDENTITY";
 /// Core NATS subject of verification requests; auth-caches answer it as one queue group.
 pub const VERIFY_SUBJECT: &str = "identity.verify";
 pub const VERIFY_QUEUE_GROUP: &str = "auth-cache";
+/// The same requests, answered by every auth-cache that hears them (no queue
+/// group): [`ask`] sends here only when the queue group's pick has not
+/// answered within [`HEDGE_AFTER`], so a paused or partitioned auth-cache
+/// costs a request that delay instead of a refusal.
+pub const VERIFY_EVERY_SUBJECT: &str = "identity.verify.every";
+/// How long [`ask`] waits for the queue group before it asks every auth-cache.
+/// An auth-cache answers in well under a millisecond; a silent one is only
+/// noticed by the servers after seconds of missed pings.
+pub const HEDGE_AFTER: Duration = Duration::from_millis(40);
 
 /// The IDENTITY bucket. History keeps the previous versions of a record for
 /// audit; every write is a compare-and-set, so history is never needed to

@@ -97,20 +97,42 @@ pub enum AskError {
 }
 
 /// Asks the auth-caches (one queue group on [`super::VERIFY_SUBJECT`]) about
-/// `req`; `headers` carry the caller's trace context.
+/// `req`; `headers` carry the caller's trace context. When the group's pick
+/// is silent for [`super::HEDGE_AFTER`], the same request goes to every
+/// auth-cache ([`super::VERIFY_EVERY_SUBJECT`]) and the first answer wins:
+/// the group routes to a member the servers still believe alive, which a
+/// paused process or node stays for seconds.
 pub async fn ask(
     client: &async_nats::Client,
     req: &VerifyRequest,
     headers: async_nats::HeaderMap,
     timeout: Duration,
 ) -> Result<Verdict, AskError> {
-    let payload = serde_json::to_vec(req).expect("requests serialise");
-    let request = client.request_with_headers(super::VERIFY_SUBJECT, headers, payload.into());
-    let msg = match tokio::time::timeout(timeout, request).await {
-        Err(_) => return Err(AskError::Timeout),
-        Ok(Err(e)) => return Err(AskError::Nats(e.to_string())),
-        Ok(Ok(msg)) => msg,
+    let payload: bytes::Bytes = serde_json::to_vec(req).expect("requests serialise").into();
+    let deadline = tokio::time::Instant::now() + timeout;
+    let first = client.request_with_headers(super::VERIFY_SUBJECT, headers.clone(), payload.clone());
+    tokio::pin!(first);
+    let hedge_at = tokio::time::Instant::now() + super::HEDGE_AFTER.min(timeout);
+    let answer = tokio::select! {
+        answer = &mut first => answer.map_err(|e| e.to_string()),
+        () = tokio::time::sleep_until(hedge_at) => {
+            let every = client.request_with_headers(super::VERIFY_EVERY_SUBJECT, headers, payload);
+            tokio::pin!(every);
+            // An error from one (no responders yet, a closed inbox) leaves the other to answer.
+            let either = async {
+                tokio::select! {
+                    Ok(answer) = &mut first => Ok(answer),
+                    Ok(answer) = &mut every => Ok(answer),
+                    else => Err("neither the queue group nor any auth-cache answered".to_owned()),
+                }
+            };
+            match tokio::time::timeout_at(deadline, either).await {
+                Err(_) => return Err(AskError::Timeout),
+                Ok(answer) => answer,
+            }
+        }
     };
+    let msg = answer.map_err(AskError::Nats)?;
     serde_json::from_slice(&msg.payload).map_err(|e| AskError::Unreadable(e.to_string()))
 }
 

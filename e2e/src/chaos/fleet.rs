@@ -96,7 +96,7 @@ pub struct Fleet {
 impl Fleet {
     pub async fn start(logs: &Path) -> anyhow::Result<Self> {
         std::fs::create_dir_all(logs)?;
-        let cluster = Cluster::start()?;
+        let cluster = Cluster::start_logging(Some(logs))?;
         cluster.ready(Duration::from_secs(90)).await.context("JetStream cluster")?;
         let store = ident::replicated_store(&cluster.urls(), 3).await?;
         let mut me = Self {
@@ -137,7 +137,8 @@ impl Fleet {
         let n = self.starts.entry(name.to_owned()).or_default();
         *n += 1;
         Launch::default()
-            .env("RUST_LOG", "warn")
+            // Connection events too: which node each member left for which, and when.
+            .env("RUST_LOG", "warn,contracts::connect=info")
             .env("JOBS_REPLICAS", "3")
             .env("USAGE_REPLICAS", "3")
             .env("IDENTITY_REPLICAS", "3")
@@ -228,6 +229,19 @@ impl Fleet {
         None
     }
 
+    /// Waits until every stream of [`STREAMS`] has a leader: a scenario starts
+    /// from a whole cluster, not from the last one's election still running.
+    pub async fn steady(&self, within: Duration) -> anyhow::Result<Duration> {
+        let since = Instant::now();
+        for stream in STREAMS {
+            while self.leader(stream, None).await.is_none() {
+                anyhow::ensure!(since.elapsed() < within, "{stream} has no leader {within:?} after the last scenario");
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
+        }
+        Ok(since.elapsed())
+    }
+
     /// Waits until `stream` has a leader other than `old`; how long that took from `since`.
     pub async fn reelected(&self, stream: &str, old: usize, since: Instant, within: Duration) -> Option<Duration> {
         while since.elapsed() < within {
@@ -241,13 +255,17 @@ impl Fleet {
         None
     }
 
-    /// A node that leads none of JOBS, USAGE and IDENTITY, if there is one.
+    /// A node that does not lead JOBS, the one leading fewest of the other [`STREAMS`]
+    /// (with a stream per bucket, every node usually leads something).
     pub async fn follower(&self) -> Option<usize> {
         let mut leaders = Vec::new();
         for s in STREAMS {
-            leaders.extend(self.leader(s, None).await);
+            leaders.push(self.leader(s, None).await);
         }
-        (0..self.cluster.nodes.len()).find(|i| !leaders.contains(i))
+        let jobs = leaders[0];
+        (0..self.cluster.nodes.len())
+            .filter(|i| Some(*i) != jobs)
+            .min_by_key(|i| leaders.iter().filter(|l| **l == Some(*i)).count())
     }
 
     /// A usage-aggregator's query URL base and admin token.

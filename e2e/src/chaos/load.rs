@@ -2,10 +2,12 @@
 //!
 //! Arrivals follow a fixed schedule and never wait for answers, as real
 //! clients do not: a slow system gets more requests in flight, not fewer.
-//! Every twentieth request carries no credentials and every twentieth other
-//! one a signature by a key that is not the tenant's; the rest alternate
-//! between the tenants' API keys and their signatures. Each tenant asks for
-//! its own box size, so an image that reached the wrong tenant shows.
+//! Every twentieth request carries no credentials, every twentieth other
+//! one a signature by a key that is not the tenant's, one more a corrupt
+//! image and one more is abandoned by its client halfway through the upload;
+//! the rest alternate between the tenants' API keys and their signatures.
+//! Each tenant asks for its own box size, so an image that reached the wrong
+//! tenant shows.
 //!
 //! Requests go to the api-servers in turn. A refused connection is tried on
 //! the next one, as a load balancer with health checks would route around a
@@ -35,6 +37,11 @@ pub enum Ask {
     Anonymous,
     /// The tenant's key id, signed with some other key.
     Forged(usize),
+    /// Tenant index, by API key, with a body that is not a decodable image.
+    Corrupt(usize),
+    /// Tenant index, by API key: the client sends half the declared body and
+    /// closes the connection.
+    Abandoned(usize),
 }
 
 impl Ask {
@@ -42,6 +49,14 @@ impl Ask {
     pub fn tenant(self) -> Option<usize> {
         match self {
             Self::Bearer(t) | Self::Signed(t) => Some(t),
+            Self::Anonymous | Self::Forged(_) | Self::Corrupt(_) | Self::Abandoned(_) => None,
+        }
+    }
+
+    /// The tenant whose valid credentials the request carries, image or not.
+    pub fn sender(self) -> Option<usize> {
+        match self {
+            Self::Bearer(t) | Self::Signed(t) | Self::Corrupt(t) | Self::Abandoned(t) => Some(t),
             Self::Anonymous | Self::Forged(_) => None,
         }
     }
@@ -50,7 +65,9 @@ impl Ask {
     pub fn nth(i: usize) -> Self {
         let tenant = (i / 2) % TENANT_SIDES.len();
         match i % 20 {
+            3 => Self::Corrupt(tenant),
             7 => Self::Anonymous,
+            11 => Self::Abandoned(tenant),
             13 => Self::Forged(tenant),
             _ if i.is_multiple_of(2) => Self::Bearer(tenant),
             _ => Self::Signed(tenant),
@@ -192,7 +209,18 @@ impl Load {
     /// Sends request `i` to the api-servers in turn from `i`, past the ones refusing connections.
     async fn exchange(&self, i: usize, ask: Ask) -> ((usize, u32), Result<(Answer, Option<String>), Failure>) {
         let n = self.backends.len();
-        let body = self.photos[i % self.photos.len()].clone();
+        let body = match ask {
+            // A JPEG start and a quantisation table marker with a length that cannot be.
+            Ask::Corrupt(_) => {
+                Bytes::from_iter([0xff, 0xd8, 0xff, 0xdb].into_iter().chain(std::iter::repeat_n(0, 4096)))
+            }
+            _ => self.photos[i % self.photos.len()].clone(),
+        };
+        if let Ask::Abandoned(t) = ask {
+            let b = i % n;
+            let (base, generation) = self.backends.get(b);
+            return ((b, generation), self.abandon(&base, &self.keys[t][0], &body).await);
+        }
         let mut last = None;
         for k in 0..n {
             let b = (i + k) % n;
@@ -207,11 +235,11 @@ impl Load {
     }
 
     async fn send(&self, base: &str, ask: Ask, body: Bytes) -> reqwest::Result<reqwest::Response> {
-        let side = TENANT_SIDES[ask.tenant().unwrap_or(0)];
+        let side = TENANT_SIDES[ask.sender().unwrap_or(0)];
         let url = format!("{base}/v1/resize?w={side}&h={side}&fit=inside&format=jpeg&quality=70");
         let mut req = self.http.post(&url).header("content-type", "image/jpeg");
         let creds = match ask {
-            Ask::Bearer(t) => Some(&self.keys[t][0]),
+            Ask::Bearer(t) | Ask::Corrupt(t) | Ask::Abandoned(t) => Some(&self.keys[t][0]),
             Ask::Signed(t) => Some(&self.keys[t][1]),
             Ask::Forged(t) => Some(&self.keys[t][2]),
             Ask::Anonymous => None,
@@ -220,6 +248,45 @@ impl Load {
             req = req.headers(crate::identity::auth_headers(&url, "image/jpeg", &body, creds));
         }
         req.body(body).send().await
+    }
+}
+
+impl Load {
+    /// Declares the whole body, sends half of it and closes the connection:
+    /// on a raw socket, since an HTTP client would keep the connection (and
+    /// the server would read the next request as the rest of this body).
+    /// Any answer read before the close counts; usually there is none.
+    async fn abandon(&self, base: &str, key: &Credentials, body: &Bytes) -> Result<(Answer, Option<String>), Failure> {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let url = format!("{base}/v1/resize?w=64&format=jpeg");
+        let authority = base.trim_start_matches("http://");
+        let mut head = format!(
+            "POST {} HTTP/1.1\r\nhost: {authority}\r\ncontent-type: image/jpeg\r\ncontent-length: {}\r\n",
+            &url[base.len()..],
+            body.len()
+        );
+        for (name, value) in &crate::identity::auth_headers(&url, "image/jpeg", body, key) {
+            head.push_str(&format!("{name}: {}\r\n", value.to_str().unwrap_or_default()));
+        }
+        head.push_str("\r\n");
+        let io = async {
+            let mut sock = tokio::net::TcpStream::connect(authority).await?;
+            sock.write_all(head.as_bytes()).await?;
+            sock.write_all(&body[..body.len() / 2]).await?;
+            sock.shutdown().await?;
+            let mut answer = Vec::new();
+            sock.read_to_end(&mut answer).await?;
+            std::io::Result::Ok(answer)
+        };
+        match io.await {
+            Ok(answer) if answer.is_empty() => Err(Failure::Transport("left mid-upload".into())),
+            Ok(answer) => {
+                let status =
+                    std::str::from_utf8(answer.get(9..12).unwrap_or_default()).ok().and_then(|s| s.parse().ok());
+                Ok((Answer::Problem { status: status.unwrap_or(0), kind: "(read before leaving)".into() }, None))
+            }
+            Err(e) => Err(Failure::Transport(format!("left mid-upload: {e}"))),
+        }
     }
 }
 

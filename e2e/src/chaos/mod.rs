@@ -83,6 +83,10 @@ pub async fn suite(opts: &Options) -> anyhow::Result<bool> {
     );
     let mut reports = Vec::new();
     for (n, s) in scenarios.iter().enumerate() {
+        let waited = fleet.steady(Duration::from_secs(30)).await?;
+        if waited > Duration::from_secs(1) {
+            progress!("every stream has a leader again after {:.1} s", waited.as_secs_f64());
+        }
         progress!("[{}/{}] {}", n + 1, scenarios.len(), s.name);
         let r = run::scenario(&mut fleet, &load, s, rate, opts.timing).await.with_context(|| s.name.clone())?;
         let f = &r.figures;
@@ -126,13 +130,25 @@ async fn settle_ledger(
     reports: &[run::Report],
 ) -> anyhow::Result<(verdict::Ledger, Vec<String>)> {
     let tenants: Vec<String> = fleet.tenants.iter().map(|t| t.id.clone()).collect();
-    let answered: Vec<(String, Option<String>)> = capacity_run
+    let answered: Vec<verdict::Answered> = capacity_run
         .iter()
         .chain(reports.iter().flat_map(|r| &r.outcomes))
-        .filter_map(|o| Some((o.request_id.clone()?, o.ask.tenant().map(|t| tenants[t].clone()))))
+        .filter_map(|o| {
+            Some(verdict::Answered {
+                request_id: o.request_id.clone()?,
+                tenant: o.ask.sender().map(|t| tenants[t].clone()),
+                served: o.ok(),
+            })
+        })
         .collect();
     let may_be_missing: HashSet<String> = reports.iter().flat_map(|r| r.may_be_missing.iter().cloned()).collect();
-    let lost: usize = reports.iter().map(|r| r.lost_in_flight).sum();
+    // Requests that lost their connection may still have left a record.
+    let abandoned = capacity_run
+        .iter()
+        .chain(reports.iter().flat_map(|r| &r.outcomes))
+        .filter(|o| matches!(o.ask, load::Ask::Abandoned(_)) && o.request_id.is_none())
+        .count();
+    let lost: usize = reports.iter().map(|r| r.lost_in_flight).sum::<usize>() + abandoned;
     // The api-servers flush refusals' records every second.
     tokio::time::sleep(api_server::usage::FLUSH_INTERVAL * 3).await;
     let client = crate::nats::observer(&fleet.cluster.urls()).await?;

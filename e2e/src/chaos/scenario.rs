@@ -8,7 +8,7 @@ pub enum Target {
     Member(Member),
     /// The JetStream node leading this stream.
     Leader(&'static str),
-    /// A JetStream node leading none of the streams the fleet writes.
+    /// A JetStream node that follows the JOBS stream.
     Follower,
 }
 
@@ -36,7 +36,7 @@ fn targets() -> Vec<(String, Target)> {
         member(Member::Worker(0)),
         member(Member::AuthCache(0)),
         member(Member::Aggregator(0)),
-        ("nats follower".into(), Target::Follower),
+        ("JOBS follower".into(), Target::Follower),
         ("JOBS leader".into(), Target::Leader(JOBS_STREAM)),
         ("USAGE leader".into(), Target::Leader(USAGE_STREAM)),
         ("IDENTITY leader".into(), Target::Leader("KV_IDENTITY")),

@@ -133,11 +133,26 @@ pub fn violations(outcomes: &[Outcome], phase: &Phase, allow: &Allowance, figure
     let lost: Vec<_> = outcomes
         .iter()
         .filter(|o| matches!(&o.answer, Answer::Failed(f) if *f != Failure::Timeout) && !allow.lost_with_api(o))
+        .filter(|o| !matches!(o.ask, Ask::Abandoned(_)))
         .collect();
     count("requests that ended without an HTTP answer", lost.len(), lost.first().copied());
     let served_unauthenticated: Vec<_> =
-        outcomes.iter().filter(|o| o.ask.tenant().is_none() && matches!(o.answer, Answer::Image { .. })).collect();
+        outcomes.iter().filter(|o| o.ask.sender().is_none() && matches!(o.answer, Answer::Image { .. })).collect();
     count("requests without valid credentials answered with an image", served_unauthenticated.len(), None);
+    let served_garbage: Vec<_> = outcomes
+        .iter()
+        .filter(|o| o.ask.sender().is_some() && o.ask.tenant().is_none() && matches!(o.answer, Answer::Image { .. }))
+        .collect();
+    count("corrupt or half-sent bodies answered with an image", served_garbage.len(), served_garbage.first().copied());
+    // A corrupt image is the client's mistake (4xx) unless the system could not look at it (503).
+    let misjudged: Vec<_> = outcomes
+        .iter()
+        .filter(|o| {
+            matches!((o.ask, &o.answer), (Ask::Corrupt(_), Answer::Problem { status, .. })
+                if !matches!(status, 415 | 422 | 503))
+        })
+        .collect();
+    count("corrupt images answered other than 415, 422 or 503", misjudged.len(), misjudged.first().copied());
     let crossed: Vec<_> = outcomes
         .iter()
         .filter(|o| match (o.ask.tenant(), &o.answer) {
@@ -186,20 +201,34 @@ pub struct Ledger {
     pub rolled_up: u64,
 }
 
+/// One answered request as the ledger sees it.
+#[derive(Debug, Clone)]
+pub struct Answered {
+    pub request_id: String,
+    /// The tenant whose credentials it carried (`None` for none or forged ones).
+    pub tenant: Option<String>,
+    /// Whether it was answered with an image.
+    pub served: bool,
+}
+
 /// Checks the usage invariants: every answered request has a record (except
 /// refusals an api-server held unflushed when it was killed), nothing is
-/// recorded that no client can have sent (beyond the requests whose
-/// connection died with an api-server), each record names the tenant that
-/// sent it, and the rollups count each record once.
+/// recorded that no client can have sent (beyond `unanswered`: the requests
+/// whose connection died with an api-server or whose client left
+/// mid-upload), each record names the tenant that
+/// sent it, and the rollups count each record once. A request refused before
+/// it was authenticated (shed at admission, say) is recorded for the
+/// anonymous tenant: that is not another tenant's.
 pub fn ledger(
-    answered: &[(String, Option<String>)],
+    answered: &[Answered],
     may_be_missing: &HashSet<String>,
-    lost_in_flight: usize,
+    unanswered: usize,
     records: &[UsageRecord],
     rolled_up: u64,
 ) -> (Ledger, Vec<String>) {
     let mut v = Vec::new();
-    let expected: HashMap<&str, Option<&str>> = answered.iter().map(|(id, t)| (id.as_str(), t.as_deref())).collect();
+    let expected: HashMap<&str, (Option<&str>, bool)> =
+        answered.iter().map(|a| (a.request_id.as_str(), (a.tenant.as_deref(), a.served))).collect();
     let recorded: HashMap<&str, &UsageRecord> = records.iter().map(|r| (r.request_id.as_str(), r)).collect();
     let missing: Vec<&str> = expected.keys().filter(|id| !recorded.contains_key(*id)).copied().collect();
     let unexplained: Vec<&&str> = missing.iter().filter(|id| !may_be_missing.contains(**id)).collect();
@@ -207,15 +236,17 @@ pub fn ledger(
         v.push(format!("{} answered requests have no usage record (first: {})", unexplained.len(), unexplained[0]));
     }
     let extra = recorded.keys().filter(|id| !expected.contains_key(*id)).count();
-    if extra > lost_in_flight {
+    if extra > unanswered {
         v.push(format!(
-            "{extra} usage records of requests no client got an answer to, more than the {lost_in_flight} in flight on killed api-servers"
+            "{extra} usage records of requests no client got an answer to, more than the {unanswered} that lost their connection"
         ));
     }
+    let anonymous = contracts::job::ANONYMOUS_TENANT;
     let wrong_tenant: Vec<_> = expected
         .iter()
-        .filter_map(|(id, t)| Some((id, (*t)?, recorded.get(id)?)))
-        .filter(|(_, t, r)| r.tenant != *t)
+        .filter_map(|(id, (t, served))| Some((id, (*t)?, *served, recorded.get(id)?)))
+        .filter(|(_, t, served, r)| r.tenant != *t && (*served || r.tenant != anonymous))
+        .map(|(id, t, _, r)| (id, t, r))
         .collect();
     if let Some((id, t, r)) = wrong_tenant.first() {
         v.push(format!(
@@ -302,6 +333,10 @@ mod tests {
         outcomes.push(o(140, Ask::Signed(1), Answer::Problem { status: 502, kind: String::new() }));
         outcomes.push(o(150, Ask::Signed(1), Answer::Problem { status: 401, kind: "/p/unauthenticated".into() }));
         outcomes.push(o(160, Ask::Forged(1), Answer::Problem { status: 400, kind: "/p/invalid".into() }));
+        outcomes.push(o(170, Ask::Corrupt(0), image(0)));
+        outcomes.push(o(180, Ask::Corrupt(0), Answer::Problem { status: 500, kind: "/p/internal".into() }));
+        // A client that left mid-upload sees its own reset: not the system's doing.
+        outcomes.push(o(190, Ask::Abandoned(0), Answer::Failed(Failure::Reset)));
         let f = figures(&outcomes, &PHASE);
         let v = violations(&outcomes, &PHASE, &Allowance::default(), &f);
         for want in [
@@ -312,9 +347,12 @@ mod tests {
             "not problem+json",
             "refused with a 4xx",
             "other than 401 or 503",
+            "corrupt or half-sent bodies answered with an image",
+            "corrupt images answered other than",
         ] {
             assert!(v.iter().any(|s| s.contains(want)), "{want} missing from {v:?}");
         }
+        assert!(v.iter().any(|s| s.starts_with("1 requests that ended without an HTTP answer")), "{v:?}");
     }
 
     #[test]
@@ -337,14 +375,21 @@ mod tests {
 
     #[test]
     fn the_ledger_balances_or_says_why_not() {
-        let answered = vec![("a".to_owned(), Some("t1".to_owned())), ("b".into(), None), ("c".into(), None)];
-        let records = vec![record("a", "t1"), record("b", "anonymous"), record("x", "t1")];
+        let a = |id: &str, tenant: Option<&str>, served| Answered {
+            request_id: id.into(),
+            tenant: tenant.map(str::to_owned),
+            served,
+        };
+        let answered =
+            vec![a("a", Some("t1"), true), a("b", None, false), a("c", None, false), a("d", Some("t1"), false)];
+        // `d` was shed before it was authenticated: anonymous is its honest tenant.
+        let records = vec![record("a", "t1"), record("b", "anonymous"), record("d", "anonymous"), record("x", "t1")];
         let allowed: HashSet<String> = ["c".to_owned()].into();
-        let (l, v) = ledger(&answered, &allowed, 1, &records, 3);
+        let (l, v) = ledger(&answered, &allowed, 1, &records, 4);
         assert!(v.is_empty(), "{v:?}");
-        assert_eq!(l, Ledger { answered: 3, recorded: 3, lost_at_kill: 1, rolled_up: 3 });
+        assert_eq!(l, Ledger { answered: 4, recorded: 4, lost_at_kill: 1, rolled_up: 4 });
 
-        let (_, v) = ledger(&answered, &HashSet::new(), 0, &[record("a", "t2"), record("x", "t1")], 3);
+        let (_, v) = ledger(&answered, &HashSet::new(), 0, &[record("a", "anonymous"), record("x", "t1")], 3);
         for want in ["no usage record", "no client got an answer", "another tenant", "the rollups count 3"] {
             assert!(v.iter().any(|s| s.contains(want)), "{want} missing from {v:?}");
         }

@@ -72,6 +72,17 @@ impl Engine {
     }
 
     pub fn resize(&mut self, input: &[u8], op: &ResizeOp, limits: &Limits) -> Result<Resized, ResizeError> {
+        let result = self.run(input, op, limits);
+        if result.is_err() {
+            // libjpeg keeps what it read of a refused stream (tables, markers,
+            // its error state) in the handle, and the next photo decoded with
+            // it fails ("Bogus DQT index") or worse: start the next job afresh.
+            *self = Self::new()?;
+        }
+        result
+    }
+
+    fn run(&mut self, input: &[u8], op: &ResizeOp, limits: &Limits) -> Result<Resized, ResizeError> {
         let format = ImageFormat::sniff(input)
             .ok_or_else(|| ResizeError::Unsupported("not a JPEG, PNG, WebP or GIF image".into()))?;
         let header = decode::header(&mut self.decompressor, input, format)?;
