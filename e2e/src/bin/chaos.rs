@@ -2,10 +2,11 @@
 //! fault per scenario, invariants checked, one table printed.
 //!
 //!   scripts/chaos.sh [--seconds 10] [--load 0.5] [--only kill,pause,…] [--logs DIR]
+//!                    [--budgets enforce|report]
 //!
 //! `--seconds` is how long each fault lasts; the baseline before it lasts as
 //! long and the recovery after it twice as long. Exits non-zero when an
-//! invariant broke.
+//! invariant broke or (unless `--budgets report`) a time budget was missed.
 
 use anyhow::{Context, bail};
 use e2e::chaos::{Options, run::Timing, suite};
@@ -24,6 +25,7 @@ fn options() -> anyhow::Result<Options> {
         capacity_for: Duration::from_secs(5),
         only: Vec::new(),
         logs: std::env::temp_dir().join("resizer-chaos"),
+        budgets: true,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -34,6 +36,13 @@ fn options() -> anyhow::Result<Options> {
             "--only" => o.only = value.split(',').map(str::to_owned).collect(),
             "--logs" => o.logs = value.into(),
             "--capacity-seconds" => o.capacity_for = Duration::from_secs_f64(value.parse()?),
+            "--budgets" => {
+                o.budgets = match value.as_str() {
+                    "enforce" => true,
+                    "report" => false,
+                    other => bail!("--budgets takes enforce or report, not {other}"),
+                }
+            }
             other => bail!("unknown flag {other}"),
         }
     }

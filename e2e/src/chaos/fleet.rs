@@ -209,43 +209,49 @@ impl Fleet {
         Ok(())
     }
 
-    /// The JetStream node that leads `stream` now, asked of a node that is up
+    /// The JetStream node that leads `group` now, asked of a node that is up
     /// (and not `avoid`, which may be paused): `None` while there is no leader.
-    pub async fn leader(&self, stream: &str, avoid: Option<usize>) -> Option<usize> {
+    pub async fn leader(&self, group: Group, avoid: Option<usize>) -> Option<usize> {
         for (i, node) in self.cluster.nodes.iter().enumerate() {
             if Some(i) == avoid || node.pid().is_none() {
                 continue;
             }
             let ask = async {
                 let client = crate::nats::observer(&node.client_url).await.ok()?;
-                let mut s = async_nats::jetstream::new(client).get_stream(stream).await.ok()?;
-                let leader = s.info().await.ok()?.cluster.clone()?.leader?;
+                let mut s = async_nats::jetstream::new(client).get_stream(group.stream).await.ok()?;
+                let cluster = match group.consumer {
+                    None => s.info().await.ok()?.cluster.clone(),
+                    Some(name) => s.consumer_info(name).await.ok()?.cluster,
+                };
+                let leader = cluster?.leader?;
                 self.cluster.nodes.iter().position(|n| n.name == leader)
             };
-            if let Ok(found) = tokio::time::timeout(Duration::from_secs(2), ask).await {
+            // A healthy JetStream answers in milliseconds; a short wait keeps
+            // the measured re-election close to the real one.
+            if let Ok(found) = tokio::time::timeout(Duration::from_millis(500), ask).await {
                 return found;
             }
         }
         None
     }
 
-    /// Waits until every stream of [`STREAMS`] has a leader: a scenario starts
+    /// Waits until every group of [`GROUPS`] has a leader: a scenario starts
     /// from a whole cluster, not from the last one's election still running.
     pub async fn steady(&self, within: Duration) -> anyhow::Result<Duration> {
         let since = Instant::now();
-        for stream in STREAMS {
-            while self.leader(stream, None).await.is_none() {
-                anyhow::ensure!(since.elapsed() < within, "{stream} has no leader {within:?} after the last scenario");
+        for group in GROUPS {
+            while self.leader(group, None).await.is_none() {
+                anyhow::ensure!(since.elapsed() < within, "{group} has no leader {within:?} after the last scenario");
                 tokio::time::sleep(Duration::from_millis(250)).await;
             }
         }
         Ok(since.elapsed())
     }
 
-    /// Waits until `stream` has a leader other than `old`; how long that took from `since`.
-    pub async fn reelected(&self, stream: &str, old: usize, since: Instant, within: Duration) -> Option<Duration> {
+    /// Waits until `group` has a leader other than `old`; how long that took from `since`.
+    pub async fn reelected(&self, group: Group, old: usize, since: Instant, within: Duration) -> Option<Duration> {
         while since.elapsed() < within {
-            if let Some(new) = self.leader(stream, Some(old)).await
+            if let Some(new) = self.leader(group, Some(old)).await
                 && new != old
             {
                 return Some(since.elapsed());
@@ -255,12 +261,12 @@ impl Fleet {
         None
     }
 
-    /// A node that does not lead JOBS, the one leading fewest of the other [`STREAMS`]
+    /// A node that does not lead JOBS, the one leading fewest of the other [`GROUPS`]
     /// (with a stream per bucket, every node usually leads something).
     pub async fn follower(&self) -> Option<usize> {
         let mut leaders = Vec::new();
-        for s in STREAMS {
-            leaders.push(self.leader(s, None).await);
+        for g in GROUPS {
+            leaders.push(self.leader(g, None).await);
         }
         let jobs = leaders[0];
         (0..self.cluster.nodes.len())
@@ -282,6 +288,39 @@ impl Fleet {
     }
 }
 
-/// The streams whose leaders the scenarios take away.
-pub const STREAMS: [&str; 3] =
-    [contracts::subjects::JOBS_STREAM, contracts::usage::streams::USAGE_STREAM, "KV_IDENTITY"];
+/// A raft group of JetStream: a stream, or a durable consumer of one (each
+/// elects its own leader, and work stops while either has none).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Group {
+    pub stream: &'static str,
+    pub consumer: Option<&'static str>,
+}
+
+impl Group {
+    pub const fn stream(stream: &'static str) -> Self {
+        Self { stream, consumer: None }
+    }
+}
+
+impl std::fmt::Display for Group {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.consumer {
+            None => f.write_str(self.stream),
+            Some(c) => write!(f, "{} > {c}", self.stream),
+        }
+    }
+}
+
+/// The groups whose leaders the scenarios take away: the queue, usage and
+/// identity streams and the consumers the workers and aggregators pull from.
+/// JOBS comes first.
+pub const GROUPS: [Group; 5] = [
+    Group::stream(contracts::subjects::JOBS_STREAM),
+    Group { stream: contracts::subjects::JOBS_STREAM, consumer: Some(contracts::subjects::WORKERS_CONSUMER) },
+    Group::stream(contracts::usage::streams::USAGE_STREAM),
+    Group {
+        stream: contracts::usage::streams::USAGE_STREAM,
+        consumer: Some(contracts::usage::streams::AGGREGATOR_CONSUMER),
+    },
+    Group::stream(contracts::identity::STREAM),
+];

@@ -14,23 +14,29 @@ fn ms(v: f64) -> String {
     if v.is_nan() { "–".into() } else { format!("{v:.0}") }
 }
 
-pub fn table(reports: &[Report]) -> String {
+pub fn table(reports: &[Report], budgets: bool) -> String {
     let mut out = String::from(
-        "| scenario | offered | ok | availability | errors (authorised requests) | error window s | p50 / p99 ms during fault | recovered after s | notes | invariants |\n\
-         |---|---:|---:|---:|---|---|---|---:|---|---|\n",
+        "| scenario | offered | ok | availability | errors (authorised requests) | error window s | outage s | p50 / p99 ms during fault | recovered after s | notes | invariants |\n\
+         |---|---:|---:|---:|---|---|---:|---|---:|---|---|\n",
     );
     for r in reports {
         let f = &r.figures;
         let window = f.error_window.map_or("–".into(), |(a, b)| format!("{a:.1}–{b:.1}"));
         let recovered = f.recovered_after.map_or("never".into(), |s| format!("{s:.1}"));
-        let verdict = if r.passed() { "hold".to_owned() } else { format!("**{} broken**", r.violations.len()) };
+        let verdict = match (r.violations.len(), r.over_budget.len()) {
+            (0, 0) => "hold".to_owned(),
+            (0, n) if !budgets => format!("hold ({n} over budget)"),
+            (0, n) => format!("**{n} over budget**"),
+            (b, _) => format!("**{b} broken**"),
+        };
         out += &format!(
-            "| {} | {} | {} | {:.2} % | {} | {window} | {} / {} | {recovered} | {} | {verdict} |\n",
+            "| {} | {} | {} | {:.2} % | {} | {window} | {:.1} | {} / {} | {recovered} | {} | {verdict} |\n",
             r.name,
             f.offered,
             f.ok,
             f.availability * 100.0,
             errors(r),
+            f.outage,
             ms(f.p50_ms),
             ms(f.p99_ms),
             r.notes.join("; "),

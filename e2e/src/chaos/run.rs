@@ -2,7 +2,7 @@
 //! recovery, and what it cost.
 
 use super::{
-    fleet::{Fleet, Member, STREAMS},
+    fleet::{Fleet, GROUPS, Group, Member},
     load::{Answer, Load, Outcome},
     scenario::{Fault, Scenario, Target},
     verdict::{self, Allowance, Figures, Phase},
@@ -38,7 +38,10 @@ pub const OUTAGE_OVER_ELECTION: Duration = Duration::from_secs(1);
 pub struct Report {
     pub name: String,
     pub figures: Figures,
+    /// Broken invariants: what the system must never do, however busy.
     pub violations: Vec<String>,
+    /// Missed time budgets (recovery, re-election, outage).
+    pub over_budget: Vec<String>,
     /// What the fault did beyond the figures: who was hit, elections.
     pub notes: Vec<String>,
     pub outcomes: Vec<Outcome>,
@@ -49,8 +52,9 @@ pub struct Report {
 }
 
 impl Report {
-    pub fn passed(&self) -> bool {
-        self.violations.is_empty()
+    /// Whether the scenario passed; time budgets count only when `budgets` is set.
+    pub fn passed(&self, budgets: bool) -> bool {
+        self.violations.is_empty() && (!budgets || self.over_budget.is_empty())
     }
 }
 
@@ -58,7 +62,10 @@ async fn resolve(fleet: &Fleet, t: Target) -> anyhow::Result<(Member, Option<&'s
     Ok(match t {
         Target::Member(m) => (m, None),
         Target::Leader(stream) => {
-            let i = fleet.leader(stream, None).await.ok_or_else(|| anyhow::anyhow!("{stream} has no leader"))?;
+            let i = fleet
+                .leader(Group::stream(stream), None)
+                .await
+                .ok_or_else(|| anyhow::anyhow!("{stream} has no leader"))?;
             (Member::Nats(i), Some(stream))
         }
         Target::Follower => {
@@ -107,9 +114,9 @@ pub async fn scenario(
         // The streams a JetStream node leads lose their leader with it.
         let mut led = Vec::new();
         if let Member::Nats(node) = m {
-            for stream in STREAMS {
-                if fleet.leader(stream, None).await == Some(node) {
-                    led.push(stream);
+            for group in GROUPS {
+                if fleet.leader(group, None).await == Some(node) {
+                    led.push(group);
                 }
             }
         }
@@ -129,15 +136,19 @@ pub async fn scenario(
         {
             // Raft elects after 4–9 s of silence: the heal waits for the elections (or this budget).
             let within = STEP_DOWN_BUDGET.max(length);
-            let mut slowest = Some(Duration::ZERO);
-            for stream in led {
-                let took = fleet.reelected(stream, old, hit, within).await;
+            // A group not re-elected within the budget counts as the whole budget.
+            let mut slowest = Duration::ZERO;
+            let mut all = true;
+            for group in led {
+                let took = fleet.reelected(group, old, hit, within).await;
                 match took {
-                    Some(d) => notes.push(format!("{stream} re-elected in {:.1} s", d.as_secs_f64())),
-                    None => notes.push(format!("{stream} not re-elected within {:.0} s", within.as_secs_f64())),
+                    Some(d) => notes.push(format!("{group} re-elected in {:.1} s", d.as_secs_f64())),
+                    None => notes.push(format!("{group} not re-elected within {:.0} s", within.as_secs_f64())),
                 }
-                slowest = slowest.zip(took).map(|(a, b)| a.max(b));
+                all &= took.is_some();
+                slowest = slowest.max(took.unwrap_or(within));
             }
+            let slowest = if kill || all { Some(slowest) } else { None };
             election = Some(slowest);
         }
     }
@@ -161,18 +172,20 @@ pub async fn scenario(
     let outcomes = traffic.await?;
     let phase = Phase { fault: fault_at, heal: healed, end: healed + recover };
     let figures = verdict::figures(&outcomes, &phase);
-    let mut violations = verdict::violations(&outcomes, &phase, &allow, &figures);
+    let violations = verdict::violations(&outcomes, &allow);
+    let mut over_budget = verdict::over_budget(&phase, &figures);
     if let Some(elected) = election {
         match (elected, kill) {
-            (None, false) => violations.push(format!("the paused leader was not replaced within {STEP_DOWN_BUDGET:?}")),
+            (None, false) => {
+                over_budget.push(format!("the paused leader was not replaced within {STEP_DOWN_BUDGET:?}"))
+            }
             (Some(d), false) if d > STEP_DOWN_BUDGET => {
-                violations.push(format!("the paused leader was replaced only after {d:?}"))
+                over_budget.push(format!("the paused leader was replaced only after {d:?}"))
             }
             (Some(d), true) => {
-                let outage = figures.error_window.map_or(0.0, |(a, b)| b - a);
-                notes.push(format!("client-visible outage {outage:.1} s"));
+                let outage = figures.outage;
                 if outage > (d + OUTAGE_OVER_ELECTION).as_secs_f64() {
-                    violations.push(format!(
+                    over_budget.push(format!(
                         "clients saw {outage:.1} s of errors, more than the slowest re-election ({:.1} s) + {OUTAGE_OVER_ELECTION:?}",
                         d.as_secs_f64()
                     ));
@@ -197,5 +210,14 @@ pub async fn scenario(
     if lost_in_flight > 0 {
         notes.push(format!("{lost_in_flight} in flight on it lost their connection"));
     }
-    Ok(Report { name: s.name.clone(), figures, violations, notes, outcomes, may_be_missing, lost_in_flight })
+    Ok(Report {
+        name: s.name.clone(),
+        figures,
+        violations,
+        over_budget,
+        notes,
+        outcomes,
+        may_be_missing,
+        lost_in_flight,
+    })
 }

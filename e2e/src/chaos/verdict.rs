@@ -41,6 +41,10 @@ pub struct Figures {
     pub p99_ms: f64,
     /// Seconds from the heal until throughput stayed at [`FULL`]; `None` if it never did.
     pub recovered_after: Option<f64>,
+    /// Seconds the clients saw the service down: the [`BUCKET`]s that served
+    /// less than [`FULL`] of their authorised requests. Unlike the error
+    /// window, a straggler does not stretch it.
+    pub outage: f64,
     /// ok / authorized.
     pub availability: f64,
 }
@@ -80,13 +84,13 @@ pub fn figures(outcomes: &[Outcome], phase: &Phase) -> Figures {
         p50_ms: percentile(&during, 0.5),
         p99_ms: percentile(&during, 0.99),
         recovered_after: recovered_after(&authorized, phase),
+        outage: short_buckets(&authorized, phase).iter().filter(|short| **short).count() as f64 * BUCKET.as_secs_f64(),
         availability: if authorized.is_empty() { 1.0 } else { ok as f64 / authorized.len() as f64 },
     }
 }
 
-/// Seconds from the heal to the start of the first bucket after which every
-/// bucket served at least [`FULL`] of its authorised requests.
-fn recovered_after(authorized: &[&Outcome], phase: &Phase) -> Option<f64> {
+/// Per [`BUCKET`] of send time: whether it served less than [`FULL`] of its authorised requests.
+fn short_buckets(authorized: &[&Outcome], phase: &Phase) -> Vec<bool> {
     let buckets = phase.end.as_nanos().div_ceil(BUCKET.as_nanos()) as usize;
     let mut offered = vec![0usize; buckets];
     let mut ok = vec![0usize; buckets];
@@ -95,8 +99,15 @@ fn recovered_after(authorized: &[&Outcome], phase: &Phase) -> Option<f64> {
         offered[b] += 1;
         ok[b] += usize::from(o.ok());
     }
-    let full = |b: usize| offered[b] == 0 || ok[b] as f64 >= FULL * offered[b] as f64;
-    let last_short = (0..buckets).rev().find(|&b| !full(b));
+    (0..buckets).map(|b| offered[b] > 0 && (ok[b] as f64) < FULL * offered[b] as f64).collect()
+}
+
+/// Seconds from the heal to the start of the first bucket after which every
+/// bucket served at least [`FULL`] of its authorised requests.
+fn recovered_after(authorized: &[&Outcome], phase: &Phase) -> Option<f64> {
+    let short = short_buckets(authorized, phase);
+    let buckets = short.len();
+    let last_short = (0..buckets).rev().find(|&b| short[b]);
     match last_short {
         None => Some(0.0),
         Some(b) if b + 1 >= buckets => None,
@@ -114,14 +125,17 @@ pub struct Allowance {
 }
 
 impl Allowance {
-    /// Whether `o` is a request that was in flight on the killed api-server.
+    /// Whether `o` died with the killed api-server: on a connection to that
+    /// incarnation, ending after the kill. That is a request in flight then,
+    /// or one sent just after on a pooled keep-alive connection the client
+    /// had not yet seen close (new connections are refused and go elsewhere).
     pub fn lost_with_api(&self, o: &Outcome) -> bool {
-        self.killed_api.is_some_and(|(backend, at)| o.backend == backend && o.sent <= at && o.done() >= at)
+        self.killed_api.is_some_and(|(backend, at)| o.backend == backend && o.done() >= at)
     }
 }
 
 /// Every invariant `outcomes` break, as sentences; empty when all hold.
-pub fn violations(outcomes: &[Outcome], phase: &Phase, allow: &Allowance, figures: &Figures) -> Vec<String> {
+pub fn violations(outcomes: &[Outcome], allow: &Allowance) -> Vec<String> {
     let mut v = Vec::new();
     let mut count = |what: &str, n: usize, example: Option<&Outcome>| {
         if n > 0 {
@@ -178,6 +192,13 @@ pub fn violations(outcomes: &[Outcome], phase: &Phase, allow: &Allowance, figure
         })
         .collect();
     count("requests without valid credentials answered other than 401 or 503", wrongly_refused.len(), None);
+    v
+}
+
+/// The time budgets `figures` miss, as sentences. These depend on how busy
+/// the machine is, so a run may report them rather than fail on them.
+pub fn over_budget(phase: &Phase, figures: &Figures) -> Vec<String> {
+    let mut v = Vec::new();
     if figures.recovered_after.is_none() {
         v.push(format!(
             "throughput was not back to {:.0} % of the offered load by the end ({:.1} s after the fault ended)",
@@ -300,8 +321,9 @@ mod tests {
     fn a_clean_run_has_full_availability_and_no_violation() {
         let outcomes = run(0, 0);
         let f = figures(&outcomes, &PHASE);
-        assert_eq!((f.offered, f.ok, f.availability, f.recovered_after), (160, 160, 1.0, Some(0.0)));
-        assert!(violations(&outcomes, &PHASE, &Allowance::default(), &f).is_empty());
+        assert_eq!((f.offered, f.ok, f.availability, f.recovered_after, f.outage), (160, 160, 1.0, Some(0.0), 0.0));
+        assert!(violations(&outcomes, &Allowance::default()).is_empty());
+        assert!(over_budget(&PHASE, &f).is_empty());
     }
 
     #[test]
@@ -311,6 +333,8 @@ mod tests {
         assert_eq!(f.error_window, Some((1.0, 2.575)));
         // The bucket 2.5–3.0 s is short; from 3.0 s on every bucket is full.
         assert_eq!(f.recovered_after, Some(1.0));
+        // 1.0–2.5 s wholly failed, 2.5–3.0 s half: four short buckets.
+        assert_eq!(f.outage, 2.0);
         assert!((f.availability - 96.0 / 160.0).abs() < 1e-9);
     }
 
@@ -319,7 +343,7 @@ mod tests {
         let outcomes = run(1000, 4000);
         let f = figures(&outcomes, &PHASE);
         assert_eq!(f.recovered_after, None);
-        let v = violations(&outcomes, &PHASE, &Allowance::default(), &f);
+        let v = over_budget(&PHASE, &f);
         assert!(v.iter().any(|s| s.contains("not back")), "{v:?}");
     }
 
@@ -337,8 +361,7 @@ mod tests {
         outcomes.push(o(180, Ask::Corrupt(0), Answer::Problem { status: 500, kind: "/p/internal".into() }));
         // A client that left mid-upload sees its own reset: not the system's doing.
         outcomes.push(o(190, Ask::Abandoned(0), Answer::Failed(Failure::Reset)));
-        let f = figures(&outcomes, &PHASE);
-        let v = violations(&outcomes, &PHASE, &Allowance::default(), &f);
+        let v = violations(&outcomes, &Allowance::default());
         for want in [
             "without an answer",
             "without an HTTP answer",
@@ -356,14 +379,17 @@ mod tests {
     }
 
     #[test]
-    fn a_reset_is_allowed_only_in_flight_on_the_killed_api_server() {
+    fn a_reset_is_allowed_only_on_the_killed_api_server() {
         let mut in_flight = o(900, Ask::Bearer(0), Answer::Failed(Failure::Reset));
         in_flight.took = Duration::from_millis(200);
-        let mut later = o(1300, Ask::Bearer(0), Answer::Failed(Failure::Reset));
-        later.took = Duration::from_millis(10);
+        let mut before = o(700, Ask::Bearer(0), Answer::Failed(Failure::Reset));
+        before.took = Duration::from_millis(10);
+        let mut restarted = o(1300, Ask::Bearer(0), Answer::Failed(Failure::Reset));
+        restarted.backend = (0, 1);
         let allow = Allowance { killed_api: Some(((0, 0), Duration::from_secs(1))) };
         assert!(allow.lost_with_api(&in_flight));
-        assert!(!allow.lost_with_api(&later));
+        assert!(!allow.lost_with_api(&before), "a reset before the kill is the system's");
+        assert!(!allow.lost_with_api(&restarted), "the restarted api-server owes answers again");
         let mut other = in_flight.clone();
         other.backend = (1, 0);
         assert!(!allow.lost_with_api(&other));
