@@ -20,6 +20,10 @@ use std::{
     time::{Duration, Instant},
 };
 
+/// Each api-server's in-flight cap: small, so the slow-client scenario can
+/// hold ten times it with a few hundred connections.
+pub const MAX_IN_FLIGHT: usize = 64;
+
 /// The aggregators' admin token: the suite reads the rollups with it.
 pub const ADMIN_TOKEN: &str = "chaos-admin-token";
 
@@ -146,7 +150,7 @@ impl Fleet {
     }
 
     fn spawn_api(&mut self, i: usize) -> anyhow::Result<ApiServer> {
-        let launch = self.launch(&format!("api-server-{i}"));
+        let launch = self.launch(&format!("api-server-{i}")).env("MAX_IN_FLIGHT", &MAX_IN_FLIGHT.to_string());
         ApiServer::launch(&self.cluster.urls(), &["--auth", "required"], &launch)
     }
 

@@ -18,6 +18,7 @@ pub mod load;
 pub mod report;
 pub mod run;
 pub mod scenario;
+pub mod slow;
 pub mod verdict;
 
 use anyhow::Context;

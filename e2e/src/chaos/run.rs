@@ -84,12 +84,16 @@ pub async fn scenario(
     let (target, kill) = match s.fault {
         Fault::Kill(t) => (Some(resolve(fleet, t).await?), true),
         Fault::Pause(t) => (Some(resolve(fleet, t).await?), false),
-        Fault::Overload(_) => (None, false),
+        Fault::Overload(_) | Fault::Slowloris(_) => (None, false),
     };
     let mut length = timing.fault;
     if let Some((_, Some(_))) = target
         && !kill
     {
+        length = length.max(timing.leader_pause);
+    }
+    // Slow clients last past the api-server's header timeout, to see it cut them.
+    if let Fault::Slowloris(_) = s.fault {
         length = length.max(timing.leader_pause);
     }
     let fault_at = timing.warm;
@@ -110,6 +114,19 @@ pub async fn scenario(
     let mut allow = Allowance::default();
     let mut election = None;
     tokio::time::sleep_until((start + fault_at).into()).await;
+    let slow = match s.fault {
+        Fault::Slowloris(times) => {
+            let (base, _) = fleet.backends.get(0);
+            let identity::client::Credentials::ApiKey(key) = fleet.tenants[0].api_key.clone() else {
+                anyhow::bail!("the first tenant's API key is not a bearer key");
+            };
+            let until = start + heal_at;
+            let n = times * super::fleet::MAX_IN_FLIGHT;
+            notes.push(format!("{n} slow connections to api-server 0"));
+            Some(tokio::spawn(async move { super::slow::hold(&base, &key, n, until).await }))
+        }
+        _ => None,
+    };
     if let Some((m, _)) = target {
         // The streams a JetStream node leads lose their leader with it.
         let mut led = Vec::new();
@@ -159,6 +176,9 @@ pub async fn scenario(
         } else {
             fleet.signal(m, "CONT");
         }
+    }
+    if let Some(slow) = slow {
+        notes.push(super::slow::summary(&slow.await?));
     }
     let healed = start.elapsed();
     // A JetStream node that comes back (restarted, or resumed while its

@@ -20,6 +20,10 @@ pub enum Fault {
     Pause(Target),
     /// The offered load times this factor while the fault lasts.
     Overload(f64),
+    /// Slow clients at this multiple of an api-server's in-flight cap, all on
+    /// api-server 0, half dribbling their headers and half (with a valid key)
+    /// their bodies, one byte a second.
+    Slowloris(usize),
 }
 
 #[derive(Debug, Clone)]
@@ -49,7 +53,8 @@ pub fn matrix() -> Vec<Scenario> {
     let kills = t.iter().map(|(n, t)| Scenario { name: format!("kill {n}"), fault: Fault::Kill(*t) });
     let pauses = t.iter().map(|(n, t)| Scenario { name: format!("pause {n}"), fault: Fault::Pause(*t) });
     let overload = [2.0, 5.0].map(|f| Scenario { name: format!("overload {f}×"), fault: Fault::Overload(f) });
-    kills.chain(pauses).chain(overload).collect()
+    let slow = Scenario { name: "slowloris 10× in-flight cap".into(), fault: Fault::Slowloris(10) };
+    kills.chain(pauses).chain(overload).chain([slow]).collect()
 }
 
 /// The scenarios whose name contains one of `wanted` (all when it is empty).
@@ -70,6 +75,7 @@ mod tests {
             }
         }
         assert_eq!(m.iter().filter(|s| matches!(s.fault, Fault::Overload(_))).count(), 2);
+        assert!(m.iter().any(|s| matches!(s.fault, Fault::Slowloris(10))));
         assert_eq!(select(&["leader".into()]).len(), 6);
         assert_eq!(select(&[]).len(), m.len());
     }
