@@ -249,9 +249,7 @@ impl Load {
         }
         req.body(body).send().await
     }
-}
 
-impl Load {
     /// Declares the whole body, sends half of it and closes the connection:
     /// on a raw socket, since an HTTP client would keep the connection (and
     /// the server would read the next request as the rest of this body).
@@ -280,11 +278,13 @@ impl Load {
         };
         match io.await {
             Ok(answer) if answer.is_empty() => Err(Failure::Transport("left mid-upload".into())),
-            Ok(answer) => {
-                let status =
-                    std::str::from_utf8(answer.get(9..12).unwrap_or_default()).ok().and_then(|s| s.parse().ok());
-                Ok((Answer::Problem { status: status.unwrap_or(0), kind: "(read before leaving)".into() }, None))
-            }
+            Ok(answer) => Ok((
+                Answer::Problem {
+                    status: super::slow::status_of(&answer).unwrap_or(0),
+                    kind: "(read before leaving)".into(),
+                },
+                None,
+            )),
             Err(e) => Err(Failure::Transport(format!("left mid-upload: {e}"))),
         }
     }

@@ -90,7 +90,7 @@ pub async fn suite(opts: &Options) -> anyhow::Result<bool> {
     for (n, s) in scenarios.iter().enumerate() {
         let waited = fleet.steady(Duration::from_secs(30)).await?;
         if waited > Duration::from_secs(1) {
-            progress!("every stream has a leader again after {:.1} s", waited.as_secs_f64());
+            progress!("every raft group has a leader again after {:.1} s", waited.as_secs_f64());
         }
         progress!("[{}/{}] {}", n + 1, scenarios.len(), s.name);
         let r = run::scenario(&mut fleet, &load, s, rate, opts.timing).await.with_context(|| s.name.clone())?;

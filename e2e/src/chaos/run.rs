@@ -51,13 +51,6 @@ pub struct Report {
     pub lost_in_flight: usize,
 }
 
-impl Report {
-    /// Whether the scenario passed; time budgets count only when `budgets` is set.
-    pub fn passed(&self, budgets: bool) -> bool {
-        self.violations.is_empty() && (!budgets || self.over_budget.is_empty())
-    }
-}
-
 async fn resolve(fleet: &Fleet, t: Target) -> anyhow::Result<(Member, Option<&'static str>)> {
     Ok(match t {
         Target::Member(m) => (m, None),
@@ -86,16 +79,14 @@ pub async fn scenario(
         Fault::Pause(t) => (Some(resolve(fleet, t).await?), false),
         Fault::Overload(_) | Fault::Slowloris(_) => (None, false),
     };
-    let mut length = timing.fault;
-    if let Some((_, Some(_))) = target
-        && !kill
-    {
-        length = length.max(timing.leader_pause);
-    }
-    // Slow clients last past the api-server's header timeout, to see it cut them.
-    if let Fault::Slowloris(_) = s.fault {
-        length = length.max(timing.leader_pause);
-    }
+    // A paused leader stays paused long enough that raft has to act; slow
+    // clients last past the api-server's header timeout, to see it cut them.
+    let paused_leader = matches!(target, Some((_, Some(_)))) && !kill;
+    let length = if paused_leader || matches!(s.fault, Fault::Slowloris(_)) {
+        timing.fault.max(timing.leader_pause)
+    } else {
+        timing.fault
+    };
     let fault_at = timing.warm;
     let heal_at = fault_at + length;
     let factor = match s.fault {

@@ -73,13 +73,15 @@ async fn dribble(authority: &str, key: &str, stage: Stage, until: Instant) -> En
         () = tokio::time::sleep_until(until.into()) => Ended { stage, cut_after: None, status: None },
         _ = send => Ended { stage, cut_after: Some(started.elapsed()), status: None },
         read = rx.read(&mut answer) => {
-            let status = match read {
-                Ok(n) if n >= 12 => std::str::from_utf8(&answer[9..12]).ok().and_then(|s| s.parse().ok()),
-                _ => None,
-            };
+            let status = read.ok().and_then(|n| status_of(&answer[..n]));
             Ended { stage, cut_after: Some(started.elapsed()), status }
         }
     }
+}
+
+/// The status code of a raw HTTP/1.1 answer (`HTTP/1.1 503 …`), if it has one.
+pub fn status_of(answer: &[u8]) -> Option<u16> {
+    std::str::from_utf8(answer.get(9..12)?).ok()?.parse().ok()
 }
 
 /// One line for the scenario's notes: how the server dealt with them.
@@ -107,4 +109,14 @@ pub fn summary(ended: &[Ended]) -> String {
         }
     };
     format!("{}; {}", part(Stage::Headers), part(Stage::Body))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_status_comes_from_the_status_line_or_not_at_all() {
+        assert_eq!(super::status_of(b"HTTP/1.1 408 Request Timeout\r\n"), Some(408));
+        assert_eq!(super::status_of(b"HTTP/1.1 50"), None);
+        assert_eq!(super::status_of(b"garbage that is long"), None);
+    }
 }
