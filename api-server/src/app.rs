@@ -26,6 +26,8 @@ pub struct AppState {
     pub stage: crate::staging::Stage,
     /// Base URL of this server's peer listener, as workers reach it.
     pub peer_base: Arc<str>,
+    /// What this server dates and judges by; corrected by a task of its own.
+    pub clock: Arc<crate::clock::FleetClock>,
 }
 
 impl AppState {
@@ -53,7 +55,7 @@ impl AppState {
         if self.config.auth == auth::AuthMode::None {
             return Ok(auth::Caller::anonymous());
         }
-        let (req, digest) = auth::credential(parts)?;
+        let (req, digest) = auth::credential(parts, &self.clock)?;
         let session = parts.extensions.get::<crate::session::Session>();
         let ttl = self.config.session_auth_ttl;
         let verdict = match session.and_then(|s| s.recall(&req, ttl)) {
@@ -76,7 +78,7 @@ impl AppState {
             Verdict::Refused { reason, detail } => Err(Problem::new(reason.problem(), detail)),
             Verdict::Allowed { tenant, key_id, rate, quota_exhausted } => {
                 if let Some(q) = quota_exhausted {
-                    let now = contracts::job::unix_ms(std::time::SystemTime::now());
+                    let now = contracts::job::unix_ms(self.clock.now());
                     return Err(Problem::new(
                         ProblemKind::QuotaExhausted,
                         format!(

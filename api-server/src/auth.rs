@@ -5,7 +5,7 @@
 //! auth-cache to check what needs key material. No answer from any
 //! auth-cache means 503: a request is never let through unauthenticated.
 
-use crate::problem::Problem;
+use crate::{clock::FleetClock, problem::Problem};
 use contracts::{
     ProblemKind,
     identity::{self, QuotaExhausted, Verdict, VerifyRequest, apikey},
@@ -65,11 +65,20 @@ fn refused(e: SigError) -> Problem {
     Problem::new(kind, e.to_string())
 }
 
-/// What the request says about itself, checked as far as possible without key material.
-pub fn credential(parts: &Parts) -> Result<(VerifyRequest, Option<String>), Problem> {
+/// What the request says about itself, checked as far as possible without
+/// key material; a signature's time window by `clock`.
+pub fn credential(parts: &Parts, clock: &FleetClock) -> Result<(VerifyRequest, Option<String>), Problem> {
     let signed = Signed::from_message(parts).map_err(refused)?;
     if let Some(signed) = signed {
-        signed.check_profile(signature::now_s()).map_err(refused)?;
+        signed.check_profile(clock.now_s()).map_err(|e| match e {
+            // Say when the window was judged, and by which clock: either side's may be off.
+            SigError::Expired(_) | SigError::NotYetValid(_) => {
+                let p = refused(e);
+                let detail = format!("{}; {}", p.detail, clock.explain());
+                Problem { detail, ..p }
+            }
+            e => refused(e),
+        })?;
         let base = signed.base(parts).map_err(refused)?;
         let digest = parts.headers.get("content-digest").and_then(|v| v.to_str().ok()).map(str::to_owned);
         let digest =
@@ -152,14 +161,15 @@ mod tests {
 
     #[test]
     fn credentials_are_read_or_refused_with_their_kind() {
+        let clock = FleetClock::default();
         let none = parts(http::Request::post("/v1/resize").body(()).unwrap());
-        assert_eq!(credential(&none).unwrap_err().kind, ProblemKind::Unauthorized);
+        assert_eq!(credential(&none, &clock).unwrap_err().kind, ProblemKind::Unauthorized);
         let basic = parts(http::Request::post("/").header("authorization", "Basic eDp5").body(()).unwrap());
-        assert_eq!(credential(&basic).unwrap_err().kind, ProblemKind::Unauthorized);
+        assert_eq!(credential(&basic, &clock).unwrap_err().kind, ProblemKind::Unauthorized);
         let bad = parts(http::Request::post("/").header("authorization", "Bearer nope").body(()).unwrap());
-        assert_eq!(credential(&bad).unwrap_err().kind, ProblemKind::ApiKeyInvalid);
+        assert_eq!(credential(&bad, &clock).unwrap_err().kind, ProblemKind::ApiKeyInvalid);
         let good = parts(http::Request::post("/").header("authorization", "Bearer rsz_abc_def").body(()).unwrap());
-        let (req, digest) = credential(&good).unwrap();
+        let (req, digest) = credential(&good, &clock).unwrap();
         assert_eq!(req, VerifyRequest::Bearer { key_id: "abc".into(), secret_sha256: apikey::secret_sha256("def") });
         assert_eq!(digest, None);
         let twice = parts(
@@ -169,7 +179,7 @@ mod tests {
                 .body(())
                 .unwrap(),
         );
-        assert_eq!(credential(&twice).unwrap_err().kind, ProblemKind::Unauthorized);
+        assert_eq!(credential(&twice, &clock).unwrap_err().kind, ProblemKind::Unauthorized);
         let stale = parts(
             http::Request::post("/")
                 .header("signature-input", r#"s=("@method");created=1;keyid="k""#)
@@ -177,7 +187,7 @@ mod tests {
                 .body(())
                 .unwrap(),
         );
-        assert_eq!(credential(&stale).unwrap_err().kind, ProblemKind::SignatureIncomplete);
+        assert_eq!(credential(&stale, &clock).unwrap_err().kind, ProblemKind::SignatureIncomplete);
         let big = parts(
             http::Request::post("/")
                 .header("signature-input", "s=()")
@@ -185,7 +195,45 @@ mod tests {
                 .body(())
                 .unwrap(),
         );
-        assert_eq!(credential(&big).unwrap_err().kind, ProblemKind::HeaderTooLarge);
+        assert_eq!(credential(&big, &clock).unwrap_err().kind, ProblemKind::HeaderTooLarge);
+    }
+
+    /// A request signed at `created` (expiring a minute later) by a real key.
+    fn signed_at(created: i64) -> Parts {
+        let body = b"an image";
+        let mut req = http::Request::post("http://api.example/v1/resize?w=64")
+            .header("content-type", "image/jpeg")
+            .header("content-digest", digest::content_digest(body))
+            .body(())
+            .unwrap();
+        let key = ed25519_dalek::SigningKey::from_bytes(&[7; 32]);
+        let h = signature::sign(&key, "k1", "sig1", &signature::REQUIRED, created, Some(created + 60), &req).unwrap();
+        req.headers_mut().insert("signature-input", h.signature_input.parse().unwrap());
+        req.headers_mut().insert("signature", h.signature.parse().unwrap());
+        parts(req)
+    }
+
+    #[test]
+    fn a_signature_is_judged_by_the_fleets_clock_not_a_skewed_own_one() {
+        let own = signature::now_s();
+        for skew_s in [600, -600] {
+            // This server's clock is `skew_s` off: the signer's (and the fleet's) time is own - skew.
+            let signer_now = own - skew_s;
+            let clock = FleetClock::default();
+            let refused = credential(&signed_at(signer_now), &clock).unwrap_err();
+            let expected = if skew_s > 0 { ProblemKind::SignatureExpired } else { ProblemKind::SignatureNotYetValid };
+            assert_eq!(refused.kind, expected, "by its own clock, {skew_s} s off: {}", refused.detail);
+            assert!(refused.detail.contains("judged at"), "{}", refused.detail);
+            clock.set_offset(-skew_s * 1000);
+            let (req, digest) = credential(&signed_at(signer_now), &clock).expect("within the window by fleet time");
+            assert!(matches!(req, VerifyRequest::Signature { .. }));
+            assert!(digest.is_some());
+            // A signature really outside its window is still refused, and the detail says by which clock.
+            let stale = credential(&signed_at(signer_now - 900), &clock).unwrap_err();
+            assert_eq!(stale.kind, ProblemKind::SignatureExpired);
+            let way = if skew_s > 0 { "600 s ahead" } else { "600 s behind" };
+            assert!(stale.detail.contains(way), "{skew_s}: {}", stale.detail);
+        }
     }
 
     #[test]

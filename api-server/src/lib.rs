@@ -7,6 +7,7 @@
 //!
 //! # Layout
 //! - [`config`]: flags and environment.
+//! - [`clock`]: fleet time, this server's clock corrected by its offset from JetStream's.
 //! - [`auth`]: credentials of a request and their verification by an auth-cache (fail closed).
 //! - [`limits`]: per-tenant request rates (GCRA).
 //! - [`admission`]: shedding at the edge when a request would break its latency budget (graceful degradation).
@@ -23,6 +24,7 @@
 pub mod admission;
 pub mod app;
 pub mod auth;
+pub mod clock;
 pub mod config;
 pub mod limits;
 pub mod metrics;
@@ -65,7 +67,10 @@ pub async fn start(
     if config.auth == auth::AuthMode::None {
         tracing::warn!("authentication is off (AUTH=none): every request is the anonymous tenant");
     }
+    let clock = Arc::new(clock::FleetClock::default());
+    tokio::spawn(clock::keep(clock.clone(), queue.clone(), metrics.clone()));
     let state = app::AppState {
+        clock,
         verifier,
         limits: Arc::default(),
         usage,

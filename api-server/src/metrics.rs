@@ -47,6 +47,8 @@ pub struct Metrics {
     pub staged_fetches: Family<ResultLabel, Counter>,
     /// Bytes of request bodies held in memory (staged or being received).
     pub staged_bytes: Gauge,
+    /// The JetStream cluster's clock minus this server's, as last measured (seconds).
+    pub clock_offset: Gauge<f64, std::sync::atomic::AtomicU64>,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -79,6 +81,7 @@ impl Metrics {
             nats_refusals: contracts::connect::register_refusals(registry),
             staged_fetches: Family::default(),
             staged_bytes: Gauge::default(),
+            clock_offset: Gauge::default(),
         };
         let r = registry.sub_registry_with_prefix("api");
         r.register("http_requests", "HTTP requests by route and status", m.requests.clone());
@@ -112,6 +115,11 @@ impl Metrics {
         );
         r.register("staged_fetches", "Fetches of staged bodies by workers, by result", m.staged_fetches.clone());
         r.register("staged_bytes", "Bytes of request bodies held in memory", m.staged_bytes.clone());
+        r.register(
+            "clock_offset_seconds",
+            "The JetStream cluster's clock minus this server's; beyond 1 s the server goes by the cluster's",
+            m.clock_offset.clone(),
+        );
         r.register("auth_refused", "Requests refused by authentication, rate limit or quota", m.auth_refused.clone());
         m
     }

@@ -67,7 +67,59 @@ impl Drop for Node {
 
 pub struct Cluster {
     pub nodes: Vec<Node>,
+    /// A node whose store is a small filesystem of its own, which can be filled.
+    pub small_store: Option<SmallStore>,
     _dir: tempfile::TempDir,
+}
+
+/// A tmpfs of [`SmallStore::BYTES`] mounted on one node's store directory
+/// (root only), so that node alone can run out of disk. Unmounted on drop,
+/// after the nodes (fields drop in order).
+pub struct SmallStore {
+    pub node: usize,
+    pub dir: std::path::PathBuf,
+}
+
+impl SmallStore {
+    /// Room for a run's streams many times over; filled on purpose, never by the load.
+    pub const BYTES: u64 = 256 << 20;
+    const BALLAST: &'static str = "ballast";
+
+    fn mount(node: usize, dir: std::path::PathBuf) -> anyhow::Result<Self> {
+        std::fs::create_dir_all(&dir)?;
+        let size = format!("size={}", Self::BYTES);
+        let status = Command::new("mount").args(["-t", "tmpfs", "-o", &size, "tmpfs"]).arg(&dir).status()?;
+        anyhow::ensure!(status.success(), "mounting a tmpfs on {} failed", dir.display());
+        Ok(Self { node, dir })
+    }
+
+    /// Fills the filesystem until a write fails with ENOSPC; the bytes written.
+    pub fn fill(&self) -> anyhow::Result<u64> {
+        use std::io::Write;
+        let mut f = std::fs::File::create(self.dir.join(Self::BALLAST))?;
+        let chunk = vec![0u8; 1 << 20];
+        let mut written = 0u64;
+        loop {
+            match f.write(&chunk) {
+                Ok(0) => break,
+                Ok(n) => written += n as u64,
+                Err(e) if e.raw_os_error() == Some(28) => break,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(written)
+    }
+
+    /// Gives the room back.
+    pub fn empty(&self) -> anyhow::Result<()> {
+        Ok(std::fs::remove_file(self.dir.join(Self::BALLAST))?)
+    }
+}
+
+impl Drop for SmallStore {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.dir).status();
+    }
 }
 
 /// `n` distinct free ports: the listeners are held until all are picked.
@@ -83,7 +135,13 @@ impl Cluster {
 
     /// [`Cluster::start`] with each server's log in `logs/nats-n<i>.log`.
     pub fn start_logging(logs: Option<&std::path::Path>) -> anyhow::Result<Self> {
+        Self::start_with(logs, None)
+    }
+
+    /// [`Cluster::start_logging`], node `small_store` (if any) on a [`SmallStore`].
+    pub fn start_with(logs: Option<&std::path::Path>, small_store: Option<usize>) -> anyhow::Result<Self> {
         let dir = tempfile::tempdir()?;
+        let small_store = small_store.map(|i| SmallStore::mount(i, dir.path().join(format!("js{i}")))).transpose()?;
         let all = ports(6);
         let (clients, routes) = all.split_at(3);
         let route_list = routes.iter().map(|p| format!("nats://127.0.0.1:{p}")).collect::<Vec<_>>().join(", ");
@@ -112,7 +170,7 @@ impl Cluster {
                 log,
             });
         }
-        Ok(Self { nodes, _dir: dir })
+        Ok(Self { nodes, small_store, _dir: dir })
     }
 
     /// Every node's URL, comma-separated: clients fail over between them.

@@ -42,9 +42,10 @@ pub async fn resize(State(state): State<AppState>, req: Request) -> Response {
     );
     let incoming = req.headers().get("traceparent").and_then(|v| v.to_str().ok()).map(str::to_owned);
     telemetry::trace::continue_trace(&span, incoming.as_deref());
-    let received = SystemTime::now();
+    let received = state.clock.now();
     let mut edge = EdgeUsage {
         received,
+        since: started,
         bytes_in: content_length(req.headers()).ok().flatten().unwrap_or(0),
         tenant: None,
         key_id: String::new(),
@@ -195,7 +196,7 @@ async fn handle(
         ));
     }
 
-    let now = SystemTime::now();
+    let now = state.clock.now();
     let timeout = state.config.job_timeout;
     // A staged body is freed when this handler ends, however it ends: answered,
     // timed out, or dropped because the client went away.
@@ -266,7 +267,10 @@ async fn handle(
 
 /// What the edge knows about a request it answers without a worker.
 struct EdgeUsage {
+    /// By the fleet's clock.
     received: SystemTime,
+    /// The same moment on the monotonic clock: the end is `received` plus what passed since.
+    since: Instant,
     bytes_in: u64,
     /// Known once the caller is authenticated; until then the record is the anonymous tenant's.
     tenant: Option<String>,
@@ -275,7 +279,7 @@ struct EdgeUsage {
 
 impl EdgeUsage {
     fn record(&self, request_id: &str, p: &Problem) -> contracts::usage::UsageRecord {
-        let finished = SystemTime::now();
+        let finished = self.received + self.since.elapsed();
         let refused = contracts::usage::UsageRecord::refused(request_id, p.kind);
         contracts::usage::UsageRecord {
             tenant: self.tenant.clone().unwrap_or(refused.tenant.clone()),

@@ -100,7 +100,14 @@ pub struct Fleet {
 impl Fleet {
     pub async fn start(logs: &Path) -> anyhow::Result<Self> {
         std::fs::create_dir_all(logs)?;
-        let cluster = Cluster::start_logging(Some(logs))?;
+        // The last node's store on a tmpfs of its own, so it alone can run out of disk.
+        let cluster = match Cluster::start_with(Some(logs), Some(2)) {
+            Ok(c) => c,
+            Err(e) => {
+                eprintln!("chaos: no store of its own for a node ({e:#}); the disk-full scenario cannot run");
+                Cluster::start_logging(Some(logs))?
+            }
+        };
         cluster.ready(Duration::from_secs(90)).await.context("JetStream cluster")?;
         let store = ident::replicated_store(&cluster.urls(), 3).await?;
         let mut me = Self {
@@ -150,8 +157,42 @@ impl Fleet {
     }
 
     fn spawn_api(&mut self, i: usize) -> anyhow::Result<ApiServer> {
-        let launch = self.launch(&format!("api-server-{i}")).env("MAX_IN_FLIGHT", &MAX_IN_FLIGHT.to_string());
+        self.spawn_api_skewed(i, None)
+    }
+
+    /// An api-server whose wall clock is `skew_s` seconds off (its monotonic clock, which
+    /// timers use, left alone), through libfaketime.
+    fn spawn_api_skewed(&mut self, i: usize, skew_s: Option<i64>) -> anyhow::Result<ApiServer> {
+        let mut launch = self.launch(&format!("api-server-{i}")).env("MAX_IN_FLIGHT", &MAX_IN_FLIGHT.to_string());
+        if let Some(s) = skew_s {
+            let lib = faketime_lib()?;
+            launch = launch
+                .env("LD_PRELOAD", &lib.to_string_lossy())
+                .env("FAKETIME", &format!("{s:+}"))
+                .env("FAKETIME_DONT_FAKE_MONOTONIC", "1");
+        }
         ApiServer::launch(&self.cluster.urls(), &["--auth", "required"], &launch)
+    }
+
+    /// Fills the small store's filesystem; the bytes it took.
+    pub fn fill_store(&self) -> anyhow::Result<u64> {
+        self.cluster.small_store.as_ref().context("no small store")?.fill()
+    }
+
+    pub fn empty_store(&self) -> anyhow::Result<()> {
+        self.cluster.small_store.as_ref().context("no small store")?.empty()
+    }
+
+    /// Starts api-server `i` afresh beside the running one (its clock `skew_s`
+    /// off, when given), sends the load to it and lets the old one drain: a
+    /// rolling replacement, with no request dropped.
+    pub async fn replace_api(&mut self, i: usize, skew_s: Option<i64>) -> anyhow::Result<()> {
+        let api = self.spawn_api_skewed(i, skew_s)?;
+        self.backends.set(i, api.base.clone());
+        let mut old = std::mem::replace(&mut self.apis[i], api);
+        let drained = tokio::task::spawn_blocking(move || old.terminate()).await?;
+        anyhow::ensure!(drained, "api-server {i} did not drain and exit 0 within 10 s of SIGTERM");
+        Ok(())
     }
 
     fn spawn_worker(&mut self, i: usize) -> anyhow::Result<Worker> {
@@ -290,6 +331,19 @@ impl Fleet {
             .chain((0..3).map(Member::Nats));
         members.filter_map(|m| self.pid(m)).filter_map(crate::procs::cpu_seconds).sum()
     }
+}
+
+/// libfaketime's preload library: `FAKETIME_LIB`, or Debian's (package
+/// `libfaketime`, which scripts/install-system-packages.sh installs).
+fn faketime_lib() -> anyhow::Result<PathBuf> {
+    if let Ok(p) = std::env::var("FAKETIME_LIB") {
+        return Ok(PathBuf::from(p));
+    }
+    let found = std::fs::read_dir("/usr/lib")?
+        .flatten()
+        .map(|d| d.path().join("faketime/libfaketime.so.1"))
+        .find(|p| p.is_file());
+    found.context("libfaketime is not installed (scripts/install-system-packages.sh installs it)")
 }
 
 /// A raft group of JetStream: a stream, or a durable consumer of one (each

@@ -9,11 +9,16 @@
 //! Each tenant asks for its own box size, so an image that reached the wrong
 //! tenant shows.
 //!
-//! Requests go to the api-servers in turn. A refused connection is tried on
-//! the next one, as a load balancer with health checks would route around a
-//! dead backend; anything after the connection is the system's answer.
+//! Requests go to the api-servers in turn through the [`Edge`], which leaves
+//! out a backend its health checks ejected and answers for the requests
+//! waiting on it. A refused connection is tried on the next one, as a load
+//! balancer routes around a dead backend; anything after the connection is
+//! the system's answer.
 
-use super::fleet::{Backends, Fleet};
+use super::{
+    edge::{self, Edge},
+    fleet::{Backends, Fleet},
+};
 use crate::bench::{Failure, classify_error, problem_type};
 use bytes::Bytes;
 use identity::client::{self, Credentials};
@@ -108,6 +113,11 @@ impl Outcome {
         matches!(self.answer, Answer::Image { .. }) && self.ask.tenant().is_some()
     }
 
+    /// Whether the edge answered for a backend it ejected while the request waited on it.
+    pub fn by_edge(&self) -> bool {
+        matches!(&self.answer, Answer::Problem { kind, .. } if kind == edge::EJECTED)
+    }
+
     /// When the answer (or the failure) arrived, from the start of the run.
     pub fn done(&self) -> Duration {
         self.sent + self.took
@@ -119,6 +129,7 @@ impl Outcome {
 pub struct Load {
     http: reqwest::Client,
     backends: Backends,
+    edge: Edge,
     photos: Arc<Vec<Bytes>>,
     /// Per tenant: API key, signature key, and a forged signature key with the real key id.
     keys: Arc<Vec<[Credentials; 3]>>,
@@ -139,6 +150,7 @@ impl Load {
         Self {
             http: reqwest::Client::new(),
             backends: fleet.backends.clone(),
+            edge: Edge::watch(fleet.backends.clone()),
             photos: Arc::new(photos),
             keys: Arc::new(keys),
             timeout,
@@ -206,9 +218,8 @@ impl Load {
         Outcome { sent, took: at.elapsed(), ask, backend, answer, request_id }
     }
 
-    /// Sends request `i` to the api-servers in turn from `i`, past the ones refusing connections.
+    /// Sends request `i` to the api-servers in the edge's order, past the ones refusing connections.
     async fn exchange(&self, i: usize, ask: Ask) -> ((usize, u32), Result<(Answer, Option<String>), Failure>) {
-        let n = self.backends.len();
         let body = match ask {
             // A JPEG start and a quantisation table marker with a length that cannot be.
             Ask::Corrupt(_) => {
@@ -216,19 +227,29 @@ impl Load {
             }
             _ => self.photos[i % self.photos.len()].clone(),
         };
-        if let Ask::Abandoned(t) = ask {
-            let b = i % n;
-            let (base, generation) = self.backends.get(b);
-            return ((b, generation), self.abandon(&base, &self.keys[t][0], &body).await);
-        }
         let mut last = None;
-        for k in 0..n {
-            let b = (i + k) % n;
+        // Starting from i + i/4, not i: the asks alternate with i (bearer and
+        // signed, then tenants every two), and every backend must see them all.
+        for b in self.edge.order(i + i / 4) {
             let (base, generation) = self.backends.get(b);
-            match self.send(&base, ask, body.clone()).await {
-                Err(e) if e.is_connect() => last = Some(((b, generation), Err(classify_error(&e)))),
-                Err(e) => return ((b, generation), Err(classify_error(&e))),
-                Ok(res) => return ((b, generation), read(res).await),
+            // Err: the connection was refused, try the next backend.
+            let attempt = async {
+                if let Ask::Abandoned(t) = ask {
+                    return Ok(self.abandon(&base, &self.keys[t][0], &body).await);
+                }
+                match self.send(&base, ask, body.clone()).await {
+                    Err(e) if e.is_connect() => Err(classify_error(&e)),
+                    Err(e) => Ok(Err(classify_error(&e))),
+                    Ok(res) => Ok(read(res).await),
+                }
+            };
+            let answered = tokio::select! {
+                r = attempt => r,
+                () = self.edge.ejected(b) => Ok(Ok((Answer::Problem { status: 503, kind: edge::EJECTED.into() }, None))),
+            };
+            match answered {
+                Ok(r) => return ((b, generation), r),
+                Err(refused) => last = Some(((b, generation), Err(refused))),
             }
         }
         last.expect("at least one api-server")

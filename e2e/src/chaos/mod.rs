@@ -3,6 +3,7 @@
 //! after each fault and the cost printed as one table.
 //!
 //! # Layout
+//! - [`edge`]: the health-checked balancer in front of the api-servers.
 //! - [`fleet`]: the processes (3-node JetStream, two of every service) and what can be done to them.
 //! - [`load`]: open-loop traffic of real photos from real tenants, one outcome per request.
 //! - [`scenario`]: the fault matrix.
@@ -13,6 +14,7 @@
 //! The usage invariants are checked once, over the whole run: every request
 //! any scenario answered is in USAGE once and in the rollups once.
 
+pub mod edge;
 pub mod fleet;
 pub mod load;
 pub mod report;
@@ -157,11 +159,12 @@ async fn settle_ledger(
         })
         .collect();
     let may_be_missing: HashSet<String> = reports.iter().flat_map(|r| r.may_be_missing.iter().cloned()).collect();
-    // Requests that lost their connection may still have left a record.
+    // Requests that lost their connection, and those the edge answered for an
+    // ejected api-server, may still have left a record.
     let abandoned = capacity_run
         .iter()
         .chain(reports.iter().flat_map(|r| &r.outcomes))
-        .filter(|o| matches!(o.ask, load::Ask::Abandoned(_)) && o.request_id.is_none())
+        .filter(|o| (matches!(o.ask, load::Ask::Abandoned(_)) && o.request_id.is_none()) || o.by_edge())
         .count();
     let lost: usize = reports.iter().map(|r| r.lost_in_flight).sum::<usize>() + abandoned;
     // The api-servers flush refusals' records every second.

@@ -77,7 +77,14 @@ pub async fn scenario(
     let (target, kill) = match s.fault {
         Fault::Kill(t) => (Some(resolve(fleet, t).await?), true),
         Fault::Pause(t) => (Some(resolve(fleet, t).await?), false),
-        Fault::Overload(_) | Fault::Slowloris(_) => (None, false),
+        // A full disk takes the node's JetStream away as a kill does; its process stays.
+        Fault::DiskFull => {
+            let Some(store) = &fleet.cluster.small_store else {
+                anyhow::bail!("no node has a store of its own to fill: mounting a tmpfs needs root");
+            };
+            (Some((Member::Nats(store.node), None)), true)
+        }
+        Fault::Overload(_) | Fault::Slowloris(_) | Fault::ClockSkew(_) => (None, false),
     };
     // A paused leader stays paused long enough that raft has to act; slow
     // clients last past the api-server's header timeout, to see it cut them.
@@ -118,6 +125,10 @@ pub async fn scenario(
         }
         _ => None,
     };
+    if let Fault::ClockSkew(s) = s.fault {
+        fleet.replace_api(0, Some(s)).await?;
+        notes.push(format!("api-server 0 replaced by one {s:+} s off"));
+    }
     if let Some((m, _)) = target {
         // The streams a JetStream node leads lose their leader with it.
         let mut led = Vec::new();
@@ -130,7 +141,10 @@ pub async fn scenario(
         }
         let hit = Instant::now();
         let incarnation = if let Member::Api(i) = m { Some((i, fleet.backends.get(i).1)) } else { None };
-        if kill {
+        if s.fault == Fault::DiskFull {
+            let filled = fleet.fill_store()?;
+            notes.push(format!("{m}'s store filled ({} MiB written until ENOSPC)", filled >> 20));
+        } else if kill {
             fleet.kill(m);
             if let Some(b) = incarnation {
                 allow.killed_api = Some((b, start.elapsed()));
@@ -162,14 +176,22 @@ pub async fn scenario(
     }
     tokio::time::sleep_until((start + heal_at).into()).await;
     if let Some((m, _)) = target {
-        if kill {
+        if s.fault == Fault::DiskFull {
+            // nats-server does not take its JetStream back by itself: the
+            // node is restarted once there is room, as a failing probe would.
+            fleet.empty_store()?;
             fleet.restart(m).await?;
+            notes.push("room given back, node restarted".into());
+        } else if kill {
         } else {
             fleet.signal(m, "CONT");
         }
     }
     if let Some(slow) = slow {
         notes.push(super::slow::summary(&slow.await?));
+    }
+    if let Fault::ClockSkew(_) = s.fault {
+        fleet.replace_api(0, None).await?;
     }
     let healed = start.elapsed();
     // A JetStream node that comes back (restarted, or resumed while its
@@ -183,7 +205,10 @@ pub async fn scenario(
     let outcomes = traffic.await?;
     let phase = Phase { fault: fault_at, heal: healed, end: healed + recover };
     let figures = verdict::figures(&outcomes, &phase);
-    let violations = verdict::violations(&outcomes, &allow);
+    let mut violations = verdict::violations(&outcomes, &allow);
+    if let Fault::ClockSkew(skew) = s.fault {
+        violations.extend(verdict::skew_cost(&outcomes, fault_at, healed, skew));
+    }
     let mut over_budget = verdict::over_budget(&phase, &figures);
     if let Some(elected) = election {
         match (elected, kill) {
@@ -218,6 +243,10 @@ pub async fn scenario(
         }
         None => HashSet::new(),
     };
+    let by_edge = outcomes.iter().filter(|o| o.by_edge()).count();
+    if by_edge > 0 {
+        notes.push(format!("{by_edge} answered by the edge for an ejected api-server"));
+    }
     if lost_in_flight > 0 {
         notes.push(format!("{lost_in_flight} in flight on it lost their connection"));
     }

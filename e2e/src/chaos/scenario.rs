@@ -24,6 +24,12 @@ pub enum Fault {
     /// api-server 0, half dribbling their headers and half (with a valid key)
     /// their bodies, one byte a second.
     Slowloris(usize),
+    /// api-server 0 replaced, without dropping a request, by one whose wall
+    /// clock is this many seconds off (libfaketime); put back when the fault ends.
+    ClockSkew(i64),
+    /// The JetStream store of the node with a filesystem of its own filled
+    /// until writes fail with ENOSPC; room given back when the fault ends.
+    DiskFull,
 }
 
 #[derive(Debug, Clone)]
@@ -54,7 +60,10 @@ pub fn matrix() -> Vec<Scenario> {
     let pauses = t.iter().map(|(n, t)| Scenario { name: format!("pause {n}"), fault: Fault::Pause(*t) });
     let overload = [2.0, 5.0].map(|f| Scenario { name: format!("overload {f}×"), fault: Fault::Overload(f) });
     let slow = Scenario { name: "slowloris 10× in-flight cap".into(), fault: Fault::Slowloris(10) };
-    kills.chain(pauses).chain(overload).chain([slow]).collect()
+    let skews =
+        [600, -600].map(|s| Scenario { name: format!("clock of api-server 0 {s:+} s"), fault: Fault::ClockSkew(s) });
+    let disk = Scenario { name: "disk full on one JetStream node".into(), fault: Fault::DiskFull };
+    kills.chain(pauses).chain([disk]).chain(overload).chain([slow]).chain(skews).collect()
 }
 
 /// The scenarios whose name contains one of `wanted` (all when it is empty).
@@ -76,6 +85,10 @@ mod tests {
         }
         assert_eq!(m.iter().filter(|s| matches!(s.fault, Fault::Overload(_))).count(), 2);
         assert!(m.iter().any(|s| matches!(s.fault, Fault::Slowloris(10))));
+        assert!(m.iter().any(|s| s.fault == Fault::DiskFull));
+        for skew in [600, -600] {
+            assert!(m.iter().any(|s| s.fault == Fault::ClockSkew(skew)), "{skew}");
+        }
         assert_eq!(select(&["leader".into()]).len(), 6);
         assert_eq!(select(&[]).len(), m.len());
     }

@@ -195,6 +195,22 @@ pub fn violations(outcomes: &[Outcome], allow: &Allowance) -> Vec<String> {
     v
 }
 
+/// A wall clock off on api-server 0 must cost nothing: every request with
+/// valid credentials it took between `from` and `to` got its image.
+pub fn skew_cost(outcomes: &[Outcome], from: Duration, to: Duration, skew_s: i64) -> Option<String> {
+    let failed: Vec<_> = outcomes
+        .iter()
+        .filter(|o| o.backend.0 == 0 && o.sent >= from && o.sent < to && o.ask.tenant().is_some() && !o.ok())
+        .collect();
+    (!failed.is_empty()).then(|| {
+        format!(
+            "{} requests with valid credentials failed on api-server 0 while its clock was {skew_s:+} s off (first: {:?})",
+            failed.len(),
+            failed[0]
+        )
+    })
+}
+
 /// The time budgets `figures` miss, as sentences. These depend on how busy
 /// the machine is, so a run may report them rather than fail on them.
 pub fn over_budget(phase: &Phase, figures: &Figures) -> Vec<String> {
@@ -419,5 +435,21 @@ mod tests {
         for want in ["no usage record", "no client got an answer", "another tenant", "the rollups count 3"] {
             assert!(v.iter().any(|s| s.contains(want)), "{want} missing from {v:?}");
         }
+    }
+
+    #[test]
+    fn a_skewed_clock_may_cost_nothing_on_its_api_server() {
+        let (from, to) = (Duration::from_secs(1), Duration::from_secs(2));
+        assert_eq!(skew_cost(&run(0, 0), from, to, 600), None);
+        // Refusals of requests without valid credentials are no cost.
+        let anonymous = vec![o(1500, Ask::Anonymous, Answer::Problem { status: 401, kind: "unauthorized".into() })];
+        assert_eq!(skew_cost(&anonymous, from, to, 600), None);
+        let v = skew_cost(&run(1500, 1600), from, to, -600).expect("shed while skewed");
+        assert!(v.starts_with("4 requests"), "{v}");
+        // Failures on the other api-server, or outside the fault, are another scenario's business.
+        let mut elsewhere = run(1500, 1600);
+        elsewhere.iter_mut().for_each(|o| o.backend = (1, 0));
+        assert_eq!(skew_cost(&elsewhere, from, to, 600), None);
+        assert_eq!(skew_cost(&run(2500, 2600), from, to, 600), None);
     }
 }
