@@ -25,11 +25,18 @@ pub fn binary(name: &str) -> anyhow::Result<PathBuf> {
 pub struct Launch {
     pub env: Vec<(String, String)>,
     pub log: Option<PathBuf>,
+    /// A command the binary runs under (`ip netns exec NAME`), which must exec it in place.
+    pub wrap: Vec<String>,
 }
 
 impl Launch {
     pub fn env(mut self, key: &str, value: &str) -> Self {
         self.env.push((key.to_owned(), value.to_owned()));
+        self
+    }
+
+    pub fn wrapped(mut self, prefix: Vec<String>) -> Self {
+        self.wrap = prefix;
         self
     }
 
@@ -144,7 +151,10 @@ impl ApiServer {
 
     /// [`ApiServer::spawn`] with extra environment and its log in a file.
     pub fn launch(nats_url: &str, extra: &[&str], launch: &Launch) -> anyhow::Result<Self> {
-        let mut args = vec!["--nats-url", nats_url, "--listen", "127.0.0.1:0"];
+        let mut args = vec!["--nats-url", nats_url];
+        if !extra.contains(&"--listen") {
+            args.extend(["--listen", "127.0.0.1:0"]);
+        }
         args.extend_from_slice(extra);
         let (child, base) = launch_listening("api-server", &args, "API_LOG", launch)?;
         Ok(Self { child, base })
@@ -169,7 +179,14 @@ pub fn spawn_listening(name: &str, args: &[&str], log_var: &str) -> anyhow::Resu
 /// [`spawn_listening`] with extra environment and the log in a file.
 pub fn launch_listening(name: &str, args: &[&str], log_var: &str, launch: &Launch) -> anyhow::Result<(Child, String)> {
     use std::io::BufRead;
-    let mut cmd = Command::new(binary(name)?);
+    let mut cmd = match launch.wrap.split_first() {
+        None => Command::new(binary(name)?),
+        Some((program, rest)) => {
+            let mut c = Command::new(program);
+            c.args(rest).arg(binary(name)?);
+            c
+        }
+    };
     cmd.args(args).env("RUST_LOG", std::env::var(log_var).unwrap_or_else(|_| "warn".into())).stdout(Stdio::piped());
     launch.apply_as(name, &mut cmd)?;
     let mut child = cmd.spawn()?;

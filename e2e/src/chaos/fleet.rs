@@ -95,11 +95,21 @@ pub struct Fleet {
     logs: PathBuf,
     /// Starts per member, for distinct log file names.
     starts: std::collections::HashMap<String, u32>,
+    /// api-server 0's network namespace (root only), whose link to NATS can
+    /// be degraded or cut. Last: removed after every process has stopped.
+    netns: Option<super::netns::Netns>,
+    /// One per JetStream node, on the host side of the namespace: api-server 0's
+    /// way to NATS, where its latency is set.
+    relays: Vec<super::relay::Relay>,
 }
 
 impl Fleet {
     pub async fn start(logs: &Path) -> anyhow::Result<Self> {
         std::fs::create_dir_all(logs)?;
+        // api-server 0 in a network namespace of its own, so its link to NATS can be impaired.
+        let netns = super::netns::Netns::create("rzchaos-api0", 0)
+            .inspect_err(|e| eprintln!("chaos: no network namespace ({e:#}); the link scenarios cannot run"))
+            .ok();
         // The last node's store on a tmpfs of its own, so it alone can run out of disk.
         let cluster = match Cluster::start_with(Some(logs), Some(2)) {
             Ok(c) => c,
@@ -121,7 +131,16 @@ impl Fleet {
             tenants: Vec::new(),
             logs: logs.to_owned(),
             starts: Default::default(),
+            netns,
+            relays: Vec::new(),
         };
+        if let Some(ns) = &me.netns {
+            for node in &me.cluster.nodes {
+                let upstream = node.client_url.trim_start_matches("nats://").parse()?;
+                let listen = format!("{}:0", ns.host_ip).parse()?;
+                me.relays.push(super::relay::Relay::start(listen, upstream).await?);
+            }
+        }
         for i in 0..2 {
             let auth = me.spawn_auth_cache(i).await?;
             me.auths.push(auth);
@@ -164,6 +183,13 @@ impl Fleet {
     /// timers use, left alone), through libfaketime.
     fn spawn_api_skewed(&mut self, i: usize, skew_s: Option<i64>) -> anyhow::Result<ApiServer> {
         let mut launch = self.launch(&format!("api-server-{i}")).env("MAX_IN_FLIGHT", &MAX_IN_FLIGHT.to_string());
+        let mut urls = self.cluster.urls();
+        let mut listen = "127.0.0.1:0".to_owned();
+        if let (0, Some(ns)) = (i, &self.netns) {
+            launch = launch.wrapped(ns.exec_prefix()).env("PEER_LISTEN", &format!("{}:0", ns.ns_ip));
+            urls = self.relays.iter().map(|r| format!("nats://{}", r.addr)).collect::<Vec<_>>().join(",");
+            listen = format!("{}:0", ns.ns_ip);
+        }
         if let Some(s) = skew_s {
             let lib = faketime_lib()?;
             launch = launch
@@ -171,7 +197,26 @@ impl Fleet {
                 .env("FAKETIME", &format!("{s:+}"))
                 .env("FAKETIME_DONT_FAKE_MONOTONIC", "1");
         }
-        ApiServer::launch(&self.cluster.urls(), &["--auth", "required"], &launch)
+        ApiServer::launch(&urls, &["--auth", "required", "--listen", &listen], &launch)
+    }
+
+    /// Impairs api-server 0's conversation with every NATS node (its other
+    /// links stay as they are) until [`Fleet::repair_api_link`].
+    pub fn impair_api_link(&self, how: super::netns::Impairment) -> anyhow::Result<()> {
+        let ns = self.netns.as_ref().context("no network namespace: impairing a link needs root")?;
+        let (delay, jitter) = (Duration::from_millis(how.delay_ms.into()), Duration::from_millis(how.jitter_ms.into()));
+        for r in &self.relays {
+            r.set(delay.saturating_sub(jitter), jitter * 2);
+        }
+        let ports: Vec<u16> = self.relays.iter().map(|r| r.addr.port()).collect();
+        ns.impair(&ports, how)
+    }
+
+    pub fn repair_api_link(&self) -> anyhow::Result<()> {
+        for r in &self.relays {
+            r.set(Duration::ZERO, Duration::ZERO);
+        }
+        self.netns.as_ref().map_or(Ok(()), super::netns::Netns::repair)
     }
 
     /// Fills the small store's filesystem; the bytes it took.

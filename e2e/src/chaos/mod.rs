@@ -5,6 +5,8 @@
 //! # Layout
 //! - [`edge`]: the health-checked balancer in front of the api-servers.
 //! - [`fleet`]: the processes (3-node JetStream, two of every service) and what can be done to them.
+//! - [`netns`]: api-server 0's own network namespace, whose link to NATS can be impaired.
+//! - [`relay`]: the TCP relays that add latency to api-server 0's NATS connections.
 //! - [`load`]: open-loop traffic of real photos from real tenants, one outcome per request.
 //! - [`scenario`]: the fault matrix.
 //! - [`run`]: one scenario: load, fault, heal, recovery.
@@ -17,6 +19,8 @@
 pub mod edge;
 pub mod fleet;
 pub mod load;
+pub mod netns;
+pub mod relay;
 pub mod report;
 pub mod run;
 pub mod scenario;
@@ -166,7 +170,7 @@ async fn settle_ledger(
         .chain(reports.iter().flat_map(|r| &r.outcomes))
         .filter(|o| (matches!(o.ask, load::Ask::Abandoned(_)) && o.request_id.is_none()) || o.by_edge())
         .count();
-    let lost: usize = reports.iter().map(|r| r.lost_in_flight).sum::<usize>() + abandoned;
+    let lost: usize = reports.iter().map(|r| r.lost_in_flight + r.slow_uploads).sum::<usize>() + abandoned;
     // The api-servers flush refusals' records every second.
     tokio::time::sleep(api_server::usage::FLUSH_INTERVAL * 3).await;
     let client = crate::nats::observer(&fleet.cluster.urls()).await?;

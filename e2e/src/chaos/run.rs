@@ -49,6 +49,9 @@ pub struct Report {
     pub may_be_missing: HashSet<String>,
     /// Requests whose connection died with a killed api-server.
     pub lost_in_flight: usize,
+    /// Slow uploads with a valid key: each reached an api-server and left a
+    /// usage record whose id no client read.
+    pub slow_uploads: usize,
 }
 
 async fn resolve(fleet: &Fleet, t: Target) -> anyhow::Result<(Member, Option<&'static str>)> {
@@ -84,7 +87,7 @@ pub async fn scenario(
             };
             (Some((Member::Nats(store.node), None)), true)
         }
-        Fault::Overload(_) | Fault::Slowloris(_) | Fault::ClockSkew(_) => (None, false),
+        Fault::Overload(_) | Fault::Slowloris(_) | Fault::ClockSkew(_) | Fault::Link(_) => (None, false),
     };
     // A paused leader stays paused long enough that raft has to act; slow
     // clients last past the api-server's header timeout, to see it cut them.
@@ -125,9 +128,16 @@ pub async fn scenario(
         }
         _ => None,
     };
-    if let Fault::ClockSkew(s) = s.fault {
-        fleet.replace_api(0, Some(s)).await?;
-        notes.push(format!("api-server 0 replaced by one {s:+} s off"));
+    match s.fault {
+        Fault::ClockSkew(s) => {
+            fleet.replace_api(0, Some(s)).await?;
+            notes.push(format!("api-server 0 replaced by one {s:+} s off"));
+        }
+        Fault::Link(how) => {
+            fleet.impair_api_link(how)?;
+            notes.push(format!("api-server 0 ↔ NATS: {}", how.describe()));
+        }
+        _ => {}
     }
     if let Some((m, _)) = target {
         // The streams a JetStream node leads lose their leader with it.
@@ -183,15 +193,21 @@ pub async fn scenario(
             fleet.restart(m).await?;
             notes.push("room given back, node restarted".into());
         } else if kill {
+            fleet.restart(m).await?;
         } else {
             fleet.signal(m, "CONT");
         }
     }
+    let mut slow_uploads = 0;
     if let Some(slow) = slow {
-        notes.push(super::slow::summary(&slow.await?));
+        let ended = slow.await?;
+        notes.push(super::slow::summary(&ended));
+        slow_uploads = ended.iter().filter(|e| e.stage == super::slow::Stage::Body).count();
     }
-    if let Fault::ClockSkew(_) = s.fault {
-        fleet.replace_api(0, None).await?;
+    match s.fault {
+        Fault::ClockSkew(_) => fleet.replace_api(0, None).await?,
+        Fault::Link(_) => fleet.repair_api_link()?,
+        _ => {}
     }
     let healed = start.elapsed();
     // A JetStream node that comes back (restarted, or resumed while its
@@ -259,5 +275,6 @@ pub async fn scenario(
         outcomes,
         may_be_missing,
         lost_in_flight,
+        slow_uploads,
     })
 }

@@ -1,6 +1,6 @@
 //! The fault matrix: what is taken away from whom in each scenario.
 
-use super::fleet::Member;
+use super::{fleet::Member, netns::Impairment};
 
 /// Whom a fault hits; leaders are looked up when the scenario starts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -30,6 +30,9 @@ pub enum Fault {
     /// The JetStream store of the node with a filesystem of its own filled
     /// until writes fail with ENOSPC; room given back when the fault ends.
     DiskFull,
+    /// api-server 0's link to every NATS node impaired (its clients' and the
+    /// workers' links to it untouched); [`Impairment::CUT`] is a partition.
+    Link(Impairment),
 }
 
 #[derive(Debug, Clone)]
@@ -63,7 +66,12 @@ pub fn matrix() -> Vec<Scenario> {
     let skews =
         [600, -600].map(|s| Scenario { name: format!("clock of api-server 0 {s:+} s"), fault: Fault::ClockSkew(s) });
     let disk = Scenario { name: "disk full on one JetStream node".into(), fault: Fault::DiskFull };
-    kills.chain(pauses).chain([disk]).chain(overload).chain([slow]).chain(skews).collect()
+    let degraded = Impairment { delay_ms: 100, jitter_ms: 50, loss_pct: 5.0 };
+    let links = [
+        Scenario { name: "link api-server 0 ↔ NATS 100±50 ms, 5 % loss".into(), fault: Fault::Link(degraded) },
+        Scenario { name: "partition api-server 0 from NATS".into(), fault: Fault::Link(Impairment::CUT) },
+    ];
+    kills.chain(pauses).chain([disk]).chain(links).chain(overload).chain([slow]).chain(skews).collect()
 }
 
 /// The scenarios whose name contains one of `wanted` (all when it is empty).
@@ -86,6 +94,8 @@ mod tests {
         assert_eq!(m.iter().filter(|s| matches!(s.fault, Fault::Overload(_))).count(), 2);
         assert!(m.iter().any(|s| matches!(s.fault, Fault::Slowloris(10))));
         assert!(m.iter().any(|s| s.fault == Fault::DiskFull));
+        assert!(m.iter().any(|s| s.fault == Fault::Link(Impairment::CUT)));
+        assert!(m.iter().any(|s| matches!(s.fault, Fault::Link(i) if i.delay_ms > 0 && i.loss_pct > 0.0)));
         for skew in [600, -600] {
             assert!(m.iter().any(|s| s.fault == Fault::ClockSkew(skew)), "{skew}");
         }

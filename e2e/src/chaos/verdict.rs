@@ -275,7 +275,7 @@ pub fn ledger(
     let extra = recorded.keys().filter(|id| !expected.contains_key(*id)).count();
     if extra > unanswered {
         v.push(format!(
-            "{extra} usage records of requests no client got an answer to, more than the {unanswered} that lost their connection"
+            "{extra} usage records of requests no client got an answer to, more than the {unanswered} that lost their connection or never read their id"
         ));
     }
     let anonymous = contracts::job::ANONYMOUS_TENANT;
