@@ -257,9 +257,11 @@ async fn tenants_get_only_their_own_results_records_and_usage() {
             let (http, body, id) = (http.clone(), photo.clone(), tenant.id.clone());
             requests.push(tokio::spawn(async move {
                 let resp = http.post(&url).headers(headers).body(body).send().await.unwrap();
-                assert_eq!(resp.status(), 200, "{id}");
+                let status = resp.status();
                 let request_id = resp.headers()["x-request-id"].to_str().unwrap().to_owned();
-                let image = image::load_from_memory(&resp.bytes().await.unwrap()).unwrap();
+                let bytes = resp.bytes().await.unwrap();
+                assert_eq!(status, 200, "{id}: {}", String::from_utf8_lossy(&bytes));
+                let image = image::load_from_memory(&bytes).unwrap();
                 (id, request_id, width, image.width())
             }));
         }
