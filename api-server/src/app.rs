@@ -27,7 +27,7 @@ pub struct AppState {
     /// Base URL of this server's peer listener, as workers reach it.
     pub peer_base: Arc<str>,
     /// What this server dates and judges by; corrected by a task of its own.
-    pub clock: Arc<crate::clock::FleetClock>,
+    pub clock: Arc<contracts::clock::FleetClock>,
 }
 
 impl AppState {

@@ -5,7 +5,8 @@
 //! auth-cache to check what needs key material. No answer from any
 //! auth-cache means 503: a request is never let through unauthenticated.
 
-use crate::{clock::FleetClock, problem::Problem};
+use crate::problem::Problem;
+use contracts::clock::FleetClock;
 use contracts::{
     ProblemKind,
     identity::{self, QuotaExhausted, Verdict, VerifyRequest, apikey},

@@ -7,7 +7,6 @@
 //!
 //! # Layout
 //! - [`config`]: flags and environment.
-//! - [`clock`]: fleet time, this server's clock corrected by its offset from JetStream's.
 //! - [`auth`]: credentials of a request and their verification by an auth-cache (fail closed).
 //! - [`limits`]: per-tenant request rates (GCRA).
 //! - [`admission`]: shedding at the edge when a request would break its latency budget (graceful degradation).
@@ -24,7 +23,6 @@
 pub mod admission;
 pub mod app;
 pub mod auth;
-pub mod clock;
 pub mod config;
 pub mod limits;
 pub mod metrics;
@@ -67,8 +65,9 @@ pub async fn start(
     if config.auth == auth::AuthMode::None {
         tracing::warn!("authentication is off (AUTH=none): every request is the anonymous tenant");
     }
-    let clock = Arc::new(clock::FleetClock::default());
-    tokio::spawn(clock::keep(clock.clone(), queue.clone(), metrics.clone()));
+    let clock = Arc::new(contracts::clock::FleetClock::default());
+    let info = format!("$JS.API.STREAM.INFO.{}", contracts::subjects::JOBS_STREAM);
+    tokio::spawn(contracts::clock::keep(clock.clone(), queue.client(), info, metrics.clock_offset.clone()));
     let state = app::AppState {
         clock,
         verifier,

@@ -119,18 +119,6 @@ impl Queue {
         self.client.connection_state() == async_nats::connection::State::Connected
     }
 
-    /// One sample of the JetStream cluster's clock against ours: the offset
-    /// (theirs minus ours, ms), from the `ts` of a JOBS stream info.
-    pub async fn clock_offset(&self) -> Option<i64> {
-        let subject = format!("$JS.API.STREAM.INFO.{}", subjects::JOBS_STREAM);
-        let sent = std::time::SystemTime::now();
-        let answer =
-            tokio::time::timeout(crate::clock::MAX_ROUND_TRIP, self.client.request(subject, Bytes::new())).await;
-        let received = std::time::SystemTime::now();
-        let server = crate::clock::server_time(&answer.ok()?.ok()?.payload)?;
-        crate::clock::offset_of(sent, received, server)
-    }
-
     /// Whether JetStream answers (the JOBS stream is reachable), within `timeout`.
     pub async fn is_ready(&self, timeout: Duration) -> bool {
         self.is_connected()

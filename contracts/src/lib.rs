@@ -4,6 +4,7 @@
 //! here, so a change to the wire format is a change to one file plus its tests.
 //!
 //! # Layout
+//! - [`clock`]: fleet time, a process's clock corrected by its offset from JetStream's.
 //! - [`access`]: the NATS user of each component role and the subjects it may use.
 //! - [`connect`]: how a component connects as its role (key file, TLS, refusals counted).
 //! - [`subjects`]: NATS subject names and the stream/consumer configurations.
@@ -18,6 +19,7 @@
 //! - [`identity`]: tenant and key records (bucket IDENTITY), API keys, the verification exchange.
 
 pub mod access;
+pub mod clock;
 pub mod connect;
 pub mod duration;
 pub mod format;

@@ -15,6 +15,7 @@ use crate::{
 };
 use anyhow::Context as _;
 use async_nats::jetstream::{self, AckKind, consumer::PullConsumer};
+use contracts::clock::FleetClock;
 use contracts::{
     Job, Outcome, ProblemKind,
     outcome::{OutcomeHeaders, STATUS_OK},
@@ -24,7 +25,8 @@ use contracts::{
 use futures::StreamExt;
 use std::{
     future::Future,
-    time::{Duration, Instant, SystemTime, UNIX_EPOCH},
+    sync::Arc,
+    time::{Duration, Instant, UNIX_EPOCH},
 };
 use tokio::sync::watch;
 use tracing::{Instrument, info, info_span, warn};
@@ -55,8 +57,12 @@ pub async fn run(cfg: Config, metrics: Metrics, shutdown: impl Future<Output = (
     let slots = cfg.concurrency();
     info!(slots, nats = %cfg.nats_url, "worker ready");
 
+    let clock = Arc::new(FleetClock::default());
+    let info = format!("$JS.API.CONSUMER.INFO.{}.{}", subjects::JOBS_STREAM, subjects::WORKERS_CONSUMER);
+    tokio::spawn(contracts::clock::keep(clock.clone(), client.clone(), info, metrics.clock_offset.clone()));
     let (stop_tx, stop_rx) = watch::channel(false);
     let ctx = Ctx {
+        clock,
         client: client.clone(),
         js,
         metrics,
@@ -95,6 +101,8 @@ struct Ctx {
     peers: Peers,
     /// `MAX_OUTPUT_BYTES`.
     max_output: u64,
+    /// What deadlines are judged and usage dated by; corrected by a task of its own.
+    clock: Arc<FleetClock>,
 }
 
 async fn slot_loop(slot: usize, consumer: PullConsumer, ctx: Ctx, mut stop: watch::Receiver<bool>) {
@@ -130,9 +138,9 @@ async fn slot_loop(slot: usize, consumer: PullConsumer, ctx: Ctx, mut stop: watc
 }
 
 async fn handle(msg: jetstream::Message, ctx: &Ctx) {
-    let Ctx { client, js, metrics, limits, ack_wait, peers, max_output } = ctx;
+    let Ctx { client, js, metrics, limits, ack_wait, peers, max_output, clock } = ctx;
     let (limits, ack_wait) = (*limits, *ack_wait);
-    let received = SystemTime::now();
+    let received = clock.now();
     let headers = msg.headers.clone().unwrap_or_default();
     let job = match Job::from_headers(&headers) {
         Ok(j) => j,
@@ -185,7 +193,7 @@ async fn handle(msg: jetstream::Message, ctx: &Ctx) {
             None => Ok(msg.payload.clone()),
             Some(staged) => {
                 let fetching = Instant::now();
-                let fetched = peers.fetch(staged, job.remaining_at(SystemTime::now())).instrument(info_span!("fetch_input", otel.kind = "client")).await;
+                let fetched = peers.fetch(staged, job.remaining_at(clock.now())).instrument(info_span!("fetch_input", otel.kind = "client")).await;
                 metrics.fetch.observe(fetching.elapsed().as_secs_f64());
                 let result = fetched.as_ref().map_or_else(FetchError::label, |_| "ok");
                 metrics.staged_fetches.get_or_create(&ResultLabel { result: result.into() }).inc();
@@ -217,7 +225,7 @@ async fn handle(msg: jetstream::Message, ctx: &Ctx) {
                 }
                 let outcome = Outcome::Failed { kind: ProblemKind::ClientGone, detail: e.to_string() };
                 let measured = usage::Measured {
-                    finished_us: contracts::job::unix_us(SystemTime::now()),
+                    finished_us: contracts::job::unix_us(clock.now()),
                     bytes_in: 0,
                     bytes_out: 0,
                     pixels_in: 0,
@@ -310,7 +318,7 @@ async fn handle(msg: jetstream::Message, ctx: &Ctx) {
             Outcome::Failed { kind, .. } => kind.slug().to_owned(),
         };
         let measured = usage::Measured {
-            finished_us: contracts::job::unix_us(SystemTime::now()),
+            finished_us: contracts::job::unix_us(clock.now()),
             bytes_in,
             bytes_out: body.len() as u64,
             pixels_in,
@@ -337,7 +345,7 @@ async fn handle(msg: jetstream::Message, ctx: &Ctx) {
         // api-server ignores a second answer for a request it already served.
         match &job.staged {
             Some(staged) => {
-                let left = job.remaining_at(SystemTime::now()).max(Duration::from_secs(1));
+                let left = job.remaining_at(clock.now()).max(Duration::from_secs(1));
                 match peers.answer(staged, &answer, body, left).await {
                     Ok(true) => {}
                     // The request ended meanwhile; the api-server metered it itself.

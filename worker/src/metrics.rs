@@ -32,6 +32,8 @@ pub struct Metrics {
     pub staged_fetches: Family<ResultLabel, Counter>,
     /// Time to fetch a staged input.
     pub fetch: Histogram,
+    /// The JetStream cluster's clock minus this process's, as last measured (seconds).
+    pub clock_offset: Gauge<f64, std::sync::atomic::AtomicU64>,
 }
 
 impl Metrics {
@@ -46,6 +48,7 @@ impl Metrics {
             nats_refusals: contracts::connect::register_refusals(registry),
             staged_fetches: Family::default(),
             fetch: Histogram::new(telemetry::metrics::latency_buckets()),
+            clock_offset: Gauge::default(),
         };
         let r = registry.sub_registry_with_prefix("worker");
         r.register("jobs", "Jobs finished, by outcome", m.jobs.clone());
@@ -54,6 +57,11 @@ impl Metrics {
             "jobs_redelivered",
             "Jobs received more than once (a worker died or stalled)",
             m.redelivered.clone(),
+        );
+        r.register(
+            "clock_offset_seconds",
+            "The JetStream cluster's clock minus this worker's; beyond 1 s deadlines are judged by the cluster's",
+            m.clock_offset.clone(),
         );
         r.register("jobs_in_flight", "Jobs being processed now", m.in_flight.clone());
         r.register("queue_wait_seconds", "Time from publish to the start of processing", m.queue_wait.clone());

@@ -190,13 +190,7 @@ impl Fleet {
             urls = self.relays.iter().map(|r| format!("nats://{}", r.addr)).collect::<Vec<_>>().join(",");
             listen = format!("{}:0", ns.ns_ip);
         }
-        if let Some(s) = skew_s {
-            let lib = faketime_lib()?;
-            launch = launch
-                .env("LD_PRELOAD", &lib.to_string_lossy())
-                .env("FAKETIME", &format!("{s:+}"))
-                .env("FAKETIME_DONT_FAKE_MONOTONIC", "1");
-        }
+        let launch = skewed(launch, skew_s)?;
         ApiServer::launch(&urls, &["--auth", "required", "--listen", &listen], &launch)
     }
 
@@ -228,15 +222,26 @@ impl Fleet {
         self.cluster.small_store.as_ref().context("no small store")?.empty()
     }
 
-    /// Starts api-server `i` afresh beside the running one (its clock `skew_s`
-    /// off, when given), sends the load to it and lets the old one drain: a
-    /// rolling replacement, with no request dropped.
-    pub async fn replace_api(&mut self, i: usize, skew_s: Option<i64>) -> anyhow::Result<()> {
-        let api = self.spawn_api_skewed(i, skew_s)?;
-        self.backends.set(i, api.base.clone());
-        let mut old = std::mem::replace(&mut self.apis[i], api);
-        let drained = tokio::task::spawn_blocking(move || old.terminate()).await?;
-        anyhow::ensure!(drained, "api-server {i} did not drain and exit 0 within 10 s of SIGTERM");
+    /// Starts api-server or worker `m` afresh beside the running one (its
+    /// clock `skew_s` off, when given), sends the work to it and lets the old
+    /// one drain: a rolling replacement, with no request dropped.
+    pub async fn replace(&mut self, m: Member, skew_s: Option<i64>) -> anyhow::Result<()> {
+        let drained = match m {
+            Member::Api(i) => {
+                let api = self.spawn_api_skewed(i, skew_s)?;
+                self.backends.set(i, api.base.clone());
+                let mut old = std::mem::replace(&mut self.apis[i], api);
+                tokio::task::spawn_blocking(move || old.terminate()).await?
+            }
+            Member::Worker(i) => {
+                let launch = skewed(self.launch(&format!("worker-{i}")), skew_s)?;
+                let worker = Worker::launch(&self.cluster.urls(), &[], &launch)?;
+                let mut old = std::mem::replace(&mut self.workers[i], worker);
+                tokio::task::spawn_blocking(move || old.terminate()).await?
+            }
+            other => anyhow::bail!("{other} is not replaced in place"),
+        };
+        anyhow::ensure!(drained, "the old {m} did not drain and exit 0 within 10 s of SIGTERM");
         Ok(())
     }
 
@@ -376,6 +381,19 @@ impl Fleet {
             .chain((0..3).map(Member::Nats));
         members.filter_map(|m| self.pid(m)).filter_map(crate::procs::cpu_seconds).sum()
     }
+}
+
+/// `launch` with its wall clock `skew_s` seconds off (its monotonic clock,
+/// which timers use, left alone), through libfaketime.
+fn skewed(launch: Launch, skew_s: Option<i64>) -> anyhow::Result<Launch> {
+    let Some(s) = skew_s else {
+        return Ok(launch);
+    };
+    let lib = faketime_lib()?;
+    Ok(launch
+        .env("LD_PRELOAD", &lib.to_string_lossy())
+        .env("FAKETIME", &format!("{s:+}"))
+        .env("FAKETIME_DONT_FAKE_MONOTONIC", "1"))
 }
 
 /// libfaketime's preload library: `FAKETIME_LIB`, or Debian's (package

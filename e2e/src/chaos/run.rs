@@ -87,7 +87,7 @@ pub async fn scenario(
             };
             (Some((Member::Nats(store.node), None)), true)
         }
-        Fault::Overload(_) | Fault::Slowloris(_) | Fault::ClockSkew(_) | Fault::Link(_) => (None, false),
+        Fault::Overload(_) | Fault::Slowloris(_) | Fault::ClockSkew(..) | Fault::Link(_) => (None, false),
     };
     // A paused leader stays paused long enough that raft has to act; slow
     // clients last past the api-server's header timeout, to see it cut them.
@@ -129,9 +129,9 @@ pub async fn scenario(
         _ => None,
     };
     match s.fault {
-        Fault::ClockSkew(s) => {
-            fleet.replace_api(0, Some(s)).await?;
-            notes.push(format!("api-server 0 replaced by one {s:+} s off"));
+        Fault::ClockSkew(who, s) => {
+            fleet.replace(who, Some(s)).await?;
+            notes.push(format!("{who} replaced by one {s:+} s off"));
         }
         Fault::Link(how) => {
             fleet.impair_api_link(how)?;
@@ -205,7 +205,7 @@ pub async fn scenario(
         slow_uploads = ended.iter().filter(|e| e.stage == super::slow::Stage::Body).count();
     }
     match s.fault {
-        Fault::ClockSkew(_) => fleet.replace_api(0, None).await?,
+        Fault::ClockSkew(who, _) => fleet.replace(who, None).await?,
         Fault::Link(_) => fleet.repair_api_link()?,
         _ => {}
     }
@@ -222,8 +222,8 @@ pub async fn scenario(
     let phase = Phase { fault: fault_at, heal: healed, end: healed + recover };
     let figures = verdict::figures(&outcomes, &phase);
     let mut violations = verdict::violations(&outcomes, &allow);
-    if let Fault::ClockSkew(skew) = s.fault {
-        violations.extend(verdict::skew_cost(&outcomes, fault_at, healed, skew));
+    if let Fault::ClockSkew(who, skew) = s.fault {
+        violations.extend(verdict::skew_cost(&outcomes, fault_at, healed, who, skew));
     }
     let mut over_budget = verdict::over_budget(&phase, &figures);
     if let Some(elected) = election {

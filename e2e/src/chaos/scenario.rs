@@ -24,9 +24,10 @@ pub enum Fault {
     /// api-server 0, half dribbling their headers and half (with a valid key)
     /// their bodies, one byte a second.
     Slowloris(usize),
-    /// api-server 0 replaced, without dropping a request, by one whose wall
-    /// clock is this many seconds off (libfaketime); put back when the fault ends.
-    ClockSkew(i64),
+    /// api-server 0 or worker 0 replaced, without dropping a request, by one
+    /// whose wall clock is this many seconds off (libfaketime); put back when
+    /// the fault ends.
+    ClockSkew(Member, i64),
     /// The JetStream store of the node with a filesystem of its own filled
     /// until writes fail with ENOSPC; room given back when the fault ends.
     DiskFull,
@@ -63,8 +64,9 @@ pub fn matrix() -> Vec<Scenario> {
     let pauses = t.iter().map(|(n, t)| Scenario { name: format!("pause {n}"), fault: Fault::Pause(*t) });
     let overload = [2.0, 5.0].map(|f| Scenario { name: format!("overload {f}×"), fault: Fault::Overload(f) });
     let slow = Scenario { name: "slowloris 10× in-flight cap".into(), fault: Fault::Slowloris(10) };
-    let skews =
-        [600, -600].map(|s| Scenario { name: format!("clock of api-server 0 {s:+} s"), fault: Fault::ClockSkew(s) });
+    let skews = [Member::Api(0), Member::Worker(0)].into_iter().flat_map(|m| {
+        [600, -600].map(|s| Scenario { name: format!("clock of {m} {s:+} s"), fault: Fault::ClockSkew(m, s) })
+    });
     let disk = Scenario { name: "disk full on one JetStream node".into(), fault: Fault::DiskFull };
     let degraded = Impairment { delay_ms: 100, jitter_ms: 50, loss_pct: 5.0 };
     let links = [
@@ -96,8 +98,10 @@ mod tests {
         assert!(m.iter().any(|s| s.fault == Fault::DiskFull));
         assert!(m.iter().any(|s| s.fault == Fault::Link(Impairment::CUT)));
         assert!(m.iter().any(|s| matches!(s.fault, Fault::Link(i) if i.delay_ms > 0 && i.loss_pct > 0.0)));
-        for skew in [600, -600] {
-            assert!(m.iter().any(|s| s.fault == Fault::ClockSkew(skew)), "{skew}");
+        for who in [Member::Api(0), Member::Worker(0)] {
+            for skew in [600, -600] {
+                assert!(m.iter().any(|s| s.fault == Fault::ClockSkew(who, skew)), "{who} {skew}");
+            }
         }
         assert_eq!(select(&["leader".into()]).len(), 6);
         assert_eq!(select(&[]).len(), m.len());

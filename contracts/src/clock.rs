@@ -1,15 +1,16 @@
-//! Fleet time: this server's wall clock corrected by its offset from the
+//! Fleet time: a process's wall clock corrected by its offset from the
 //! JetStream cluster's clock, sampled every [`SAMPLE_EVERY`].
 //!
-//! The api-server dates what others judge (a job's deadline, which a worker
-//! holds against its own clock; the time slice of a usage record) and judges
-//! what others dated (a signature's `created` and `expires`). With its own
-//! clock off by minutes it would refuse every signed request as expired or
-//! send jobs that expire on arrival. The JetStream API states the server's
-//! time in every stream info (`ts`), so the reference is the clock of the
-//! cluster that orders the jobs anyway, a round trip away.
+//! The api-server dates what others judge (a job's deadline; the time slice
+//! of a usage record) and judges what others dated (a signature's `created`
+//! and `expires`); a worker judges the deadline. With its own clock off by
+//! minutes an api-server would refuse every signed request as expired or
+//! send jobs that expire on arrival, and a worker would drop every job as
+//! expired or work for requests long given up. The JetStream API states the
+//! server's time in every stream and consumer info (`ts`), so the reference
+//! is the clock of the cluster that orders the jobs anyway, a round trip away.
 
-use crate::{metrics::Metrics, queue::Queue};
+use prometheus_client::metrics::gauge::Gauge;
 use std::{
     sync::{
         Arc,
@@ -69,25 +70,42 @@ impl FleetClock {
     }
 }
 
-/// Measures the offset every [`SAMPLE_EVERY`] (the first time at once) for
-/// as long as the server runs, and says when the correction starts or ends.
-pub async fn keep(clock: Arc<FleetClock>, queue: Queue, metrics: Metrics) {
+/// One sample of the JetStream cluster's clock against ours: the offset
+/// (theirs minus ours, ms), from the `ts` of the stream or consumer info
+/// `subject` (`$JS.API.STREAM.INFO.<stream>`, `$JS.API.CONSUMER.INFO.<stream>.<consumer>`).
+pub async fn sample(client: &async_nats::Client, subject: &str) -> Option<i64> {
+    let sent = SystemTime::now();
+    let answer = tokio::time::timeout(MAX_ROUND_TRIP, client.request(subject.to_owned(), bytes::Bytes::new())).await;
+    let received = SystemTime::now();
+    let server = server_time(&answer.ok()?.ok()?.payload)?;
+    offset_of(sent, received, server)
+}
+
+/// Measures the offset on `subject` every [`SAMPLE_EVERY`] (the first time
+/// at once) for as long as the process runs, keeps `gauge` to it (seconds),
+/// and says when the correction starts or ends.
+pub async fn keep(
+    clock: Arc<FleetClock>,
+    client: async_nats::Client,
+    subject: String,
+    gauge: Gauge<f64, std::sync::atomic::AtomicU64>,
+) {
     let mut tick = tokio::time::interval(SAMPLE_EVERY);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
-        let Some(offset) = queue.clock_offset().await else {
+        let Some(offset) = sample(&client, &subject).await else {
             continue;
         };
-        metrics.clock_offset.set(offset as f64 / 1000.0);
+        gauge.set(offset as f64 / 1000.0);
         let before = clock.correction_ms();
         let now = clock.set_offset(offset);
         if now == 0 && before != 0 {
-            tracing::info!(offset_ms = offset, "this server's clock agrees with the JetStream cluster's again");
+            tracing::info!(offset_ms = offset, "this process's clock agrees with the JetStream cluster's again");
         } else if now != 0 && (before == 0 || (now - before).abs() > TOLERATED_MS) {
             tracing::warn!(
                 offset_ms = offset,
-                "this server's clock is off from the JetStream cluster's: deadlines, usage times and signature windows go by the cluster's"
+                "this process's clock is off from the JetStream cluster's: what it dates and judges goes by the cluster's"
             );
         }
     }
