@@ -15,15 +15,18 @@ pub struct Node {
     conf: std::path::PathBuf,
     /// Where its log goes (appended across restarts), if anywhere.
     log: Option<std::path::PathBuf>,
+    /// A command it runs under, on every start (one that execs it in place).
+    wrap: Vec<String>,
 }
 
 impl Node {
-    fn spawn(conf: &std::path::Path, log: Option<&std::path::Path>) -> anyhow::Result<Child> {
-        let stderr = match log {
+    fn spawn(&self) -> anyhow::Result<Child> {
+        let stderr = match &self.log {
             Some(path) => Stdio::from(std::fs::OpenOptions::new().create(true).append(true).open(path)?),
             None => Stdio::null(),
         };
-        Command::new(crate::nats::binary())
+        let conf = &self.conf;
+        crate::procs::under(&self.wrap, &crate::nats::binary())
             .arg("-c")
             .arg(conf)
             .stdout(Stdio::null())
@@ -39,7 +42,7 @@ impl Node {
     /// Starts the server again on its ports and store (after [`Node::kill`]).
     pub fn restart(&mut self) -> anyhow::Result<()> {
         self.kill();
-        self.child = Some(Self::spawn(&self.conf, self.log.as_deref())?);
+        self.child = Some(self.spawn()?);
         Ok(())
     }
 
@@ -135,11 +138,16 @@ impl Cluster {
 
     /// [`Cluster::start`] with each server's log in `logs/nats-n<i>.log`.
     pub fn start_logging(logs: Option<&std::path::Path>) -> anyhow::Result<Self> {
-        Self::start_with(logs, None)
+        Self::start_with(logs, None, |_| Vec::new())
     }
 
-    /// [`Cluster::start_logging`], node `small_store` (if any) on a [`SmallStore`].
-    pub fn start_with(logs: Option<&std::path::Path>, small_store: Option<usize>) -> anyhow::Result<Self> {
+    /// [`Cluster::start_logging`], node `small_store` (if any) on a
+    /// [`SmallStore`], node `i` run under the command prefix `wrap(i)`.
+    pub fn start_with(
+        logs: Option<&std::path::Path>,
+        small_store: Option<usize>,
+        wrap: impl Fn(usize) -> Vec<String>,
+    ) -> anyhow::Result<Self> {
         let dir = tempfile::tempdir()?;
         let small_store = small_store.map(|i| SmallStore::mount(i, dir.path().join(format!("js{i}")))).transpose()?;
         let all = ports(6);
@@ -162,13 +170,16 @@ impl Cluster {
                 ),
             )?;
             let log = logs.map(|d| d.join(format!("nats-n{i}.log")));
-            nodes.push(Node {
-                child: Some(Node::spawn(&conf, log.as_deref())?),
+            let mut node = Node {
+                child: None,
                 name: format!("n{i}"),
                 client_url: format!("nats://127.0.0.1:{}", clients[i]),
                 conf,
                 log,
-            });
+                wrap: wrap(i),
+            };
+            node.child = Some(node.spawn()?);
+            nodes.push(node);
         }
         Ok(Self { nodes, small_store, _dir: dir })
     }

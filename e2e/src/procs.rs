@@ -19,6 +19,19 @@ pub fn binary(name: &str) -> anyhow::Result<PathBuf> {
     bail!("{name} not built next to {}: run `cargo build --workspace --bins` (scripts/test.sh does)", exe.display())
 }
 
+/// A command that runs `program` under `wrap` (a command prefix that execs
+/// its arguments in place: `ip netns exec NAME`, a cgroup's), or directly.
+pub fn under(wrap: &[String], program: &std::path::Path) -> Command {
+    match wrap.split_first() {
+        None => Command::new(program),
+        Some((wrapper, rest)) => {
+            let mut c = Command::new(wrapper);
+            c.args(rest).arg(program);
+            c
+        }
+    }
+}
+
 /// How a service process is started beyond its flags: extra environment (set
 /// last, so it may override `RUST_LOG`) and a file that takes its stderr, the log.
 #[derive(Debug, Clone, Default)]
@@ -43,6 +56,11 @@ impl Launch {
     pub fn log_to(mut self, path: PathBuf) -> Self {
         self.log = Some(path);
         self
+    }
+
+    /// A command that runs `program` under this launch's wrapper, if any.
+    pub fn command(&self, program: &std::path::Path) -> Command {
+        under(&self.wrap, program)
     }
 
     /// `binary`'s role key first, then this launch's environment (which may override it).
@@ -101,7 +119,7 @@ impl Worker {
     /// [`Worker::spawn`] with extra environment and its log in a file.
     pub fn launch(nats_url: &str, extra: &[&str], launch: &Launch) -> anyhow::Result<Self> {
         let port = free_port();
-        let mut cmd = Command::new(binary("worker")?);
+        let mut cmd = launch.command(&binary("worker")?);
         cmd.args(["--nats-url", nats_url, "--metrics-addr", &format!("127.0.0.1:{port}")])
             .args(extra)
             .env("RUST_LOG", std::env::var("WORKER_LOG").unwrap_or_else(|_| "warn".into()))
@@ -179,14 +197,7 @@ pub fn spawn_listening(name: &str, args: &[&str], log_var: &str) -> anyhow::Resu
 /// [`spawn_listening`] with extra environment and the log in a file.
 pub fn launch_listening(name: &str, args: &[&str], log_var: &str, launch: &Launch) -> anyhow::Result<(Child, String)> {
     use std::io::BufRead;
-    let mut cmd = match launch.wrap.split_first() {
-        None => Command::new(binary(name)?),
-        Some((program, rest)) => {
-            let mut c = Command::new(program);
-            c.args(rest).arg(binary(name)?);
-            c
-        }
-    };
+    let mut cmd = launch.command(&binary(name)?);
     cmd.args(args).env("RUST_LOG", std::env::var(log_var).unwrap_or_else(|_| "warn".into())).stdout(Stdio::piped());
     launch.apply_as(name, &mut cmd)?;
     let mut child = cmd.spawn()?;

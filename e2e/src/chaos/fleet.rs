@@ -101,6 +101,10 @@ pub struct Fleet {
     /// One per JetStream node, on the host side of the namespace: api-server 0's
     /// way to NATS, where its latency is set.
     relays: Vec<super::relay::Relay>,
+    /// The members a partition can cut off, each started inside its own
+    /// cgroup (root only): every JetStream node and worker 0. Last, so the
+    /// rules go once the processes inside are gone.
+    jails: Vec<(Member, super::jail::Jail)>,
 }
 
 impl Fleet {
@@ -110,12 +114,21 @@ impl Fleet {
         let netns = super::netns::Netns::create("rzchaos-api0", 0)
             .inspect_err(|e| eprintln!("chaos: no network namespace ({e:#}); the link scenarios cannot run"))
             .ok();
+        let jailed = [Member::Nats(0), Member::Nats(1), Member::Nats(2), Member::Worker(0)];
+        let jails: Vec<(Member, super::jail::Jail)> = jailed
+            .iter()
+            .enumerate()
+            .map(|(i, m)| super::jail::Jail::create(&m.to_string().replace(' ', "-"), i as u32).map(|j| (*m, j)))
+            .collect::<anyhow::Result<_>>()
+            .inspect_err(|e| eprintln!("chaos: no cgroup to cut a member off ({e:#}); the partitions cannot run"))
+            .unwrap_or_default();
+        let prefix = |m: Member| jails.iter().find(|(j, _)| *j == m).map(|(_, j)| j.prefix()).unwrap_or_default();
         // The last node's store on a tmpfs of its own, so it alone can run out of disk.
-        let cluster = match Cluster::start_with(Some(logs), Some(2)) {
+        let cluster = match Cluster::start_with(Some(logs), Some(2), |i| prefix(Member::Nats(i))) {
             Ok(c) => c,
             Err(e) => {
                 eprintln!("chaos: no store of its own for a node ({e:#}); the disk-full scenario cannot run");
-                Cluster::start_logging(Some(logs))?
+                Cluster::start_with(Some(logs), None, |i| prefix(Member::Nats(i)))?
             }
         };
         cluster.ready(Duration::from_secs(90)).await.context("JetStream cluster")?;
@@ -133,6 +146,7 @@ impl Fleet {
             starts: Default::default(),
             netns,
             relays: Vec::new(),
+            jails,
         };
         if let Some(ns) = &me.netns {
             for node in &me.cluster.nodes {
@@ -234,7 +248,7 @@ impl Fleet {
                 tokio::task::spawn_blocking(move || old.terminate()).await?
             }
             Member::Worker(i) => {
-                let launch = skewed(self.launch(&format!("worker-{i}")), skew_s)?;
+                let launch = skewed(self.worker_launch(i), skew_s)?;
                 let worker = Worker::launch(&self.cluster.urls(), &[], &launch)?;
                 let mut old = std::mem::replace(&mut self.workers[i], worker);
                 tokio::task::spawn_blocking(move || old.terminate()).await?
@@ -246,8 +260,31 @@ impl Fleet {
     }
 
     fn spawn_worker(&mut self, i: usize) -> anyhow::Result<Worker> {
-        let launch = self.launch(&format!("worker-{i}"));
+        let launch = self.worker_launch(i);
         Worker::launch(&self.cluster.urls(), &[], &launch)
+    }
+
+    /// A worker starts inside its jail, if it has one.
+    fn worker_launch(&mut self, i: usize) -> Launch {
+        let launch = self.launch(&format!("worker-{i}"));
+        match self.jail(Member::Worker(i)) {
+            Ok(jail) => launch.wrapped(jail.prefix()),
+            Err(_) => launch,
+        }
+    }
+
+    fn jail(&mut self, m: Member) -> anyhow::Result<&mut super::jail::Jail> {
+        let found = self.jails.iter_mut().find(|(j, _)| *j == m).map(|(_, j)| j);
+        found.with_context(|| format!("{m} has no cgroup of its own: a partition needs root and iptables"))
+    }
+
+    /// Cuts `m` off from every other process (it keeps running) until [`Fleet::heal`].
+    pub fn partition(&mut self, m: Member) -> anyhow::Result<()> {
+        self.jail(m)?.cut()
+    }
+
+    pub fn heal(&mut self, m: Member) -> anyhow::Result<()> {
+        self.jail(m)?.heal()
     }
 
     async fn spawn_auth_cache(&mut self, i: usize) -> anyhow::Result<AuthCache> {

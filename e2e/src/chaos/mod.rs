@@ -5,6 +5,7 @@
 //! # Layout
 //! - [`edge`]: the health-checked balancer in front of the api-servers.
 //! - [`fleet`]: the processes (3-node JetStream, two of every service) and what can be done to them.
+//! - [`jail`]: a cgroup per member that a partition cuts off from everything.
 //! - [`netns`]: api-server 0's own network namespace, whose link to NATS can be impaired.
 //! - [`relay`]: the TCP relays that add latency to api-server 0's NATS connections.
 //! - [`load`]: open-loop traffic of real photos from real tenants, one outcome per request.
@@ -18,6 +19,7 @@
 
 pub mod edge;
 pub mod fleet;
+pub mod jail;
 pub mod load;
 pub mod netns;
 pub mod relay;

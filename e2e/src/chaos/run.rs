@@ -77,9 +77,11 @@ pub async fn scenario(
     rate: f64,
     timing: Timing,
 ) -> anyhow::Result<Report> {
+    let partition = matches!(s.fault, Fault::Partition(_));
     let (target, kill) = match s.fault {
         Fault::Kill(t) => (Some(resolve(fleet, t).await?), true),
-        Fault::Pause(t) => (Some(resolve(fleet, t).await?), false),
+        // A partitioned leader, like a paused one, is alive and must be replaced.
+        Fault::Pause(t) | Fault::Partition(t) => (Some(resolve(fleet, t).await?), false),
         // A full disk takes the node's JetStream away as a kill does; its process stays.
         Fault::DiskFull => {
             let Some(store) = &fleet.cluster.small_store else {
@@ -159,6 +161,8 @@ pub async fn scenario(
             if let Some(b) = incarnation {
                 allow.killed_api = Some((b, start.elapsed()));
             }
+        } else if partition {
+            fleet.partition(m)?;
         } else {
             fleet.signal(m, "STOP");
         }
@@ -194,6 +198,8 @@ pub async fn scenario(
             notes.push("room given back, node restarted".into());
         } else if kill {
             fleet.restart(m).await?;
+        } else if partition {
+            fleet.heal(m)?;
         } else {
             fleet.signal(m, "CONT");
         }
@@ -228,11 +234,10 @@ pub async fn scenario(
     let mut over_budget = verdict::over_budget(&phase, &figures);
     if let Some(elected) = election {
         match (elected, kill) {
-            (None, false) => {
-                over_budget.push(format!("the paused leader was not replaced within {STEP_DOWN_BUDGET:?}"))
-            }
+            (None, false) => over_budget
+                .push(format!("the silent (paused or cut off) leader was not replaced within {STEP_DOWN_BUDGET:?}")),
             (Some(d), false) if d > STEP_DOWN_BUDGET => {
-                over_budget.push(format!("the paused leader was replaced only after {d:?}"))
+                over_budget.push(format!("the silent (paused or cut off) leader was replaced only after {d:?}"))
             }
             (Some(d), true) => {
                 let outage = figures.outage;

@@ -18,6 +18,9 @@ pub enum Fault {
     Kill(Target),
     /// SIGSTOP, then SIGCONT when the fault ends: alive to the kernel, silent to everyone.
     Pause(Target),
+    /// Every connection of the target cut, both ways, while it keeps running
+    /// (a leader that still believes it leads); healed when the fault ends.
+    Partition(Target),
     /// The offered load times this factor while the fault lasts.
     Overload(f64),
     /// Slow clients at this multiple of an api-server's in-flight cap, all on
@@ -57,8 +60,10 @@ fn targets() -> Vec<(String, Target)> {
     ]
 }
 
-/// Every scenario, in the order they run: kills, pauses, then overload.
+/// Every scenario, in the order they run: kills, pauses, partitions, then
+/// the disk, the links, overload, slow clients and clocks.
 pub fn matrix() -> Vec<Scenario> {
+    use contracts::subjects::JOBS_STREAM;
     let t = targets();
     let kills = t.iter().map(|(n, t)| Scenario { name: format!("kill {n}"), fault: Fault::Kill(*t) });
     let pauses = t.iter().map(|(n, t)| Scenario { name: format!("pause {n}"), fault: Fault::Pause(*t) });
@@ -68,12 +73,22 @@ pub fn matrix() -> Vec<Scenario> {
         [600, -600].map(|s| Scenario { name: format!("clock of {m} {s:+} s"), fault: Fault::ClockSkew(m, s) })
     });
     let disk = Scenario { name: "disk full on one JetStream node".into(), fault: Fault::DiskFull };
+    let partitions = [("JOBS leader", Target::Leader(JOBS_STREAM)), ("worker 0", Target::Member(Member::Worker(0)))]
+        .map(|(n, t)| Scenario { name: format!("partition {n} from the rest"), fault: Fault::Partition(t) });
     let degraded = Impairment { delay_ms: 100, jitter_ms: 50, loss_pct: 5.0 };
     let links = [
         Scenario { name: "link api-server 0 ↔ NATS 100±50 ms, 5 % loss".into(), fault: Fault::Link(degraded) },
         Scenario { name: "partition api-server 0 from NATS".into(), fault: Fault::Link(Impairment::CUT) },
     ];
-    kills.chain(pauses).chain([disk]).chain(links).chain(overload).chain([slow]).chain(skews).collect()
+    kills
+        .chain(pauses)
+        .chain(partitions)
+        .chain([disk])
+        .chain(links)
+        .chain(overload)
+        .chain([slow])
+        .chain(skews)
+        .collect()
 }
 
 /// The scenarios whose name contains one of `wanted` (all when it is empty).
@@ -97,13 +112,15 @@ mod tests {
         assert!(m.iter().any(|s| matches!(s.fault, Fault::Slowloris(10))));
         assert!(m.iter().any(|s| s.fault == Fault::DiskFull));
         assert!(m.iter().any(|s| s.fault == Fault::Link(Impairment::CUT)));
+        assert!(m.iter().any(|s| s.fault == Fault::Partition(Target::Leader(contracts::subjects::JOBS_STREAM))));
+        assert!(m.iter().any(|s| s.fault == Fault::Partition(Target::Member(Member::Worker(0)))));
         assert!(m.iter().any(|s| matches!(s.fault, Fault::Link(i) if i.delay_ms > 0 && i.loss_pct > 0.0)));
         for who in [Member::Api(0), Member::Worker(0)] {
             for skew in [600, -600] {
                 assert!(m.iter().any(|s| s.fault == Fault::ClockSkew(who, skew)), "{who} {skew}");
             }
         }
-        assert_eq!(select(&["leader".into()]).len(), 6);
+        assert_eq!(select(&["leader".into()]).len(), 7);
         assert_eq!(select(&[]).len(), m.len());
     }
 }
