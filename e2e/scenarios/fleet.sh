@@ -7,7 +7,8 @@
 # api Service (or the Ingress, when INGRESS_URL is given) → usage read back by
 # its tenant and refused to another → the live checks of what the operator
 # claims (workers follow the queue, Lease handover, a deleted child comes back,
-# deleting the ResizeDeployment collects the fleet). Each check prints its figure.
+# deleting the ResizeDeployment collects the fleet) → pods deleted under load and
+# a rolling upgrade (pod-chaos.sh). Each check prints its figure.
 #
 # Environment: KUBECONFIG (required), KUBECTL, HELM, PHOTO (a JPEG), IMAGES
 # (the tags scripts/build-images.sh printed, space separated), INGRESS_URL
@@ -286,6 +287,9 @@ eventually 120 "backlog drained after the load" bash -c "[ \"\$('$KUBECTL' -n '$
 python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); sys.exit(0 if d["status"].get("200",0) > 0 else 1)' "$work/load.json" \
   || fail "no request of the load succeeded: $(cat "$work/load.json")"
 ok "workers $declared → $want: desired after ${t_desired}s, Ready after ${t_ready}s, peak backlog $peak"
+
+# --- Pods taken away under load, and a rolling upgrade: the chaos suite's pod-level scenarios.
+source "$here/pod-chaos.sh"
 
 # --- The operator's Lease moves to the standby when the leader pod goes.
 holder=$(k -n "$op_ns" get lease "$op" -o jsonpath='{.spec.holderIdentity}')

@@ -35,6 +35,9 @@ const PEER_PORT: i32 = 8081;
 pub const USAGE_PATH: &str = "/v1/usage";
 /// The worker serves no API, only `/metrics` and `/healthz` here (WORKER_METRICS_ADDR).
 const WORKER_METRICS_PORT: i32 = 9091;
+/// How long a deleted api pod keeps serving before its SIGTERM: longer than
+/// kube-proxy takes to drop it from the Service (about a second here).
+const API_PRE_STOP_SECONDS: i64 = 5;
 
 /// The parts of the fleet; each gets its own name, labels and service account.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -422,6 +425,12 @@ impl Builder<'_> {
         });
         if let Some(r) = resources {
             container["resources"] = json!(r);
+        }
+        if c == Component::Api {
+            // A deleted pod leaves the Service's endpoints only as fast as
+            // kube-proxy hears of it: it keeps accepting meanwhile, so a
+            // rolling upgrade refuses no connection, then drains on SIGTERM.
+            container["lifecycle"] = json!({"preStop": {"sleep": {"seconds": API_PRE_STOP_SECONDS}}});
         }
         // This component's own seed only, and the CA: no pod holds another role's key.
         let role = c.role().map(crate::credentials::seed_key).unwrap_or_default();
@@ -890,6 +899,9 @@ mod tests {
         let spec = &api.spec;
         assert_eq!(spec.replicas, Some(3));
         assert!(spec.template.spec.as_ref().unwrap().topology_spread_constraints.is_some());
+        let sleep =
+            spec.template.spec.as_ref().unwrap().containers[0].lifecycle.clone().unwrap().pre_stop.unwrap().sleep;
+        assert_eq!(sleep.unwrap().seconds, API_PRE_STOP_SECONDS);
         let worker = c.deployments.iter().find(|d| d.metadata.name.as_deref() == Some("photos-worker")).unwrap();
         assert_eq!(worker.spec.replicas, Some(7));
         let probe = worker.spec.template.spec.as_ref().unwrap().containers[0].readiness_probe.clone().unwrap();

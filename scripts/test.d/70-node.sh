@@ -43,7 +43,7 @@ trap down EXIT
 s=$(date +%s)
 $SUDO bash e2e/node/up.sh "$dir" >/dev/null
 log "node: up in $(( $(date +%s) - s ))s"
-export KUBECONFIG="$dir/kubeconfig"
+export KUBECONFIG="$dir/kubeconfig" NODE_DIR="$dir"
 s=$(date +%s)
 IMAGES=$(bash e2e/node/images.sh "$dir" --profile debug | tr '\n' ' ')
 export IMAGES
