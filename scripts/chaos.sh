@@ -5,7 +5,10 @@
 # every member killed and paused in turn, JetStream leaders and a follower
 # included, then overload at 2× and 5×. The invariants are checked after each
 # scenario and over the usage ledger; the table goes to stdout, progress to
-# stderr, and the exit status is non-zero when an invariant broke.
+# stderr, and the exit status is non-zero when an invariant broke. Last, on a
+# cluster of its own with lazyfs stores (root), all three JetStream nodes lose
+# power at once: no acknowledged write to JOBS, USAGE or IDENTITY may be lost
+# (and with the default lazy sync, as a control, some must be).
 #
 # Arguments go to the suite: --seconds S (each fault's length; default 10, the
 # full run), --load F (fraction of capacity, default 0.5), --only a,b (scenario

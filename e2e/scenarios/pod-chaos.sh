@@ -15,7 +15,7 @@
 # here, fail, ok, eventually.
 
 chaos_rate=${POD_CHAOS_RATE:-4}
-chaos_seconds=${POD_CHAOS_SECONDS:-30}
+chaos_seconds=${POD_CHAOS_SECONDS:-20}
 chaos_at=${POD_CHAOS_AT:-5}
 chaos_rows=()
 

@@ -1,5 +1,11 @@
 //! A 3-node nats-server cluster on loopback, as the StatefulSet runs it, with
 //! `sync_interval: always` (the durability the usage and identity data need).
+//!
+//! Its stores are plain directories, one of which may be a small filesystem
+//! of its own ([`SmallStore`], to be filled), or all three lazyfs mounts
+//! ([`Stores::Lazy`]), which lose what was never fsynced when the cluster
+//! loses power ([`Cluster::power_cycle`]); such a cluster may also run with
+//! nats-server's default lazy sync, to show that the loss is real.
 
 use anyhow::Context;
 use std::{
@@ -68,10 +74,33 @@ impl Drop for Node {
     }
 }
 
+/// What the nodes' JetStream stores are.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stores {
+    /// Directories, node `small` (if any) on a [`SmallStore`]; `sync_interval: always`.
+    Disk { small: Option<usize> },
+    /// Every store on a lazyfs mount (root and /dev/fuse); `sync_interval:
+    /// always` when `sync_always`, else nats-server's default (a sync every
+    /// two minutes), which a power loss must punish.
+    Lazy { sync_always: bool },
+}
+
+impl Stores {
+    fn sync_always(self) -> bool {
+        match self {
+            Stores::Disk { .. } => true,
+            Stores::Lazy { sync_always } => sync_always,
+        }
+    }
+}
+
 pub struct Cluster {
     pub nodes: Vec<Node>,
     /// A node whose store is a small filesystem of its own, which can be filled.
     pub small_store: Option<SmallStore>,
+    /// The nodes' stores when they are lazyfs mounts, in node order. After
+    /// the nodes, so the servers are dead before the mounts go.
+    lazy: Vec<crate::lazyfs::Mount>,
     _dir: tempfile::TempDir,
 }
 
@@ -148,8 +177,32 @@ impl Cluster {
         small_store: Option<usize>,
         wrap: impl Fn(usize) -> Vec<String>,
     ) -> anyhow::Result<Self> {
+        Self::start_on(logs, Stores::Disk { small: small_store }, wrap)
+    }
+
+    /// A cluster on `stores`, each server's log in `logs/nats-n<i>.log` (and
+    /// each lazyfs's in `logs/lazyfs-n<i>.log`), node `i` run under `wrap(i)`.
+    pub fn start_on(
+        logs: Option<&std::path::Path>,
+        stores: Stores,
+        wrap: impl Fn(usize) -> Vec<String>,
+    ) -> anyhow::Result<Self> {
         let dir = tempfile::tempdir()?;
-        let small_store = small_store.map(|i| SmallStore::mount(i, dir.path().join(format!("js{i}")))).transpose()?;
+        let store = |i: usize| dir.path().join(format!("js{i}"));
+        let small_store = match stores {
+            Stores::Disk { small: Some(i) } => Some(SmallStore::mount(i, store(i))?),
+            _ => None,
+        };
+        let lazy = match stores {
+            Stores::Lazy { .. } => (0..3)
+                .map(|i| {
+                    let log = logs.unwrap_or(dir.path()).join(format!("lazyfs-n{i}.log"));
+                    crate::lazyfs::Mount::start(&dir.path().join(format!("backing{i}")), &store(i), &log)
+                })
+                .collect::<anyhow::Result<_>>()?,
+            Stores::Disk { .. } => Vec::new(),
+        };
+        let sync = if stores.sync_always() { ", sync_interval: always" } else { "" };
         let all = ports(6);
         let (clients, routes) = all.split_at(3);
         let route_list = routes.iter().map(|p| format!("nats://127.0.0.1:{p}")).collect::<Vec<_>>().join(", ");
@@ -160,11 +213,11 @@ impl Cluster {
                 &conf,
                 format!(
                     "server_name: n{i}\nlisten: 127.0.0.1:{}\nmax_payload: 8MB\n{}\
-                     jetstream {{ store_dir: \"{}\", sync_interval: always }}\n\
+                     jetstream {{ store_dir: \"{}\"{sync} }}\n\
                      cluster {{ name: c, listen: 127.0.0.1:{}, routes: [{route_list}] }}\n{}",
                     clients[i],
                     contracts::servers::SERVER_LIVENESS,
-                    dir.path().join(format!("js{i}")).display(),
+                    store(i).display(),
                     routes[i],
                     crate::nats::authorization(),
                 ),
@@ -181,7 +234,34 @@ impl Cluster {
             node.child = Some(node.spawn()?);
             nodes.push(node);
         }
-        Ok(Self { nodes, small_store, _dir: dir })
+        Ok(Self { nodes, small_store, lazy, _dir: dir })
+    }
+
+    /// Every lazyfs store writes what it holds unsynced, while the servers
+    /// run (what their periodic sync would do); the bytes each wrote.
+    pub fn sync_stores(&self) -> anyhow::Result<Vec<u64>> {
+        anyhow::ensure!(!self.lazy.is_empty(), "only lazyfs stores hold unsynced data");
+        crate::lazyfs::sync(&self.lazy)
+    }
+
+    /// Power loss: every server SIGKILLed at once, then every lazyfs store
+    /// drops what was never synced, then the servers start again on what
+    /// survived. The bytes each node's store dropped.
+    pub fn power_cycle(&mut self) -> anyhow::Result<Vec<u64>> {
+        anyhow::ensure!(self.lazy.len() == self.nodes.len(), "a power loss needs every store on lazyfs");
+        let mut servers: Vec<Child> = self.nodes.iter_mut().filter_map(|n| n.child.take()).collect();
+        // Every server is dead before any store crashes: nothing is written after the power loss.
+        for server in &mut servers {
+            let _ = server.kill();
+        }
+        for mut server in servers {
+            server.wait()?;
+        }
+        let dropped = crate::lazyfs::crash(&self.lazy)?;
+        for node in &mut self.nodes {
+            node.child = Some(node.spawn()?);
+        }
+        Ok(dropped)
     }
 
     /// Every node's URL, comma-separated: clients fail over between them.

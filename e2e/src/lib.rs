@@ -8,6 +8,7 @@
 //! - [`bench`]: load generation and statistics for the benchmark binaries.
 //! - [`chaos`]: the chaos suite: faults against the whole fleet under load, invariants, a table.
 //! - [`cluster`]: a 3-node nats-server cluster on loopback.
+//! - [`lazyfs`]: lazyfs mounts, stores that lose their unsynced data on a power loss.
 //! - [`identity`]: the auth-cache as a process, tenants and keys, authenticated requests.
 //! - [`jaeger`]: Jaeger v2 on free ports, reading traces back from its query API.
 //! - [`metrics`]: reading the Prometheus text of a component.
@@ -24,6 +25,7 @@ pub mod cluster;
 pub mod corpus;
 pub mod identity;
 pub mod jaeger;
+pub mod lazyfs;
 pub mod metrics;
 pub mod nats;
 pub mod procs;

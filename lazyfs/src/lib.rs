@@ -34,8 +34,9 @@
 //! - `main.rs`: the `lazyfs` binary: mount, print `lazyfs: mounted …`, turn
 //!   signals into crashes, syncs and unmounts.
 //! - `tests/mount.rs`: the mount against a plain directory, and a crash.
-//! - `tests/nats_power_loss.rs`: a 3-node JetStream cluster on three mounts,
-//!   all powered off at once.
+//!
+//! The chaos suite (`e2e::chaos::power`) runs a 3-node JetStream cluster on
+//! three mounts and powers all of them off at once.
 
 pub mod cache;
 pub mod fs;

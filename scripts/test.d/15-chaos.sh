@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The chaos suite's whole matrix, short: two seconds per fault on the debug
-# binaries stage 10 built (the full run is scripts/chaos.sh). Every invariant
+# binaries stage 10 built (the full run is scripts/chaos.sh), then the power
+# loss of the whole JetStream cluster on lazyfs stores. Every invariant
 # fails the stage; the time budgets (recovery, re-election) are measured and
 # printed, since this machine is busy with the other stages' tools meanwhile.
 set -euo pipefail

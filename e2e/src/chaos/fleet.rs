@@ -297,7 +297,7 @@ impl Fleet {
         Aggregator::launch(&self.cluster.urls(), ADMIN_TOKEN, &[], &launch)
     }
 
-    fn pid(&self, m: Member) -> Option<u32> {
+    pub fn pid(&self, m: Member) -> Option<u32> {
         match m {
             Member::Api(i) => Some(self.apis[i].pid()),
             Member::Worker(i) => Some(self.workers[i].pid() as u32),

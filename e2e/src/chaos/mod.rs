@@ -3,6 +3,7 @@
 //! after each fault and the cost printed as one table.
 //!
 //! # Layout
+//! - [`brownout`]: a node stopped most of the time, and the operator's failover run against it.
 //! - [`edge`]: the health-checked balancer in front of the api-servers.
 //! - [`fleet`]: the processes (3-node JetStream, two of every service) and what can be done to them.
 //! - [`jail`]: a cgroup per member that a partition cuts off from everything.
@@ -12,16 +13,31 @@
 //! - [`scenario`]: the fault matrix.
 //! - [`run`]: one scenario: load, fault, heal, recovery.
 //! - [`verdict`]: figures and invariants, pure over the outcomes.
-//! - [`report`]: the table.
+//! - [`power`]: power loss on every JetStream node at once, on a cluster of its own.
+//! - [`report`]: the tables.
 //!
 //! The usage invariants are checked once, over the whole run: every request
-//! any scenario answered is in USAGE once and in the rollups once.
+//! any scenario answered is in USAGE once and in the rollups once. The power
+//! loss runs last, after the fleet is gone: it takes the whole cluster down,
+//! and needs root for its lazyfs stores.
 
+pub(crate) fn now() -> String {
+    let s = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    format!("{:02}:{:02}:{:02}", s / 3600 % 24, s / 60 % 60, s % 60)
+}
+
+/// A line of progress on stderr (the tables go to stdout).
+macro_rules! progress {
+    ($($t:tt)*) => { eprintln!("[{}] chaos: {}", $crate::chaos::now(), format!($($t)*)) };
+}
+
+pub mod brownout;
 pub mod edge;
 pub mod fleet;
 pub mod jail;
 pub mod load;
 pub mod netns;
+pub mod power;
 pub mod relay;
 pub mod report;
 pub mod run;
@@ -52,15 +68,6 @@ pub struct Options {
     pub budgets: bool,
 }
 
-fn now() -> String {
-    let s = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
-    format!("{:02}:{:02}:{:02}", s / 3600 % 24, s / 60 % 60, s % 60)
-}
-
-macro_rules! progress {
-    ($($t:tt)*) => { eprintln!("[{}] chaos: {}", now(), format!($($t)*)) };
-}
-
 /// Photos under 1 MB from the corpus: the SLA's p99 is stated for those.
 fn photos() -> Vec<Bytes> {
     crate::corpus::files("jpeg")
@@ -75,7 +82,58 @@ fn photos() -> Vec<Bytes> {
 pub async fn suite(opts: &Options) -> anyhow::Result<bool> {
     let started = Instant::now();
     let scenarios = scenario::select(&opts.only);
-    anyhow::ensure!(!scenarios.is_empty(), "no scenario matches {:?}", opts.only);
+    let power_loss = scenario::wanted(scenario::POWER_LOSS, &opts.only);
+    anyhow::ensure!(!scenarios.is_empty() || power_loss, "no scenario matches {:?}", opts.only);
+    if power_loss {
+        // Before the matrix: a run that cannot end must not take its time first.
+        crate::lazyfs::usable().context(scenario::POWER_LOSS)?;
+    }
+    let (mut broken, mut over) = (0, 0);
+    let mut reports = Vec::new();
+    if !scenarios.is_empty() {
+        let (matrix, ledger, ledger_violations) = matrix(opts, &scenarios).await?;
+        println!("\n{}", report::table(&matrix, opts.budgets));
+        println!("{}", report::ledger(&ledger));
+        for v in &ledger_violations {
+            println!("BROKEN (usage): {v}");
+        }
+        broken += matrix.iter().map(|r| r.violations.len()).sum::<usize>() + ledger_violations.len();
+        over += matrix.iter().map(|r| r.over_budget.len()).sum::<usize>();
+        reports = matrix;
+    }
+    let mut losses = Vec::new();
+    if power_loss {
+        for (n, durable) in [true, false].into_iter().enumerate() {
+            let loss = power(opts, n, durable).await.context(scenario::POWER_LOSS)?;
+            broken += loss.violations().len();
+            losses.push(loss);
+        }
+        println!("\n{}", report::power(&losses));
+        for v in losses.iter().flat_map(|l| l.violations().into_iter().map(move |v| (l.sync(), v))) {
+            println!("BROKEN (power loss, sync_interval {}): {}", v.0, v.1);
+        }
+    }
+    println!(
+        "availability over the run {} ({} scenarios, {:.0} s); invariants: {}; time budgets: {}",
+        if reports.is_empty() { "–".to_owned() } else { format!("{:.3} %", report::availability(&reports) * 100.0) },
+        reports.len() + usize::from(power_loss),
+        started.elapsed().as_secs_f64(),
+        if broken == 0 { "all hold".to_owned() } else { format!("{broken} broken") },
+        match (over, opts.budgets) {
+            (0, _) => "all met".to_owned(),
+            (n, true) => format!("{n} missed"),
+            (n, false) => format!("{n} missed (reported, not enforced: --budgets report)"),
+        }
+    );
+    Ok(broken == 0 && (over == 0 || !opts.budgets))
+}
+
+/// The fault matrix: the fleet, its capacity, every scenario of
+/// `scenarios` under load, then the usage ledger. The fleet is gone on return.
+async fn matrix(
+    opts: &Options,
+    scenarios: &[scenario::Scenario],
+) -> anyhow::Result<(Vec<run::Report>, verdict::Ledger, Vec<String>)> {
     progress!("starting the fleet (logs in {})", opts.logs.display());
     let mut fleet = fleet::Fleet::start(&opts.logs).await?;
     let photos = photos();
@@ -123,26 +181,28 @@ pub async fn suite(opts: &Options) -> anyhow::Result<bool> {
     }
     progress!("checking the usage ledger");
     let (ledger, ledger_violations) = settle_ledger(&fleet, &capacity_run, &reports).await?;
-    println!("\n{}", report::table(&reports, opts.budgets));
-    println!("{}", report::ledger(&ledger));
-    let broken: usize = reports.iter().map(|r| r.violations.len()).sum::<usize>() + ledger_violations.len();
-    let over: usize = reports.iter().map(|r| r.over_budget.len()).sum();
-    for v in &ledger_violations {
-        println!("BROKEN (usage): {v}");
-    }
-    println!(
-        "availability over the run {:.3} % ({} scenarios, {:.0} s); invariants: {}; time budgets: {}",
-        report::availability(&reports) * 100.0,
-        reports.len(),
-        started.elapsed().as_secs_f64(),
-        if broken == 0 { "all hold".to_owned() } else { format!("{broken} broken") },
-        match (over, opts.budgets) {
-            (0, _) => "all met".to_owned(),
-            (n, true) => format!("{n} missed"),
-            (n, false) => format!("{n} missed (reported, not enforced: --budgets report)"),
-        }
+    Ok((reports, ledger, ledger_violations))
+}
+
+/// One power loss (run `n` of two): `durable` with the fleet's
+/// `sync_interval: always`, else the lazy-sync control.
+async fn power(opts: &Options, n: usize, durable: bool) -> anyhow::Result<power::PowerLoss> {
+    let sync = if durable { "sync_interval: always" } else { "default lazy sync (the control)" };
+    progress!("[{}/2] {}, {sync}: a 3-node cluster on lazyfs stores", n + 1, scenario::POWER_LOSS);
+    let loss = power::run(&opts.logs, durable).await?;
+    let streams: Vec<String> =
+        loss.streams.iter().map(|s| format!("{} {} acked, {} lost ({})", s.stream, s.acked, s.lost, s.fate)).collect();
+    progress!(
+        "  {}; lazyfs dropped {:?} bytes; {}{}",
+        streams.join(", "),
+        loss.dropped,
+        loss.recovered_after.map_or("not every stream came back".into(), |d| format!(
+            "every stream had a leader again {:.1} s after the restart",
+            d.as_secs_f64()
+        )),
+        loss.violations().iter().map(|v| format!("\n  BROKEN: {v}")).collect::<String>()
     );
-    Ok(broken == 0 && (over == 0 || !opts.budgets))
+    Ok(loss)
 }
 
 /// Reads USAGE and the rollups until the rollups have caught up (or a minute

@@ -57,3 +57,71 @@ pub fn ledger(l: &Ledger) -> String {
         l.answered, l.recorded, l.lost_at_kill, l.rolled_up
     )
 }
+
+/// The power-loss runs: per stream acknowledged / lost writes (and the
+/// stream's fate when it did not come back), what the stores dropped, and how
+/// long until every stream had a leader again.
+pub fn power(losses: &[super::power::PowerLoss]) -> String {
+    let mut out = String::from(
+        "| scenario | sync_interval | JOBS acked / lost | USAGE acked / lost | IDENTITY acked / lost | dropped unsynced | recovered after s | invariants |\n\
+         |---|---|---:|---:|---:|---:|---:|---|\n",
+    );
+    for l in losses {
+        let streams: Vec<String> = l
+            .streams
+            .iter()
+            .map(|s| match s.fate {
+                super::power::Fate::Back => format!("{} / {}", s.acked, s.lost),
+                fate => format!("{} / {} ({fate})", s.acked, s.lost),
+            })
+            .collect();
+        let recovered = l.recovered_after.map_or("never".into(), |d| format!("{:.1}", d.as_secs_f64()));
+        let verdict = match l.violations().len() {
+            0 => "hold".to_owned(),
+            n => format!("**{n} broken**"),
+        };
+        out += &format!(
+            "| {} | {} | {} | {} | {recovered} | {verdict} |\n",
+            super::scenario::POWER_LOSS,
+            l.sync(),
+            streams.join(" | "),
+            bytes(l.dropped_bytes()),
+        );
+    }
+    out
+}
+
+/// `n` bytes in the unit a reader takes in at once.
+fn bytes(n: u64) -> String {
+    match n {
+        0..1024 => format!("{n} B"),
+        1024..1_048_576 => format!("{:.1} KiB", n as f64 / 1024.0),
+        _ => format!("{:.1} MiB", n as f64 / 1_048_576.0),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::power::{Fate, PowerLoss, StreamLoss};
+    use std::time::Duration;
+
+    #[test]
+    fn the_power_table_has_a_row_per_run() {
+        let loss = |durable, lost, fate| PowerLoss {
+            durable,
+            streams: ["JOBS", "USAGE", "KV_IDENTITY"]
+                .into_iter()
+                .map(|stream| StreamLoss { stream, acked: 10, lost, fate })
+                .collect(),
+            dropped: vec![3 << 20, 0, 0],
+            burst: Duration::from_secs(2),
+            recovered_after: (fate == Fate::Back).then_some(Duration::from_millis(4_200)),
+        };
+        let t = super::power(&[loss(true, 0, Fate::Back), loss(false, 10, Fate::Gone)]);
+        let rows: Vec<&str> = t.lines().skip(2).collect();
+        assert_eq!(rows.len(), 2, "{t}");
+        assert!(rows[0].contains("| always | 10 / 0 | 10 / 0 | 10 / 0 | 3.0 MiB | 4.2 | hold |"), "{t}");
+        assert!(rows[1].contains("| 10 / 10 (gone) |") && rows[1].contains("| never | hold |"), "{t}");
+        assert_eq!(super::bytes(512), "512 B");
+    }
+}

@@ -11,7 +11,7 @@ use std::{
     collections::HashSet,
     sync::{
         Arc,
-        atomic::{AtomicU64, Ordering},
+        atomic::{AtomicBool, AtomicU64, Ordering},
     },
     time::{Duration, Instant},
 };
@@ -78,10 +78,11 @@ pub async fn scenario(
     timing: Timing,
 ) -> anyhow::Result<Report> {
     let partition = matches!(s.fault, Fault::Partition(_));
+    let brownout = matches!(s.fault, Fault::Brownout(_));
     let (target, kill) = match s.fault {
         Fault::Kill(t) => (Some(resolve(fleet, t).await?), true),
         // A partitioned leader, like a paused one, is alive and must be replaced.
-        Fault::Pause(t) | Fault::Partition(t) => (Some(resolve(fleet, t).await?), false),
+        Fault::Pause(t) | Fault::Partition(t) | Fault::Brownout(t) => (Some(resolve(fleet, t).await?), false),
         // A full disk takes the node's JetStream away as a kill does; its process stays.
         Fault::DiskFull => {
             let Some(store) = &fleet.cluster.small_store else {
@@ -116,6 +117,12 @@ pub async fn scenario(
     let mut notes = Vec::new();
     let mut allow = Allowance::default();
     let mut election = None;
+    // While a brownout lasts: its end, the stop/continue cycle and the operator's failover.
+    let mut browning: Option<(
+        Arc<AtomicBool>,
+        tokio::task::JoinHandle<()>,
+        tokio::task::JoinHandle<super::brownout::Actions>,
+    )> = None;
     tokio::time::sleep_until((start + fault_at).into()).await;
     let slow = match s.fault {
         Fault::Slowloris(times) => {
@@ -145,7 +152,9 @@ pub async fn scenario(
         // The streams a JetStream node leads lose their leader with it.
         let mut led = Vec::new();
         if let Member::Nats(node) = m {
-            for group in GROUPS {
+            // Raft keeps a browned-out node's leaderships; the operator moves only JOBS'.
+            let watched = if brownout { &GROUPS[..1] } else { &GROUPS[..] };
+            for &group in watched {
                 if fleet.leader(group, None).await == Some(node) {
                     led.push(group);
                 }
@@ -163,6 +172,16 @@ pub async fn scenario(
             }
         } else if partition {
             fleet.partition(m)?;
+        } else if brownout {
+            let pid = fleet.pid(m).ok_or_else(|| anyhow::anyhow!("{m} is not running"))?;
+            let seed = std::fs::read_to_string(crate::nats::key_file(contracts::access::Role::Operator))?;
+            let done = Arc::new(AtomicBool::new(false));
+            let cycling = super::brownout::cycle(pid, done.clone());
+            // The operator reaches NATS through its client Service: one address, here a node not browned out.
+            let Member::Nats(node) = m else { anyhow::bail!("a brownout is of a JetStream node, not {m}") };
+            let url = fleet.cluster.nodes[(node + 1) % fleet.cluster.nodes.len()].client_url.clone();
+            let watching = super::brownout::watch(url, seed.trim().to_owned(), done.clone());
+            browning = Some((done, cycling, watching));
         } else {
             fleet.signal(m, "STOP");
         }
@@ -189,6 +208,20 @@ pub async fn scenario(
         }
     }
     tokio::time::sleep_until((start + heal_at).into()).await;
+    if let Some((done, cycling, watching)) = browning.take() {
+        done.store(true, Ordering::Relaxed);
+        cycling.await?;
+        let actions = watching.await?;
+        match actions.step_downs.first() {
+            Some((at, why)) => notes
+                .push(format!("the operator's failover asked for a step-down {:.1} s in ({why})", at.as_secs_f64())),
+            None => notes.push(format!(
+                "the operator's failover never stepped the leader down (last hold: {}; last failure: {})",
+                actions.held.as_deref().unwrap_or("none"),
+                actions.failed.as_deref().unwrap_or("none")
+            )),
+        }
+    }
     if let Some((m, _)) = target {
         if s.fault == Fault::DiskFull {
             // nats-server does not take its JetStream back by itself: the

@@ -21,6 +21,9 @@ pub enum Fault {
     /// Every connection of the target cut, both ways, while it keeps running
     /// (a leader that still believes it leads); healed when the fault ends.
     Partition(Target),
+    /// Stopped [`super::brownout::STOPPED`] of every cycle, running the rest:
+    /// alive to raft, slow to everyone; the operator's failover must step it down.
+    Brownout(Target),
     /// The offered load times this factor while the fault lasts.
     Overload(f64),
     /// Slow clients at this multiple of an api-server's in-flight cap, all on
@@ -75,6 +78,10 @@ pub fn matrix() -> Vec<Scenario> {
     let disk = Scenario { name: "disk full on one JetStream node".into(), fault: Fault::DiskFull };
     let partitions = [("JOBS leader", Target::Leader(JOBS_STREAM)), ("worker 0", Target::Member(Member::Worker(0)))]
         .map(|(n, t)| Scenario { name: format!("partition {n} from the rest"), fault: Fault::Partition(t) });
+    let brownout = Scenario {
+        name: "brownout JOBS leader (stopped 400 of every 500 ms), the operator's failover".into(),
+        fault: Fault::Brownout(Target::Leader(JOBS_STREAM)),
+    };
     let degraded = Impairment { delay_ms: 100, jitter_ms: 50, loss_pct: 5.0 };
     let links = [
         Scenario { name: "link api-server 0 ↔ NATS 100±50 ms, 5 % loss".into(), fault: Fault::Link(degraded) },
@@ -82,6 +89,7 @@ pub fn matrix() -> Vec<Scenario> {
     ];
     kills
         .chain(pauses)
+        .chain([brownout])
         .chain(partitions)
         .chain([disk])
         .chain(links)
@@ -91,9 +99,20 @@ pub fn matrix() -> Vec<Scenario> {
         .collect()
 }
 
-/// The scenarios whose name contains one of `wanted` (all when it is empty).
-pub fn select(wanted: &[String]) -> Vec<Scenario> {
-    matrix().into_iter().filter(|s| wanted.is_empty() || wanted.iter().any(|w| s.name.contains(w.as_str()))).collect()
+/// The scenario that runs on a cluster of its own after the matrix (see
+/// [`super::power`]): it takes the whole JetStream cluster down, which the
+/// fleet's figures must not see.
+pub const POWER_LOSS: &str = "power loss, all three JetStream nodes at once";
+
+/// Whether the scenario called `name` runs: its name contains one of
+/// `wanted`, or `wanted` is empty (everything runs).
+pub fn wanted(name: &str, wanted: &[String]) -> bool {
+    wanted.is_empty() || wanted.iter().any(|w| name.contains(w.as_str()))
+}
+
+/// The scenarios of the matrix that run (see [`wanted`]).
+pub fn select(only: &[String]) -> Vec<Scenario> {
+    matrix().into_iter().filter(|s| wanted(&s.name, only)).collect()
 }
 
 #[cfg(test)]
@@ -114,13 +133,25 @@ mod tests {
         assert!(m.iter().any(|s| s.fault == Fault::Link(Impairment::CUT)));
         assert!(m.iter().any(|s| s.fault == Fault::Partition(Target::Leader(contracts::subjects::JOBS_STREAM))));
         assert!(m.iter().any(|s| s.fault == Fault::Partition(Target::Member(Member::Worker(0)))));
+        assert!(m.iter().any(|s| s.fault == Fault::Brownout(Target::Leader(contracts::subjects::JOBS_STREAM))));
         assert!(m.iter().any(|s| matches!(s.fault, Fault::Link(i) if i.delay_ms > 0 && i.loss_pct > 0.0)));
         for who in [Member::Api(0), Member::Worker(0)] {
             for skew in [600, -600] {
                 assert!(m.iter().any(|s| s.fault == Fault::ClockSkew(who, skew)), "{who} {skew}");
             }
         }
-        assert_eq!(select(&["leader".into()]).len(), 7);
+        assert_eq!(select(&["leader".into()]).len(), 8);
         assert_eq!(select(&[]).len(), m.len());
+    }
+
+    #[test]
+    fn the_power_loss_runs_when_named_or_when_everything_does() {
+        let only = |w: &[&str]| w.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert!(wanted(POWER_LOSS, &[]));
+        assert!(wanted(POWER_LOSS, &only(&["power"])));
+        assert!(select(&only(&["power"])).is_empty(), "--only power runs the power loss alone");
+        assert!(!wanted(POWER_LOSS, &only(&["kill", "pause"])));
+        assert!(wanted(POWER_LOSS, &only(&["kill", "power"])));
+        assert!(matrix().iter().all(|s| s.name != POWER_LOSS));
     }
 }
