@@ -74,7 +74,12 @@ impl Jail {
         // The rules must be possible before a scenario counts on them.
         let probe = Command::new("iptables").args(["-w", "-L", "OUTPUT", "-n"]).output();
         anyhow::ensure!(probe.is_ok_and(|o| o.status.success()), "iptables cannot be run");
-        Ok(Self { path, dir, mark: 0x7700 + index, cut: false })
+        let me = Self { path, dir, mark: 0x7700 + index, cut: false };
+        // Rules a killed run left behind would cut this run's process off from its start.
+        for rule in rules(&me.path, me.mark) {
+            while iptables(&[&["-D".to_owned()], rule.as_slice()].concat()).is_ok() {}
+        }
+        Ok(me)
     }
 
     /// The command prefix that starts a program inside the jail (it must be
