@@ -6,6 +6,7 @@
 //! Mounting FUSE needs root and `/dev/fuse`: [`usable`] says why not before
 //! anything is started.
 
+use ::lazyfs::report;
 use anyhow::Context;
 use std::{
     io::{BufRead, BufReader},
@@ -57,7 +58,7 @@ impl Mount {
             }
         });
         let me = Self { child, dir: dir.to_owned(), lines };
-        me.expect_line("lazyfs: mounted", Duration::from_secs(20))
+        me.expect_line(report::MOUNTED, Duration::from_secs(20))
             .with_context(|| format!("lazyfs did not mount (its log: {})", log.display()))?;
         Ok(me)
     }
@@ -81,31 +82,21 @@ impl Mount {
     }
 }
 
-/// The bytes of `line` (`lazyfs: crash: dropped N bytes unsynced in M files`).
-pub fn dropped_bytes(line: &str) -> Option<u64> {
-    line.strip_prefix("lazyfs: crash: dropped ")?.split_whitespace().next()?.parse().ok()
-}
-
 /// Power loss on every mount at once: each drops what was never synced.
 /// The bytes each dropped. Whatever writes to them must be dead already.
 pub fn crash(mounts: &[Mount]) -> anyhow::Result<Vec<u64>> {
-    signal_all(mounts, libc::SIGUSR1, "lazyfs: crash:", Duration::from_secs(10), dropped_bytes)
+    signal_all(mounts, libc::SIGUSR1, report::CRASHED, Duration::from_secs(10))
 }
 
 /// Writes what every mount holds unsynced to its backing directory, as a
 /// periodic sync of the writer would; the bytes each wrote.
 pub fn sync(mounts: &[Mount]) -> anyhow::Result<Vec<u64>> {
-    signal_all(mounts, libc::SIGUSR2, "lazyfs: sync:", Duration::from_secs(30), synced_bytes)
+    signal_all(mounts, libc::SIGUSR2, report::SYNCED, Duration::from_secs(30))
 }
 
-/// Sends `sig` to every mount at once, then reads each one's answer line.
-fn signal_all(
-    mounts: &[Mount],
-    sig: libc::c_int,
-    answer: &str,
-    within: Duration,
-    bytes: fn(&str) -> Option<u64>,
-) -> anyhow::Result<Vec<u64>> {
+/// Sends `sig` to every mount at once, then reads the bytes of each one's
+/// answer line (the one starting with `answer`).
+fn signal_all(mounts: &[Mount], sig: libc::c_int, answer: &str, within: Duration) -> anyhow::Result<Vec<u64>> {
     for m in mounts {
         m.signal(sig);
     }
@@ -113,14 +104,9 @@ fn signal_all(
         .iter()
         .map(|m| {
             let line = m.expect_line(answer, within)?;
-            bytes(&line).with_context(|| format!("unexpected line {line:?}"))
+            report::bytes_after(&line, answer).with_context(|| format!("unexpected line {line:?}"))
         })
         .collect()
-}
-
-/// The bytes of `line` (`lazyfs: sync: wrote N bytes in M files`).
-pub fn synced_bytes(line: &str) -> Option<u64> {
-    line.strip_prefix("lazyfs: sync: wrote ")?.split_whitespace().next()?.parse().ok()
 }
 
 impl Drop for Mount {
@@ -133,17 +119,5 @@ impl Drop for Mount {
         let _ = self.child.kill();
         let _ = self.child.wait();
         let _ = Command::new("umount").arg("-l").arg(&self.dir).stderr(Stdio::null()).status();
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn reads_the_bytes_a_crash_dropped() {
-        assert_eq!(super::dropped_bytes("lazyfs: crash: dropped 1234 bytes unsynced in 5 files"), Some(1234));
-        assert_eq!(super::dropped_bytes("lazyfs: crash: dropped 0 bytes unsynced in 0 files"), Some(0));
-        assert_eq!(super::dropped_bytes("lazyfs: mounted /a at /b"), None);
-        assert_eq!(super::synced_bytes("lazyfs: sync: wrote 77 bytes in 2 files"), Some(77));
-        assert_eq!(super::synced_bytes("lazyfs: crash: dropped 77 bytes unsynced in 2 files"), None);
     }
 }

@@ -31,6 +31,7 @@
 //!   trait; unit-tested without FUSE.
 //! - [`fs`]: [`LazyFs`], the FUSE operations, inode bookkeeping and the crash
 //!   and sync-all entry points.
+//! - [`report`]: the lines the binary prints for whoever drives it.
 //! - `main.rs`: the `lazyfs` binary: mount, print `lazyfs: mounted …`, turn
 //!   signals into crashes, syncs and unmounts.
 //! - `tests/mount.rs`: the mount against a plain directory, and a crash.
@@ -40,5 +41,6 @@
 
 pub mod cache;
 pub mod fs;
+pub mod report;
 
 pub use fs::{LazyFs, Tally};

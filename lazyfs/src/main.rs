@@ -2,7 +2,10 @@
 
 use anyhow::Context;
 use clap::Parser;
-use lazyfs::LazyFs;
+use lazyfs::{
+    LazyFs,
+    report::{CRASHED, MOUNTED, SYNCED},
+};
 use std::{path::PathBuf, ptr};
 
 #[derive(Parser)]
@@ -55,7 +58,7 @@ fn main() -> anyhow::Result<()> {
         fuser::Session::new(fs, &args.mount, &config).with_context(|| format!("mounting {}", args.mount.display()))?;
     let mut unmounter = session.unmount_callable();
     let serving = std::thread::spawn(move || session.run());
-    println!("lazyfs: mounted {} at {}", args.backing.display(), args.mount.display());
+    println!("{MOUNTED}{} at {}", args.backing.display(), args.mount.display());
 
     loop {
         let mut sig = 0;
@@ -69,10 +72,10 @@ fn main() -> anyhow::Result<()> {
                 for (path, bytes) in &t.files {
                     eprintln!("lazyfs: crash: dropped {bytes} bytes of {}", path.display());
                 }
-                println!("lazyfs: crash: dropped {} bytes unsynced in {} files", t.bytes, t.files.len());
+                println!("{CRASHED}{} bytes unsynced in {} files", t.bytes, t.files.len());
             }
             libc::SIGUSR2 => match control.sync_all() {
-                Ok(t) => println!("lazyfs: sync: wrote {} bytes in {} files", t.bytes, t.files.len()),
+                Ok(t) => println!("{SYNCED}{} bytes in {} files", t.bytes, t.files.len()),
                 Err(e) => eprintln!("lazyfs: sync failed: {e}"),
             },
             _ => break,

@@ -92,8 +92,6 @@ pub struct PowerLoss {
     pub streams: Vec<StreamLoss>,
     /// Unsynced bytes each node's store dropped.
     pub dropped: Vec<u64>,
-    /// How long the writes took until their last ack.
-    pub burst: Duration,
     /// From the restart until every stream had a leader; `None` if one never did.
     pub recovered_after: Option<Duration>,
 }
@@ -223,7 +221,7 @@ pub async fn run(logs: &Path, durable: bool) -> anyhow::Result<PowerLoss> {
         loss(ident::STREAM, &identity, identity_back.0, |_| by_key(&js, &identity)).await?,
     ];
     drop(cluster);
-    Ok(PowerLoss { durable, streams, dropped, burst, recovered_after })
+    Ok(PowerLoss { durable, streams, dropped, recovered_after })
 }
 
 /// A stream's loss: all of `acked` unless it came back, else what `count` finds missing.
@@ -476,7 +474,6 @@ mod tests {
                 .map(|(n, lost)| StreamLoss { stream: n, acked: 100, lost, fate: Fate::Back })
                 .collect(),
             dropped: vec![dropped, 0, 0],
-            burst: Duration::from_secs(1),
             recovered_after: Some(Duration::from_secs(3)),
         }
     }

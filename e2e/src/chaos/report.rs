@@ -114,7 +114,6 @@ mod tests {
                 .map(|stream| StreamLoss { stream, acked: 10, lost, fate })
                 .collect(),
             dropped: vec![3 << 20, 0, 0],
-            burst: Duration::from_secs(2),
             recovered_after: (fate == Fate::Back).then_some(Duration::from_millis(4_200)),
         };
         let t = super::power(&[loss(true, 0, Fate::Back), loss(false, 10, Fate::Gone)]);

@@ -63,7 +63,7 @@ fn targets() -> Vec<(String, Target)> {
     ]
 }
 
-/// Every scenario, in the order they run: kills, pauses, partitions, then
+/// Every scenario, in the order they run: kills, pauses, the brownout, partitions, then
 /// the disk, the links, overload, slow clients and clocks.
 pub fn matrix() -> Vec<Scenario> {
     use contracts::subjects::JOBS_STREAM;
@@ -78,8 +78,13 @@ pub fn matrix() -> Vec<Scenario> {
     let disk = Scenario { name: "disk full on one JetStream node".into(), fault: Fault::DiskFull };
     let partitions = [("JOBS leader", Target::Leader(JOBS_STREAM)), ("worker 0", Target::Member(Member::Worker(0)))]
         .map(|(n, t)| Scenario { name: format!("partition {n} from the rest"), fault: Fault::Partition(t) });
+    let (stopped, cycle) = (super::brownout::STOPPED, super::brownout::STOPPED + super::brownout::RUNNING);
     let brownout = Scenario {
-        name: "brownout JOBS leader (stopped 400 of every 500 ms), the operator's failover".into(),
+        name: format!(
+            "brownout JOBS leader (stopped {} of every {} ms), the operator's failover",
+            stopped.as_millis(),
+            cycle.as_millis()
+        ),
         fault: Fault::Brownout(Target::Leader(JOBS_STREAM)),
     };
     let degraded = Impairment { delay_ms: 100, jitter_ms: 50, loss_pct: 5.0 };
