@@ -39,13 +39,15 @@ sys.exit(1)' && return 0
 # STRICT=1: every request must be answered with an image.
 under_load() {
   local name=$1 strict=$2; shift 2
-  local out="$work/pod-chaos-$(tr -c 'a-z0-9' '-' <<<"$name").json" pid
+  local out="$work/pod-chaos-$(tr -c 'a-z0-9' '-' <<<"$name").json"
   python3 "$here/load.py" "$api/v1/resize?w=320&h=320" "$PHOTO" "$key_a" "$chaos_rate" "$chaos_seconds" >"$out" &
-  pid=$!
+  # fleet.sh's cleanup stops the load if a check fails meanwhile.
+  load_pid=$!
   sleep "$chaos_at"
   local what
-  what=$("$@") || { kill "$pid" 2>/dev/null; fail "pod chaos, $name: the fault could not be injected: $what"; }
-  wait "$pid" || fail "pod chaos, $name: the load did not finish"
+  what=$("$@") || fail "pod chaos, $name: the fault could not be injected: $what"
+  wait "$load_pid" || fail "pod chaos, $name: the load did not finish"
+  load_pid=
   local row
   row=$(python3 - "$out" "$name" "$what" "$strict" <<'PY'
 import json, sys
