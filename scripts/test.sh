@@ -10,6 +10,11 @@ CORPUS_DIR=$(bash scripts/corpus.sh)
 export CORPUS_DIR
 start=$(date +%s)
 failed=()
+# Each stage's output is also kept in a file: when a stage fails, its lines
+# that say why are printed again at the very end, where a reader of only the
+# tail of a long run looks.
+STAGE_LOGS="$REPO_ROOT/target/stage-logs"
+mkdir -p "$STAGE_LOGS"
 for stage in scripts/test.d/*.sh; do
   name=$(basename "$stage" .sh)
   if [ $# -gt 0 ]; then
@@ -18,7 +23,9 @@ for stage in scripts/test.d/*.sh; do
   fi
   log "=== stage $name"
   s=$(date +%s)
-  if bash "$stage"; then
+  # A process substitution, not a pipe: a daemon a stage leaves running
+  # (dockerd, the node) keeps the tee alive, and the loop must not wait on it.
+  if bash "$stage" > >(tee "$STAGE_LOGS/$name.log") 2>&1; then
     log "=== stage $name passed in $(( $(date +%s) - s ))s"
   else
     log "=== stage $name FAILED after $(( $(date +%s) - s ))s"
@@ -43,8 +50,20 @@ for stage in scripts/test.d/*.sh; do
       nice -n 19 bash scripts/install-node-tools.sh >"$RESIZER_CACHE/tools-build.log" 2>&1 ||
         log "background build of the Kubernetes and node tools failed (log: $RESIZER_CACHE/tools-build.log)"
     ) &
+    tools_pid=$!
   fi
 done
-wait
+# Only the tools build: a bare `wait` would also wait on the last stage's tee.
+[ -z "${tools_pid:-}" ] || wait "$tools_pid" || true
 log "all stages done in $(( $(date +%s) - start ))s"
-if [ ${#failed[@]} -gt 0 ]; then log "failed: ${failed[*]}"; exit 1; fi
+if [ ${#failed[@]} -gt 0 ]; then
+  for name in "${failed[@]}"; do
+    log "--- why $name failed (whole output: $STAGE_LOGS/$name.log)"
+    # The lines that name a failure, then the stage's last lines.
+    grep -E 'BROKEN|FAILED|panicked|^error|Error:|failed|not ok' "$STAGE_LOGS/$name.log" | grep -v '^\[.*\] ok' | tail -n 40 >&2 || true
+    log "--- the last lines of $name"
+    tail -n 40 "$STAGE_LOGS/$name.log" >&2
+  done
+  log "failed: ${failed[*]}"
+  exit 1
+fi
