@@ -116,8 +116,12 @@ fn every_chroma_layout_and_scale_on_the_plane_path_matches_a_plain_downscale() {
     {
         let input = encode(subsamp, progressive);
         let full = decode(&input);
-        for q in ["w=50", "w=101", "w=300", "w=700", "w=120&h=120&fit=cover"] {
-            let out = decode(&run(&input, &format!("{q}&format=jpeg&quality=95")).unwrap().bytes);
+        // WebP stores 4:2:0 planes too, in VP8's limited range: the same path.
+        for (q, format) in ["w=50", "w=101", "w=300", "w=700", "w=120&h=120&fit=cover"]
+            .into_iter()
+            .flat_map(|q| [(q, "jpeg"), (q, "webp")])
+        {
+            let out = decode(&run(&input, &format!("{q}&format={format}&quality=95")).unwrap().bytes);
             let (ow, oh) = (out.width(), out.height());
             let reference = if q.contains("cover") {
                 full.resize_to_fill(ow, oh, image::imageops::FilterType::Lanczos3)
@@ -125,9 +129,15 @@ fn every_chroma_layout_and_scale_on_the_plane_path_matches_a_plain_downscale() {
                 full.resize_exact(ow, oh, image::imageops::FilterType::Lanczos3)
             };
             let diff = mean_abs_diff(out.to_rgb8().as_raw(), reference.to_rgb8().as_raw());
-            assert!(diff < 6.0, "{subsamp:?} progressive={progressive} {q}: mean absolute difference {diff}");
-            if subsamp == Gray {
+            assert!(diff < 6.0, "{subsamp:?} progressive={progressive} {q} {format}: mean absolute difference {diff}");
+            if subsamp == Gray && format == "jpeg" {
                 assert_eq!(out.color(), image::ColorType::L8, "grey stays grey");
+            }
+            if subsamp == Gray && format == "webp" {
+                // WebP has no grey: neutral chroma keeps every pixel grey.
+                let spread =
+                    out.to_rgb8().pixels().map(|p| p.0.iter().max().unwrap() - p.0.iter().min().unwrap()).max();
+                assert!(spread <= Some(2), "{q}: a grey JPEG became colours (spread {spread:?})");
             }
         }
     }
@@ -280,16 +290,20 @@ fn exif_orientations_on_the_jpeg_plane_path_match_the_rgb_path() {
     for o in 1..=8u16 {
         let input = with_orientation(&stored, o);
         let jpeg = decode(&run(&input, "w=61&h=61&format=jpeg&quality=95").unwrap().bytes).to_rgb8();
+        let webp = decode(&run(&input, "w=61&h=61&format=webp&quality=95").unwrap().bytes).to_rgb8();
         let rgb = decode(&run(&input, "w=61&h=61&format=png").unwrap().bytes).to_rgb8();
         assert_eq!(jpeg.dimensions(), rgb.dimensions(), "orientation {o}");
+        assert_eq!(webp.dimensions(), rgb.dimensions(), "orientation {o}");
         assert_eq!(jpeg.dimensions(), if o >= 5 { (34, 61) } else { (61, 34) }, "orientation {o}");
         let (w, h) = jpeg.dimensions();
         let corners = [(w / 4, h / 4), (3 * w / 4, h / 4), (w / 4, 3 * h / 4), (3 * w / 4, 3 * h / 4)];
         let mut arrangement = Vec::new();
         for (x, y) in corners {
-            let (a, b) = (jpeg.get_pixel(x, y).0, rgb.get_pixel(x, y).0);
-            let far = a.iter().zip(b).any(|(p, q)| p.abs_diff(q) > 40);
-            assert!(!far, "orientation {o} at ({x}, {y}): JPEG path {a:?}, RGB path {b:?}");
+            let b = rgb.get_pixel(x, y).0;
+            for (path, a) in [("JPEG", jpeg.get_pixel(x, y).0), ("WebP", webp.get_pixel(x, y).0)] {
+                let far = a.iter().zip(b).any(|(p, q)| p.abs_diff(q) > 40);
+                assert!(!far, "orientation {o} at ({x}, {y}): {path} plane path {a:?}, RGB path {b:?}");
+            }
             arrangement.push(b.map(|c| c > 127));
         }
         arrangements.insert(arrangement);
@@ -479,12 +493,14 @@ fn embedded_profiles_are_converted_to_srgb() {
             assert!(g.abs_diff(e) <= 3, "{:?}: got {got:?}, expected {expected:?}", ImageFormat::sniff(&bytes));
         }
     }
-    // JPEG → JPEG converts the resized planes (its own path): same colour.
+    // JPEG → JPEG and → WebP convert the resized planes (their own path): same colour.
     let [_, jpeg] = tagged(input, &icc);
-    let out = decode(&run(&jpeg, "w=16&format=jpeg&quality=95").unwrap().bytes).to_rgb8();
-    let got = out.get_pixel(8, 8).0;
-    for (g, e) in got.iter().zip(expected) {
-        assert!(g.abs_diff(e) <= 4, "JPEG → JPEG: got {got:?}, expected {expected:?}");
+    for format in ["jpeg", "webp"] {
+        let out = decode(&run(&jpeg, &format!("w=16&format={format}&quality=95")).unwrap().bytes).to_rgb8();
+        let got = out.get_pixel(8, 8).0;
+        for (g, e) in got.iter().zip(expected) {
+            assert!(g.abs_diff(e) <= 4, "JPEG → {format}: got {got:?}, expected {expected:?}");
+        }
     }
 }
 

@@ -64,12 +64,8 @@ pub fn encode(
             Ok(out)
         }
         ImageFormat::Webp => {
-            let enc = if alpha {
-                webp::Encoder::from_rgba(buf, width, height)
-            } else {
-                webp::Encoder::from_rgb(buf, width, height)
-            };
-            Ok(enc.encode(quality as f32).to_vec())
+            let pixels = if alpha { super::webp::Pixels::Rgba(buf) } else { super::webp::Pixels::Rgb(buf) };
+            super::webp::encode(pixels, width, height, quality).map_err(|e| internal(&e))
         }
         ImageFormat::Gif => Err(ResizeError::Internal("GIF is not an output format".into())),
     }

@@ -7,8 +7,9 @@
 //! from an embedded profile → apply the EXIF orientation to the small result →
 //! pad (`contain`) → encode without metadata.
 //!
-//! A JPEG that becomes a JPEG without padding (the common thumbnail,
-//! EXIF-rotated or not) skips RGB at full size: see [`planes`].
+//! A JPEG that becomes a JPEG or a WebP without padding (the common
+//! thumbnail and display sizes, EXIF-rotated or not) skips RGB at full size:
+//! see [`planes`].
 
 mod color;
 mod decode;
@@ -18,6 +19,7 @@ pub mod geometry;
 mod lanczos;
 mod planes;
 mod rawjpeg;
+mod webp;
 
 pub use error::ResizeError;
 
@@ -100,20 +102,25 @@ impl Engine {
         let stored_plan = if header.transposed() { plan.transposed() } else { plan };
         let out_format = op.output_format(format);
         if format == ImageFormat::Jpeg
-            && out_format == ImageFormat::Jpeg
+            && matches!(out_format, ImageFormat::Jpeg | ImageFormat::Webp)
             && plan.canvas == plan.content
             && let Some(bytes) = planes::resize(
-                &mut self.decompressor,
-                &mut self.raw,
-                &mut self.compressor,
-                &mut self.resizer,
-                &mut self.planes,
-                input,
-                &stored_plan,
-                header.orientation,
-                header.icc.as_deref(),
-                op.quality,
-                decode::MAX_JPEG_SCANS,
+                planes::Codecs {
+                    jpeg: &mut self.decompressor,
+                    raw: &mut self.raw,
+                    compressor: &mut self.compressor,
+                    resizer: &mut self.resizer,
+                    bufs: &mut self.planes,
+                },
+                &planes::Request {
+                    input,
+                    plan: &stored_plan,
+                    orientation: header.orientation,
+                    icc: header.icc.as_deref(),
+                    format: out_format,
+                    quality: op.quality,
+                    scan_limit: decode::MAX_JPEG_SCANS,
+                },
             )?
         {
             let (width, height) = plan.canvas;

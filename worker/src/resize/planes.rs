@@ -1,4 +1,4 @@
-//! JPEG to JPEG without leaving YCbCr.
+//! JPEG to JPEG or WebP without leaving YCbCr.
 //!
 //! A JPEG stores luma and (usually quarter-size) chroma planes. Decoding to
 //! RGB upsamples the chroma and converts colour; encoding back converts again
@@ -29,6 +29,7 @@ use super::{
     geometry::Plan,
     lanczos,
     rawjpeg::{Decoder, Layout},
+    webp,
 };
 use contracts::ImageFormat;
 use fast_image_resize::{self as fr, PixelType, ResizeAlg, ResizeOptions, images::Image, images::ImageRef};
@@ -63,24 +64,37 @@ fn dct_size(scale: f64) -> u8 {
     (8 * f.num() / f.denom()) as u8
 }
 
-/// Resizes a grey or YCbCr JPEG to a JPEG following `plan` (in stored
-/// orientation), then applies `orientation` and converts from `icc` (an RGB
-/// profile other than sRGB); `None` when the input is not one this path
-/// handles.
-#[allow(clippy::too_many_arguments)]
-pub fn resize(
-    jpeg: &mut Decompressor,
-    raw: &mut Decoder,
-    compressor: &mut Compressor,
-    resizer: &mut fr::Resizer,
-    bufs: &mut Buffers,
-    input: &[u8],
-    plan: &Plan,
-    orientation: Orientation,
-    icc: Option<&[u8]>,
-    quality: u8,
-    scan_limit: u32,
-) -> Result<Option<Vec<u8>>, ResizeError> {
+/// One conversion on this path: what [`resize`] reads besides the codecs.
+pub struct Request<'a> {
+    pub input: &'a [u8],
+    /// The geometry in stored orientation.
+    pub plan: &'a Plan,
+    /// Applied to the resized planes.
+    pub orientation: Orientation,
+    /// An RGB profile other than sRGB, applied to the resized result.
+    pub icc: Option<&'a [u8]>,
+    /// JPEG or WebP: both store 4:2:0 planes.
+    pub format: ImageFormat,
+    pub quality: u8,
+    /// `decode::MAX_JPEG_SCANS`.
+    pub scan_limit: u32,
+}
+
+/// The engine's codecs and buffers this path works with.
+pub struct Codecs<'e> {
+    pub jpeg: &'e mut Decompressor,
+    pub raw: &'e mut Decoder,
+    pub compressor: &'e mut Compressor,
+    pub resizer: &'e mut fr::Resizer,
+    pub bufs: &'e mut Buffers,
+}
+
+/// Resizes a grey or YCbCr JPEG to a JPEG or a WebP as `req` says; `None`
+/// when the input is not one this path handles.
+pub fn resize(codecs: Codecs<'_>, req: &Request<'_>) -> Result<Option<Vec<u8>>, ResizeError> {
+    let Codecs { jpeg, raw, compressor, resizer, bufs } = codecs;
+    let Request { input, plan, orientation, icc, format, quality, scan_limit } = *req;
+    debug_assert!(matches!(format, ImageFormat::Jpeg | ImageFormat::Webp));
     let corrupt = |e: &dyn std::fmt::Display| ResizeError::Corrupt(e.to_string());
     let internal = |e: &dyn std::fmt::Display| ResizeError::Internal(format!("JPEG planes: {e}"));
     let h = jpeg.read_header(input).map_err(|e| corrupt(&e))?;
@@ -131,7 +145,7 @@ pub fn resize(
     plane(0, &mut bufs.y, (cw, ch))?;
     let (cw, ch) = orient(&mut bufs.y, (cw, ch), orientation);
     compressor.set_quality(quality as i32).map_err(|e| internal(&e))?;
-    if layout.components() == 1 {
+    if layout.components() == 1 && format == ImageFormat::Jpeg {
         // Grey stays grey (as libvips writes it): one plane, no colour conversion.
         compressor.set_subsamp(Subsamp::Gray).map_err(|e| internal(&e))?;
         drop(resample);
@@ -139,6 +153,17 @@ pub fn resize(
         let image =
             turbojpeg::Image { pixels: &bufs.y[..], width: cw, pitch: cw, height: ch, format: PixelFormat::GRAY };
         return compressor.compress_to_vec(image).map(Some).map_err(|e| internal(&e));
+    }
+    if layout.components() == 1 {
+        // WebP has no grey: neutral chroma, which is what grey is in Y'CbCr.
+        let (ow, oh) = (cw.div_ceil(OUT.0), ch.div_ceil(OUT.1));
+        drop(resample);
+        let _encode = tracing::info_span!("encode", path = "planes").entered();
+        for c in [&mut bufs.cb, &mut bufs.cr] {
+            c.clear();
+            c.resize(ow * oh, 128);
+        }
+        return encode_webp(bufs, (cw, ch), ow, quality).map(Some).map_err(|e| internal(&e));
     }
     plane(1, &mut bufs.cb, (ow, oh))?;
     plane(2, &mut bufs.cr, (ow, oh))?;
@@ -152,8 +177,10 @@ pub fn resize(
     if let Some(icc) = icc {
         color::ycbcr420_to_rgb(&bufs.y, (cw, ch), &bufs.cb, &bufs.cr, &mut bufs.rgb);
         color::rgb_to_srgb(icc, &mut bufs.rgb, false);
-        return super::encode::encode(compressor, ImageFormat::Jpeg, &bufs.rgb, cw as u32, ch as u32, false, quality)
-            .map(Some);
+        return super::encode::encode(compressor, format, &bufs.rgb, cw as u32, ch as u32, false, quality).map(Some);
+    }
+    if format == ImageFormat::Webp {
+        return encode_webp(bufs, (cw, ch), ow, quality).map(Some).map_err(|e| internal(&e));
     }
     let y_stride = pad_to_chroma_grid(&mut bufs.y, (cw, ch), (ow * OUT.0, oh * OUT.1));
     let planes = YuvPlanesImage {
@@ -168,6 +195,14 @@ pub fn resize(
         subsamp: Subsamp::Sub2x2,
     };
     compressor.compress_yuv_planes_to_vec(&planes).map(Some).map_err(|e| internal(&e))
+}
+
+/// Encodes the resized planes (JPEG's range) as lossy WebP: `size` is the
+/// luma plane's, `uv_stride` the chroma planes' width.
+fn encode_webp(bufs: &mut Buffers, (w, h): (usize, usize), uv_stride: usize, quality: u8) -> Result<Vec<u8>, String> {
+    webp::jpeg_to_vp8_range(&mut bufs.y[..w * h], &mut bufs.cb, &mut bufs.cr);
+    let pixels = webp::Pixels::Yuv420 { y: &bufs.y, y_stride: w, u: &bufs.cb, v: &bufs.cr, uv_stride };
+    webp::encode(pixels, w as u32, h as u32, quality)
 }
 
 /// Applies an EXIF orientation to a `w`×`h` plane, in place; returns its new size.
