@@ -9,12 +9,13 @@
 use crate::{
     config::Config,
     metrics::{Metrics, OutcomeLabel, ResultLabel},
+    pull::{self, Puller},
     resize::{self, Limits},
     staged::{FetchError, Peers},
     usage,
 };
 use anyhow::Context as _;
-use async_nats::jetstream::{self, AckKind, consumer::PullConsumer};
+use async_nats::jetstream::{self, AckKind};
 use contracts::clock::FleetClock;
 use contracts::{
     Job, Outcome, ProblemKind,
@@ -22,7 +23,6 @@ use contracts::{
     subjects,
     usage::streams as usage_streams,
 };
-use futures::StreamExt;
 use std::{
     future::Future,
     sync::Arc,
@@ -50,10 +50,9 @@ pub async fn run(cfg: Config, metrics: Metrics, shutdown: impl Future<Output = (
         .await
         .context("creating the USAGE stream")?;
     let consumer_cfg = subjects::workers_consumer(cfg.ack_wait, 1024);
-    let consumer: PullConsumer = match stream.get_consumer(subjects::WORKERS_CONSUMER).await {
-        Ok(c) => c,
-        Err(_) => stream.create_consumer(consumer_cfg).await.context("creating the workers consumer")?,
-    };
+    if stream.get_consumer::<async_nats::jetstream::consumer::pull::Config>(subjects::WORKERS_CONSUMER).await.is_err() {
+        stream.create_consumer(consumer_cfg).await.context("creating the workers consumer")?;
+    }
     let slots = cfg.concurrency();
     info!(slots, nats = %cfg.nats_url, "worker ready");
 
@@ -71,12 +70,14 @@ pub async fn run(cfg: Config, metrics: Metrics, shutdown: impl Future<Output = (
         peers: Peers::new()?,
         max_output: cfg.max_output_bytes,
     };
-    let tasks: Vec<_> = (0..slots)
-        .map(|slot| {
-            let (consumer, ctx, stop) = (consumer.clone(), ctx.clone(), stop_rx.clone());
-            tokio::spawn(async move { slot_loop(slot, consumer, ctx, stop).await })
-        })
-        .collect();
+    let mut tasks = Vec::with_capacity(slots);
+    for slot in 0..slots {
+        let puller = Puller::new(&ctx.js, &client, subjects::JOBS_STREAM, subjects::WORKERS_CONSUMER)
+            .await
+            .context("subscribing a slot's inbox")?;
+        let (ctx, stop) = (ctx.clone(), stop_rx.clone());
+        tasks.push(tokio::spawn(async move { slot_loop(slot, puller, ctx, stop).await }));
+    }
     shutdown.await;
     info!("shutting down: finishing jobs in progress");
     let _ = stop_tx.send(true);
@@ -105,39 +106,55 @@ struct Ctx {
     clock: Arc<FleetClock>,
 }
 
-async fn slot_loop(slot: usize, consumer: PullConsumer, ctx: Ctx, mut stop: watch::Receiver<bool>) {
+/// How [`handle`] left a job.
+enum Settled {
+    /// Done and answered: the slot acks it, asking for the next job in the same message.
+    ToAck,
+    /// Already termed or nak'd: the slot asks for the next job on its own.
+    Done,
+}
+
+async fn slot_loop(slot: usize, mut puller: Puller, ctx: Ctx, mut stop: watch::Receiver<bool>) {
+    // The job the next ask also acks, if any.
+    let mut to_ack: Option<Box<jetstream::Message>> = None;
     while !*stop.borrow() {
-        let batch = consumer.batch().max_messages(1).expires(Duration::from_secs(5)).messages();
-        let mut batch = tokio::select! {
-            b = batch => match b {
-                Ok(b) => b,
-                Err(e) => {
-                    warn!(slot, error = %e, "pull request failed; retrying");
-                    tokio::time::sleep(Duration::from_millis(500)).await;
-                    continue;
-                }
-            },
+        let asked = match &to_ack {
+            Some(done) => puller.ack_and_ask(done).await,
+            None => puller.ask().await,
+        };
+        if let Err(e) = asked {
+            // A lost ack only means a redelivery, which the job's request id makes harmless.
+            warn!(slot, error = %e, "asking for a job failed; retrying");
+            to_ack = None;
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            continue;
+        }
+        to_ack = None;
+        let delivery = tokio::select! {
+            d = puller.next() => d,
             _ = stop.changed() => break,
         };
-        loop {
-            let next = tokio::select! {
-                m = batch.next() => m,
-                _ = stop.changed() => break,
-            };
-            match next {
-                Some(Ok(msg)) => handle(msg, &ctx).await,
-                Some(Err(e)) => {
-                    warn!(slot, error = %e, "pull failed");
-                    tokio::time::sleep(Duration::from_millis(200)).await;
-                    break;
+        match delivery {
+            pull::Delivery::Job(msg) => {
+                if let Settled::ToAck = handle(&msg, &ctx).await {
+                    to_ack = Some(msg);
                 }
-                None => break,
+            }
+            pull::Delivery::Ask => {}
+            pull::Delivery::Closed => {
+                warn!(slot, "the connection closed; stopping the slot");
+                break;
             }
         }
     }
+    if let Some(done) = to_ack
+        && let Err(e) = done.ack().await
+    {
+        warn!(error = %e, "ack failed; the job may be redelivered");
+    }
 }
 
-async fn handle(msg: jetstream::Message, ctx: &Ctx) {
+async fn handle(msg: &jetstream::Message, ctx: &Ctx) -> Settled {
     let Ctx { client, js, metrics, limits, ack_wait, peers, max_output, clock } = ctx;
     let (limits, ack_wait) = (*limits, *ack_wait);
     let received = clock.now();
@@ -149,7 +166,7 @@ async fn handle(msg: jetstream::Message, ctx: &Ctx) {
             warn!(error = %e, "malformed job; terminating it");
             metrics.jobs.get_or_create(&OutcomeLabel { outcome: "malformed".into() }).inc();
             let _ = msg.ack_with(AckKind::Term).await;
-            return;
+            return Settled::Done;
         }
     };
     let delivered = msg.info().map_or(1, |i| i.delivered);
@@ -184,7 +201,7 @@ async fn handle(msg: jetstream::Message, ctx: &Ctx) {
         metrics.expired.inc();
         span.in_scope(|| info!(queue_ms, "job expired in the queue; dropped"));
         let _ = msg.ack_with(AckKind::Term).await;
-        return;
+        return Settled::Done;
     }
     async {
         metrics.queue_wait.observe(queue_us as f64 / 1e6);
@@ -235,16 +252,16 @@ async fn handle(msg: jetstream::Message, ctx: &Ctx) {
                 if let Err(e) = publish_usage(js, &usage::record(&job, &outcome, measured)).await {
                     warn!(error = %e, "publishing the usage record failed; leaving the job for redelivery");
                     let _ = msg.ack_with(AckKind::Nak(Some(Duration::from_millis(500)))).await;
-                    return;
+                    return Settled::Done;
                 }
                 let _ = msg.ack_with(AckKind::Term).await;
                 metrics.jobs.get_or_create(&OutcomeLabel { outcome: ProblemKind::ClientGone.slug().into() }).inc();
-                return;
+                return Settled::Done;
             }
             Err(FetchError::Transport(why)) => {
                 warn!(%why, "fetching the staged input failed; leaving the job for redelivery");
                 let _ = msg.ack_with(AckKind::Nak(Some(Duration::from_millis(200)))).await;
-                return;
+                return Settled::Done;
             }
             // Not the bytes the job names: never resize them; the request gets a 500.
             Err(e @ FetchError::Mismatch(_)) => {
@@ -339,7 +356,7 @@ async fn handle(msg: jetstream::Message, ctx: &Ctx) {
         if let Err(e) = publish_usage(js, &record).await {
             warn!(error = %e, "publishing the usage record failed; leaving the job for redelivery");
             let _ = msg.ack_with(AckKind::Nak(Some(Duration::from_millis(500)))).await;
-            return;
+            return Settled::Done;
         }
         // Answer before the ack: a crash in between redelivers the job, and the
         // api-server ignores a second answer for a request it already served.
@@ -358,18 +375,16 @@ async fn handle(msg: jetstream::Message, ctx: &Ctx) {
                 if let Err(e) = client.publish_with_headers(job.reply.clone(), answer.to_headers(), body.into()).await {
                     warn!(error = %e, "publishing the result failed; leaving the job for redelivery");
                     let _ = msg.ack_with(AckKind::Nak(Some(Duration::from_millis(100)))).await;
-                    return;
+                    return Settled::Done;
                 }
             }
-        }
-        if let Err(e) = msg.ack().await {
-            warn!(error = %e, "ack failed; the job may be redelivered");
         }
         info!(outcome = %label, queue_ms, process_ms = process_us as f64 / 1000.0, "job finished");
         metrics
             .jobs
             .get_or_create(&OutcomeLabel { outcome: label })
             .inc();
+        Settled::ToAck
     }
     .instrument(span)
     .await
