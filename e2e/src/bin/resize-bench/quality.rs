@@ -8,6 +8,16 @@ pub struct Similarity {
     pub compared: usize,
     /// Outputs whose size differs from the reference by a rounding choice; not scored.
     pub size_mismatches: Vec<String>,
+    /// File bytes of the scored outputs, and of the reference's files of the same names.
+    pub bytes: u64,
+    pub reference_bytes: u64,
+}
+
+impl Similarity {
+    /// The scored outputs' total size against the reference's (1.0: the same bytes).
+    pub fn size_ratio(&self) -> f64 {
+        self.bytes as f64 / self.reference_bytes.max(1) as f64
+    }
 }
 
 /// Mean SSIM of every output in `ours` against the file of the same name in `reference`.
@@ -15,6 +25,7 @@ pub fn compare(ours: &Path, reference: &Path) -> anyhow::Result<Similarity> {
     let mut names: Vec<_> = std::fs::read_dir(ours)?.map(|e| e.map(|e| e.file_name())).collect::<Result<_, _>>()?;
     names.sort();
     let (mut sum, mut compared, mut size_mismatches) = (0.0, 0, Vec::new());
+    let (mut bytes, mut reference_bytes) = (0, 0);
     for name in names {
         let other = reference.join(&name);
         if !other.exists() {
@@ -26,6 +37,8 @@ pub fn compare(ours: &Path, reference: &Path) -> anyhow::Result<Similarity> {
             Some(s) => {
                 sum += s;
                 compared += 1;
+                bytes += std::fs::metadata(ours.join(&name))?.len();
+                reference_bytes += std::fs::metadata(&other)?.len();
             }
             None => size_mismatches.push(format!(
                 "{}: {}×{} vs {}×{}",
@@ -37,5 +50,5 @@ pub fn compare(ours: &Path, reference: &Path) -> anyhow::Result<Similarity> {
             )),
         }
     }
-    Ok(Similarity { mean: sum / compared.max(1) as f64, compared, size_mismatches })
+    Ok(Similarity { mean: sum / compared.max(1) as f64, compared, size_mismatches, bytes, reference_bytes })
 }

@@ -54,10 +54,11 @@ pub fn print(results: &[OpResult], skipped: &[(Tool, String)], cores: usize, rep
         }
         for (tool, s) in &r.ssim {
             print!(
-                "ssim {} vs vipsthumbnail (Lanczos3, same operation) = {:.4} over {} images",
+                "ssim {} vs vipsthumbnail (Lanczos3, same operation) = {:.4} over {} images, bytes {:.3} × vipsthumbnail's",
                 tool.name(),
                 s.mean,
-                s.compared
+                s.compared,
+                s.size_ratio()
             );
             if !s.size_mismatches.is_empty() {
                 print!("; {} not scored, size differs: {}", s.size_mismatches.len(), s.size_mismatches.join(", "));
