@@ -141,6 +141,12 @@ async fn slot_loop(slot: usize, mut puller: Puller, ctx: Ctx, mut stop: watch::R
                 }
             }
             pull::Delivery::Ask => {}
+            pull::Delivery::Refused => {
+                tokio::select! {
+                    _ = tokio::time::sleep(pull::BACKOFF) => {}
+                    _ = stop.changed() => break,
+                }
+            }
             pull::Delivery::Closed => {
                 warn!(slot, "the connection closed; stopping the slot");
                 break;

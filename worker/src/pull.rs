@@ -15,6 +15,9 @@ use std::time::Duration;
 /// How long one request waits on the server for a job before it expires.
 pub const EXPIRES: Duration = Duration::from_secs(5);
 
+/// How long a slot waits before asking again after a refusal.
+pub const BACKOFF: Duration = Duration::from_millis(200);
+
 /// Past [`EXPIRES`], how long a slot waits for the server's own "expired"
 /// before it asks again (a request lost with a consumer leader that died).
 const GRACE: Duration = Duration::from_secs(2);
@@ -23,9 +26,12 @@ const GRACE: Duration = Duration::from_secs(2);
 pub enum Delivery {
     /// A job.
     Job(Box<jetstream::Message>),
-    /// The request ended without a job (expired, or the server dropped it:
-    /// a new consumer leader, a full waiting list): ask again.
+    /// The request expired without a job: ask again.
     Ask,
+    /// The server refused or dropped the request (a new consumer leader, no
+    /// JetStream to answer, the consumer gone): ask again after [`BACKOFF`],
+    /// or a slot would spin on refusals for as long as they last.
+    Refused,
     /// The subscription ended: the connection is closed for good.
     Closed,
 }
@@ -78,7 +84,8 @@ impl Puller {
                 Status::Job => {
                     return Delivery::Job(Box::new(jetstream::Message { message: msg, context: self.js.clone() }));
                 }
-                Status::Ended => return Delivery::Ask,
+                Status::Expired => return Delivery::Ask,
+                Status::Refused => return Delivery::Refused,
                 Status::KeepWaiting => continue,
             }
         }
@@ -93,21 +100,24 @@ fn request() -> String {
 #[derive(Debug, PartialEq)]
 enum Status {
     Job,
-    /// The request is over without a job.
-    Ended,
+    /// The request's wait is over without a job.
+    Expired,
+    /// The request was refused or dropped.
+    Refused,
     /// A heartbeat or flow control: the request is still waiting.
     KeepWaiting,
 }
 
 /// Sorts a delivery on the slot's inbox: jobs carry no status; the server
-/// ends a request with 404/408 (nothing to deliver, expired) or 409 (the
-/// consumer's leader changed, it was deleted, too many requests), and keeps
-/// it alive with 100.
+/// ends a request that found nothing with 404/408, refuses or drops one with
+/// 409 (the consumer's leader changed, it was deleted, too many requests) or
+/// 503 (no JetStream to answer), and keeps one alive with 100.
 fn status_of(status: Option<StatusCode>) -> Status {
     match status {
         None | Some(StatusCode::OK) => Status::Job,
         Some(StatusCode::IDLE_HEARTBEAT) => Status::KeepWaiting,
-        Some(_) => Status::Ended,
+        Some(StatusCode::NOT_FOUND | StatusCode::TIMEOUT) => Status::Expired,
+        Some(_) => Status::Refused,
     }
 }
 
@@ -119,10 +129,11 @@ mod tests {
     fn jobs_endings_and_heartbeats_are_told_apart() {
         assert_eq!(status_of(None), Status::Job);
         assert_eq!(status_of(Some(StatusCode::IDLE_HEARTBEAT)), Status::KeepWaiting);
-        for ended in
-            [StatusCode::NOT_FOUND, StatusCode::TIMEOUT, StatusCode::REQUEST_TERMINATED, StatusCode::NO_RESPONDERS]
-        {
-            assert_eq!(status_of(Some(ended)), Status::Ended, "{ended:?}");
+        for expired in [StatusCode::NOT_FOUND, StatusCode::TIMEOUT] {
+            assert_eq!(status_of(Some(expired)), Status::Expired, "{expired:?}");
+        }
+        for refused in [StatusCode::REQUEST_TERMINATED, StatusCode::NO_RESPONDERS] {
+            assert_eq!(status_of(Some(refused)), Status::Refused, "{refused:?}");
         }
     }
 
