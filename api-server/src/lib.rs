@@ -66,7 +66,7 @@ pub async fn start(
         tracing::warn!("authentication is off (AUTH=none): every request is the anonymous tenant");
     }
     let clock = Arc::new(contracts::clock::FleetClock::default());
-    let info = format!("$JS.API.STREAM.INFO.{}", contracts::subjects::JOBS_STREAM);
+    let info = contracts::subjects::stream_info(contracts::subjects::JOBS_STREAM);
     tokio::spawn(contracts::clock::keep(clock.clone(), queue.client(), info, metrics.clock_offset.clone()));
     let state = app::AppState {
         clock,

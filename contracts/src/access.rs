@@ -128,11 +128,7 @@ impl Role {
             }
             Role::Operator => {
                 p.publish.extend(ensure_stream(subjects::JOBS_STREAM));
-                p.publish.push(format!(
-                    "$JS.API.CONSUMER.INFO.{}.{}",
-                    subjects::JOBS_STREAM,
-                    subjects::WORKERS_CONSUMER
-                ));
+                p.publish.push(subjects::consumer_info(subjects::JOBS_STREAM, subjects::WORKERS_CONSUMER));
                 p.publish.push(format!("$JS.API.STREAM.LEADER.STEPDOWN.{}", subjects::JOBS_STREAM));
             }
         }
@@ -153,16 +149,16 @@ pub struct Permissions {
 /// Look a stream up and create it when it is missing, as every component does
 /// at start-up; never update, purge or delete it.
 fn ensure_stream(stream: &str) -> [String; 2] {
-    [format!("$JS.API.STREAM.INFO.{stream}"), format!("$JS.API.STREAM.CREATE.{stream}")]
+    [subjects::stream_info(stream), format!("$JS.API.STREAM.CREATE.{stream}")]
 }
 
 /// Look up, create and pull from one durable consumer, and ack its messages.
 fn pull_consumer(stream: &str, consumer: &str) -> [String; 5] {
     [
-        format!("$JS.API.CONSUMER.INFO.{stream}.{consumer}"),
+        subjects::consumer_info(stream, consumer),
         format!("$JS.API.CONSUMER.CREATE.{stream}.{consumer}"),
         format!("$JS.API.CONSUMER.CREATE.{stream}.{consumer}.>"),
-        format!("$JS.API.CONSUMER.MSG.NEXT.{stream}.{consumer}"),
+        subjects::consumer_next(stream, consumer),
         format!("$JS.ACK.{stream}.{consumer}.>"),
     ]
 }
@@ -183,8 +179,8 @@ fn watch(stream: &str) -> [String; 7] {
     [
         format!("$JS.API.CONSUMER.CREATE.{stream}"),
         format!("$JS.API.CONSUMER.CREATE.{stream}.>"),
-        format!("$JS.API.CONSUMER.INFO.{stream}.*"),
-        format!("$JS.API.CONSUMER.MSG.NEXT.{stream}.*"),
+        subjects::consumer_info(stream, "*"),
+        subjects::consumer_next(stream, "*"),
         format!("$JS.API.CONSUMER.DELETE.{stream}.*"),
         format!("$JS.FC.{stream}.>"),
         format!("$JS.ACK.{stream}.>"),

@@ -21,6 +21,21 @@ pub const MAX_PAYLOAD: usize = 8 * 1024 * 1024;
 /// Room left for headers within [`MAX_PAYLOAD`]; bodies above `MAX_PAYLOAD - HEADER_ALLOWANCE` are refused.
 pub const HEADER_ALLOWANCE: usize = 16 * 1024;
 
+/// JetStream API: a stream's info (the leader answers; its `ts` dates the fleet's clock).
+pub fn stream_info(stream: &str) -> String {
+    format!("$JS.API.STREAM.INFO.{stream}")
+}
+
+/// JetStream API: a consumer's info (`*` for any consumer of the stream).
+pub fn consumer_info(stream: &str, consumer: &str) -> String {
+    format!("$JS.API.CONSUMER.INFO.{stream}.{consumer}")
+}
+
+/// JetStream API: a pull request for a consumer's next messages (`*` for any consumer).
+pub fn consumer_next(stream: &str, consumer: &str) -> String {
+    format!("$JS.API.CONSUMER.MSG.NEXT.{stream}.{consumer}")
+}
+
 /// The subject an api-server instance listens on for results.
 pub fn results_subject(instance: &str) -> String {
     format!("{RESULTS_PREFIX}.{instance}")
