@@ -15,7 +15,7 @@ use crate::{
     usage,
 };
 use anyhow::Context as _;
-use async_nats::jetstream::{self, AckKind};
+use async_nats::jetstream::{self, AckKind, consumer};
 use contracts::clock::FleetClock;
 use contracts::{
     Job, Outcome, ProblemKind,
@@ -50,14 +50,14 @@ pub async fn run(cfg: Config, metrics: Metrics, shutdown: impl Future<Output = (
         .await
         .context("creating the USAGE stream")?;
     let consumer_cfg = subjects::workers_consumer(cfg.ack_wait, 1024);
-    if stream.get_consumer::<async_nats::jetstream::consumer::pull::Config>(subjects::WORKERS_CONSUMER).await.is_err() {
+    if stream.get_consumer::<consumer::pull::Config>(subjects::WORKERS_CONSUMER).await.is_err() {
         stream.create_consumer(consumer_cfg).await.context("creating the workers consumer")?;
     }
     let slots = cfg.concurrency();
     info!(slots, nats = %cfg.nats_url, "worker ready");
 
     let clock = Arc::new(FleetClock::default());
-    let info = format!("$JS.API.CONSUMER.INFO.{}.{}", subjects::JOBS_STREAM, subjects::WORKERS_CONSUMER);
+    let info = subjects::consumer_info(subjects::JOBS_STREAM, subjects::WORKERS_CONSUMER);
     tokio::spawn(contracts::clock::keep(clock.clone(), client.clone(), info, metrics.clock_offset.clone()));
     let (stop_tx, stop_rx) = watch::channel(false);
     let ctx = Ctx {
@@ -118,18 +118,16 @@ async fn slot_loop(slot: usize, mut puller: Puller, ctx: Ctx, mut stop: watch::R
     // The job the next ask also acks, if any.
     let mut to_ack: Option<Box<jetstream::Message>> = None;
     while !*stop.borrow() {
-        let asked = match &to_ack {
-            Some(done) => puller.ack_and_ask(done).await,
+        let asked = match to_ack.take() {
+            Some(done) => puller.ack_and_ask(&done).await,
             None => puller.ask().await,
         };
         if let Err(e) = asked {
             // A lost ack only means a redelivery, which the job's request id makes harmless.
             warn!(slot, error = %e, "asking for a job failed; retrying");
-            to_ack = None;
             tokio::time::sleep(Duration::from_millis(500)).await;
             continue;
         }
-        to_ack = None;
         let delivery = tokio::select! {
             d = puller.next() => d,
             _ = stop.changed() => break,

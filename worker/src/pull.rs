@@ -8,7 +8,8 @@
 //! fewer per job. The request still asks for one message: a busy slot never
 //! holds a job an idle worker could take.
 
-use async_nats::{Client, StatusCode, Subscriber, jetstream};
+use async_nats::{Client, StatusCode, Subject, Subscriber, jetstream};
+use bytes::Bytes;
 use futures::StreamExt;
 use std::time::Duration;
 
@@ -36,39 +37,45 @@ pub enum Delivery {
     Closed,
 }
 
-/// A slot's subscription and the subjects it asks on.
+/// A slot's subscription, and the subjects and payloads it asks with (the
+/// same for every job, so built once).
 pub struct Puller {
     client: Client,
     js: jetstream::Context,
     sub: Subscriber,
-    inbox: String,
+    inbox: Subject,
     /// `$JS.API.CONSUMER.MSG.NEXT.<stream>.<consumer>`.
-    next_subject: String,
+    next_subject: Subject,
+    /// The pull request, alone and after an ack.
+    ask: Bytes,
+    ack_and_ask: Bytes,
 }
 
 impl Puller {
     pub async fn new(js: &jetstream::Context, client: &Client, stream: &str, consumer: &str) -> anyhow::Result<Self> {
-        let inbox = client.new_inbox();
+        let inbox = Subject::from(client.new_inbox());
         let sub = client.subscribe(inbox.clone()).await?;
         Ok(Self {
             client: client.clone(),
             js: js.clone(),
             sub,
             inbox,
-            next_subject: format!("$JS.API.CONSUMER.MSG.NEXT.{stream}.{consumer}"),
+            next_subject: contracts::subjects::consumer_next(stream, consumer).into(),
+            ask: request().into(),
+            ack_and_ask: format!("+NXT {}", request()).into(),
         })
     }
 
     /// Asks for one job.
     pub async fn ask(&self) -> anyhow::Result<()> {
-        self.client.publish_with_reply(self.next_subject.clone(), self.inbox.clone(), request().into()).await?;
+        self.client.publish_with_reply(self.next_subject.clone(), self.inbox.clone(), self.ask.clone()).await?;
         Ok(())
     }
 
     /// Acks `done` and asks for the next job in the same message.
     pub async fn ack_and_ask(&self, done: &jetstream::Message) -> anyhow::Result<()> {
         let reply = done.reply.clone().ok_or_else(|| anyhow::anyhow!("a job without an ack subject"))?;
-        self.client.publish_with_reply(reply, self.inbox.clone(), format!("+NXT {}", request()).into()).await?;
+        self.client.publish_with_reply(reply, self.inbox.clone(), self.ack_and_ask.clone()).await?;
         Ok(())
     }
 
