@@ -145,25 +145,24 @@ pub fn resize(codecs: Codecs<'_>, req: &Request<'_>) -> Result<Option<Vec<u8>>, 
     plane(0, &mut bufs.y, (cw, ch))?;
     let (cw, ch) = orient(&mut bufs.y, (cw, ch), orientation);
     compressor.set_quality(quality as i32).map_err(|e| internal(&e))?;
-    if layout.components() == 1 && format == ImageFormat::Jpeg {
-        // Grey stays grey (as libvips writes it): one plane, no colour conversion.
-        compressor.set_subsamp(Subsamp::Gray).map_err(|e| internal(&e))?;
+    if layout.components() == 1 {
         drop(resample);
         let _encode = tracing::info_span!("encode", path = "planes").entered();
+        if format == ImageFormat::Webp {
+            // WebP has no grey: neutral chroma, which is what grey is in Y'CbCr
+            // (on the oriented luma's grid).
+            let (ow, oh) = (cw.div_ceil(OUT.0), ch.div_ceil(OUT.1));
+            for c in [&mut bufs.cb, &mut bufs.cr] {
+                c.clear();
+                c.resize(ow * oh, 128);
+            }
+            return encode_webp(bufs, (cw, ch), ow, quality).map(Some).map_err(|e| internal(&e));
+        }
+        // Grey stays grey (as libvips writes it): one plane, no colour conversion.
+        compressor.set_subsamp(Subsamp::Gray).map_err(|e| internal(&e))?;
         let image =
             turbojpeg::Image { pixels: &bufs.y[..], width: cw, pitch: cw, height: ch, format: PixelFormat::GRAY };
         return compressor.compress_to_vec(image).map(Some).map_err(|e| internal(&e));
-    }
-    if layout.components() == 1 {
-        // WebP has no grey: neutral chroma, which is what grey is in Y'CbCr.
-        let (ow, oh) = (cw.div_ceil(OUT.0), ch.div_ceil(OUT.1));
-        drop(resample);
-        let _encode = tracing::info_span!("encode", path = "planes").entered();
-        for c in [&mut bufs.cb, &mut bufs.cr] {
-            c.clear();
-            c.resize(ow * oh, 128);
-        }
-        return encode_webp(bufs, (cw, ch), ow, quality).map(Some).map_err(|e| internal(&e));
     }
     plane(1, &mut bufs.cb, (ow, oh))?;
     plane(2, &mut bufs.cr, (ow, oh))?;

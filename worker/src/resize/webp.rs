@@ -44,8 +44,9 @@ impl Pixels<'_> {
 /// (method 4, as libvips' `webpsave` and Pillow use them).
 pub fn encode(pixels: Pixels<'_>, width: u32, height: u32, quality: u8) -> Result<Vec<u8>, String> {
     let (w, h) = (width as usize, height as usize);
-    if w == 0 || h == 0 || w > sys::WEBP_MAX_DIMENSION as usize || h > sys::WEBP_MAX_DIMENSION as usize {
-        return Err(format!("{width}×{height} is outside WebP's 1–16383 pixels per side"));
+    let max = sys::WEBP_MAX_DIMENSION as usize;
+    if w == 0 || h == 0 || w > max || h > max {
+        return Err(format!("{width}×{height} is outside WebP's 1–{max} pixels per side"));
     }
     if !pixels.covers(w, h) {
         return Err("pixel buffer smaller than the image".into());
