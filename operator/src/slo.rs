@@ -124,10 +124,13 @@ pub fn rules(rd: &ResizeDeployment) -> RuleFile {
 
     let mut sli = Vec::new();
     for w in SLI_WINDOWS {
+        // A counter of 5xx answers exists only after the first one: `or` the
+        // total times 0, so a fleet that never failed records 0, not nothing.
+        let all = format!("sum by (namespace, fleet) (rate(api_http_requests_total{{{route}}}[{w}]))");
         sli.push(Rule::Record {
             record: format!("resizer:sla_errors:ratio_rate{w}"),
             expr: format!(
-                r#"sum by (namespace, fleet) (rate(api_http_requests_total{{{route},status=~"5.."}}[{w}])) / sum by (namespace, fleet) (rate(api_http_requests_total{{{route}}}[{w}]))"#
+                r#"(sum by (namespace, fleet) (rate(api_http_requests_total{{{route},status=~"5.."}}[{w}])) or 0 * {all}) / {all}"#
             ),
         });
         sli.push(Rule::Record {
@@ -292,6 +295,7 @@ mod tests {
         assert!(slow_sli.contains(r#"namespace="media",fleet="photos",route="/v1/resize""#), "{slow_sli}");
         let errors = expr(&f, "resizer:sla_errors:ratio_rate6h");
         assert!(errors.contains(r#"status=~"5..""#) && errors.contains("[6h]"), "{errors}");
+        assert!(errors.contains(") or 0 * sum by (namespace, fleet) (rate(api_http_requests_total{"), "{errors}");
         // The drain budget: p99 2000 ms minus the default 50 ms service time.
         assert!(expr(&f, "ResizerQueueWaitOverDrainBudget").ends_with("> 1.95"));
         let avail = rules(&rd(500, 0.99));
