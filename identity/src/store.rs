@@ -58,19 +58,26 @@ pub struct Store {
 
 const MAX_ATTEMPTS: usize = 32;
 
-/// How long [`Store::open`] waits for a new bucket to answer reads.
+/// How long each step of [`Store::open`] waits out a young cluster.
 const OPEN_DEADLINE: std::time::Duration = std::time::Duration::from_secs(30);
 
-/// Waits until the bucket answers a read. A replicated bucket that was just
-/// created answers "no responders" until its replicas have elected a leader
-/// and subscribed to direct gets; an admin's first write must not meet that.
-async fn readable(kv: &kv::Store) -> Result<(), StoreError> {
+/// Retries `step` until it succeeds or [`OPEN_DEADLINE`] has passed. A cluster
+/// that has just formed can take longer than one JetStream request's timeout to
+/// place a replicated stream (the create may even succeed after its answer
+/// timed out), and a replicated bucket that was just created answers "no
+/// responders" until its replicas have elected a leader; an admin's first
+/// command must wait that out, not fail on it.
+async fn within_deadline<T, F, Fut>(what: &str, mut step: F) -> Result<T, StoreError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, StoreError>>,
+{
     let deadline = tokio::time::Instant::now() + OPEN_DEADLINE;
     loop {
-        match kv.entry(Entry::Tenant("readiness-probe".to_owned()).kv_key()).await {
-            Ok(_) => return Ok(()),
+        match step().await {
+            Ok(v) => return Ok(v),
             Err(e) if tokio::time::Instant::now() >= deadline => {
-                return Err(StoreError::Nats(format!("bucket not readable after {OPEN_DEADLINE:?}: {e}")));
+                return Err(StoreError::Nats(format!("{what} after {OPEN_DEADLINE:?}: {e}")));
             }
             Err(_) => tokio::time::sleep(std::time::Duration::from_millis(100)).await,
         }
@@ -80,12 +87,21 @@ async fn readable(kv: &kv::Store) -> Result<(), StoreError> {
 impl Store {
     /// Opens the bucket, creating it with `replicas` if it does not exist.
     pub async fn open(js: &jetstream::Context, replicas: usize) -> Result<Self, StoreError> {
-        let kv = match js.get_key_value(identity::BUCKET).await {
-            Ok(kv) => kv,
-            Err(_) => js.create_key_value(identity::bucket(replicas)).await.map_err(nats)?,
-        };
-        js.get_or_create_stream(audit::stream_config(replicas)).await.map_err(nats)?;
-        readable(&kv).await?;
+        let kv = within_deadline("bucket not created", || async {
+            match js.get_key_value(identity::BUCKET).await {
+                Ok(kv) => Ok(kv),
+                Err(_) => js.create_key_value(identity::bucket(replicas)).await.map_err(nats),
+            }
+        })
+        .await?;
+        within_deadline("audit stream not created", || async {
+            js.get_or_create_stream(audit::stream_config(replicas)).await.map_err(nats)
+        })
+        .await?;
+        within_deadline("bucket not readable", || async {
+            kv.entry(Entry::Tenant("readiness-probe".to_owned()).kv_key()).await.map_err(nats)
+        })
+        .await?;
         Ok(Self { kv, js: js.clone(), actor: "resizer-admin".to_owned() })
     }
 
@@ -369,6 +385,26 @@ pub fn random_token(len: usize) -> String {
 
 #[cfg(test)]
 mod tests {
+    use super::{OPEN_DEADLINE, StoreError, within_deadline};
+
+    #[tokio::test(start_paused = true)]
+    async fn opening_waits_out_a_young_cluster_then_gives_up_naming_the_step() {
+        let mut tries = 0;
+        let ok = within_deadline("bucket not created", || {
+            tries += 1;
+            let this = tries;
+            async move { if this < 3 { Err(StoreError::Nats("timed out".into())) } else { Ok(this) } }
+        })
+        .await;
+        assert_eq!(ok.unwrap(), 3, "two timeouts are waited out");
+        let started = tokio::time::Instant::now();
+        let failed: Result<(), _> =
+            within_deadline("audit stream not created", || async { Err(StoreError::Nats("timed out".into())) }).await;
+        let message = failed.unwrap_err().to_string();
+        assert!(message.contains("audit stream not created") && message.contains("timed out"), "{message}");
+        assert!(started.elapsed() >= OPEN_DEADLINE, "gave up after {:?}", started.elapsed());
+    }
+
     #[test]
     fn random_tokens_are_api_key_safe() {
         let a = super::random_token(32);
