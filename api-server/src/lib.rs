@@ -13,6 +13,7 @@
 //! - [`app`]: shared state, router, request metrics middleware.
 //! - [`routes`]: handlers (`resize`; `meta` for health, readiness, OpenAPI, problem types;
 //!   `peer` for the workers' fetches and answers, on a listener of its own).
+//! - [`conditional`]: entity tags from the input and the operation; `If-None-Match` answered with 304 before queueing.
 //! - [`queue`]: publishing jobs and routing answers back to waiting requests.
 //! - [`staging`]: request bodies held in memory (under a cap) for workers to fetch.
 //! - [`problem`]: problem+json responses.
@@ -23,6 +24,7 @@
 pub mod admission;
 pub mod app;
 pub mod auth;
+pub mod conditional;
 pub mod config;
 pub mod limits;
 pub mod metrics;

@@ -62,6 +62,28 @@ impl ImageFormat {
         }
     }
 
+    /// Whether an image of this format, with these bytes, may have
+    /// transparent pixels, from its header alone: PNG colour types with alpha
+    /// or a `tRNS` chunk before the image data, WebP's alpha flags (extended
+    /// and lossless headers), and every GIF (transparency is per frame).
+    pub fn may_have_alpha(self, bytes: &[u8]) -> bool {
+        match self {
+            Self::Jpeg => false,
+            Self::Gif => true,
+            Self::Png => {
+                // IHDR's colour type: 4 grey + alpha, 6 RGBA.
+                matches!(bytes.get(25), Some(4 | 6)) || png_has_trns(bytes)
+            }
+            Self::Webp => match bytes.get(12..16) {
+                // VP8X flags: bit 4 says an ALPH chunk or alpha in the frames.
+                Some(b"VP8X") => bytes.get(20).is_some_and(|flags| flags & 0x10 != 0),
+                // VP8L: after the signature byte, 14 + 14 bits of size, then `alpha_is_used`.
+                Some(b"VP8L") => bytes.get(24).is_some_and(|b| b & 0x10 != 0),
+                _ => false,
+            },
+        }
+    }
+
     /// Identifies a format from its leading bytes; the body, not the header, is the truth.
     pub fn sniff(bytes: &[u8]) -> Option<Self> {
         match bytes {
@@ -72,6 +94,20 @@ impl ImageFormat {
             _ => None,
         }
     }
+}
+
+/// Whether a `tRNS` chunk comes before the first `IDAT` (where the PNG specification puts it).
+fn png_has_trns(bytes: &[u8]) -> bool {
+    let mut at = 8;
+    while let Some(head) = bytes.get(at..at + 8) {
+        let len = u32::from_be_bytes([head[0], head[1], head[2], head[3]]) as usize;
+        match &head[4..8] {
+            b"tRNS" => return true,
+            b"IDAT" | b"IEND" => return false,
+            _ => at = at.saturating_add(12).saturating_add(len),
+        }
+    }
+    false
 }
 
 #[cfg(test)]
@@ -87,6 +123,32 @@ mod tests {
         assert_eq!(ImageFormat::sniff(b"BM\0\0"), None);
         assert_eq!(ImageFormat::sniff(b""), None);
         assert_eq!(ImageFormat::sniff(&[0xFF, 0xD8]), None);
+    }
+
+    #[test]
+    fn alpha_is_read_from_the_headers() {
+        // Signature, then IHDR: length 13, 9×7, depth 8, colour type, and a CRC (not checked).
+        let png = |colour: u8, extra: &[u8]| {
+            let mut b = b"\x89PNG\r\n\x1a\n\0\0\0\x0dIHDR\0\0\0\x09\0\0\0\x07\x08".to_vec();
+            b.extend([colour, 0, 0, 0, 0, 0, 0, 0]);
+            b.extend(extra);
+            b.extend(b"\0\0\0\0IDAT");
+            b
+        };
+        assert!(ImageFormat::Png.may_have_alpha(&png(6, b"")));
+        assert!(ImageFormat::Png.may_have_alpha(&png(4, b"")));
+        assert!(!ImageFormat::Png.may_have_alpha(&png(2, b"")));
+        assert!(ImageFormat::Png.may_have_alpha(&png(3, b"\0\0\0\x01tRNS\0\0\0\0\0")), "palette with tRNS");
+        assert!(!ImageFormat::Png.may_have_alpha(&png(3, b"\0\0\0\x03PLTE\0\0\0\0\0\0\0")));
+        assert!(!ImageFormat::Png.may_have_alpha(b"\x89PNG"), "a truncated header has no alpha to keep");
+        // Extended header with and without the alpha flag; lossless with `alpha_is_used`; lossy simple.
+        assert!(ImageFormat::Webp.may_have_alpha(b"RIFF\0\0\0\0WEBPVP8X\x0a\0\0\0\x10"));
+        assert!(!ImageFormat::Webp.may_have_alpha(b"RIFF\0\0\0\0WEBPVP8X\x0a\0\0\0\x08"));
+        assert!(ImageFormat::Webp.may_have_alpha(b"RIFF\0\0\0\0WEBPVP8L\0\0\0\0\x2f\x08\0\x1c\x10"));
+        assert!(!ImageFormat::Webp.may_have_alpha(b"RIFF\0\0\0\0WEBPVP8L\0\0\0\0\x2f\x08\0\x1c\x00"));
+        assert!(!ImageFormat::Webp.may_have_alpha(b"RIFF\0\0\0\0WEBPVP8 \0\0\0\0\0"));
+        assert!(!ImageFormat::Jpeg.may_have_alpha(&[0xFF, 0xD8, 0xFF]));
+        assert!(ImageFormat::Gif.may_have_alpha(b"GIF89a"));
     }
 
     #[test]

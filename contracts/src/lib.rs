@@ -35,6 +35,6 @@ pub mod usage;
 
 pub use format::ImageFormat;
 pub use job::Job;
-pub use op::{Fit, ResizeOp};
+pub use op::{Fit, Gravity, ResizeOp};
 pub use outcome::{Outcome, Rendered};
 pub use problem::ProblemKind;

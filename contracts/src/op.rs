@@ -44,6 +44,79 @@ impl Fit {
     }
 }
 
+/// Which part of the source `cover` keeps when it crops.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Gravity {
+    #[default]
+    Center,
+    North,
+    South,
+    East,
+    West,
+    NorthEast,
+    NorthWest,
+    SouthEast,
+    SouthWest,
+    /// The crop is centred on this point (as near as the crop allows), in
+    /// ten-thousandths of the upright image's width and height: integers, so
+    /// equal operations keep equal canonical forms (and ETags).
+    Focal {
+        x: u16,
+        y: u16,
+    },
+}
+
+/// A focal coordinate's whole range: 0 is the left (top) edge, this the right (bottom).
+pub const FOCAL_SCALE: u16 = 10_000;
+
+impl Gravity {
+    const NAMED: [(&'static str, Gravity); 9] = [
+        ("center", Self::Center),
+        ("n", Self::North),
+        ("s", Self::South),
+        ("e", Self::East),
+        ("w", Self::West),
+        ("ne", Self::NorthEast),
+        ("nw", Self::NorthWest),
+        ("se", Self::SouthEast),
+        ("sw", Self::SouthWest),
+    ];
+
+    fn from_name(s: &str) -> Option<Self> {
+        Self::NAMED.iter().find(|(n, _)| *n == s).map(|(_, g)| *g)
+    }
+
+    fn name(self) -> Option<&'static str> {
+        Self::NAMED.iter().find(|(_, g)| *g == self).map(|(n, _)| *n)
+    }
+
+    /// Where the crop window sits along each axis, as a fraction of the slack
+    /// (0: flush with the left/top edge, 1: with the right/bottom), for a crop
+    /// of `crop` out of `whole` (width, height).
+    pub fn placement(self, whole: (f64, f64), crop: (f64, f64)) -> (f64, f64) {
+        let centred_on = |point: u16, whole: f64, crop: f64| {
+            let slack = whole - crop;
+            if slack <= 0.0 {
+                return 0.5;
+            }
+            let centre = whole * f64::from(point) / f64::from(FOCAL_SCALE);
+            ((centre - crop / 2.0) / slack).clamp(0.0, 1.0)
+        };
+        match self {
+            Self::Center => (0.5, 0.5),
+            Self::North => (0.5, 0.0),
+            Self::South => (0.5, 1.0),
+            Self::East => (1.0, 0.5),
+            Self::West => (0.0, 0.5),
+            Self::NorthEast => (1.0, 0.0),
+            Self::NorthWest => (0.0, 0.0),
+            Self::SouthEast => (1.0, 1.0),
+            Self::SouthWest => (0.0, 1.0),
+            Self::Focal { x, y } => (centred_on(x, whole.0, crop.0), centred_on(y, whole.1, crop.1)),
+        }
+    }
+}
+
 /// A validated resize request. `width`/`height` may be absent (one of them at
 /// least is present); the worker derives the other from the aspect ratio.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -51,8 +124,13 @@ pub struct ResizeOp {
     pub width: Option<u32>,
     pub height: Option<u32>,
     pub fit: Fit,
-    /// `None`: the input's format (GIF input becomes PNG).
+    /// What `cover` keeps; always [`Gravity::Center`] for the other fits.
+    pub gravity: Gravity,
+    /// `None`: the input's format (GIF input becomes PNG), unless [`ResizeOp::auto_format`].
     pub format: Option<ImageFormat>,
+    /// `format=auto`: the edge picks the format from the client's `Accept`
+    /// ([`ResizeOp::negotiate`]) before the job is queued, so a worker never sees it set.
+    pub auto_format: bool,
     pub quality: u8,
 }
 
@@ -66,6 +144,15 @@ pub struct ParamError {
 
 fn err(param: &'static str, reason: impl Into<String>) -> ParamError {
     ParamError { param, reason: reason.into() }
+}
+
+/// A focal coordinate: a decimal fraction within 0..=1.
+fn parse_focal(param: &'static str, value: &str) -> Result<u16, ParamError> {
+    let x: f64 = value.parse().map_err(|_| err(param, format!("`{value}` is not a number")))?;
+    if !(0.0..=1.0).contains(&x) {
+        return Err(err(param, format!("must be within 0..=1, got `{value}`")));
+    }
+    Ok((x * f64::from(FOCAL_SCALE)).round() as u16)
 }
 
 fn parse_dimension(param: &'static str, value: &str) -> Result<u32, ParamError> {
@@ -88,34 +175,45 @@ impl ResizeOp {
         let mut fit = None;
         let mut format = None;
         let mut quality = None;
+        let mut gravity = None;
+        let (mut fx, mut fy) = (None, None);
         for (key, value) in pairs {
-            let slot_taken = match key {
-                "w" => width.replace(parse_dimension("w", value)?).is_some(),
-                "h" => height.replace(parse_dimension("h", value)?).is_some(),
-                "fit" => fit
-                    .replace(
-                        Fit::from_name(value).ok_or_else(|| {
+            let slot_taken =
+                match key {
+                    "w" => width.replace(parse_dimension("w", value)?).is_some(),
+                    "h" => height.replace(parse_dimension("h", value)?).is_some(),
+                    "fit" => fit
+                        .replace(Fit::from_name(value).ok_or_else(|| {
                             err("fit", format!("`{value}` is not one of contain, cover, fill, inside"))
-                        })?,
-                    )
-                    .is_some(),
-                "format" => format
-                    .replace(
-                        ImageFormat::from_name(value)
-                            .ok_or_else(|| err("format", format!("`{value}` is not one of jpeg, png, webp")))?,
-                    )
-                    .is_some(),
-                "quality" | "q" => {
-                    let q: i64 = value.parse().map_err(|_| err("quality", format!("`{value}` is not an integer")))?;
-                    if !(1..=100).contains(&q) {
-                        return Err(err("quality", format!("must be within 1..=100, got {q}")));
+                        })?)
+                        .is_some(),
+                    "format" => format
+                        .replace(match value {
+                            "auto" => None,
+                            _ => Some(ImageFormat::from_name(value).ok_or_else(|| {
+                                err("format", format!("`{value}` is not one of auto, jpeg, png, webp"))
+                            })?),
+                        })
+                        .is_some(),
+                    "gravity" => gravity
+                        .replace(Gravity::from_name(value).ok_or_else(|| {
+                            err("gravity", format!("`{value}` is not one of center, n, s, e, w, ne, nw, se, sw"))
+                        })?)
+                        .is_some(),
+                    "fx" => fx.replace(parse_focal("fx", value)?).is_some(),
+                    "fy" => fy.replace(parse_focal("fy", value)?).is_some(),
+                    "quality" | "q" => {
+                        let q: i64 =
+                            value.parse().map_err(|_| err("quality", format!("`{value}` is not an integer")))?;
+                        if !(1..=100).contains(&q) {
+                            return Err(err("quality", format!("must be within 1..=100, got {q}")));
+                        }
+                        quality.replace(q as u8).is_some()
                     }
-                    quality.replace(q as u8).is_some()
-                }
-                other => {
-                    return Err(ParamError { param: "query", reason: format!("unknown parameter `{other}`") });
-                }
-            };
+                    other => {
+                        return Err(ParamError { param: "query", reason: format!("unknown parameter `{other}`") });
+                    }
+                };
             if slot_taken {
                 return Err(ParamError { param: "query", reason: format!("parameter `{key}` given more than once") });
             }
@@ -130,7 +228,52 @@ impl ResizeOp {
                 format!("fit `{}` needs both `w` and `h`", fit.name()),
             ));
         }
-        Ok(Self { width, height, fit, format, quality: quality.unwrap_or(DEFAULT_QUALITY) })
+        // A focal point wins over a named gravity: it is the more precise of the two.
+        let gravity = match (fx, fy) {
+            (Some(x), Some(y)) => Some(Gravity::Focal { x, y }),
+            (None, None) => gravity,
+            (Some(_), None) => return Err(err("fy", "a focal point needs both `fx` and `fy`")),
+            (None, Some(_)) => return Err(err("fx", "a focal point needs both `fx` and `fy`")),
+        };
+        if let Some(g) = gravity
+            && fit != Fit::Cover
+            && g != Gravity::Center
+        {
+            let param = if matches!(g, Gravity::Focal { .. }) { "fx" } else { "gravity" };
+            return Err(err(param, format!("only `fit=cover` crops, and this request asks for `{}`", fit.name())));
+        }
+        Ok(Self {
+            width,
+            height,
+            fit,
+            gravity: gravity.unwrap_or_default(),
+            auto_format: matches!(format, Some(None)),
+            format: format.flatten(),
+            quality: quality.unwrap_or(DEFAULT_QUALITY),
+        })
+    }
+
+    /// Resolves `format=auto` from the client's `Accept` header: WebP where
+    /// the client takes it, else the input's own format, with PNG for inputs
+    /// that may carry alpha and have no format of their own to return (GIF,
+    /// a WebP with alpha), JPEG for an opaque WebP. Returns whether the choice
+    /// depended on `Accept` (the response then says `Vary: Accept`).
+    pub fn negotiate(&mut self, accept: Option<&str>, input: ImageFormat, alpha: bool) -> bool {
+        if !self.auto_format {
+            return false;
+        }
+        self.auto_format = false;
+        let accepts = |media: &str| accept.is_some_and(|a| accepts_media(a, media));
+        self.format = Some(if accepts(ImageFormat::Webp.media_type()) {
+            ImageFormat::Webp
+        } else {
+            match input {
+                ImageFormat::Webp | ImageFormat::Gif if alpha => ImageFormat::Png,
+                ImageFormat::Webp => ImageFormat::Jpeg,
+                other => self.output_format(other),
+            }
+        });
+        true
     }
 
     /// Parses the canonical form written by [`fmt::Display`].
@@ -160,11 +303,42 @@ impl fmt::Display for ResizeOp {
             write!(f, "{sep}h={h}")?;
         }
         write!(f, "&fit={}", self.fit.name())?;
+        match self.gravity {
+            Gravity::Focal { x, y } => {
+                let scale = f64::from(FOCAL_SCALE);
+                write!(f, "&fx={}&fy={}", f64::from(x) / scale, f64::from(y) / scale)?;
+            }
+            g => {
+                if let Some(name) = g.name().filter(|_| g != Gravity::Center) {
+                    write!(f, "&gravity={name}")?;
+                }
+            }
+        }
         if let Some(fmt) = self.format {
             write!(f, "&format={}", fmt.name())?;
+        } else if self.auto_format {
+            f.write_str("&format=auto")?;
         }
         write!(f, "&quality={}", self.quality)
     }
+}
+
+/// Whether an `Accept` value takes `media` explicitly, with a non-zero quality
+/// (RFC 9110 §12.5.1). `*/*` and `image/*` do not count: browsers send them
+/// with every image request, including those that cannot show WebP.
+fn accepts_media(accept: &str, media: &str) -> bool {
+    accept.split(',').any(|range| {
+        let mut parts = range.split(';');
+        let name = parts.next().unwrap_or("").trim();
+        let refused = parts.any(|p| {
+            p.trim()
+                .strip_prefix("q=")
+                .or_else(|| p.trim().strip_prefix("Q="))
+                .and_then(|q| q.trim().parse::<f64>().ok())
+                .is_some_and(|q| q <= 0.0)
+        });
+        name.eq_ignore_ascii_case(media) && !refused
+    })
 }
 
 #[cfg(test)]
@@ -209,12 +383,79 @@ mod tests {
     fn refuses_unknown_values_and_duplicates() {
         assert_eq!(parse("w=1&fit=stretch").unwrap_err().param, "fit");
         assert_eq!(parse("w=1&format=tiff").unwrap_err().param, "format");
+        assert_eq!(parse("w=1&format=auto&format=png").unwrap_err().param, "query");
         assert_eq!(parse("w=1&format=gif").unwrap_err().param, "format");
         assert_eq!(parse("w=1&quality=0").unwrap_err().param, "quality");
         assert_eq!(parse("w=1&quality=101").unwrap_err().param, "quality");
         assert_eq!(parse("w=1&w=2").unwrap_err().param, "query");
         assert_eq!(parse("w=1&width=2").unwrap_err().param, "query");
         assert_eq!(parse("w=4&fit=cover").unwrap_err().param, "h");
+    }
+
+    #[test]
+    fn gravity_and_focal_points_parse_canonically_and_only_for_cover() {
+        let op = parse("w=5&h=6&fit=cover&gravity=ne").unwrap();
+        assert_eq!(op.gravity, Gravity::NorthEast);
+        assert_eq!(op.to_string(), "w=5&h=6&fit=cover&gravity=ne&quality=80");
+        let op = parse("w=5&h=6&fit=cover&fx=0.25&fy=1&gravity=s").unwrap();
+        assert_eq!(op.gravity, Gravity::Focal { x: 2500, y: 10_000 }, "the focal point wins");
+        assert_eq!(op.to_string(), "w=5&h=6&fit=cover&fx=0.25&fy=1&quality=80");
+        assert_eq!(parse(&op.to_string()).unwrap(), op);
+        assert_eq!(parse("w=5&h=6&fit=cover&gravity=center").unwrap().to_string(), "w=5&h=6&fit=cover&quality=80");
+        for (q, param) in [
+            ("w=5&h=6&fit=cover&gravity=top", "gravity"),
+            ("w=5&h=6&fit=cover&gravity=", "gravity"),
+            ("w=5&h=6&fit=cover&fx=1.5&fy=0", "fx"),
+            ("w=5&h=6&fit=cover&fx=0.5&fy=-0.1", "fy"),
+            ("w=5&h=6&fit=cover&fx=NaN&fy=0", "fx"),
+            ("w=5&h=6&fit=cover&fx=0.5", "fy"),
+            ("w=5&h=6&fit=cover&fy=0.5", "fx"),
+            ("w=5&h=6&fit=contain&gravity=n", "gravity"),
+            ("w=5&fx=0.5&fy=0.5", "fx"),
+            ("w=5&h=6&fit=cover&gravity=n&gravity=s", "query"),
+        ] {
+            assert_eq!(parse(q).unwrap_err().param, param, "{q}");
+        }
+    }
+
+    #[test]
+    fn gravity_places_the_crop() {
+        let (whole, crop) = ((400.0, 300.0), (300.0, 300.0));
+        assert_eq!(Gravity::Center.placement(whole, crop), (0.5, 0.5));
+        assert_eq!(Gravity::West.placement(whole, crop), (0.0, 0.5));
+        assert_eq!(Gravity::SouthEast.placement(whole, crop), (1.0, 1.0));
+        // A focal point at x = 300 of 400 centres a 300-wide crop at 150..450: clamped to the right edge.
+        assert_eq!(Gravity::Focal { x: 7500, y: 0 }.placement(whole, crop), (1.0, 0.5));
+        assert_eq!(Gravity::Focal { x: 5000, y: 5000 }.placement(whole, crop), (0.5, 0.5));
+        // At x = 160 the crop is 10..310: a tenth of the 100 px slack.
+        assert_eq!(Gravity::Focal { x: 4000, y: 0 }.placement(whole, crop), (0.1, 0.5));
+    }
+
+    #[test]
+    fn auto_format_follows_accept() {
+        let auto = parse("w=1&format=auto").unwrap();
+        assert!(auto.auto_format && auto.format.is_none());
+        assert_eq!(auto.to_string(), "w=1&fit=inside&format=auto&quality=80");
+        let chosen = |accept: Option<&str>, input, alpha| {
+            let mut op = auto;
+            assert!(op.negotiate(accept, input, alpha));
+            assert!(!op.auto_format);
+            op.format.unwrap()
+        };
+        let chrome = "image/avif,image/webp,image/apng,image/svg+xml,image/*,*/*;q=0.8";
+        assert_eq!(chosen(Some(chrome), ImageFormat::Jpeg, false), ImageFormat::Webp);
+        assert_eq!(chosen(Some("image/WebP;q=0.5"), ImageFormat::Png, true), ImageFormat::Webp);
+        assert_eq!(chosen(Some("image/webp;q=0"), ImageFormat::Jpeg, false), ImageFormat::Jpeg);
+        assert_eq!(chosen(Some("image/*,*/*"), ImageFormat::Png, false), ImageFormat::Png);
+        assert_eq!(chosen(None, ImageFormat::Gif, true), ImageFormat::Png);
+        assert_eq!(chosen(None, ImageFormat::Webp, true), ImageFormat::Png);
+        assert_eq!(chosen(None, ImageFormat::Webp, false), ImageFormat::Jpeg);
+        let mut fixed = parse("w=1&format=png").unwrap();
+        assert!(!fixed.negotiate(Some(chrome), ImageFormat::Jpeg, false), "an explicit format does not vary");
+        assert_eq!(fixed.format, Some(ImageFormat::Png));
+        let mut none = parse("w=1").unwrap();
+        assert!(!none.negotiate(Some(chrome), ImageFormat::Jpeg, false), "no format: today's behaviour");
+        assert_eq!(none.format, None);
     }
 
     #[test]

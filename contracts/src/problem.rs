@@ -41,6 +41,8 @@ pub enum ProblemKind {
     QuotaExhausted,
     AuthUnavailable,
     ClientGone,
+    InvalidPrecondition,
+    PreconditionFailed,
 }
 
 /// The problem `type` URIs are relative references (RFC 9457 §3.1.1) under this path;
@@ -48,7 +50,7 @@ pub enum ProblemKind {
 pub const TYPE_PREFIX: &str = "/problems/";
 
 impl ProblemKind {
-    pub const ALL: [ProblemKind; 32] = [
+    pub const ALL: [ProblemKind; 34] = [
         Self::InvalidParameter,
         Self::MissingBody,
         Self::Unauthorized,
@@ -81,6 +83,8 @@ impl ProblemKind {
         Self::QuotaExhausted,
         Self::AuthUnavailable,
         Self::ClientGone,
+        Self::InvalidPrecondition,
+        Self::PreconditionFailed,
     ];
 
     pub fn slug(self) -> &'static str {
@@ -117,6 +121,8 @@ impl ProblemKind {
             Self::QuotaExhausted => "quota-exhausted",
             Self::AuthUnavailable => "auth-unavailable",
             Self::ClientGone => "client-gone",
+            Self::InvalidPrecondition => "invalid-precondition",
+            Self::PreconditionFailed => "precondition-failed",
         }
     }
 
@@ -126,7 +132,8 @@ impl ProblemKind {
 
     pub fn status(self) -> u16 {
         match self {
-            Self::InvalidParameter | Self::MissingBody => 400,
+            Self::InvalidParameter | Self::MissingBody | Self::InvalidPrecondition => 400,
+            Self::PreconditionFailed => 412,
             Self::Unauthorized
             | Self::SignatureMalformed
             | Self::SignatureIncomplete
@@ -187,6 +194,8 @@ impl ProblemKind {
             Self::QuotaExhausted => "The tenant's monthly quota is used up",
             Self::AuthUnavailable => "Requests cannot be authenticated right now",
             Self::ClientGone => "The client went away before its request was answered",
+            Self::InvalidPrecondition => "A conditional request header is malformed",
+            Self::PreconditionFailed => "The request's precondition does not hold",
         }
     }
 

@@ -112,6 +112,140 @@ async fn output_format_and_fit_follow_the_query() {
     assert_eq!(res.headers()["content-type"], "image/png");
 }
 
+impl Stack {
+    async fn post_with(
+        &self,
+        query: &str,
+        body: Vec<u8>,
+        content_type: &str,
+        headers: &[(&str, &str)],
+    ) -> reqwest::Response {
+        let mut req = self
+            .http
+            .post(self.api.url(&format!("/v1/resize?{query}")))
+            .header("content-type", content_type)
+            .body(body);
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        req.send().await.expect("request")
+    }
+
+    async fn jobs_published(&self) -> f64 {
+        let text = self.http.get(self.api.url("/metrics")).send().await.unwrap().text().await.unwrap();
+        e2e::metrics::sum(&text, "api_jobs_published_total")
+    }
+}
+
+/// `format=auto` answers the best format the client accepts and says
+/// `Vary: Accept`; alpha survives when WebP is not accepted.
+#[tokio::test]
+async fn format_auto_follows_accept_and_varies() {
+    let s = stack().await;
+    let chrome = "image/avif,image/webp,image/apng,image/svg+xml,image/*,*/*;q=0.8";
+    let encode = |img: image::DynamicImage, f: image::ImageFormat| {
+        let mut out = std::io::Cursor::new(Vec::new());
+        img.write_to(&mut out, f).unwrap();
+        out.into_inner()
+    };
+    let rgba = image::DynamicImage::ImageRgba8(image::RgbaImage::from_fn(40, 30, |x, _| {
+        image::Rgba([200, 10, 10, if x < 20 { 0 } else { 255 }])
+    }));
+    let webp_alpha = encode(rgba.clone(), image::ImageFormat::WebP);
+    let png_alpha = encode(rgba.clone(), image::ImageFormat::Png);
+    let webp_opaque = encode(image::DynamicImage::ImageRgb8(rgba.to_rgb8()), image::ImageFormat::WebP);
+    for (input, ct, accept, want) in [
+        (jpeg(), "image/jpeg", Some(chrome), "image/webp"),
+        (jpeg(), "image/jpeg", Some("image/webp;q=0, image/*"), "image/jpeg"),
+        (jpeg(), "image/jpeg", None, "image/jpeg"),
+        (png_alpha.clone(), "image/png", Some("image/*"), "image/png"),
+        (webp_alpha, "image/webp", Some("image/png,image/jpeg"), "image/png"),
+        (webp_opaque, "image/webp", Some("image/jpeg"), "image/jpeg"),
+    ] {
+        let headers: Vec<(&str, &str)> = accept.map(|a| ("accept", a)).into_iter().collect();
+        let res = s.post_with("w=20&format=auto", input, ct, &headers).await;
+        assert_eq!(res.status(), 200, "{ct} with Accept {accept:?}");
+        assert_eq!(res.headers()["content-type"], want, "{ct} with Accept {accept:?}");
+        assert_eq!(res.headers()["vary"], "Accept", "{ct} with Accept {accept:?}");
+        let out = image::load_from_memory(&res.bytes().await.unwrap()).unwrap();
+        if want == "image/png" {
+            assert_eq!(out.to_rgba8().get_pixel(2, 2).0[3], 0, "{ct}: the transparent half stays transparent");
+        }
+    }
+    // A fixed format, or none, does not depend on Accept.
+    for q in ["w=20&format=png", "w=20"] {
+        let res = s.post_with(q, png_alpha.clone(), "image/png", &[("accept", chrome)]).await;
+        assert_eq!(res.headers()["content-type"], "image/png", "{q}");
+        assert!(res.headers().get("vary").is_none(), "{q}");
+    }
+}
+
+/// A repeated request that names the tag of its answer gets 304 without a
+/// job; the tag follows the input and the effective operation; the 304 is
+/// counted in usage; malformed and `*` conditions get their problem types.
+#[tokio::test]
+async fn a_repeated_request_with_its_etag_is_304_without_a_job() {
+    let s = stack().await;
+    let first = s.post_with("w=120&format=auto", jpeg(), "image/jpeg", &[("accept", "image/webp")]).await;
+    assert_eq!(first.status(), 200);
+    let etag = first.headers()["etag"].to_str().unwrap().to_owned();
+    let published = s.jobs_published().await;
+    assert_eq!(published, 1.0);
+
+    let weak = format!("\"other\", W/{etag}");
+    for condition in [etag.as_str(), weak.as_str()] {
+        let res = s
+            .post_with(
+                "w=120&format=auto",
+                jpeg(),
+                "image/jpeg",
+                &[("accept", "image/webp"), ("if-none-match", condition)],
+            )
+            .await;
+        assert_eq!(res.status(), 304, "{condition}");
+        assert_eq!(res.headers()["etag"], etag.as_str());
+        assert_eq!(res.headers()["vary"], "Accept");
+        assert!(res.bytes().await.unwrap().is_empty());
+    }
+    assert_eq!(s.jobs_published().await, published, "a 304 queues no job");
+
+    // Another format (from Accept), another size, another input: another tag, a full answer.
+    let if_none = [("if-none-match", etag.as_str())];
+    let res = s.post_with("w=120&format=auto", jpeg(), "image/jpeg", &if_none).await;
+    assert_eq!(res.status(), 200, "JPEG for a client without WebP is another representation");
+    assert_eq!(res.headers()["content-type"], "image/jpeg");
+    assert_ne!(res.headers()["etag"], etag.as_str());
+    let mut other = jpeg();
+    other.extend_from_slice(b"trailing bytes");
+    let res = s.post_with("w=120&format=webp", other, "image/jpeg", &if_none).await;
+    assert_eq!(res.status(), 200);
+    // The same request again answers the same tag (and a 200 says it too).
+    let again = s.post_with("w=120&format=auto", jpeg(), "image/jpeg", &[("accept", "image/webp")]).await;
+    assert_eq!(again.headers()["etag"], etag.as_str());
+
+    for bad in ["abc", "\"unterminated", "W/abc", "*, \"a\""] {
+        let res = s.post_with("w=120", jpeg(), "image/jpeg", &[("if-none-match", bad)]).await;
+        assert_problem(res, 400, "invalid-precondition").await;
+    }
+    assert_problem(
+        s.post_with("w=120", jpeg(), "image/jpeg", &[("if-none-match", "*")]).await,
+        412,
+        "precondition-failed",
+    )
+    .await;
+
+    // The 304s are in USAGE: status 304, no problem, the tenant's input counted.
+    let client = s.nats.client().await.unwrap();
+    let Stack { api, workers, .. } = s;
+    api.shutdown().await;
+    drop(workers);
+    let (records, _) = e2e::usage::stored_records(&client).await.unwrap();
+    let not_modified: Vec<_> = records.iter().filter(|r| r.status == 304).collect();
+    assert_eq!(not_modified.len(), 2, "{records:?}");
+    assert!(not_modified.iter().all(|r| r.problem.is_none() && r.bytes_in > 0 && r.cpu_us == 0), "{not_modified:?}");
+    assert_eq!(records.iter().filter(|r| r.problem.as_deref() == Some("invalid-precondition")).count(), 4);
+}
+
 #[tokio::test]
 async fn bad_parameters_are_400_before_the_body_matters() {
     let s = stack().await;
@@ -126,6 +260,11 @@ async fn bad_parameters_are_400_before_the_body_matters() {
         "",
         "w=10&quality=0",
         "w=1&w=2",
+        "w=10&h=10&fit=cover&gravity=sideways",
+        "w=10&h=10&fit=cover&fx=2&fy=0.5",
+        "w=10&h=10&fit=cover&fx=0.5",
+        "w=10&h=10&fit=contain&gravity=n",
+        "w=10&format=avif",
     ] {
         let doc = assert_problem(s.post(q, Some("image/jpeg"), jpeg()).await, 400, "invalid-parameter").await;
         assert!(doc["detail"].as_str().unwrap().contains('`'), "{q}: detail names the parameter: {doc}");

@@ -311,6 +311,49 @@ fn exif_orientations_on_the_jpeg_plane_path_match_the_rgb_path() {
     assert_eq!(arrangements.len(), 8, "each orientation arranges the quadrants differently");
 }
 
+/// `cover` with a gravity or a focal point keeps the part of the upright image
+/// it names, for every EXIF orientation, on the plane paths (JPEG, WebP) and
+/// the RGB path (PNG) alike: each output sample has the colour of the upright
+/// pixel it was taken from (samples near a quadrant's edge are skipped).
+#[test]
+fn cover_gravity_keeps_the_named_part_of_the_upright_image() {
+    let colours = [[255, 0, 0], [0, 0, 255], [0, 255, 0], [255, 255, 255]];
+    let stored =
+        image::RgbImage::from_fn(90, 50, |x, y| image::Rgb(colours[(x >= 45) as usize + 2 * (y >= 25) as usize]));
+    for o in 1..=8u16 {
+        let input = with_orientation(&stored, o);
+        let mut upright = image::DynamicImage::ImageRgb8(stored.clone());
+        upright.apply_orientation(image::metadata::Orientation::from_exif(o as u8).unwrap());
+        let upright = upright.to_rgb8();
+        let (uw, uh) = (upright.width() as f64, upright.height() as f64);
+        let edge = |x: f64, y: f64| {
+            let near = |v: f64, whole: f64| (v - whole / 2.0).abs() < 6.0 || v < 2.0 || v > whole - 2.0;
+            near(x, uw) || near(y, uh)
+        };
+        for gravity in ["gravity=nw", "gravity=se", "gravity=e", "gravity=s", "fx=0.9&fy=0.1", "fx=0.2&fy=0.8"] {
+            let op = op(&format!("w=20&h=20&fit=cover&{gravity}"));
+            let side = uw.min(uh);
+            let (gx, gy) = op.gravity.placement((uw, uh), (side, side));
+            let (left, top) = ((uw - side) * gx, (uh - side) * gy);
+            for format in ["jpeg", "webp", "png"] {
+                let q = format!("{op}&format={format}").replace("&quality=80", "&quality=95");
+                let out = decode(&run(&input, &q).unwrap().bytes).to_rgb8();
+                assert_eq!(out.dimensions(), (20, 20), "{q} orientation {o}");
+                for (x, y) in [(4, 4), (15, 4), (4, 15), (15, 15), (10, 10)] {
+                    let (ux, uy) = (left + (x as f64 + 0.5) * side / 20.0, top + (y as f64 + 0.5) * side / 20.0);
+                    if edge(ux, uy) {
+                        continue;
+                    }
+                    let want = upright.get_pixel(ux as u32, uy as u32).0;
+                    let got = out.get_pixel(x, y).0;
+                    let far = got.iter().zip(want).any(|(a, b)| a.abs_diff(b) > 60);
+                    assert!(!far, "{q} orientation {o} at ({x}, {y}) ← upright ({ux}, {uy}): {got:?}, want {want:?}");
+                }
+            }
+        }
+    }
+}
+
 #[test]
 fn cmyk_jpeg_becomes_rgb() {
     // Inverted CMYK (as Adobe writes it): C=M=Y=255 and K=255 is white, K=0 is black.

@@ -4,6 +4,7 @@
 use crate::{
     admission::{OpClass, Shed},
     app::AppState,
+    conditional::{self, IfNoneMatch},
     config::Staging,
     metrics::ShedLabel,
     problem::Problem,
@@ -172,9 +173,17 @@ async fn handle(
                 "the server holds as many image bytes as it may at once; retry shortly",
             )
         })?;
-        Ok((caller, op, declared_format(&parts.headers)?, declared_len, reservation))
+        let condition = IfNoneMatch::parse(parts.headers.get_all(header::IF_NONE_MATCH).iter().map(|v| v.as_bytes()))
+            .map_err(|e| Problem::new(ProblemKind::InvalidPrecondition, e))?;
+        if condition == Some(IfNoneMatch::Any) {
+            return Err(Problem::new(
+                ProblemKind::PreconditionFailed,
+                "`If-None-Match: *` asks for an answer only where none exists, and every resize has one",
+            ));
+        }
+        Ok((caller, op, declared_format(&parts.headers)?, declared_len, reservation, condition))
     };
-    let (caller, op, declared, declared_len, reservation) = match head.await {
+    let (caller, mut op, declared, declared_len, reservation, condition) = match head.await {
         Ok(h) => h,
         Err(p) => {
             let drained = linger(body, &parts.headers).await;
@@ -196,6 +205,18 @@ async fn handle(
         ));
     }
 
+    // `format=auto` is settled here, so the job, the tag and the usage record
+    // all name the format the client gets.
+    let accept = parts.headers.get(header::ACCEPT).and_then(|v| v.to_str().ok());
+    let varies = op.negotiate(accept, input, input.may_have_alpha(&body));
+    let digest = Sha256::digest(&body);
+    let etag = conditional::entity_tag(&digest, &op);
+    let validators = Validators { etag, varies };
+    if condition.is_some_and(|c| c.lists(&validators.etag)) {
+        state.usage.record(edge.not_modified(request_id, input, body.len() as u64));
+        return Ok(validators.apply((StatusCode::NOT_MODIFIED, ()).into_response(), request_id));
+    }
+
     let now = state.clock.now();
     let timeout = state.config.job_timeout;
     // A staged body is freed when this handler ends, however it ends: answered,
@@ -207,7 +228,7 @@ async fn handle(
                 url: format!("{}{}", state.peer_base, contracts::staging::body_path(request_id)),
                 token: token.clone(),
                 size: body.len() as u64,
-                sha256: contracts::staging::sha256_hex(&body),
+                sha256: contracts::staging::to_hex(&digest),
             };
             let guard = state.stage.put(request_id, token, body, reservation);
             (Some(reference), Bytes::new(), Some(guard), None)
@@ -248,20 +269,36 @@ async fn handle(
     match &h.outcome {
         Outcome::Failed { kind, detail } => Err(Problem::new(*kind, detail.clone()).metered()),
         Outcome::Ok(rendered) => {
-            let etag = format!("\"{}\"", contracts::staging::to_hex(&Sha256::digest(&answer.body)[..16]));
             let timing =
                 format!("queue;dur={:.1}, process;dur={:.1}", h.queue_us as f64 / 1000.0, h.process_us as f64 / 1000.0);
             let mut res = (StatusCode::OK, Body::from(answer.body)).into_response();
             let hs = res.headers_mut();
             hs.insert(header::CONTENT_TYPE, HeaderValue::from_static(rendered.format.media_type()));
-            hs.insert(header::ETAG, HeaderValue::from_str(&etag).expect("hex is a valid header"));
             hs.insert("server-timing", HeaderValue::from_str(&timing).expect("ascii"));
-            hs.insert("x-request-id", HeaderValue::from_str(request_id).expect("uuid is ascii"));
             hs.insert("x-image-width", HeaderValue::from(rendered.width));
             hs.insert("x-image-height", HeaderValue::from(rendered.height));
-            hs.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-            Ok(res)
+            Ok(validators.apply(res, request_id))
         }
+    }
+}
+
+/// What a 200 and a 304 of the same request both say (RFC 9110 §15.4.5).
+struct Validators {
+    etag: String,
+    /// The format was chosen from `Accept`: caches must key on it.
+    varies: bool,
+}
+
+impl Validators {
+    fn apply(self, mut res: Response, request_id: &str) -> Response {
+        let hs = res.headers_mut();
+        hs.insert(header::ETAG, HeaderValue::from_str(&self.etag).expect("hex is a valid header"));
+        if self.varies {
+            hs.insert(header::VARY, HeaderValue::from_static("Accept"));
+        }
+        hs.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        hs.insert("x-request-id", HeaderValue::from_str(request_id).expect("uuid is ascii"));
+        res
     }
 }
 
@@ -279,16 +316,26 @@ struct EdgeUsage {
 
 impl EdgeUsage {
     fn record(&self, request_id: &str, p: &Problem) -> contracts::usage::UsageRecord {
+        self.answered(contracts::usage::UsageRecord::refused(request_id, p.kind))
+    }
+
+    /// A repeated request answered 304 from its tag: counted, nothing processed.
+    fn not_modified(&self, request_id: &str, input: ImageFormat, bytes_in: u64) -> contracts::usage::UsageRecord {
+        let record = contracts::usage::UsageRecord::at_edge(request_id, 304, None);
+        contracts::usage::UsageRecord { format_in: Some(input), bytes_in, ..self.answered(record) }
+    }
+
+    /// `record` with what the edge measured: who asked, when, and how long it took.
+    fn answered(&self, record: contracts::usage::UsageRecord) -> contracts::usage::UsageRecord {
         let finished = self.received + self.since.elapsed();
-        let refused = contracts::usage::UsageRecord::refused(request_id, p.kind);
         contracts::usage::UsageRecord {
-            tenant: self.tenant.clone().unwrap_or(refused.tenant.clone()),
+            tenant: self.tenant.clone().unwrap_or(record.tenant.clone()),
             key_id: self.key_id.clone(),
             received_ms: unix_ms(self.received),
             finished_ms: unix_ms(finished).max(unix_ms(self.received)),
             bytes_in: self.bytes_in,
             latency_us: unix_us(finished).saturating_sub(unix_us(self.received)),
-            ..refused
+            ..record
         }
     }
 }

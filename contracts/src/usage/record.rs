@@ -84,6 +84,12 @@ impl UsageRecord {
     /// the anonymous tenant, nothing processed. Callers fill in what they
     /// measured (times, bytes in) with struct update syntax.
     pub fn refused(request_id: &str, problem: ProblemKind) -> Self {
+        Self::at_edge(request_id, problem.status(), Some(problem))
+    }
+
+    /// The record of a request the edge answered itself with `status`
+    /// (a refusal, or a 304 from the request's entity tag); otherwise as [`Self::refused`].
+    pub fn at_edge(request_id: &str, status: u16, problem: Option<ProblemKind>) -> Self {
         Self {
             v: RECORD_VERSION,
             request_id: request_id.to_owned(),
@@ -91,8 +97,8 @@ impl UsageRecord {
             key_id: String::new(),
             received_ms: 0,
             finished_ms: 0,
-            status: problem.status(),
-            problem: Some(problem.slug().to_owned()),
+            status,
+            problem: problem.map(|p| p.slug().to_owned()),
             bytes_in: 0,
             bytes_out: 0,
             pixels_in: 0,

@@ -1,6 +1,7 @@
 //! Where the output pixels come from: a pure function of the source size and the operation.
 
 use contracts::{Fit, ResizeOp};
+use image::metadata::Orientation;
 
 /// A rectangle in source pixels (fractional, as the resampler accepts).
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -25,11 +26,35 @@ pub struct Plan {
 }
 
 impl Plan {
-    /// The same plan for a source stored transposed (EXIF orientations 5–8):
-    /// the resampler works on the stored pixels, orientation is applied after.
-    pub fn transposed(&self) -> Self {
+    /// The same plan in the coordinates of the pixels as stored, for an
+    /// upright image of `upright` size that is stored with `orientation`: the
+    /// resampler works on the stored pixels, the orientation is applied to
+    /// its small result. The crop moves with the pixels (a `gravity=n` crop of
+    /// a photo stored upside down is taken from the bottom of the stored
+    /// pixels); the sizes swap for the orientations that transpose.
+    pub fn stored(&self, orientation: Orientation, upright: (u32, u32)) -> Self {
+        let (uw, uh) = (upright.0 as f64, upright.1 as f64);
+        let Crop { left, top, width, height } = self.crop;
+        let (right, bottom) = (uw - left - width, uh - top - height);
+        let (left, top, swap) = match orientation {
+            Orientation::NoTransforms => (left, top, false),
+            Orientation::FlipHorizontal => (right, top, false),
+            Orientation::Rotate180 => (right, bottom, false),
+            Orientation::FlipVertical => (left, bottom, false),
+            // Stored (x, y) is upright (y, x).
+            Orientation::Rotate90FlipH => (top, left, true),
+            // Stored (x, y) is upright (H - 1 - y, x).
+            Orientation::Rotate90 => (top, right, true),
+            // Stored (x, y) is upright (H - 1 - y, W - 1 - x).
+            Orientation::Rotate270FlipH => (bottom, right, true),
+            // Stored (x, y) is upright (y, W - 1 - x).
+            Orientation::Rotate270 => (bottom, left, true),
+        };
+        if !swap {
+            return Self { crop: Crop { left, top, width, height }, ..*self };
+        }
         Self {
-            crop: Crop { left: self.crop.top, top: self.crop.left, width: self.crop.height, height: self.crop.width },
+            crop: Crop { left, top, width: height, height: width },
             content: (self.content.1, self.content.0),
             canvas: (self.canvas.1, self.canvas.0),
             offset: (self.offset.1, self.offset.0),
@@ -81,7 +106,8 @@ pub fn plan(src_w: u32, src_h: u32, op: &ResizeOp) -> Plan {
         (Fit::Cover, Some(w), Some(h)) => {
             let scale = (w as f64 / sw).max(h as f64 / sh);
             let (cw, ch) = ((w as f64 / scale).min(sw), (h as f64 / scale).min(sh));
-            let crop = Crop { left: (sw - cw) / 2.0, top: (sh - ch) / 2.0, width: cw, height: ch };
+            let (gx, gy) = op.gravity.placement((sw, sh), (cw, ch));
+            let crop = Crop { left: (sw - cw) * gx, top: (sh - ch) * gy, width: cw, height: ch };
             Plan { crop, content: (w, h), canvas: (w, h), offset: (0, 0) }
         }
     }
@@ -125,6 +151,22 @@ mod tests {
     }
 
     #[test]
+    fn cover_keeps_the_side_or_point_asked_for() {
+        let crop = |q: &str| plan(4000, 3000, &op(&format!("w=300&h=300&fit=cover&{q}"))).crop;
+        assert_eq!(crop("gravity=w").left, 0.0);
+        assert_eq!(crop("gravity=e").left, 1000.0);
+        assert_eq!(crop("gravity=se").left, 1000.0);
+        assert_eq!(crop("gravity=n").top, 0.0);
+        // A focal point is centred where the crop allows: x = 1200 → 1200 - 1500 < 0, flush left.
+        assert_eq!(crop("fx=0.3&fy=0.5").left, 0.0);
+        // x = 2200 → 700..3700.
+        assert!((crop("fx=0.55&fy=0.5").left - 700.0).abs() < 1e-9);
+        // Portrait: the slack is vertical; fy = 0.25 of 4000 = 1000, crop 3000 high → flush top.
+        let p = plan(3000, 4000, &op("w=300&h=300&fit=cover&fx=0.5&fy=0.25"));
+        assert_eq!((p.crop.left, p.crop.top), (0.0, 0.0));
+    }
+
+    #[test]
     fn fill_stretches() {
         let p = plan(4000, 3000, &op("w=100&h=400&fit=fill"));
         assert_eq!(p.content, (100, 400));
@@ -132,8 +174,60 @@ mod tests {
     }
 
     #[test]
-    fn transposed_swaps_axes() {
-        let p = plan(3000, 4000, &op("w=320&h=320&fit=contain")).transposed();
+    fn the_stored_plan_takes_the_same_pixels_for_every_orientation() {
+        // A 4×3 upright image with every pixel numbered; stored under each
+        // orientation, the stored crop must hold the same numbers as the upright crop.
+        let (w, h) = (4u32, 3u32);
+        let upright: Vec<u32> = (0..w * h).collect();
+        let op = op("w=1&h=2&fit=cover&gravity=ne");
+        let p = plan(w, h, &op);
+        assert_eq!(p.crop, Crop { left: 2.5, top: 0.0, width: 1.5, height: 3.0 });
+        let inside = |c: &Crop, x: u32, y: u32| {
+            let (x, y) = (x as f64 + 0.5, y as f64 + 0.5);
+            x > c.left && x < c.left + c.width && y > c.top && y < c.top + c.height
+        };
+        let mut want: Vec<u32> = (0..w * h).filter(|i| inside(&p.crop, i % w, i / w)).collect();
+        want.sort();
+        for orientation in [
+            Orientation::NoTransforms,
+            Orientation::FlipHorizontal,
+            Orientation::Rotate180,
+            Orientation::FlipVertical,
+            Orientation::Rotate90FlipH,
+            Orientation::Rotate90,
+            Orientation::Rotate270FlipH,
+            Orientation::Rotate270,
+        ] {
+            // Store the upright image: undo the orientation the reader will apply.
+            let mut dynimg = image::DynamicImage::ImageRgb32F(image::Rgb32FImage::from_fn(w, h, |x, y| {
+                image::Rgb([upright[(y * w + x) as usize] as f32, 0.0, 0.0])
+            }));
+            // Applying an orientation's inverse: rotations invert to the other way, flips to themselves.
+            let inverse = match orientation {
+                Orientation::Rotate90 => Orientation::Rotate270,
+                Orientation::Rotate270 => Orientation::Rotate90,
+                o => o,
+            };
+            dynimg.apply_orientation(inverse);
+            let stored = dynimg.to_rgb32f();
+            let (sw, sh) = stored.dimensions();
+            let sp = p.stored(orientation, (w, h));
+            let mut got: Vec<u32> = (0..sw * sh)
+                .filter(|i| inside(&sp.crop, i % sw, i / sw))
+                .map(|i| stored.get_pixel(i % sw, i / sw).0[0] as u32)
+                .collect();
+            got.sort();
+            assert_eq!(got, want, "{orientation:?}");
+            // And reading it back gives the upright image.
+            let mut back = image::DynamicImage::ImageRgb32F(stored.clone());
+            back.apply_orientation(orientation);
+            assert_eq!(back.to_rgb32f().get_pixel(2, 0).0[0] as u32, 2, "{orientation:?}");
+        }
+    }
+
+    #[test]
+    fn transposed_orientations_swap_axes() {
+        let p = plan(3000, 4000, &op("w=320&h=320&fit=contain")).stored(Orientation::Rotate90, (3000, 4000));
         assert_eq!(p.content, (320, 240));
         assert_eq!(p.crop.width, 4000.0);
         assert_eq!(p.offset, (0, 40));

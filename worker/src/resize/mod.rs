@@ -99,7 +99,7 @@ impl Engine {
         }
         let (up_w, up_h) = header.upright_size();
         let plan = geometry::plan(up_w, up_h, op);
-        let stored_plan = if header.transposed() { plan.transposed() } else { plan };
+        let stored_plan = plan.stored(header.orientation, (up_w, up_h));
         let out_format = op.output_format(format);
         if format == ImageFormat::Jpeg
             && matches!(out_format, ImageFormat::Jpeg | ImageFormat::Webp)
