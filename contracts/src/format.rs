@@ -10,10 +10,15 @@ pub enum ImageFormat {
     Png,
     Webp,
     Gif,
+    Bmp,
+    Tiff,
 }
 
+/// The formats read, for messages that name them.
+pub const READABLE: &str = "JPEG, PNG, WebP, GIF, BMP or TIFF";
+
 impl ImageFormat {
-    pub const ALL: [ImageFormat; 4] = [Self::Jpeg, Self::Png, Self::Webp, Self::Gif];
+    pub const ALL: [ImageFormat; 6] = [Self::Jpeg, Self::Png, Self::Webp, Self::Gif, Self::Bmp, Self::Tiff];
 
     pub fn media_type(self) -> &'static str {
         match self {
@@ -21,6 +26,8 @@ impl ImageFormat {
             Self::Png => "image/png",
             Self::Webp => "image/webp",
             Self::Gif => "image/gif",
+            Self::Bmp => "image/bmp",
+            Self::Tiff => "image/tiff",
         }
     }
 
@@ -30,13 +37,16 @@ impl ImageFormat {
             Self::Png => "png",
             Self::Webp => "webp",
             Self::Gif => "gif",
+            Self::Bmp => "bmp",
+            Self::Tiff => "tiff",
         }
     }
 
     /// Output formats. GIF is read (first frame) but never written: a resized
-    /// photo as a 256-colour GIF is never what a caller wants.
+    /// photo as a 256-colour GIF is never what a caller wants. BMP and TIFF
+    /// are read too (scanners, cameras, old archives), and answered as PNG.
     pub fn is_encodable(self) -> bool {
-        !matches!(self, Self::Gif)
+        !matches!(self, Self::Gif | Self::Bmp | Self::Tiff)
     }
 
     /// Parses an output format name as given in the `format` query parameter.
@@ -58,6 +68,8 @@ impl ImageFormat {
             "image/png" => Some(Self::Png),
             "image/webp" => Some(Self::Webp),
             "image/gif" => Some(Self::Gif),
+            "image/bmp" | "image/x-ms-bmp" | "image/x-bmp" => Some(Self::Bmp),
+            "image/tiff" | "image/tiff-fx" => Some(Self::Tiff),
             _ => None,
         }
     }
@@ -69,7 +81,7 @@ impl ImageFormat {
     pub fn may_have_alpha(self, bytes: &[u8]) -> bool {
         match self {
             Self::Jpeg => false,
-            Self::Gif => true,
+            Self::Gif | Self::Bmp | Self::Tiff => true,
             Self::Png => {
                 // IHDR's colour type: 4 grey + alpha, 6 RGBA.
                 matches!(bytes.get(25), Some(4 | 6)) || png_has_trns(bytes)
@@ -91,6 +103,12 @@ impl ImageFormat {
             [0x89, b'P', b'N', b'G', 0x0D, 0x0A, 0x1A, 0x0A, ..] => Some(Self::Png),
             [b'R', b'I', b'F', b'F', _, _, _, _, b'W', b'E', b'B', b'P', ..] => Some(Self::Webp),
             [b'G', b'I', b'F', b'8', b'7' | b'9', b'a', ..] => Some(Self::Gif),
+            // Classic TIFF, either byte order (BigTIFF is not read).
+            [b'I', b'I', 42, 0, ..] | [b'M', b'M', 0, 42, ..] => Some(Self::Tiff),
+            // "BM" alone is two letters of text: the DIB header's size must be one Windows or OS/2 wrote.
+            [b'B', b'M', _, _, _, _, _, _, _, _, _, _, _, _, 12 | 16 | 40 | 52 | 56 | 64 | 108 | 124, 0, 0, 0, ..] => {
+                Some(Self::Bmp)
+            }
             _ => None,
         }
     }
@@ -121,6 +139,11 @@ mod tests {
         assert_eq!(ImageFormat::sniff(b"RIFF\0\0\0\0WEBPVP8 "), Some(ImageFormat::Webp));
         assert_eq!(ImageFormat::sniff(b"GIF89a..."), Some(ImageFormat::Gif));
         assert_eq!(ImageFormat::sniff(b"BM\0\0"), None);
+        assert_eq!(ImageFormat::sniff(b"BM is not a bitmap, it is text"), None);
+        assert_eq!(ImageFormat::sniff(b"BM\x46\0\0\0\0\0\0\0\x36\0\0\0\x28\0\0\0"), Some(ImageFormat::Bmp));
+        assert_eq!(ImageFormat::sniff(b"II*\0\x08\0\0\0"), Some(ImageFormat::Tiff));
+        assert_eq!(ImageFormat::sniff(b"MM\0*\0\0\0\x08"), Some(ImageFormat::Tiff));
+        assert_eq!(ImageFormat::sniff(b"II+\0"), None);
         assert_eq!(ImageFormat::sniff(b""), None);
         assert_eq!(ImageFormat::sniff(&[0xFF, 0xD8]), None);
     }
@@ -157,7 +180,8 @@ mod tests {
             assert_eq!(ImageFormat::from_media_type(f.media_type()), Some(f));
         }
         assert_eq!(ImageFormat::from_media_type("Image/JPEG; q=1"), Some(ImageFormat::Jpeg));
-        assert_eq!(ImageFormat::from_media_type("image/tiff"), None);
+        assert_eq!(ImageFormat::from_media_type("image/x-ms-bmp"), Some(ImageFormat::Bmp));
+        assert_eq!(ImageFormat::from_media_type("image/heic"), None);
         assert_eq!(ImageFormat::from_name("gif"), None);
     }
 }

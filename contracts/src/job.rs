@@ -129,13 +129,10 @@ impl Job {
             deadline_ms: number(h, H_DEADLINE)?,
             reply: get(h, H_REPLY)?.to_owned(),
             op: ResizeOp::parse_canonical(get(h, H_OP)?).map_err(|e| JobDecodeError::Malformed(H_OP, e.to_string()))?,
-            input: match input {
-                "jpeg" => ImageFormat::Jpeg,
-                "png" => ImageFormat::Png,
-                "webp" => ImageFormat::Webp,
-                "gif" => ImageFormat::Gif,
-                other => return Err(JobDecodeError::Malformed(H_INPUT, other.to_owned())),
-            },
+            input: ImageFormat::ALL
+                .into_iter()
+                .find(|f| f.name() == input)
+                .ok_or_else(|| JobDecodeError::Malformed(H_INPUT, input.to_owned()))?,
             enqueued_us: number(h, H_ENQUEUED)?,
             traceparent: h.get(H_TRACEPARENT).map(|v| v.as_str().to_owned()),
             tenant: get(h, H_TENANT)?.to_owned(),

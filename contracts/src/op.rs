@@ -57,6 +57,9 @@ pub enum Gravity {
     NorthWest,
     SouthEast,
     SouthWest,
+    /// The part of the image that draws the eye (detail, colour, skin), found
+    /// by the worker in the decoded pixels; `placement` is the centre's.
+    Smart,
     /// The crop is centred on this point (as near as the crop allows), in
     /// ten-thousandths of the upright image's width and height: integers, so
     /// equal operations keep equal canonical forms (and ETags).
@@ -70,7 +73,7 @@ pub enum Gravity {
 pub const FOCAL_SCALE: u16 = 10_000;
 
 impl Gravity {
-    const NAMED: [(&'static str, Gravity); 9] = [
+    const NAMED: [(&'static str, Gravity); 10] = [
         ("center", Self::Center),
         ("n", Self::North),
         ("s", Self::South),
@@ -80,6 +83,7 @@ impl Gravity {
         ("nw", Self::NorthWest),
         ("se", Self::SouthEast),
         ("sw", Self::SouthWest),
+        ("smart", Self::Smart),
     ];
 
     fn from_name(s: &str) -> Option<Self> {
@@ -103,7 +107,7 @@ impl Gravity {
             ((centre - crop / 2.0) / slack).clamp(0.0, 1.0)
         };
         match self {
-            Self::Center => (0.5, 0.5),
+            Self::Center | Self::Smart => (0.5, 0.5),
             Self::North => (0.5, 0.0),
             Self::South => (0.5, 1.0),
             Self::East => (1.0, 0.5),
@@ -197,7 +201,7 @@ impl ResizeOp {
                         .is_some(),
                     "gravity" => gravity
                         .replace(Gravity::from_name(value).ok_or_else(|| {
-                            err("gravity", format!("`{value}` is not one of center, n, s, e, w, ne, nw, se, sw"))
+                            err("gravity", format!("`{value}` is not one of center, n, s, e, w, ne, nw, se, sw, smart"))
                         })?)
                         .is_some(),
                     "fx" => fx.replace(parse_focal("fx", value)?).is_some(),
@@ -397,7 +401,11 @@ mod tests {
         let op = parse("w=5&h=6&fit=cover&gravity=ne").unwrap();
         assert_eq!(op.gravity, Gravity::NorthEast);
         assert_eq!(op.to_string(), "w=5&h=6&fit=cover&gravity=ne&quality=80");
-        let op = parse("w=5&h=6&fit=cover&fx=0.25&fy=1&gravity=s").unwrap();
+        assert_eq!(
+            parse("w=5&h=6&fit=cover&gravity=smart").unwrap().to_string(),
+            "w=5&h=6&fit=cover&gravity=smart&quality=80"
+        );
+        let op = parse("w=5&h=6&fit=cover&fx=0.25&fy=1&gravity=smart").unwrap();
         assert_eq!(op.gravity, Gravity::Focal { x: 2500, y: 10_000 }, "the focal point wins");
         assert_eq!(op.to_string(), "w=5&h=6&fit=cover&fx=0.25&fy=1&quality=80");
         assert_eq!(parse(&op.to_string()).unwrap(), op);

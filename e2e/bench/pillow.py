@@ -1,6 +1,6 @@
 """Pillow(-SIMD) peer for resize-bench: one process over in-memory inputs.
 
-Usage: python pillow.py --width W --height H --format jpeg|webp|png --quality Q --passes N [--out DIR] FILE...
+Usage: python pillow.py --width W --height H --format jpeg|webp|png --quality Q [--crop centre] --passes N [--out DIR] FILE...
 Prints `elapsed=<seconds> cpu=<seconds> count=<conversions>` for the timed passes.
 
 JPEGs are opened with draft(), libjpeg-turbo's DCT scaling to the smallest
@@ -30,14 +30,27 @@ def fit_inside(w, h, box_w, box_h):
 
 def convert(data, args):
     im = Image.open(io.BytesIO(data))
-    size = fit_inside(im.width, im.height, args.width, args.height)
+    if args.crop == "centre":
+        # Cover: the box's aspect cut from the middle, as ImageOps.fit does.
+        scale = max(args.width / im.width, args.height / im.height)
+        size, draft = (args.width, args.height), (round(im.width * scale), round(im.height * scale))
+    else:
+        size = draft = fit_inside(im.width, im.height, args.width, args.height)
+    full = im.size
     if im.format == "JPEG":
-        im.draft("RGB", size)
+        im.draft("RGB", draft)
     keep_alpha = args.format != "jpeg" and im.mode in ("RGBA", "LA", "P")
     mode = "RGBA" if keep_alpha else "RGB"
     if im.mode != mode:  # convert() to the same mode is a full copy
         im = im.convert(mode)
-    im = im.resize(size, Image.LANCZOS)
+    box = None
+    if args.crop == "centre":
+        # The crop in the drafted image's pixels.
+        sx, sy = im.width / full[0], im.height / full[1]
+        cw, ch = min(args.width / scale * sx, im.width), min(args.height / scale * sy, im.height)
+        left, top = (im.width - cw) / 2, (im.height - ch) / 2
+        box = (left, top, left + cw, top + ch)
+    im = im.resize(size, Image.LANCZOS, box=box)
     out = io.BytesIO()
     SAVE[args.format](im, out, args.quality)
     return out.getvalue()
@@ -50,6 +63,7 @@ def main():
     p.add_argument("--format", choices=sorted(SAVE), required=True)
     p.add_argument("--quality", type=int, default=80)
     p.add_argument("--passes", type=int, default=1)
+    p.add_argument("--crop", choices=["centre"])
     p.add_argument("--out")
     p.add_argument("files", nargs="+")
     args = p.parse_args()

@@ -1,5 +1,5 @@
 // sharp peer for resize-bench: one long-running process over in-memory inputs.
-// Usage: node sharp.js --width W --height H --format jpeg|webp|png --quality Q --passes N [--out DIR] FILE...
+// Usage: node sharp.js --width W --height H --format jpeg|webp|png --quality Q [--crop centre|attention] --passes N [--out DIR] FILE...
 // Prints `elapsed=<seconds> cpu=<seconds> count=<conversions>` for the timed passes
 // (CPU time of the whole process, libvips' threads included).
 'use strict';
@@ -18,7 +18,8 @@ function parse(argv) {
 
 async function convert(buf, a) {
   // Single-threaded like every tool in the comparison; the cache would turn repeated passes into lookups.
-  const img = sharp(buf, { failOn: 'none' }).resize(Number(a.width), Number(a.height), { fit: 'inside' });
+  const fit = a.crop ? { fit: 'cover', position: a.crop === 'attention' ? sharp.strategy.attention : 'centre' } : { fit: 'inside' };
+  const img = sharp(buf, { failOn: 'none' }).resize(Number(a.width), Number(a.height), fit);
   const q = Number(a.quality);
   if (a.format === 'jpeg') return img.jpeg({ quality: q }).toBuffer();
   if (a.format === 'webp') return img.webp({ quality: q }).toBuffer();

@@ -110,6 +110,17 @@ async fn output_format_and_fit_follow_the_query() {
     let png = std::fs::read(&corpus::files("png")[0]).unwrap();
     let res = s.post("w=100", Some("image/png"), png).await;
     assert_eq!(res.headers()["content-type"], "image/png");
+    // BMP and TIFF in → PNG out by default.
+    let photo = image::load_from_memory(&jpeg()).unwrap().thumbnail(400, 400);
+    for (format, ct) in [(image::ImageFormat::Bmp, "image/bmp"), (image::ImageFormat::Tiff, "image/tiff")] {
+        let mut body = std::io::Cursor::new(Vec::new());
+        photo.write_to(&mut body, format).unwrap();
+        let res = s.post("w=100", Some(ct), body.into_inner()).await;
+        assert_eq!(res.status(), 200, "{ct}");
+        assert_eq!(res.headers()["content-type"], "image/png", "{ct}");
+        let img = image::load_from_memory(&res.bytes().await.unwrap()).unwrap();
+        assert_eq!(img.width(), 100, "{ct}");
+    }
 }
 
 impl Stack {

@@ -354,6 +354,37 @@ fn cover_gravity_keeps_the_named_part_of_the_upright_image() {
     }
 }
 
+/// `gravity=smart` keeps the busy, colourful part of an otherwise flat photo,
+/// whatever its EXIF orientation, on the plane path (JPEG) and the RGB path
+/// (PNG): the smart crop is the crop of the side the detail is on.
+#[test]
+fn smart_gravity_keeps_the_detail() {
+    // Upright 120×60: flat grey, a coloured checkerboard in the right quarter.
+    let upright = image::RgbImage::from_fn(120, 60, |x, y| {
+        if x >= 95 && (x / 3 + y / 3) % 2 == 0 { image::Rgb([220, 30, 40]) } else { image::Rgb([110, 120, 115]) }
+    });
+    for o in 1..=8u8 {
+        let orientation = image::metadata::Orientation::from_exif(o).unwrap();
+        let inverse = match orientation {
+            image::metadata::Orientation::Rotate90 => image::metadata::Orientation::Rotate270,
+            image::metadata::Orientation::Rotate270 => image::metadata::Orientation::Rotate90,
+            other => other,
+        };
+        let mut stored = image::DynamicImage::ImageRgb8(upright.clone());
+        stored.apply_orientation(inverse);
+        let input = with_orientation(&stored.to_rgb8(), u16::from(o));
+        for format in ["jpeg", "png"] {
+            let out = |gravity: &str| {
+                let q = format!("w=30&h=30&fit=cover&gravity={gravity}&format={format}&quality=95");
+                decode(&run(&input, &q).unwrap().bytes).to_rgb8()
+            };
+            let (smart, east, west) = (out("smart"), out("e"), out("w"));
+            let (to_east, to_west) = (mean_abs_diff(&smart, &east), mean_abs_diff(&smart, &west));
+            assert!(to_east < 3.0 && to_west > 8.0, "orientation {o} {format}: {to_east} from e, {to_west} from w");
+        }
+    }
+}
+
 #[test]
 fn cmyk_jpeg_becomes_rgb() {
     // Inverted CMYK (as Adobe writes it): C=M=Y=255 and K=255 is white, K=0 is black.
@@ -403,9 +434,79 @@ fn truncated_and_corrupt_inputs_are_corrupt_image() {
 
 #[test]
 fn unknown_bytes_are_unsupported() {
-    for input in [&b"BM\x36\0\0\0"[..], b"", b"hello world", b"II*\0\x08\0\0\0"] {
+    for input in [&b"BM\x36\0\0\0"[..], b"", b"hello world", b"II+\0\x08\0\0\0", b"BM is not a bitmap, it is text"] {
         assert_eq!(run(input, "w=10").unwrap_err().kind(), ProblemKind::UnsupportedMediaType);
     }
+}
+
+fn encode_as(img: &image::DynamicImage, format: image::ImageFormat) -> Vec<u8> {
+    let mut out = std::io::Cursor::new(Vec::new());
+    img.write_to(&mut out, format).unwrap();
+    out.into_inner()
+}
+
+/// BMP and TIFF photos are read like the other inputs: resized, answered as
+/// PNG unless asked otherwise, alpha kept; their headers' sizes are checked
+/// against the pixel limit before any pixel is decoded; truncated ones are corrupt.
+#[test]
+fn bmp_and_tiff_inputs() {
+    let photo = decode(&sample_jpeg());
+    let rgba = image::DynamicImage::ImageRgba8(image::RgbaImage::from_fn(64, 48, |x, _| {
+        image::Rgba([30, 160, 90, if x < 32 { 0 } else { 255 }])
+    }));
+    for format in [image::ImageFormat::Bmp, image::ImageFormat::Tiff] {
+        let input = encode_as(&photo, format);
+        let out = run(&input, "w=100").unwrap();
+        assert_eq!(out.rendered.format, contracts::ImageFormat::Png, "{format:?}");
+        let img = decode(&out.bytes);
+        let expect = photo.resize(100, 100, image::imageops::FilterType::Lanczos3);
+        assert_eq!((img.width(), img.height()), (expect.width(), expect.height()), "{format:?}");
+        let diff = mean_abs_diff(img.to_rgb8().as_raw(), expect.to_rgb8().as_raw());
+        assert!(diff < 4.0, "{format:?}: mean difference {diff} from a plain downscale");
+        let jpeg = run(&input, "w=100&format=jpeg").unwrap();
+        assert_eq!(jpeg.rendered.format, contracts::ImageFormat::Jpeg);
+        // Alpha survives into the PNG.
+        let out = decode(&run(&encode_as(&rgba, format), "w=32").unwrap().bytes).to_rgba8();
+        assert_eq!((out.get_pixel(2, 2).0[3], out.get_pixel(29, 2).0[3]), (0, 255), "{format:?}");
+        // Truncated: corrupt, not a panic.
+        for cut in [input.len() / 2, 60] {
+            let err = run(&input[..cut], "w=10").unwrap_err();
+            assert_eq!(err.kind(), ProblemKind::CorruptImage, "{format:?} cut at {cut}: {err}");
+        }
+    }
+    // A BMP whose header claims 60000 × 60000 (biWidth, biHeight at 18..26; the
+    // decoder itself refuses sides over 65535).
+    let mut bomb = encode_as(&image::DynamicImage::new_rgb8(2, 2), image::ImageFormat::Bmp);
+    bomb[18..22].copy_from_slice(&60_000i32.to_le_bytes());
+    bomb[22..26].copy_from_slice(&60_000i32.to_le_bytes());
+    let err = run(&bomb, "w=10").unwrap_err();
+    assert_eq!(err.kind(), ProblemKind::PixelLimitExceeded, "{err}");
+    // A TIFF whose ImageWidth and ImageLength tags claim 100000 × 100000.
+    let tiff = encode_as(&image::DynamicImage::new_rgb8(3, 3), image::ImageFormat::Tiff);
+    let bomb = patch_tiff_size(tiff, 100_000);
+    let err = run(&bomb, "w=10").unwrap_err();
+    assert_eq!(err.kind(), ProblemKind::PixelLimitExceeded, "{err}");
+}
+
+/// Rewrites the first IFD's ImageWidth (256) and ImageLength (257) entries of a little-endian TIFF.
+fn patch_tiff_size(mut tiff: Vec<u8>, side: u32) -> Vec<u8> {
+    assert_eq!(&tiff[..4], b"II*\0");
+    let ifd = u32::from_le_bytes(tiff[4..8].try_into().unwrap()) as usize;
+    let count = u16::from_le_bytes([tiff[ifd], tiff[ifd + 1]]) as usize;
+    let mut patched = 0;
+    for i in 0..count {
+        let e = ifd + 2 + 12 * i;
+        let tag = u16::from_le_bytes([tiff[e], tiff[e + 1]]);
+        if tag == 256 || tag == 257 {
+            // Type LONG (4), count 1, the value in place.
+            tiff[e + 2..e + 4].copy_from_slice(&4u16.to_le_bytes());
+            tiff[e + 4..e + 8].copy_from_slice(&1u32.to_le_bytes());
+            tiff[e + 8..e + 12].copy_from_slice(&side.to_le_bytes());
+            patched += 1;
+        }
+    }
+    assert_eq!(patched, 2);
+    tiff
 }
 
 /// A small real JPEG whose frame header claims `w`×`h`.

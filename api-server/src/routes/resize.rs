@@ -196,7 +196,10 @@ async fn handle(
         return Err(Problem::new(ProblemKind::MissingBody, "send the image as the request body"));
     }
     let input = ImageFormat::sniff(&body).ok_or_else(|| {
-        Problem::new(ProblemKind::UnsupportedMediaType, "the body is not a JPEG, PNG, WebP or GIF image")
+        Problem::new(
+            ProblemKind::UnsupportedMediaType,
+            format!("the body is not a {} image", contracts::format::READABLE),
+        )
     })?;
     if input != declared {
         return Err(Problem::new(
@@ -404,7 +407,7 @@ fn declared_format(headers: &HeaderMap) -> Result<ImageFormat, Problem> {
     ImageFormat::from_media_type(ct).ok_or_else(|| {
         Problem::new(
             ProblemKind::UnsupportedMediaType,
-            format!("Content-Type `{ct}` is not one of image/jpeg, image/png, image/webp, image/gif"),
+            format!("Content-Type `{ct}` is not one of {}", ImageFormat::ALL.map(ImageFormat::media_type).join(", ")),
         )
     })
 }

@@ -74,6 +74,8 @@ fn image_decoder(input: &[u8], format: ImageFormat) -> Result<impl ImageDecoder 
         ImageFormat::Png => image::ImageFormat::Png,
         ImageFormat::Webp => image::ImageFormat::WebP,
         ImageFormat::Gif => image::ImageFormat::Gif,
+        ImageFormat::Bmp => image::ImageFormat::Bmp,
+        ImageFormat::Tiff => image::ImageFormat::Tiff,
     };
     let mut reader = ImageReader::with_format(Cursor::new(input), f);
     // The caller enforces the pixel limit from the header; this bounds what

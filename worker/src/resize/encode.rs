@@ -67,7 +67,9 @@ pub fn encode(
             let pixels = if alpha { super::webp::Pixels::Rgba(buf) } else { super::webp::Pixels::Rgb(buf) };
             super::webp::encode(pixels, width, height, quality).map_err(|e| internal(&e))
         }
-        ImageFormat::Gif => Err(ResizeError::Internal("GIF is not an output format".into())),
+        ImageFormat::Gif | ImageFormat::Bmp | ImageFormat::Tiff => {
+            Err(ResizeError::Internal(format!("{} is not an output format", format.name())))
+        }
     }
 }
 

@@ -11,6 +11,7 @@
 //! thumbnail and display sizes, EXIF-rotated or not) skips RGB at full size:
 //! see [`planes`].
 
+mod attention;
 mod color;
 mod decode;
 mod encode;
@@ -86,7 +87,7 @@ impl Engine {
 
     fn run(&mut self, input: &[u8], op: &ResizeOp, limits: &Limits) -> Result<Resized, ResizeError> {
         let format = ImageFormat::sniff(input)
-            .ok_or_else(|| ResizeError::Unsupported("not a JPEG, PNG, WebP or GIF image".into()))?;
+            .ok_or_else(|| ResizeError::Unsupported(format!("not a {} image", contracts::format::READABLE)))?;
         let header = decode::header(&mut self.decompressor, input, format)?;
         let pixels = header.width as u64 * header.height as u64;
         if pixels > limits.max_pixels || header.width == 0 || header.height == 0 {
@@ -120,6 +121,7 @@ impl Engine {
                     format: out_format,
                     quality: op.quality,
                     scan_limit: decode::MAX_JPEG_SCANS,
+                    smart: smart(op),
                 },
             )?
         {
@@ -137,7 +139,17 @@ impl Engine {
 
         // The decoder may have shrunk the image: map the crop into decoded pixels.
         let (sx, sy) = (decoded.width as f64 / header.width as f64, decoded.height as f64 / header.height as f64);
-        let crop = stored_plan.crop;
+        let mut crop = stored_plan.crop;
+        if smart(op) {
+            let rgb = attention::Decoded::Rgb {
+                pixels: &decoded.buf,
+                width: decoded.width,
+                height: decoded.height,
+                alpha: decoded.alpha,
+            };
+            let stored = (f64::from(header.width), f64::from(header.height));
+            attention::place(&mut self.resizer, rgb, &mut crop, stored).map_err(ResizeError::Internal)?;
+        }
         let pixel_type = if decoded.alpha { PixelType::U8x4 } else { PixelType::U8x3 };
         let src = Image::from_vec_u8(decoded.width, decoded.height, decoded.buf, pixel_type)
             .map_err(|e| ResizeError::Internal(e.to_string()))?;
@@ -171,6 +183,11 @@ impl Engine {
         let bytes = encode::encode(&mut self.compressor, out_format, img.as_bytes(), width, height, alpha, op.quality)?;
         Ok(Resized { bytes, rendered: Rendered { format: out_format, width, height }, input_pixels: pixels })
     }
+}
+
+/// `gravity=smart` on a crop: the crop's place is found in the decoded pixels.
+fn smart(op: &ResizeOp) -> bool {
+    op.fit == contracts::Fit::Cover && op.gravity == contracts::Gravity::Smart
 }
 
 fn to_dynamic(buf: Vec<u8>, w: u32, h: u32, alpha: bool) -> Result<DynamicImage, ResizeError> {

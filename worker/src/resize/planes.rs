@@ -78,6 +78,8 @@ pub struct Request<'a> {
     pub quality: u8,
     /// `decode::MAX_JPEG_SCANS`.
     pub scan_limit: u32,
+    /// `gravity=smart`: the crop is moved to where the decoded planes draw the eye.
+    pub smart: bool,
 }
 
 /// The engine's codecs and buffers this path works with.
@@ -93,7 +95,7 @@ pub struct Codecs<'e> {
 /// when the input is not one this path handles.
 pub fn resize(codecs: Codecs<'_>, req: &Request<'_>) -> Result<Option<Vec<u8>>, ResizeError> {
     let Codecs { jpeg, raw, compressor, resizer, bufs } = codecs;
-    let Request { input, plan, orientation, icc, format, quality, scan_limit } = *req;
+    let Request { input, plan, orientation, icc, format, quality, scan_limit, smart } = *req;
     debug_assert!(matches!(format, ImageFormat::Jpeg | ImageFormat::Webp));
     let corrupt = |e: &dyn std::fmt::Display| ResizeError::Corrupt(e.to_string());
     let internal = |e: &dyn std::fmt::Display| ResizeError::Internal(format!("JPEG planes: {e}"));
@@ -105,7 +107,7 @@ pub fn resize(codecs: Codecs<'_>, req: &Request<'_>) -> Result<Option<Vec<u8>>, 
         return Ok(None);
     }
     let (sw, sh) = (h.width as f64, h.height as f64);
-    let crop = plan.crop;
+    let mut crop = plan.crop;
     let (cw, ch) = (plan.content.0 as usize, plan.content.1 as usize);
     let (ow, oh) = (cw.div_ceil(OUT.0), ch.div_ceil(OUT.1));
     let luma = dct_size(LANCZOS_HEADROOM * plan.min_scale());
@@ -129,11 +131,23 @@ pub fn resize(codecs: Codecs<'_>, req: &Request<'_>) -> Result<Option<Vec<u8>>, 
     };
     let layout = started.layout;
     let offsets = started.read(&mut bufs.decoded).map_err(|e| corrupt(&e))?;
+    for (c, &at) in offsets.iter().enumerate().take(layout.components()) {
+        compact(&mut bufs.decoded[at..at + layout.len(c)], &layout, c);
+    }
     drop(decode);
     let resample = tracing::info_span!("resize", path = "planes").entered();
+    let packed = |c: usize| {
+        let (w, h) = (layout.width[c] as u32, layout.height[c] as u32);
+        (&bufs.decoded[offsets[c]..offsets[c] + (w * h) as usize], w, h)
+    };
+    if smart {
+        let chroma = (layout.components() == 3).then(|| [packed(1), packed(2)]);
+        let decoded = super::attention::Decoded::Planes { y: packed(0), chroma };
+        super::attention::place(resizer, decoded, &mut crop, (sw, sh)).map_err(|e| internal(&e))?;
+    }
 
     let mut plane = |c: usize, dst: &mut Vec<u8>, out: (usize, usize)| {
-        let src = compact(&mut bufs.decoded[offsets[c]..offsets[c] + layout.len(c)], &layout, c);
+        let (src, _, _) = packed(c);
         let (pw, ph) = (layout.width[c] as f64, layout.height[c] as f64);
         let (sx, sy) = (pw / sw, ph / sh);
         // Crop in this plane's samples, clamped to the real image (the decoder rounds sizes up).
@@ -221,14 +235,13 @@ fn orient(plane: &mut Vec<u8>, (w, h): (usize, usize), orientation: Orientation)
 /// Moves plane `c`'s meaningful samples to the front of its block-padded
 /// buffer, rows packed: the resampler clamps its kernel to the image edge, and
 /// the padding columns past it are not image.
-fn compact<'a>(plane: &'a mut [u8], layout: &Layout, c: usize) -> &'a [u8] {
+fn compact(plane: &mut [u8], layout: &Layout, c: usize) {
     let (stride, w, h) = (layout.stride[c] as usize, layout.width[c] as usize, layout.height[c] as usize);
     if stride != w {
         for row in 1..h {
             plane.copy_within(row * stride..row * stride + w, row * w);
         }
     }
-    &plane[..w * h]
 }
 
 /// Extends a `size` luma plane to `padded` (whole chroma samples, which the

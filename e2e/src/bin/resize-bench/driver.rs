@@ -5,7 +5,8 @@
 use anyhow::Context;
 use std::path::PathBuf;
 
-/// One resize operation as every tool is asked to perform it: fit inside `width`×`height`.
+/// One resize operation as every tool is asked to perform it: fit inside
+/// `width`×`height`, or cover it when `crop` says how.
 #[derive(Debug, Clone)]
 pub struct Spec {
     pub width: u32,
@@ -13,16 +14,24 @@ pub struct Spec {
     /// `jpeg`, `webp` or `png`.
     pub format: &'static str,
     pub quality: u8,
+    /// `None`: fit inside. `centre` or `attention`: cover the box, cropping
+    /// the centre or what draws the eye (`gravity=smart`).
+    pub crop: Option<&'static str>,
 }
 
 impl Spec {
     pub fn args(&self) -> Vec<String> {
         let (w, h, q) = (self.width.to_string(), self.height.to_string(), self.quality.to_string());
-        ["--width", &w, "--height", &h, "--format", self.format, "--quality", &q].map(String::from).to_vec()
+        let mut args: Vec<String> =
+            ["--width", &w, "--height", &h, "--format", self.format, "--quality", &q].map(String::from).to_vec();
+        if let Some(crop) = self.crop {
+            args.extend(["--crop".to_owned(), crop.to_owned()]);
+        }
+        args
     }
 }
 
-/// A parsed driver command line: `--width W --height H --format F --quality Q --passes N [--out DIR] FILE...`.
+/// A parsed driver command line: `--width W --height H --format F --quality Q [--crop centre|attention] --passes N [--out DIR] FILE...`.
 pub struct Invocation {
     pub query: String,
     pub format: String,
@@ -33,7 +42,7 @@ pub struct Invocation {
 
 pub fn parse(args: impl IntoIterator<Item = String>) -> anyhow::Result<Invocation> {
     let (mut width, mut height, mut format, mut quality) = (None, None, None, 80u8);
-    let (mut passes, mut out, mut files) = (1, None, Vec::new());
+    let (mut passes, mut out, mut files, mut crop) = (1, None, Vec::new(), None);
     let mut it = args.into_iter();
     while let Some(a) = it.next() {
         if !a.starts_with("--") {
@@ -48,11 +57,18 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> anyhow::Result<Invocatio
             "--quality" => quality = v.parse()?,
             "--passes" => passes = v.parse()?,
             "--out" => out = Some(PathBuf::from(v)),
+            "--crop" => crop = Some(v),
             other => anyhow::bail!("unknown driver flag {other}"),
         }
     }
     let format = format.context("--format is required")?;
     let (w, h) = (width.context("--width is required")?, height.context("--height is required")?);
-    let query = format!("w={w}&h={h}&fit=inside&format={format}&quality={quality}");
+    let fit = match crop.as_deref() {
+        None => "fit=inside",
+        Some("centre") => "fit=cover",
+        Some("attention") => "fit=cover&gravity=smart",
+        Some(other) => anyhow::bail!("--crop {other}: not centre or attention"),
+    };
+    let query = format!("w={w}&h={h}&{fit}&format={format}&quality={quality}");
     Ok(Invocation { query, format, passes, out, files })
 }

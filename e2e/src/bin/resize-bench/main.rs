@@ -2,7 +2,7 @@
 //! resize function against libvips (`vipsthumbnail`), sharp and Pillow-SIMD,
 //! on the shared corpus, with peak memory and an SSIM quality guard.
 //!
-//!   scripts/bench-resize.sh [--reps 3] [--seconds 3] [--ops jpeg-320,webp-1024,png-320,24mp-320]
+//!   scripts/bench-resize.sh [--reps 3] [--seconds 3] [--ops jpeg-320,webp-1024,png-320,24mp-320,cover-320,smart-320]
 //!
 //! Run it under `taskset -c 1` (the script does): every tool is a child
 //! process that inherits the affinity and is told to use one thread. Each tool
@@ -42,12 +42,16 @@ pub struct Op {
 }
 
 const fn spec(width: u32, height: u32, format: &'static str) -> Spec {
-    Spec { width, height, format, quality: 80 }
+    Spec { width, height, format, quality: 80, crop: None }
+}
+
+const fn cropped(width: u32, height: u32, crop: &'static str) -> Spec {
+    Spec { width, height, format: "jpeg", quality: 80, crop: Some(crop) }
 }
 
 pub const HEADLINE: &str = "jpeg-320";
 
-const OPS: [Op; 4] = [
+const OPS: [Op; 6] = [
     Op { name: HEADLINE, what: "JPEG → fit 320×320 → JPEG q80", inputs: "jpeg", spec: spec(320, 320, "jpeg") },
     Op {
         name: "webp-1024", what: "JPEG → fit 1024×1024 → WebP q80", inputs: "jpeg", spec: spec(1024, 1024, "webp")
@@ -58,6 +62,18 @@ const OPS: [Op; 4] = [
         what: "24 MP JPEG → fit 320×320 → JPEG q80",
         inputs: "large/kleiber-24mp-q95.jpg",
         spec: spec(320, 320, "jpeg"),
+    },
+    Op {
+        name: "cover-320",
+        what: "JPEG → cover 320×320, centre crop → JPEG q80",
+        inputs: "jpeg",
+        spec: cropped(320, 320, "centre"),
+    },
+    Op {
+        name: "smart-320",
+        what: "JPEG → cover 320×320, attention crop (gravity=smart) → JPEG q80",
+        inputs: "jpeg",
+        spec: cropped(320, 320, "attention"),
     },
 ];
 
@@ -204,7 +220,8 @@ fn main() -> anyhow::Result<()> {
     let mut results = Vec::new();
     for op in &cfg.ops {
         eprintln!("[{}] {}", op.name, op.what);
-        results.push(measure(op, &tools, &peers, &cfg, scratch.path())?);
+        let able: Vec<Tool> = tools.iter().copied().filter(|t| t.supports(&op.spec)).collect();
+        results.push(measure(op, &able, &peers, &cfg, scratch.path())?);
     }
     report::print(&results, &skipped, cores, cfg.reps);
     Ok(())

@@ -18,6 +18,11 @@ pub enum Tool {
 pub const ALL: [Tool; 5] = [Tool::Ours, Tool::Vipsthumbnail, Tool::Sharp, Tool::PillowSimd, Tool::Imgproxy];
 
 impl Tool {
+    /// Whether the tool can perform `spec` at all: Pillow has no attention crop.
+    pub fn supports(self, spec: &Spec) -> bool {
+        !(self == Tool::PillowSimd && spec.crop == Some("attention"))
+    }
+
     pub fn name(self) -> &'static str {
         match self {
             Tool::Ours => "ours",
@@ -98,6 +103,7 @@ impl Peers {
                 let mut c = Command::new("vipsthumbnail");
                 c.args(["--vips-concurrency=1", "--vips-cache-max=0"])
                     .arg(format!("--size={}x{}", spec.width, spec.height))
+                    .args(spec.crop.map(|crop| format!("--smartcrop={crop}")))
                     .arg(format!("--output={}/%s.{}[{}]", out.display(), spec.format, vips_save_options(spec)));
                 for _ in 0..passes {
                     c.args(files);
