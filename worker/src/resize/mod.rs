@@ -1,15 +1,23 @@
 //! The resize function: bytes in, bytes out, no I/O. The worker's job loop and
 //! the benchmarks call the same code.
 //!
-//! Steps: sniff the format → read the header and refuse pixel bombs before any
-//! pixel is decoded → plan the geometry on the upright image → decode (JPEG
-//! downscaled in the DCT domain) → resample with Lanczos3 → convert to sRGB
-//! from an embedded profile → apply the EXIF orientation to the small result →
-//! pad (`contain`) → encode without metadata.
-//!
-//! A JPEG that becomes a JPEG or a WebP without padding (the common
-//! thumbnail and display sizes, EXIF-rotated or not) skips RGB at full size:
-//! see [`planes`].
+//! # Steps
+//! [`Engine::run`] is the sequence; each step is a file of its own:
+//! - `probe`: sniff the format, read the header, refuse pixel bombs before any
+//!   pixel is decoded.
+//! - [`geometry`]: plan the crop, size and canvas on the upright image, and map
+//!   the plan onto the pixels as stored (EXIF orientation).
+//! - `planes`: a JPEG that becomes a JPEG or a WebP without padding (the
+//!   common thumbnail and display sizes, EXIF-rotated or not) stays in Y'CbCr
+//!   planes from decode to encode; everything below is the general path.
+//! - `decode`: to RGB(A), JPEG downscaled in the DCT domain.
+//! - `attention`: for `gravity=smart`, move the crop to what draws the eye
+//!   (both paths).
+//! - `resample`: the crop, resized with Lanczos3 (`lanczos`).
+//! - `color`: an embedded profile converted to sRGB, on the small result.
+//! - orientation: the EXIF orientation applied to the small result.
+//! - `pad`: `contain`'s canvas.
+//! - `encode` (and `webp`): without metadata.
 
 mod attention;
 mod color;
@@ -18,14 +26,17 @@ mod encode;
 mod error;
 pub mod geometry;
 mod lanczos;
+mod pad;
 mod planes;
+mod probe;
 mod rawjpeg;
+mod resample;
 mod webp;
 
 pub use error::ResizeError;
 
 use contracts::{ImageFormat, Rendered, ResizeOp};
-use fast_image_resize::{self as fr, PixelType, ResizeAlg, ResizeOptions, images::Image};
+use fast_image_resize as fr;
 use image::DynamicImage;
 use std::cell::RefCell;
 
@@ -85,23 +96,18 @@ impl Engine {
         result
     }
 
+    /// The steps, in order; each file named here holds one.
     fn run(&mut self, input: &[u8], op: &ResizeOp, limits: &Limits) -> Result<Resized, ResizeError> {
-        let format = ImageFormat::sniff(input)
-            .ok_or_else(|| ResizeError::Unsupported(format!("not a {} image", contracts::format::READABLE)))?;
-        let header = decode::header(&mut self.decompressor, input, format)?;
-        let pixels = header.width as u64 * header.height as u64;
-        if pixels > limits.max_pixels || header.width == 0 || header.height == 0 {
-            return Err(ResizeError::PixelLimit {
-                width: header.width.into(),
-                height: header.height.into(),
-                pixels,
-                limit: limits.max_pixels,
-            });
-        }
+        let probe::Probe { format, header, pixels } = probe::probe(&mut self.decompressor, input, limits)?;
         let (up_w, up_h) = header.upright_size();
         let plan = geometry::plan(up_w, up_h, op);
         let stored_plan = plan.stored(header.orientation, (up_w, up_h));
         let out_format = op.output_format(format);
+        let done = |bytes, (width, height): (u32, u32)| Resized {
+            bytes,
+            rendered: Rendered { format: out_format, width, height },
+            input_pixels: pixels,
+        };
         if format == ImageFormat::Jpeg
             && matches!(out_format, ImageFormat::Jpeg | ImageFormat::Webp)
             && plan.canvas == plan.content
@@ -125,20 +131,14 @@ impl Engine {
                 },
             )?
         {
-            let (width, height) = plan.canvas;
-            return Ok(Resized {
-                bytes,
-                rendered: Rendered { format: out_format, width, height },
-                input_pixels: pixels,
-            });
+            return Ok(done(bytes, plan.canvas));
         }
+
         let decoding = tracing::info_span!("decode", path = "general").entered();
         let decoded = decode::decode(&mut self.decompressor, input, format, &header, stored_plan.min_scale())?;
         drop(decoding);
         let resampling = tracing::info_span!("resize", path = "general").entered();
-
-        // The decoder may have shrunk the image: map the crop into decoded pixels.
-        let (sx, sy) = (decoded.width as f64 / header.width as f64, decoded.height as f64 / header.height as f64);
+        let stored = (header.width, header.height);
         let mut crop = stored_plan.crop;
         if smart(op) {
             let rgb = attention::Decoded::Rgb {
@@ -147,41 +147,26 @@ impl Engine {
                 height: decoded.height,
                 alpha: decoded.alpha,
             };
-            let stored = (f64::from(header.width), f64::from(header.height));
+            let stored = (f64::from(stored.0), f64::from(stored.1));
             attention::place(&mut self.resizer, rgb, &mut crop, stored).map_err(ResizeError::Internal)?;
         }
-        let pixel_type = if decoded.alpha { PixelType::U8x4 } else { PixelType::U8x3 };
-        let src = Image::from_vec_u8(decoded.width, decoded.height, decoded.buf, pixel_type)
-            .map_err(|e| ResizeError::Internal(e.to_string()))?;
+        let (alpha, in_srgb) = (decoded.alpha, decoded.in_srgb);
         let (cw, ch) = stored_plan.content;
-        let mut dst = Image::new(cw, ch, pixel_type);
-        // Clamp: the decoder rounds scaled sizes up, float products may overshoot by an ulp.
-        let (dw, dh) = (decoded.width as f64, decoded.height as f64);
-        let (left, top) = ((crop.left * sx).min(dw - 1.0), (crop.top * sy).min(dh - 1.0));
-        let options = ResizeOptions::new().resize_alg(ResizeAlg::Convolution(lanczos::filter())).crop(
-            left,
-            top,
-            (crop.width * sx).min(dw - left),
-            (crop.height * sy).min(dh - top),
-        );
-        self.resizer.resize(&src, &mut dst, &options).map_err(|e| ResizeError::Internal(e.to_string()))?;
-        drop(src);
-
-        let mut out = dst.into_vec();
-        if let (Some(icc), false) = (&header.icc, decoded.in_srgb) {
-            color::rgb_to_srgb(icc, &mut out, decoded.alpha);
+        let mut out = resample::resample(&mut self.resizer, decoded, stored, crop, (cw, ch))?;
+        if let (Some(icc), false) = (&header.icc, in_srgb) {
+            color::rgb_to_srgb(icc, &mut out, alpha);
         }
-        let mut img = to_dynamic(out, cw, ch, decoded.alpha)?;
+        let mut img = to_dynamic(out, cw, ch, alpha)?;
         img.apply_orientation(header.orientation);
-
         if plan.canvas != plan.content {
-            img = pad(img, plan.canvas, plan.offset, out_format != ImageFormat::Jpeg);
+            img = pad::pad(img, plan.canvas, plan.offset, out_format != ImageFormat::Jpeg);
         }
         drop(resampling);
+
         let _encoding = tracing::info_span!("encode", path = "general").entered();
         let (width, height, alpha) = (img.width(), img.height(), img.color().has_alpha());
         let bytes = encode::encode(&mut self.compressor, out_format, img.as_bytes(), width, height, alpha, op.quality)?;
-        Ok(Resized { bytes, rendered: Rendered { format: out_format, width, height }, input_pixels: pixels })
+        Ok(done(bytes, (width, height)))
     }
 }
 
@@ -197,27 +182,6 @@ fn to_dynamic(buf: Vec<u8>, w: u32, h: u32, alpha: bool) -> Result<DynamicImage,
     } else {
         DynamicImage::ImageRgb8(image::RgbImage::from_raw(w, h, buf).ok_or_else(bad)?)
     })
-}
-
-/// Places `img` on a canvas: transparent where the output has alpha, white otherwise.
-fn pad(img: DynamicImage, canvas: (u32, u32), offset: (u32, u32), transparent: bool) -> DynamicImage {
-    let (x, y) = (offset.0 as i64, offset.1 as i64);
-    if transparent {
-        let mut out = image::RgbaImage::from_pixel(canvas.0, canvas.1, image::Rgba([0, 0, 0, 0]));
-        image::imageops::overlay(&mut out, &img.into_rgba8(), x, y);
-        DynamicImage::ImageRgba8(out)
-    } else {
-        let mut out = image::RgbImage::from_pixel(canvas.0, canvas.1, image::Rgb([255, 255, 255]));
-        let rgb = match img {
-            DynamicImage::ImageRgba8(rgba) => {
-                let (w, h) = rgba.dimensions();
-                image::RgbImage::from_raw(w, h, encode::flatten(rgba.as_raw())).expect("flatten keeps the size")
-            }
-            other => other.into_rgb8(),
-        };
-        image::imageops::overlay(&mut out, &rgb, x, y);
-        DynamicImage::ImageRgb8(out)
-    }
 }
 
 thread_local! {
