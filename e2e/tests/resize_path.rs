@@ -99,6 +99,8 @@ async fn output_format_and_fit_follow_the_query() {
         ("w=200&h=100&fit=cover&format=webp", "image/webp", (200, 100)),
         ("w=200&h=200&fit=contain&format=png", "image/png", (200, 200)),
         ("w=64&h=64&fit=fill&quality=50", "image/jpeg", (64, 64)),
+        ("w=90&h=160&fit=cover&gravity=smart", "image/jpeg", (90, 160)),
+        ("w=90&h=160&fit=cover&fx=0.8&fy=0.2&format=png", "image/png", (90, 160)),
     ] {
         let res = s.post(q, Some("image/jpeg"), jpeg()).await;
         assert_eq!(res.status(), 200, "{q}");

@@ -52,6 +52,11 @@ pub fn print(results: &[OpResult], skipped: &[(Tool, String)], cores: usize, rep
         for ((peer, ratio), (_, wall)) in ratios(r).into_iter().zip(wall) {
             println!("ratio ours/{} = {ratio:.2} (per wall-clock second: {wall:.2})", peer.name());
         }
+        if r.op.spec.crop == Some("attention") {
+            // Each tool picks its own crop: SSIM then measures where they
+            // disagree, not how well they resample (see scripts/crop-sheet.sh).
+            println!("(ssim below compares crops each tool chose for itself: agreement on the crop, not quality)");
+        }
         for (tool, s) in &r.ssim {
             print!(
                 "ssim {} vs vipsthumbnail (Lanczos3, same operation) = {:.4} over {} images, bytes {:.3} × vipsthumbnail's",
