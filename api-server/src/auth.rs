@@ -27,6 +27,8 @@ pub struct Caller {
     pub key_id: String,
     pub rate: identity::RateLimit,
     pub quota_exhausted: Option<QuotaExhausted>,
+    /// The tenant's named operations (`preset=<name>`).
+    pub presets: contracts::preset::Presets,
     /// The body must match this `Content-Digest` (signed requests).
     pub digest: Option<String>,
 }
@@ -38,6 +40,7 @@ impl Caller {
             key_id: String::new(),
             rate: identity::RateLimit::default(),
             quota_exhausted: None,
+            presets: Default::default(),
             digest: None,
         }
     }

@@ -69,6 +69,7 @@ mod tests {
             key_id: "k1".into(),
             rate: RateLimit::default(),
             quota_exhausted: None,
+            presets: Default::default(),
         }
     }
 

@@ -194,7 +194,13 @@ impl Replica {
         } else {
             None
         };
-        Verdict::Allowed { tenant: tenant.id.clone(), key_id: key_id.to_owned(), rate: tenant.rate, quota_exhausted }
+        Verdict::Allowed {
+            tenant: tenant.id.clone(),
+            key_id: key_id.to_owned(),
+            rate: tenant.rate,
+            quota_exhausted,
+            presets: tenant.presets.clone(),
+        }
     }
 }
 

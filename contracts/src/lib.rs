@@ -9,7 +9,8 @@
 //! - [`connect`]: how a component connects as its role (key file, TLS, refusals counted).
 //! - [`subjects`]: NATS subject names and the stream/consumer configurations.
 //! - [`format`]: image formats, their media types and magic-byte sniffing.
-//! - [`op`]: the resize operation (`w`, `h`, `fit`, `format`, `quality`) and its validation.
+//! - [`op`]: the resize operation (`w`, `h`, `fit`, `gravity`, `format`, `quality`) and its validation.
+//! - [`preset`]: a tenant's named operations and how a request's `preset=` resolves.
 //! - [`job`]: the job message the api-server publishes to JetStream.
 //! - [`outcome`]: the result message a worker sends back to the api-server.
 //! - [`staging`]: how a worker fetches a staged input from its api-server and answers there.
@@ -27,6 +28,7 @@ pub mod identity;
 pub mod job;
 pub mod op;
 pub mod outcome;
+pub mod preset;
 pub mod problem;
 pub mod servers;
 pub mod staging;

@@ -121,6 +121,57 @@ async fn signed_and_api_key_requests_are_served_for_their_tenant() {
     assert_eq!(s.jobs_published().await, 2.0);
 }
 
+/// A tenant's presets: stored through the store (an invalid one refused
+/// there), replicated to the auth-cache, applied by `preset=<name>` with the
+/// request's own parameters over them; another tenant's preset is unknown;
+/// "presets only" refuses anything else.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn presets_apply_per_tenant_and_can_be_required() {
+    let s = stack().await;
+    let acme = s.tenant("acme", GENEROUS).await;
+    let other = s.tenant("other", GENEROUS).await;
+    let refused = s.store.set_preset("acme", "broken", Some("w=0")).await.unwrap_err();
+    assert!(refused.to_string().contains("preset `broken`"), "{refused}");
+    assert!(s.store.set_preset("acme", "ghost", None).await.is_err(), "removing a preset that is not there");
+    let t = s.store.set_preset("acme", "thumb", Some("w=40&h=30&fit=cover&format=png")).await.unwrap();
+    assert_eq!(t.presets.named["thumb"], "w=40&h=30&fit=cover&format=png&quality=80");
+    s.auth.as_ref().unwrap().caught_up(&s.store).await.unwrap();
+
+    let body = photo();
+    let ask = |query: &str, creds: &Credentials| {
+        let url = s.api.url(&format!("/v1/resize?{query}"));
+        let headers = auth_headers(&url, "image/jpeg", &body, creds);
+        s.http.post(url).headers(headers).body(body.clone()).send()
+    };
+    let size = |bytes: &[u8]| {
+        let img = image::load_from_memory(bytes).unwrap();
+        (img.width(), img.height())
+    };
+    for creds in [&acme.api_key, &acme.signature] {
+        let res = ask("preset=thumb", creds).await.unwrap();
+        assert_eq!(res.status(), 200, "{creds:?}");
+        assert_eq!(res.headers()["content-type"], "image/png");
+        assert_eq!(size(&res.bytes().await.unwrap()), (40, 30));
+    }
+    let res = ask("preset=thumb&w=20&format=jpeg", &acme.api_key).await.unwrap();
+    assert_eq!(res.headers()["content-type"], "image/jpeg", "the request's own parameters win");
+    assert_eq!(size(&res.bytes().await.unwrap()), (20, 30));
+    let doc = assert_problem(ask("preset=nope", &acme.api_key).await.unwrap(), 400, "invalid-parameter").await;
+    assert!(doc["detail"].as_str().unwrap().contains("no preset `nope`"), "{doc}");
+    assert_problem(ask("preset=thumb", &other.api_key).await.unwrap(), 400, "invalid-parameter").await;
+
+    // Presets only: a preset, and nothing beside it.
+    let change = identity::store::TenantChange { presets_only: Some(true), ..Default::default() };
+    s.store.change_tenant("acme", change).await.unwrap();
+    s.auth.as_ref().unwrap().caught_up(&s.store).await.unwrap();
+    assert_eq!(ask("preset=thumb", &acme.api_key).await.unwrap().status(), 200);
+    for query in ["w=64", "preset=thumb&w=20"] {
+        let doc = assert_problem(ask(query, &acme.api_key).await.unwrap(), 400, "invalid-parameter").await;
+        assert!(doc["detail"].as_str().unwrap().contains("nothing else"), "{query}: {doc}");
+    }
+    assert_eq!(ask("w=64", &other.api_key).await.unwrap().status(), 200, "another tenant is not bound by it");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_bad_credential_has_its_problem_type_and_reaches_no_worker() {
     let s = stack().await;
@@ -477,6 +528,27 @@ async fn the_admin_api_is_guarded_and_manages_tenants_and_keys() {
     let t: serde_json::Value = res.json().await.unwrap();
     assert_eq!(t["disabled"], true);
     assert_eq!(t["rate"]["per_second"], 50, "a patch keeps what it does not name");
+    // Presets: stored canonical, an invalid one refused when it is created, removed by name.
+    let preset = |query: &str| {
+        http.put(format!("{base}/v1/tenants/web/presets/thumb"))
+            .bearer_auth(token)
+            .json(&serde_json::json!({ "query": query }))
+            .send()
+    };
+    let t: serde_json::Value = preset("h=90&w=90&fit=cover&gravity=smart").await.unwrap().json().await.unwrap();
+    assert_eq!(t["presets"]["named"]["thumb"], "w=90&h=90&fit=cover&gravity=smart&quality=80");
+    assert_problem(preset("w=90&gravity=smart").await.unwrap(), 400, "invalid-parameter").await;
+    let res = http
+        .patch(format!("{base}/v1/tenants/web"))
+        .bearer_auth(token)
+        .json(&serde_json::json!({"presets_only": true}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.json::<serde_json::Value>().await.unwrap()["presets"]["only"], true);
+    let gone = http.delete(format!("{base}/v1/tenants/web/presets/thumb")).bearer_auth(token).send().await.unwrap();
+    let t: serde_json::Value = gone.json().await.unwrap();
+    assert!(t["presets"]["named"].get("thumb").is_none(), "{t}");
     let metrics = telemetry::metrics::render(&registry);
     assert!(
         metrics.contains(r#"admin_http_requests_total{method="POST",route="/v1/tenants",status="201"} 1"#),

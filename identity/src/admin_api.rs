@@ -16,7 +16,7 @@ use axum::{
     http::{HeaderValue, StatusCode, header},
     middleware::{self, Next},
     response::{IntoResponse, Response},
-    routing::{delete, get},
+    routing::{delete, get, put},
 };
 use contracts::{
     ProblemKind,
@@ -49,6 +49,7 @@ pub fn router(store: Store, admin_token: &str, registry: &mut prometheus_client:
         .route("/v1/tenants", get(list_tenants).post(create_tenant))
         .route("/v1/tenants/{id}", get(get_tenant).patch(patch_tenant))
         .route("/v1/tenants/{id}/keys", get(list_keys).post(add_key))
+        .route("/v1/tenants/{id}/presets/{name}", put(put_preset).delete(delete_preset))
         .route("/v1/keys/{key_id}", delete(revoke))
         .fallback(|| async { problem(ProblemKind::NotFound, "no such admin resource".into()) })
         .layer(middleware::from_fn_with_state(state.clone(), guard))
@@ -140,6 +141,7 @@ struct TenantPatch {
     disabled: Option<bool>,
     rate: Option<RateLimit>,
     quota: Option<Quota>,
+    presets_only: Option<bool>,
 }
 
 async fn patch_tenant(State(s): State<AdminState>, Path(id): Path<String>, b: Body<TenantPatch>) -> Response {
@@ -148,8 +150,31 @@ async fn patch_tenant(State(s): State<AdminState>, Path(id): Path<String>, b: Bo
         Err(detail) => return problem(ProblemKind::InvalidParameter, detail),
     };
     // One write for the whole patch: it applies entirely or not at all, and leaves one audit record.
-    let change = TenantChange { disabled: p.disabled, rate: p.rate, quota: p.quota };
+    let change = TenantChange { disabled: p.disabled, rate: p.rate, quota: p.quota, presets_only: p.presets_only };
     s.store.change_tenant(&id, change).await.map_or_else(store_error, |t| Json(t).into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewPreset {
+    /// As `/v1/resize`'s query string: `w=320&h=320&fit=cover`.
+    query: String,
+}
+
+async fn put_preset(
+    State(s): State<AdminState>,
+    Path((id, name)): Path<(String, String)>,
+    b: Body<NewPreset>,
+) -> Response {
+    let p = match body(b) {
+        Ok(p) => p,
+        Err(detail) => return problem(ProblemKind::InvalidParameter, detail),
+    };
+    s.store.set_preset(&id, &name, Some(&p.query)).await.map_or_else(store_error, |t| Json(t).into_response())
+}
+
+async fn delete_preset(State(s): State<AdminState>, Path((id, name)): Path<(String, String)>) -> Response {
+    s.store.set_preset(&id, &name, None).await.map_or_else(store_error, |t| Json(t).into_response())
 }
 
 #[derive(Deserialize)]

@@ -9,6 +9,7 @@ use bytes::Bytes;
 use contracts::identity::{
     self, Entry, KeyMaterial, KeyRecord, Quota, RateLimit, TenantRecord, apikey, audit, records::RECORD_VERSION,
 };
+use contracts::preset::{self, Presets};
 use contracts::usage::record::valid_id;
 use futures::TryStreamExt;
 use serde::de::DeserializeOwned;
@@ -45,6 +46,8 @@ pub struct TenantChange {
     pub disabled: Option<bool>,
     pub rate: Option<RateLimit>,
     pub quota: Option<Quota>,
+    /// Whether requests must name a preset and add nothing to it.
+    pub presets_only: Option<bool>,
 }
 
 /// Handle on the IDENTITY bucket for the admin CLI and API.
@@ -209,6 +212,7 @@ impl Store {
             disabled: false,
             rate,
             quota,
+            presets: Default::default(),
             created_ms: now,
             updated_ms: now,
         };
@@ -257,6 +261,38 @@ impl Store {
             }
             if let Some(q) = change.quota {
                 t.quota = q;
+            }
+            if let Some(only) = change.presets_only {
+                t.presets.only = only;
+            }
+        })
+        .await
+    }
+
+    /// Stores a named operation of a tenant (`query` in the form of
+    /// `/v1/resize`'s query string), or removes it with `None`. An invalid
+    /// operation is refused here, never when a request names it.
+    pub async fn set_preset(&self, id: &str, name: &str, query: Option<&str>) -> Result<TenantRecord, StoreError> {
+        let canonical = query
+            .map(|q| Presets::check(name, q).map_err(|e| StoreError::BadInput(format!("preset `{name}`: {e}"))))
+            .transpose()?;
+        let current = self.tenant(id).await?;
+        let known = current.presets.named.contains_key(name);
+        if canonical.is_none() && !known {
+            return Err(StoreError::BadInput(format!("tenant `{id}` has no preset `{name}`")));
+        }
+        if canonical.is_some() && !known && current.presets.named.len() >= preset::MAX_PRESETS {
+            return Err(StoreError::BadInput(format!(
+                "tenant `{id}` has {} presets, the most allowed",
+                preset::MAX_PRESETS
+            )));
+        }
+        self.update_tenant(id, |t| match &canonical {
+            Some(c) => {
+                t.presets.named.insert(name.to_owned(), c.clone());
+            }
+            None => {
+                t.presets.named.remove(name);
             }
         })
         .await

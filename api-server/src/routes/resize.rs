@@ -53,6 +53,7 @@ pub async fn resize(State(state): State<AppState>, req: Request) -> Response {
     };
     // What the head says is enough to know the kind of work; a query that does
     // not parse is refused later (after authentication), at no cost to anyone.
+    // A preset is known only once the caller is: such a request's class is unknown here.
     let op = parse_query(req.uri().query().unwrap_or(""));
     let class = OpClass::of(op.as_ref().ok(), Some(edge.bytes_in));
     let _permit = match state.admission.try_admit(class) {
@@ -153,7 +154,7 @@ async fn handle(
         tracing::Span::current().record("tenant", caller.tenant.as_str());
         edge.tenant = Some(caller.tenant.clone());
         edge.key_id.clone_from(&caller.key_id);
-        let op = op?;
+        let op = with_presets(parts.uri.query().unwrap_or(""), op, &caller.presets)?;
         let declared_len = content_length(&parts.headers)?;
         if let Some(len) = declared_len
             && len > max as u64
@@ -344,17 +345,29 @@ impl EdgeUsage {
 }
 
 pub fn parse_query(query: &str) -> Result<ResizeOp, Problem> {
-    let pairs: Vec<(String, String)> = match serde_urlencoded_pairs(query) {
-        Some(p) => p,
-        None => {
-            return Err(Problem::new(
-                ProblemKind::InvalidParameter,
-                "the query string is not valid UTF-8 form encoding",
-            ));
-        }
-    };
+    let pairs = decode_query(query)?;
     ResizeOp::from_pairs(pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())))
         .map_err(|e| Problem::new(ProblemKind::InvalidParameter, e.to_string()))
+}
+
+/// The operation once the caller is known: `parsed` as it stands, unless the
+/// query names a preset or the tenant accepts presets only.
+fn with_presets(
+    query: &str,
+    parsed: Result<ResizeOp, Problem>,
+    presets: &contracts::preset::Presets,
+) -> Result<ResizeOp, Problem> {
+    let pairs = decode_query(query)?;
+    if !presets.only && !pairs.iter().any(|(k, _)| k == contracts::preset::PARAM) {
+        return parsed;
+    }
+    let pairs: Vec<(&str, &str)> = pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    presets.resolve(&pairs).map_err(|e| Problem::new(ProblemKind::InvalidParameter, e.to_string()))
+}
+
+fn decode_query(query: &str) -> Result<Vec<(String, String)>, Problem> {
+    serde_urlencoded_pairs(query)
+        .ok_or_else(|| Problem::new(ProblemKind::InvalidParameter, "the query string is not valid UTF-8 form encoding"))
 }
 
 /// Splits and percent-decodes `a=b&c=d` (form encoding, `+` as space).

@@ -11,6 +11,7 @@ fn tenant(id: &str) -> TenantRecord {
         disabled: false,
         rate: RateLimit { per_second: 5, burst: 10 },
         quota: Quota::default(),
+        presets: Default::default(),
         created_ms: 1,
         updated_ms: 1,
     }
@@ -68,7 +69,8 @@ fn good_credentials_are_allowed_with_the_tenants_limits() {
             tenant: "acme".into(),
             key_id: "sig".into(),
             rate: RateLimit { per_second: 5, burst: 10 },
-            quota_exhausted: None
+            quota_exhausted: None,
+            presets: Default::default(),
         }
     );
     let bearer = VerifyRequest::Bearer { key_id: "bear".into(), secret_sha256: apikey::secret_sha256("s3cret") };

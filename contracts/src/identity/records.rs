@@ -45,6 +45,9 @@ pub struct TenantRecord {
     pub rate: RateLimit,
     #[serde(default)]
     pub quota: Quota,
+    /// Named operations and whether requests must use one.
+    #[serde(default, skip_serializing_if = "crate::preset::Presets::is_empty")]
+    pub presets: crate::preset::Presets,
     pub created_ms: u64,
     pub updated_ms: u64,
 }

@@ -78,6 +78,9 @@ pub enum Verdict {
         rate: RateLimit,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         quota_exhausted: Option<QuotaExhausted>,
+        /// The tenant's presets, which its requests may name.
+        #[serde(default, skip_serializing_if = "crate::preset::Presets::is_empty")]
+        presets: crate::preset::Presets,
     },
     Refused {
         reason: Refusal,

@@ -440,6 +440,7 @@ async fn write_identity(store: &::identity::store::Store) -> anyhow::Result<Vec<
                 disabled: false,
                 rate: Default::default(),
                 quota: Default::default(),
+                presets: Default::default(),
                 created_ms: now,
                 updated_ms: now,
             };

@@ -105,6 +105,22 @@ enum TenantCmd {
         #[command(flatten)]
         limits: Limits,
     },
+    /// Names an operation (`w=320&h=320&fit=cover`) that requests apply with `preset=<name>`.
+    SetPreset {
+        id: String,
+        name: String,
+        query: String,
+    },
+    RemovePreset {
+        id: String,
+        name: String,
+    },
+    /// Whether the tenant's requests must name a preset and add nothing to it.
+    PresetsOnly {
+        id: String,
+        #[arg(action = clap::ArgAction::Set)]
+        only: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -197,6 +213,12 @@ async fn main() -> anyhow::Result<()> {
             TenantCmd::Limits { id, limits } => {
                 let current = store.tenant(&id).await?;
                 print(&store.set_limits(&id, limits.rate(current.rate), limits.quota(current.quota)).await?)?
+            }
+            TenantCmd::SetPreset { id, name, query } => print(&store.set_preset(&id, &name, Some(&query)).await?)?,
+            TenantCmd::RemovePreset { id, name } => print(&store.set_preset(&id, &name, None).await?)?,
+            TenantCmd::PresetsOnly { id, only } => {
+                let change = identity::store::TenantChange { presets_only: Some(only), ..Default::default() };
+                print(&store.change_tenant(&id, change).await?)?
             }
         },
         Command::Key(k) => match k {
