@@ -76,7 +76,7 @@ impl AppState {
         };
         match verdict {
             Verdict::Refused { reason, detail } => Err(Problem::new(reason.problem(), detail)),
-            Verdict::Allowed { tenant, key_id, rate, quota_exhausted, presets } => {
+            Verdict::Allowed { tenant, key_id, rate, quota_exhausted, presets, cache_control } => {
                 if let Some(q) = quota_exhausted {
                     let now = contracts::job::unix_ms(self.clock.now());
                     return Err(Problem::new(
@@ -101,7 +101,7 @@ impl AppState {
                     )
                     .with_retry_after(wait.as_secs_f64().ceil() as u64));
                 }
-                Ok(auth::Caller { tenant, key_id, rate, quota_exhausted, presets, digest })
+                Ok(auth::Caller { tenant, key_id, rate, quota_exhausted, presets, cache_control, digest })
             }
         }
     }

@@ -29,6 +29,8 @@ pub struct Caller {
     pub quota_exhausted: Option<QuotaExhausted>,
     /// The tenant's named operations (`preset=<name>`).
     pub presets: contracts::preset::Presets,
+    /// `Cache-Control` of the tenant's images, if it set one.
+    pub cache_control: Option<String>,
     /// The body must match this `Content-Digest` (signed requests).
     pub digest: Option<String>,
 }
@@ -41,6 +43,7 @@ impl Caller {
             rate: identity::RateLimit::default(),
             quota_exhausted: None,
             presets: Default::default(),
+            cache_control: None,
             digest: None,
         }
     }

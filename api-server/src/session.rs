@@ -70,6 +70,7 @@ mod tests {
             rate: RateLimit::default(),
             quota_exhausted: None,
             presets: Default::default(),
+            cache_control: None,
         }
     }
 

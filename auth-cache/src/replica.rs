@@ -200,6 +200,7 @@ impl Replica {
             rate: tenant.rate,
             quota_exhausted,
             presets: tenant.presets.clone(),
+            cache_control: tenant.cache_control.clone(),
         }
     }
 }

@@ -172,6 +172,40 @@ async fn presets_apply_per_tenant_and_can_be_required() {
     assert_eq!(ask("w=64", &other.api_key).await.unwrap().status(), 200, "another tenant is not bound by it");
 }
 
+/// A tenant's `Cache-Control` is on its 200s and 304s; another tenant's
+/// answers keep the default; a value that is not a response directive list is
+/// refused when it is set.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tenants_cache_control_is_on_its_answers() {
+    use identity::store::TenantChange;
+    let s = stack().await;
+    let acme = s.tenant("acme", GENEROUS).await;
+    let other = s.tenant("other", GENEROUS).await;
+    let set = |v: Option<&str>| TenantChange { cache_control: Some(v.map(str::to_owned)), ..Default::default() };
+    for bad in ["max-age=soon", "only-if-cached", "public\r\nx: y"] {
+        assert!(s.store.change_tenant("acme", set(Some(bad))).await.is_err(), "{bad:?} accepted");
+    }
+    let t = s.store.change_tenant("acme", set(Some("Public, max-age=86400"))).await.unwrap();
+    assert_eq!(t.cache_control.as_deref(), Some("public, max-age=86400"), "stored normalised");
+    s.auth.as_ref().unwrap().caught_up(&s.store).await.unwrap();
+
+    let res = s.as_(&acme.api_key).await;
+    assert_eq!(res.status(), 200);
+    assert_eq!(res.headers()["cache-control"], "public, max-age=86400");
+    let etag = res.headers()["etag"].to_str().unwrap().to_owned();
+    let body = photo();
+    let mut headers = auth_headers(&s.url(), "image/jpeg", &body, &acme.api_key);
+    headers.insert("if-none-match", HeaderValue::from_str(&etag).unwrap());
+    let again = s.send(headers, body).await;
+    assert_eq!(again.status(), 304);
+    assert_eq!(again.headers()["cache-control"], "public, max-age=86400", "a 304 says what the 200 said");
+    assert_eq!(s.as_(&other.api_key).await.headers()["cache-control"], "no-store");
+
+    s.store.change_tenant("acme", set(None)).await.unwrap();
+    s.auth.as_ref().unwrap().caught_up(&s.store).await.unwrap();
+    assert_eq!(s.as_(&acme.api_key).await.headers()["cache-control"], "no-store", "back to the default");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_bad_credential_has_its_problem_type_and_reaches_no_worker() {
     let s = stack().await;
@@ -546,6 +580,17 @@ async fn the_admin_api_is_guarded_and_manages_tenants_and_keys() {
         .await
         .unwrap();
     assert_eq!(res.json::<serde_json::Value>().await.unwrap()["presets"]["only"], true);
+    let cache_control = |value: &str| {
+        http.patch(format!("{base}/v1/tenants/web"))
+            .bearer_auth(token)
+            .json(&serde_json::json!({ "cache_control": value }))
+            .send()
+    };
+    let t: serde_json::Value = cache_control("public,max-age=60").await.unwrap().json().await.unwrap();
+    assert_eq!(t["cache_control"], "public, max-age=60");
+    assert_problem(cache_control("max-age=later").await.unwrap(), 400, "invalid-parameter").await;
+    let t: serde_json::Value = cache_control("").await.unwrap().json().await.unwrap();
+    assert!(t.get("cache_control").is_none(), "\"\" returns to the default: {t}");
     let gone = http.delete(format!("{base}/v1/tenants/web/presets/thumb")).bearer_auth(token).send().await.unwrap();
     let t: serde_json::Value = gone.json().await.unwrap();
     assert!(t["presets"]["named"].get("thumb").is_none(), "{t}");

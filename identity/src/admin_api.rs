@@ -142,6 +142,8 @@ struct TenantPatch {
     rate: Option<RateLimit>,
     quota: Option<Quota>,
     presets_only: Option<bool>,
+    /// `""` returns to the default.
+    cache_control: Option<String>,
 }
 
 async fn patch_tenant(State(s): State<AdminState>, Path(id): Path<String>, b: Body<TenantPatch>) -> Response {
@@ -150,7 +152,13 @@ async fn patch_tenant(State(s): State<AdminState>, Path(id): Path<String>, b: Bo
         Err(detail) => return problem(ProblemKind::InvalidParameter, detail),
     };
     // One write for the whole patch: it applies entirely or not at all, and leaves one audit record.
-    let change = TenantChange { disabled: p.disabled, rate: p.rate, quota: p.quota, presets_only: p.presets_only };
+    let change = TenantChange {
+        disabled: p.disabled,
+        rate: p.rate,
+        quota: p.quota,
+        presets_only: p.presets_only,
+        cache_control: p.cache_control.map(|c| Some(c).filter(|c| !c.is_empty())),
+    };
     s.store.change_tenant(&id, change).await.map_or_else(store_error, |t| Json(t).into_response())
 }
 

@@ -41,13 +41,15 @@ pub fn now_ms() -> u64 {
 }
 
 /// What an admin changes on a tenant: each field given is set, the others kept.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct TenantChange {
     pub disabled: Option<bool>,
     pub rate: Option<RateLimit>,
     pub quota: Option<Quota>,
     /// Whether requests must name a preset and add nothing to it.
     pub presets_only: Option<bool>,
+    /// `Cache-Control` of the tenant's images; `Some(None)` returns to the default.
+    pub cache_control: Option<Option<String>>,
 }
 
 /// Handle on the IDENTITY bucket for the admin CLI and API.
@@ -213,6 +215,7 @@ impl Store {
             rate,
             quota,
             presets: Default::default(),
+            cache_control: None,
             created_ms: now,
             updated_ms: now,
         };
@@ -249,6 +252,13 @@ impl Store {
         if let Some(r) = change.rate {
             check_rate(r)?;
         }
+        let cache_control = match &change.cache_control {
+            Some(Some(v)) => Some(Some(
+                contracts::identity::cache_control::check(v)
+                    .map_err(|e| StoreError::BadInput(format!("Cache-Control: {e}")))?,
+            )),
+            other => other.clone(),
+        };
         if change == TenantChange::default() {
             return self.tenant(id).await;
         }
@@ -264,6 +274,9 @@ impl Store {
             }
             if let Some(only) = change.presets_only {
                 t.presets.only = only;
+            }
+            if let Some(c) = &cache_control {
+                t.cache_control.clone_from(c);
             }
         })
         .await

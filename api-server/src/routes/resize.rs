@@ -215,7 +215,7 @@ async fn handle(
     let varies = op.negotiate(accept, input, input.may_have_alpha(&body));
     let digest = Sha256::digest(&body);
     let etag = conditional::entity_tag(&digest, &op);
-    let validators = Validators { etag, varies };
+    let validators = Validators { etag, varies, cache_control: caller.cache_control.clone() };
     if condition.is_some_and(|c| c.lists(&validators.etag)) {
         state.usage.record(edge.not_modified(request_id, input, body.len() as u64));
         return Ok(validators.apply((StatusCode::NOT_MODIFIED, ()).into_response(), request_id));
@@ -291,6 +291,8 @@ struct Validators {
     etag: String,
     /// The format was chosen from `Accept`: caches must key on it.
     varies: bool,
+    /// The tenant's, checked when it was set; `None`: the default.
+    cache_control: Option<String>,
 }
 
 impl Validators {
@@ -300,7 +302,9 @@ impl Validators {
         if self.varies {
             hs.insert(header::VARY, HeaderValue::from_static("Accept"));
         }
-        hs.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        let cache_control = self.cache_control.as_deref().and_then(|c| HeaderValue::from_str(c).ok());
+        let default = HeaderValue::from_static(contracts::identity::cache_control::DEFAULT);
+        hs.insert(header::CACHE_CONTROL, cache_control.unwrap_or(default));
         hs.insert("x-request-id", HeaderValue::from_str(request_id).expect("uuid is ascii"));
         res
     }

@@ -12,6 +12,7 @@ fn tenant(id: &str) -> TenantRecord {
         rate: RateLimit { per_second: 5, burst: 10 },
         quota: Quota::default(),
         presets: Default::default(),
+        cache_control: None,
         created_ms: 1,
         updated_ms: 1,
     }
@@ -71,6 +72,7 @@ fn good_credentials_are_allowed_with_the_tenants_limits() {
             rate: RateLimit { per_second: 5, burst: 10 },
             quota_exhausted: None,
             presets: Default::default(),
+            cache_control: None,
         }
     );
     let bearer = VerifyRequest::Bearer { key_id: "bear".into(), secret_sha256: apikey::secret_sha256("s3cret") };

@@ -8,6 +8,7 @@
 
 pub mod apikey;
 pub mod audit;
+pub mod cache_control;
 pub mod records;
 pub mod verify;
 

@@ -48,6 +48,10 @@ pub struct TenantRecord {
     /// Named operations and whether requests must use one.
     #[serde(default, skip_serializing_if = "crate::preset::Presets::is_empty")]
     pub presets: crate::preset::Presets,
+    /// `Cache-Control` of the tenant's images (checked by [`super::cache_control::check`]);
+    /// `None`: [`super::cache_control::DEFAULT`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cache_control: Option<String>,
     pub created_ms: u64,
     pub updated_ms: u64,
 }

@@ -81,6 +81,9 @@ pub enum Verdict {
         /// The tenant's presets, which its requests may name.
         #[serde(default, skip_serializing_if = "crate::preset::Presets::is_empty")]
         presets: crate::preset::Presets,
+        /// The tenant's `Cache-Control` for its images, if it set one.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        cache_control: Option<String>,
     },
     Refused {
         reason: Refusal,

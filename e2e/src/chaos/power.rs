@@ -441,6 +441,7 @@ async fn write_identity(store: &::identity::store::Store) -> anyhow::Result<Vec<
                 rate: Default::default(),
                 quota: Default::default(),
                 presets: Default::default(),
+                cache_control: None,
                 created_ms: now,
                 updated_ms: now,
             };

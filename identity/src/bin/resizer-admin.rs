@@ -115,6 +115,11 @@ enum TenantCmd {
         id: String,
         name: String,
     },
+    /// `Cache-Control` of the tenant's images (`public, max-age=86400`); `""` returns to `no-store`.
+    CacheControl {
+        id: String,
+        value: String,
+    },
     /// Whether the tenant's requests must name a preset and add nothing to it.
     PresetsOnly {
         id: String,
@@ -216,6 +221,11 @@ async fn main() -> anyhow::Result<()> {
             }
             TenantCmd::SetPreset { id, name, query } => print(&store.set_preset(&id, &name, Some(&query)).await?)?,
             TenantCmd::RemovePreset { id, name } => print(&store.set_preset(&id, &name, None).await?)?,
+            TenantCmd::CacheControl { id, value } => {
+                let value = Some(value).filter(|v| !v.is_empty());
+                let change = identity::store::TenantChange { cache_control: Some(value), ..Default::default() };
+                print(&store.change_tenant(&id, change).await?)?
+            }
             TenantCmd::PresetsOnly { id, only } => {
                 let change = identity::store::TenantChange { presets_only: Some(only), ..Default::default() };
                 print(&store.change_tenant(&id, change).await?)?
