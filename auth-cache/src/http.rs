@@ -13,16 +13,22 @@ pub fn router(shared: Arc<Shared>, registry: Arc<prometheus_client::registry::Re
         .merge(telemetry::metrics::router(registry))
 }
 
-/// Ready once the first snapshot is loaded; a stale replica stays ready (it
-/// serves what it has), and says how stale in `/v1/status` and the metrics.
+/// Ready once the first snapshot is loaded and the server routes verify
+/// requests here; a stale replica stays ready (it serves what it has), and
+/// says how stale in `/v1/status` and the metrics.
 async fn readyz(State(s): State<Arc<Shared>>) -> impl IntoResponse {
-    if s.is_loaded() { (StatusCode::OK, "ready") } else { (StatusCode::SERVICE_UNAVAILABLE, "loading IDENTITY") }
+    match (s.is_loaded(), s.is_answering()) {
+        (true, true) => (StatusCode::OK, "ready"),
+        (false, _) => (StatusCode::SERVICE_UNAVAILABLE, "loading IDENTITY"),
+        (true, false) => (StatusCode::SERVICE_UNAVAILABLE, "joining the verify group"),
+    }
 }
 
 async fn status(State(s): State<Arc<Shared>>) -> impl IntoResponse {
     let r = s.replica();
     Json(serde_json::json!({
         "loaded": s.is_loaded(),
+        "answering": s.is_answering(),
         "revision": r.revision,
         "tenants": r.tenants(),
         "keys": r.keys(),

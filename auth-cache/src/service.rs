@@ -27,6 +27,15 @@ pub async fn serve(
         subs.push(client.queue_subscribe(identity::VERIFY_SUBJECT, identity::VERIFY_QUEUE_GROUP.to_owned()).await?);
     }
     subs.push(client.subscribe(identity::VERIFY_EVERY_SUBJECT).await?);
+    // A subscription is live once the server has read it, not once it is
+    // written: a round trip sent after them (the server handles one
+    // connection's messages in order) proves they are. Only then does this
+    // replica say it answers; without JetStream to answer the round trip the
+    // subscriptions are taken as live after it timed out.
+    if let Err(e) = client.request(contracts::subjects::ACCOUNT_INFO, bytes::Bytes::new()).await {
+        tracing::warn!(error = %e, "could not confirm the verify subscriptions with a round trip");
+    }
+    shared.now_answering();
     for mut sub in subs {
         let (client, shared, metrics) = (client.clone(), shared.clone(), metrics.clone());
         set.spawn(async move {

@@ -9,6 +9,9 @@ pub struct Shared {
     replica: RwLock<Replica>,
     confirmed: std::sync::Mutex<Instant>,
     loaded: watch::Sender<bool>,
+    /// Set once this replica's verify subscriptions are live on the server:
+    /// from then on a request for it is answered, not met with "no responders".
+    answering: watch::Sender<bool>,
 }
 
 impl Default for Shared {
@@ -17,6 +20,7 @@ impl Default for Shared {
             replica: RwLock::default(),
             confirmed: std::sync::Mutex::new(Instant::now()),
             loaded: watch::Sender::new(false),
+            answering: watch::Sender::new(false),
         }
     }
 }
@@ -45,6 +49,14 @@ impl Shared {
     pub async fn wait_loaded(&self) {
         let mut rx = self.loaded.subscribe();
         let _ = rx.wait_for(|l| *l).await;
+    }
+
+    pub fn now_answering(&self) {
+        self.answering.send_replace(true);
+    }
+
+    pub fn is_answering(&self) -> bool {
+        *self.answering.borrow()
     }
 
     pub fn confirm_now(&self) {

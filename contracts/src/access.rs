@@ -67,7 +67,7 @@ impl Role {
         let mut p = Permissions::default();
         p.subscribe.push(format!("{}.>", self.inbox_prefix()));
         // Account limits and usage, which creating a bucket reads first: nothing tenant-specific.
-        p.publish.push("$JS.API.INFO".into());
+        p.publish.push(subjects::ACCOUNT_INFO.into());
         match self {
             Role::ApiServer => {
                 p.publish.push(subjects::JOBS_SUBJECT.into());

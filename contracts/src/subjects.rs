@@ -21,6 +21,9 @@ pub const MAX_PAYLOAD: usize = 8 * 1024 * 1024;
 /// Room left for headers within [`MAX_PAYLOAD`]; bodies above `MAX_PAYLOAD - HEADER_ALLOWANCE` are refused.
 pub const HEADER_ALLOWANCE: usize = 16 * 1024;
 
+/// JetStream's account information: limits and usage, nothing tenant-specific.
+pub const ACCOUNT_INFO: &str = "$JS.API.INFO";
+
 /// JetStream API: a stream's info (the leader answers; its `ts` dates the fleet's clock).
 pub fn stream_info(stream: &str) -> String {
     format!("$JS.API.STREAM.INFO.{stream}")

@@ -54,7 +54,10 @@ impl AuthCache {
         let target = store.revision().await?;
         let started = std::time::Instant::now();
         while started.elapsed() < Duration::from_secs(30) {
-            if self.status().await?["revision"].as_u64().is_some_and(|r| r >= target) {
+            let status = self.status().await?;
+            // Caught up and reachable: a replica that has the records but whose
+            // verify subscriptions the server has not read yet would be "no responders".
+            if status["revision"].as_u64().is_some_and(|r| r >= target) && status["answering"] == true {
                 return Ok(());
             }
             tokio::time::sleep(Duration::from_millis(5)).await;
