@@ -54,8 +54,8 @@ pub async fn resize(State(state): State<AppState>, req: Request) -> Response {
     // What the head says is enough to know the kind of work; a query that does
     // not parse is refused later (after authentication), at no cost to anyone.
     // A preset is known only once the caller is: such a request's class is unknown here.
-    let op = parse_query(req.uri().query().unwrap_or(""));
-    let class = OpClass::of(op.as_ref().ok(), Some(edge.bytes_in));
+    let query = parse_query(req.uri().query().unwrap_or(""));
+    let class = OpClass::of(query.as_ref().ok().and_then(|q| q.op.as_ref().ok()), Some(edge.bytes_in));
     let _permit = match state.admission.try_admit(class) {
         Ok(permit) => permit,
         Err(shed) => {
@@ -84,7 +84,7 @@ pub async fn resize(State(state): State<AppState>, req: Request) -> Response {
     // Without a tracing pipeline the client's own context is passed on unchanged.
     let traceparent = telemetry::trace::traceparent(&span).or(incoming);
     let result =
-        handle(&state, &request_id, traceparent.clone(), req, op, &mut edge, class).instrument(span.clone()).await;
+        handle(&state, &request_id, traceparent.clone(), req, query, &mut edge, class).instrument(span.clone()).await;
     state.metrics.in_flight.dec();
     let mut problem = None;
     let mut res = match result {
@@ -142,7 +142,7 @@ async fn handle(
     request_id: &str,
     traceparent: Option<String>,
     req: Request,
-    op: Result<ResizeOp, Problem>,
+    query: Result<Query, Problem>,
     edge: &mut EdgeUsage,
     class: OpClass,
 ) -> Result<Response, Problem> {
@@ -154,7 +154,7 @@ async fn handle(
         tracing::Span::current().record("tenant", caller.tenant.as_str());
         edge.tenant = Some(caller.tenant.clone());
         edge.key_id.clone_from(&caller.key_id);
-        let op = with_presets(parts.uri.query().unwrap_or(""), op, &caller.presets)?;
+        let op = query?.with_presets(&caller.presets)?;
         let declared_len = content_length(&parts.headers)?;
         if let Some(len) = declared_len
             && len > max as u64
@@ -348,25 +348,31 @@ impl EdgeUsage {
     }
 }
 
-pub fn parse_query(query: &str) -> Result<ResizeOp, Problem> {
-    let pairs = decode_query(query)?;
-    ResizeOp::from_pairs(pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-        .map_err(|e| Problem::new(ProblemKind::InvalidParameter, e.to_string()))
+/// A query string decoded once: the operation its parameters give on their
+/// own (known before authentication, for admission), and the pairs a preset
+/// is resolved from once the caller is known.
+pub struct Query {
+    pairs: Vec<(String, String)>,
+    pub op: Result<ResizeOp, Problem>,
 }
 
-/// The operation once the caller is known: `parsed` as it stands, unless the
-/// query names a preset or the tenant accepts presets only.
-fn with_presets(
-    query: &str,
-    parsed: Result<ResizeOp, Problem>,
-    presets: &contracts::preset::Presets,
-) -> Result<ResizeOp, Problem> {
+pub fn parse_query(query: &str) -> Result<Query, Problem> {
     let pairs = decode_query(query)?;
-    if !presets.only && !pairs.iter().any(|(k, _)| k == contracts::preset::PARAM) {
-        return parsed;
+    let op = ResizeOp::from_pairs(pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        .map_err(|e| Problem::new(ProblemKind::InvalidParameter, e.to_string()));
+    Ok(Query { pairs, op })
+}
+
+impl Query {
+    /// The operation once the caller is known: [`Query::op`] as it stands,
+    /// unless the query names a preset or the tenant accepts presets only.
+    fn with_presets(self, presets: &contracts::preset::Presets) -> Result<ResizeOp, Problem> {
+        if !presets.only && !self.pairs.iter().any(|(k, _)| k == contracts::preset::PARAM) {
+            return self.op;
+        }
+        let pairs: Vec<(&str, &str)> = self.pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        presets.resolve(&pairs).map_err(|e| Problem::new(ProblemKind::InvalidParameter, e.to_string()))
     }
-    let pairs: Vec<(&str, &str)> = pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-    presets.resolve(&pairs).map_err(|e| Problem::new(ProblemKind::InvalidParameter, e.to_string()))
 }
 
 fn decode_query(query: &str) -> Result<Vec<(String, String)>, Problem> {
@@ -501,8 +507,8 @@ mod tests {
         assert_eq!(percent_decode("%4"), None);
         assert_eq!(percent_decode("%C3%A9").as_deref(), Some("é"));
         assert_eq!(percent_decode("%FF"), None);
-        let op = parse_query("w=%33%32%30&h=320").unwrap();
+        let op = parse_query("w=%33%32%30&h=320").unwrap().op.unwrap();
         assert_eq!(op.width, Some(320));
-        assert_eq!(parse_query("w=1&fit=%FF").unwrap_err().kind, ProblemKind::InvalidParameter);
+        assert_eq!(parse_query("w=1&fit=%FF").err().unwrap().kind, ProblemKind::InvalidParameter);
     }
 }
