@@ -552,14 +552,9 @@ async fn the_admin_api_is_guarded_and_manages_tenants_and_keys() {
     let res = http.delete(format!("{base}/v1/keys/{key_id}")).bearer_auth(token).send().await.unwrap();
     assert_eq!(res.status(), 200);
     assert!(wait_for(|| async { s.as_(&creds).await.status() == 403 }).await);
-    let res = http
-        .patch(format!("{base}/v1/tenants/web"))
-        .bearer_auth(token)
-        .json(&serde_json::json!({"disabled": true}))
-        .send()
-        .await
-        .unwrap();
-    let t: serde_json::Value = res.json().await.unwrap();
+    let patch =
+        |body: serde_json::Value| http.patch(format!("{base}/v1/tenants/web")).bearer_auth(token).json(&body).send();
+    let t: serde_json::Value = patch(serde_json::json!({"disabled": true})).await.unwrap().json().await.unwrap();
     assert_eq!(t["disabled"], true);
     assert_eq!(t["rate"]["per_second"], 50, "a patch keeps what it does not name");
     // Presets: stored canonical, an invalid one refused when it is created, removed by name.
@@ -572,20 +567,9 @@ async fn the_admin_api_is_guarded_and_manages_tenants_and_keys() {
     let t: serde_json::Value = preset("h=90&w=90&fit=cover&gravity=smart").await.unwrap().json().await.unwrap();
     assert_eq!(t["presets"]["named"]["thumb"], "w=90&h=90&fit=cover&gravity=smart&quality=80");
     assert_problem(preset("w=90&gravity=smart").await.unwrap(), 400, "invalid-parameter").await;
-    let res = http
-        .patch(format!("{base}/v1/tenants/web"))
-        .bearer_auth(token)
-        .json(&serde_json::json!({"presets_only": true}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.json::<serde_json::Value>().await.unwrap()["presets"]["only"], true);
-    let cache_control = |value: &str| {
-        http.patch(format!("{base}/v1/tenants/web"))
-            .bearer_auth(token)
-            .json(&serde_json::json!({ "cache_control": value }))
-            .send()
-    };
+    let t: serde_json::Value = patch(serde_json::json!({"presets_only": true})).await.unwrap().json().await.unwrap();
+    assert_eq!(t["presets"]["only"], true);
+    let cache_control = |value: &str| patch(serde_json::json!({ "cache_control": value }));
     let t: serde_json::Value = cache_control("public,max-age=60").await.unwrap().json().await.unwrap();
     assert_eq!(t["cache_control"], "public, max-age=60");
     assert_problem(cache_control("max-age=later").await.unwrap(), 400, "invalid-parameter").await;
