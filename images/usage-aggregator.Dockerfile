@@ -17,7 +17,7 @@ ARG BINARIES=source
 # every service's Dockerfile, so one build's layers serve all five images.
 FROM ${RUST_IMAGE} AS source
 RUN apt-get update \
- && apt-get install -y --no-install-recommends cmake nasm pkg-config \
+ && apt-get install -y --no-install-recommends cmake nasm pkg-config libheif-dev \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 # Dependencies first: manifests, lockfile and stub sources, so this layer is

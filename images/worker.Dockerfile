@@ -6,8 +6,10 @@
 # BINARIES       source: compile in the builder stage (RUST_IMAGE);
 #                host: copy binaries built on the host from HOST_BIN_DIR in the context
 # RUST_IMAGE     builder image for BINARIES=source
-# RUNTIME_IMAGE  runtime base: glibc and libgcc_s are all the binary links against
+# RUNTIME_IMAGE  runtime base: glibc and libgcc_s; the worker's other shared
+#                libraries (libheif and its codecs) are copied in beside it
 # HOST_BIN_DIR   context directory holding the host-built, stripped binaries
+#                and worker-lib/, the libraries the host's worker links
 # VERSION, REVISION, CREATED, PROFILE   recorded in the OCI labels
 ARG RUST_IMAGE=rust:1.95-bookworm
 ARG RUNTIME_IMAGE=gcr.io/distroless/cc-debian12:nonroot
@@ -17,7 +19,7 @@ ARG BINARIES=source
 # every service's Dockerfile, so one build's layers serve all five images.
 FROM ${RUST_IMAGE} AS source
 RUN apt-get update \
- && apt-get install -y --no-install-recommends cmake nasm pkg-config \
+ && apt-get install -y --no-install-recommends cmake nasm pkg-config libheif-dev \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 # Dependencies first: manifests, lockfile and stub sources, so this layer is
@@ -54,11 +56,17 @@ RUN find contracts telemetry httpsig identity auth-cache api-server worker usage
  && mkdir /out && cp target/release/api-server target/release/worker \
       target/release/usage-aggregator target/release/operator \
       target/release/auth-cache target/release/resizer-admin /out/
+# The worker's shared libraries beyond glibc: libheif and its AV1/HEVC codecs.
+RUN mkdir /out/worker-lib \
+ && ldd target/release/worker | awk '$2 == "=>" && $3 ~ /^\// { print $3 }' \
+    | grep -vE '/(libc|libm|libpthread|libdl|librt|libresolv|libgcc_s|ld-linux[^/]*)\.so' \
+    | xargs -r cp -L -t /out/worker-lib
 
 # ---- host: binaries built on the host (machines without a Rust image to pull).
 FROM scratch AS host
 ARG HOST_BIN_DIR=target/image-bin/release
 COPY ${HOST_BIN_DIR}/worker /out/worker
+COPY ${HOST_BIN_DIR}/worker-lib/ /out/worker-lib/
 
 FROM ${BINARIES} AS binaries
 
@@ -78,6 +86,8 @@ LABEL org.opencontainers.image.title="resizer-worker" \
       org.opencontainers.image.base.name="${RUNTIME_IMAGE}" \
       dev.resizer.build.profile="${PROFILE}"
 COPY --from=binaries /out/worker /usr/local/bin/worker
+COPY --from=binaries /out/worker-lib/ /usr/local/lib/worker/
+ENV LD_LIBRARY_PATH=/usr/local/lib/worker
 # Numeric, so runAsNonRoot can verify it; nothing is written outside /tmp.
 USER 65532:65532
 ENV WORKER_METRICS_ADDR=0.0.0.0:9091

@@ -97,6 +97,14 @@ stage_host_binaries() {
       objcopy --strip-debug "$src/$b" "$out/$b.tmp" && mv "$out/$b.tmp" "$out/$b"
     fi
   done
+  # The worker's shared libraries beyond glibc (libheif and its AV1/HEVC codecs), from this
+  # machine's Debian packages; the image puts them on its LD_LIBRARY_PATH.
+  local libs="$out/worker-lib"
+  rm -rf "$libs.tmp" && mkdir -p "$libs.tmp"
+  ldd "$src/worker" | awk '$2 == "=>" && $3 ~ /^\// { print $3 }' \
+    | grep -vE '/(libc|libm|libpthread|libdl|librt|libresolv|libgcc_s|ld-linux[^/]*)\.so' \
+    | xargs -r cp -L -t "$libs.tmp"
+  if [ -d "$libs" ] && diff -rq "$libs" "$libs.tmp" >/dev/null; then rm -rf "$libs.tmp"; else rm -rf "$libs" && mv "$libs.tmp" "$libs"; fi
   local nats; nats=$(bash scripts/install-nats-server.sh)
   if [ ! -f "$out/nats-server" ] || ! cmp -s "$nats" "$out/nats-server"; then install -m 0755 "$nats" "$out/nats-server"; fi
 }

@@ -67,6 +67,8 @@ impl OpClass {
             return Self::LargeInput;
         }
         match op {
+            // An AV1 encode costs a 1024-pixel WebP's CPU even for a thumbnail.
+            Some(op) if op.format == Some(contracts::ImageFormat::Avif) => Self::LargeOutput,
             Some(op) => match op.width.max(op.height) {
                 Some(side) if side <= LARGE_OUTPUT_SIDE => Self::Thumbnail,
                 // No dimension at all keeps the input's size.
@@ -232,6 +234,7 @@ mod tests {
         assert_eq!(OpClass::of(Some(&op("h=2000&format=webp")), None), OpClass::LargeOutput);
         assert_eq!(OpClass::of(Some(&op("w=320")), Some(25 << 20)), OpClass::LargeInput);
         assert_eq!(OpClass::of(None, None), OpClass::Thumbnail);
+        assert_eq!(OpClass::of(Some(&op("w=320&format=avif")), Some(200_000)), OpClass::LargeOutput);
         assert_eq!(budgets().of(OpClass::LargeInput), 5000 * MS);
         assert_eq!(budgets().of(OpClass::LargeOutput), 500 * MS);
     }

@@ -12,13 +12,19 @@ pub enum ImageFormat {
     Gif,
     Bmp,
     Tiff,
+    Avif,
+    /// HEIC (HEVC in HEIF, every iPhone photo since 2017); read only.
+    /// Named `heic` everywhere, as its media type and file extension are.
+    #[serde(rename = "heic")]
+    Heif,
 }
 
 /// The formats read, for messages that name them.
-pub const READABLE: &str = "JPEG, PNG, WebP, GIF, BMP or TIFF";
+pub const READABLE: &str = "JPEG, PNG, WebP, AVIF, HEIC, GIF, BMP or TIFF";
 
 impl ImageFormat {
-    pub const ALL: [ImageFormat; 6] = [Self::Jpeg, Self::Png, Self::Webp, Self::Gif, Self::Bmp, Self::Tiff];
+    pub const ALL: [ImageFormat; 8] =
+        [Self::Jpeg, Self::Png, Self::Webp, Self::Gif, Self::Bmp, Self::Tiff, Self::Avif, Self::Heif];
 
     pub fn media_type(self) -> &'static str {
         match self {
@@ -28,6 +34,8 @@ impl ImageFormat {
             Self::Gif => "image/gif",
             Self::Bmp => "image/bmp",
             Self::Tiff => "image/tiff",
+            Self::Avif => "image/avif",
+            Self::Heif => "image/heic",
         }
     }
 
@@ -39,14 +47,27 @@ impl ImageFormat {
             Self::Gif => "gif",
             Self::Bmp => "bmp",
             Self::Tiff => "tiff",
+            Self::Avif => "avif",
+            Self::Heif => "heic",
         }
     }
 
     /// Output formats. GIF is read (first frame) but never written: a resized
     /// photo as a 256-colour GIF is never what a caller wants. BMP and TIFF
-    /// are read too (scanners, cameras, old archives), and answered as PNG.
+    /// are read too (scanners, cameras, old archives), and answered as PNG;
+    /// HEIC, which few browsers show, as JPEG ([`ImageFormat::stand_in`]).
     pub fn is_encodable(self) -> bool {
-        !matches!(self, Self::Gif | Self::Bmp | Self::Tiff)
+        !matches!(self, Self::Gif | Self::Bmp | Self::Tiff | Self::Heif)
+    }
+
+    /// What an input of this format becomes when no output format is asked
+    /// for and it cannot be written itself.
+    pub fn stand_in(self) -> Self {
+        match self {
+            Self::Heif => Self::Jpeg,
+            f if f.is_encodable() => f,
+            _ => Self::Png,
+        }
     }
 
     /// Parses an output format name as given in the `format` query parameter.
@@ -55,6 +76,7 @@ impl ImageFormat {
             "jpeg" | "jpg" => Some(Self::Jpeg),
             "png" => Some(Self::Png),
             "webp" => Some(Self::Webp),
+            "avif" => Some(Self::Avif),
             _ => None,
         }
     }
@@ -70,6 +92,8 @@ impl ImageFormat {
             "image/gif" => Some(Self::Gif),
             "image/bmp" | "image/x-ms-bmp" | "image/x-bmp" => Some(Self::Bmp),
             "image/tiff" | "image/tiff-fx" => Some(Self::Tiff),
+            "image/avif" => Some(Self::Avif),
+            "image/heic" | "image/heif" | "image/heic-sequence" | "image/heif-sequence" => Some(Self::Heif),
             _ => None,
         }
     }
@@ -82,6 +106,11 @@ impl ImageFormat {
         match self {
             Self::Jpeg => false,
             Self::Gif | Self::Bmp | Self::Tiff => true,
+            // An alpha plane is an auxiliary image, named by its `auxC` URN in the `meta` box up front.
+            Self::Avif | Self::Heif => {
+                let meta = &bytes[..bytes.len().min(64 * 1024)];
+                [&b"auxid:1"[..], b"auxiliary:alpha"].iter().any(|urn| meta.windows(urn.len()).any(|w| w == *urn))
+            }
             Self::Png => {
                 // IHDR's colour type: 4 grey + alpha, 6 RGBA.
                 matches!(bytes.get(25), Some(4 | 6)) || png_has_trns(bytes)
@@ -109,9 +138,30 @@ impl ImageFormat {
             [b'B', b'M', _, _, _, _, _, _, _, _, _, _, _, _, 12 | 16 | 40 | 52 | 56 | 64 | 108 | 124, 0, 0, 0, ..] => {
                 Some(Self::Bmp)
             }
-            _ => None,
+            _ => isobmff_image(bytes),
         }
     }
+}
+
+/// AVIF or HEIC from an ISO-BMFF `ftyp` box: the major brand, else the
+/// compatible brands (`mif1` files name what they hold there).
+fn isobmff_image(bytes: &[u8]) -> Option<ImageFormat> {
+    if bytes.get(4..8) != Some(b"ftyp") {
+        return None;
+    }
+    let size = u32::from_be_bytes(bytes.get(..4)?.try_into().ok()?) as usize;
+    let ftyp = bytes.get(8..size.clamp(16, 4096).min(bytes.len()))?;
+    // Major brand, minor version, then compatible brands.
+    let brands = std::iter::once(ftyp.get(..4)?).chain(ftyp.get(8..).unwrap_or(&[]).chunks_exact(4));
+    let mut found = None;
+    for brand in brands {
+        match brand {
+            b"avif" | b"avis" => return Some(ImageFormat::Avif),
+            b"heic" | b"heix" | b"heim" | b"heis" | b"hevc" | b"hevx" => found = found.or(Some(ImageFormat::Heif)),
+            _ => {}
+        }
+    }
+    found
 }
 
 /// Whether a `tRNS` chunk comes before the first `IDAT` (where the PNG specification puts it).
@@ -149,6 +199,34 @@ mod tests {
     }
 
     #[test]
+    fn sniffs_heif_brands_from_the_ftyp_box() {
+        let ftyp = |major: &[u8], compatible: &[&[u8]]| {
+            let mut b = ((16 + 4 * compatible.len()) as u32).to_be_bytes().to_vec();
+            b.extend(b"ftyp");
+            b.extend(major);
+            b.extend([0; 4]);
+            compatible.iter().for_each(|c| b.extend(*c));
+            b.extend(b"\0\0\0\x08meta");
+            b
+        };
+        assert_eq!(ImageFormat::sniff(&ftyp(b"avif", &[b"mif1"])), Some(ImageFormat::Avif));
+        assert_eq!(ImageFormat::sniff(&ftyp(b"heic", &[b"mif1", b"heic"])), Some(ImageFormat::Heif));
+        assert_eq!(ImageFormat::sniff(&ftyp(b"mif1", &[b"heic"])), Some(ImageFormat::Heif));
+        assert_eq!(ImageFormat::sniff(&ftyp(b"mif1", &[b"miaf", b"avif"])), Some(ImageFormat::Avif));
+        // An MP4 video and a QuickTime movie are ISO-BMFF too, and not images.
+        assert_eq!(ImageFormat::sniff(&ftyp(b"isom", &[b"mp41"])), None);
+        assert_eq!(ImageFormat::sniff(&ftyp(b"qt  ", &[])), None);
+        assert_eq!(ImageFormat::sniff(b"\0\0\0\x18ftyp"), None, "truncated");
+        // The brands end where the box says, not where the file does.
+        let mut short = ftyp(b"mif1", &[]);
+        short.extend(b"avif");
+        assert_eq!(ImageFormat::sniff(&short), None);
+        assert!(ImageFormat::Avif.may_have_alpha(b"....auxC....urn:mpeg:mpegB:cicp:systems:auxiliary:alpha"));
+        assert!(ImageFormat::Heif.may_have_alpha(b"....auxC....urn:mpeg:hevc:2015:auxid:1"));
+        assert!(!ImageFormat::Avif.may_have_alpha(&ftyp(b"avif", &[b"mif1"])));
+    }
+
+    #[test]
     fn alpha_is_read_from_the_headers() {
         // Signature, then IHDR: length 13, 9×7, depth 8, colour type, and a CRC (not checked).
         let png = |colour: u8, extra: &[u8]| {
@@ -175,13 +253,26 @@ mod tests {
     }
 
     #[test]
+    fn serialized_names_are_the_names() {
+        for f in ImageFormat::ALL {
+            assert_eq!(serde_json::to_string(&f).unwrap(), format!("\"{}\"", f.name()));
+        }
+    }
+
+    #[test]
     fn media_types_round_trip_and_ignore_parameters() {
         for f in ImageFormat::ALL {
             assert_eq!(ImageFormat::from_media_type(f.media_type()), Some(f));
         }
         assert_eq!(ImageFormat::from_media_type("Image/JPEG; q=1"), Some(ImageFormat::Jpeg));
         assert_eq!(ImageFormat::from_media_type("image/x-ms-bmp"), Some(ImageFormat::Bmp));
-        assert_eq!(ImageFormat::from_media_type("image/heic"), None);
+        assert_eq!(ImageFormat::from_media_type("image/heif"), Some(ImageFormat::Heif));
+        assert_eq!(ImageFormat::from_media_type("image/jxl"), None);
         assert_eq!(ImageFormat::from_name("gif"), None);
+        assert_eq!(ImageFormat::from_name("heic"), None, "HEIC is read, never written");
+        assert_eq!(ImageFormat::from_name("avif"), Some(ImageFormat::Avif));
+        assert_eq!(ImageFormat::Heif.stand_in(), ImageFormat::Jpeg);
+        assert_eq!(ImageFormat::Tiff.stand_in(), ImageFormat::Png);
+        assert_eq!(ImageFormat::Avif.stand_in(), ImageFormat::Avif);
     }
 }

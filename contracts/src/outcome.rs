@@ -78,12 +78,8 @@ impl OutcomeHeaders {
         }
         let status = field(H_STATUS)?;
         let outcome = if status == STATUS_OK {
-            let format = match field(H_FORMAT)? {
-                "jpeg" => ImageFormat::Jpeg,
-                "png" => ImageFormat::Png,
-                "webp" => ImageFormat::Webp,
-                _ => return Err(OutcomeDecodeError(H_FORMAT)),
-            };
+            // Only output formats: the names `format=` takes, written by `name()` above.
+            let format = ImageFormat::from_name(field(H_FORMAT)?).ok_or(OutcomeDecodeError(H_FORMAT))?;
             Outcome::Ok(Rendered {
                 format,
                 width: number(field(H_WIDTH)?, H_WIDTH)?,
@@ -136,6 +132,16 @@ mod tests {
                 }
                 (a, b) => assert_eq!(a, b),
             }
+        }
+    }
+
+    #[test]
+    fn every_output_format_round_trips_and_input_only_ones_do_not() {
+        for format in ImageFormat::ALL {
+            let outcome = Outcome::Ok(Rendered { format, width: 1, height: 1 });
+            let o = OutcomeHeaders { request_id: "r".into(), outcome, queue_us: 0, process_us: 0 };
+            let back = OutcomeHeaders::from_headers(&o.to_headers());
+            assert_eq!(back.is_ok(), format.is_encodable(), "{format:?}");
         }
     }
 

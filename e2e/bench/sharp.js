@@ -1,5 +1,5 @@
 // sharp peer for resize-bench: one long-running process over in-memory inputs.
-// Usage: node sharp.js --width W --height H --format jpeg|webp|png --quality Q [--crop centre|attention] --passes N [--out DIR] FILE...
+// Usage: node sharp.js --width W --height H --format jpeg|webp|png|avif --quality Q [--crop centre|attention] --passes N [--out DIR] FILE...
 // Prints `elapsed=<seconds> cpu=<seconds> count=<conversions>` for the timed passes
 // (CPU time of the whole process, libvips' threads included).
 'use strict';
@@ -23,6 +23,8 @@ async function convert(buf, a) {
   const q = Number(a.quality);
   if (a.format === 'jpeg') return img.jpeg({ quality: q }).toBuffer();
   if (a.format === 'webp') return img.webp({ quality: q }).toBuffer();
+  // libvips' own default effort (4), as vipsthumbnail uses it.
+  if (a.format === 'avif') return img.avif({ quality: q }).toBuffer();
   return img.png().toBuffer();
 }
 

@@ -1,4 +1,4 @@
-//! A seeded random-mutation loop over small JPEG, PNG, GIF and WebP seeds
+//! A seeded random-mutation loop over small JPEG, PNG, GIF, WebP, AVIF and HEIC seeds
 //! (`worker/fuzz/seeds`), as a plain test: every mutant must come back as an
 //! image or an error, never a crash or a hang. It complements the cargo-fuzz
 //! target, whose coverage feedback sees only Rust code: the C decoders
@@ -57,17 +57,24 @@ fn mutate(rng: &mut Rng, seed: &[u8]) -> Vec<u8> {
 
 #[test]
 fn mutated_images_are_refused_or_resized_never_crash() {
+    // HEIC mutants are decoded by the worker binary, started per input.
+    worker::resize::set_heic_helper(env!("CARGO_BIN_EXE_worker").into());
     let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/fuzz/seeds");
     let mut seeds: Vec<Vec<u8>> =
         std::fs::read_dir(dir).unwrap().map(|e| std::fs::read(e.unwrap().path()).unwrap()).collect();
     seeds.sort();
     assert!(seeds.len() >= 10, "seeds in {dir}");
     let n: usize = std::env::var("MUTATIONS").ok().and_then(|v| v.parse().ok()).unwrap_or(20_000);
-    let ops: Vec<ResizeOp> =
-        ["w=320&h=320&format=jpeg&quality=80", "w=64&format=png", "w=40&h=40&fit=cover&format=jpeg", "w=7&format=webp"]
-            .iter()
-            .map(|q| ResizeOp::parse_canonical(q).unwrap())
-            .collect();
+    let ops: Vec<ResizeOp> = [
+        "w=320&h=320&format=jpeg&quality=80",
+        "w=64&format=png",
+        "w=40&h=40&fit=cover&format=jpeg",
+        "w=7&format=webp",
+        "w=9&format=avif&speed=9",
+    ]
+    .iter()
+    .map(|q| ResizeOp::parse_canonical(q).unwrap())
+    .collect();
     let limits = Limits { max_pixels: 4_000_000 };
     let mut rng = Rng(0x5EED_1234_ABCD_0001);
     let (mut resized, mut refused) = (0, 0);

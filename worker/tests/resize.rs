@@ -25,7 +25,13 @@ fn decode(bytes: &[u8]) -> image::DynamicImage {
 }
 
 fn run(input: &[u8], q: &str) -> Result<worker::resize::Resized, ResizeError> {
+    heic_helper();
     resize(input, &op(q), &Limits::default())
+}
+
+/// HEIC is decoded by the worker binary in a process of its own; this test executable is not it.
+fn heic_helper() {
+    worker::resize::set_heic_helper(env!("CARGO_BIN_EXE_worker").into());
 }
 
 fn sample_jpeg() -> Vec<u8> {
@@ -709,4 +715,100 @@ fn a_corrupt_input_does_not_poison_the_next_one() {
         let again = run(&photo, "w=100&format=jpeg").expect("the photo after a corrupt input");
         assert_eq!(again.bytes, first.bytes, "same photo, same thread, same answer");
     }
+}
+
+fn fixture(name: &str) -> Vec<u8> {
+    std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/").to_owned() + name).unwrap()
+}
+
+/// Decodes an AVIF output by reading it back through the pipeline as input:
+/// same size, PNG out, so the comparison sees every pixel.
+fn avif_pixels(avif: &[u8], (w, h): (u32, u32)) -> image::DynamicImage {
+    assert_eq!(ImageFormat::sniff(avif), Some(ImageFormat::Avif));
+    decode(&run(avif, &format!("w={w}&h={h}&fit=fill&format=png")).unwrap().bytes)
+}
+
+#[test]
+fn avif_output_on_both_paths_and_avif_input() {
+    let jpeg = sample_jpeg();
+    // The JPEG plane path (planes handed to the encoder as they are) and the RGB path (a contain pad).
+    for q in ["w=160&format=avif&quality=90", "w=160&h=160&fit=contain&format=avif&quality=90"] {
+        let out = run(&jpeg, q).unwrap();
+        assert_eq!(out.rendered.format, ImageFormat::Avif, "{q}");
+        let reference = decode(&run(&jpeg, &q.replace("avif", "png")).unwrap().bytes).to_rgba8();
+        let back = avif_pixels(&out.bytes, reference.dimensions()).to_rgba8();
+        let diff = mean_abs_diff(back.as_raw(), reference.as_raw());
+        assert!(diff < 4.0, "{q}: mean difference {diff} from the PNG of the same operation");
+    }
+    // Speed and quality reach the encoder: the fastest speed and a low quality change the bytes.
+    let slow = run(&jpeg, "w=160&format=avif&speed=4").unwrap().bytes;
+    let fast = run(&jpeg, "w=160&format=avif&speed=9").unwrap().bytes;
+    assert_ne!(slow, fast);
+    let small = run(&jpeg, "w=160&format=avif&quality=20").unwrap().bytes.len();
+    assert!(small < slow.len(), "quality 20 gave {small} bytes, 80 gave {}", slow.len());
+    // Alpha survives into AVIF and back.
+    let rgba = image::DynamicImage::ImageRgba8(image::RgbaImage::from_fn(64, 48, |x, _| {
+        image::Rgba([30, 160, 90, if x < 32 { 0 } else { 255 }])
+    }));
+    let avif = run(&encode_png(&rgba), "w=64&format=avif&quality=95").unwrap().bytes;
+    assert!(ImageFormat::Avif.may_have_alpha(&avif), "the alpha plane is declared in the header");
+    let back = avif_pixels(&avif, (64, 48)).to_rgba8();
+    assert!(back.get_pixel(5, 20)[3] < 10 && back.get_pixel(60, 20)[3] > 245, "alpha kept");
+    // An AVIF input without a format asked for stays AVIF.
+    assert_eq!(run(&avif, "w=32").unwrap().rendered.format, ImageFormat::Avif);
+}
+
+#[test]
+fn heic_input_is_read_and_answered_as_jpeg() {
+    let photo = fixture("photo.heic"); // 256×170, HEVC
+    assert_eq!(ImageFormat::sniff(&photo), Some(ImageFormat::Heif));
+    let out = run(&photo, "w=128").unwrap();
+    assert_eq!(out.rendered.format, ImageFormat::Jpeg, "HEIC is read, not written");
+    assert_eq!(out.input_pixels, 256 * 170);
+    let img = decode(&out.bytes);
+    assert_eq!(img.dimensions(), (128, 85));
+    // The same photo as the corpus JPEG it was made from, within lossy-codec noise.
+    let reference = decode(&run(&sample_jpeg(), "w=128&h=85&fit=fill").unwrap().bytes).to_rgb8();
+    let diff = mean_abs_diff(img.to_rgb8().as_raw(), reference.as_raw());
+    assert!(diff < 8.0, "mean difference {diff}");
+    for q in ["w=100&format=webp", "w=100&format=png", "w=100&format=avif"] {
+        assert!(run(&photo, q).is_ok(), "{q}");
+    }
+    // A HEIC with an alpha plane keeps it where the output can.
+    let alpha = fixture("alpha.heic");
+    assert!(ImageFormat::Heif.may_have_alpha(&alpha) && !ImageFormat::Heif.may_have_alpha(&photo));
+    // Its left half is opaque, its right half transparent.
+    let png = decode(&run(&alpha, "w=64&format=png").unwrap().bytes).to_rgba8();
+    assert!(png.get_pixel(5, 20)[3] > 245 && png.get_pixel(60, 20)[3] < 10);
+}
+
+#[test]
+fn bad_heif_inputs_are_refused_before_decoding() {
+    heic_helper();
+    let photo = fixture("photo.heic");
+    // Its `ispe` box declares the size: patched to 20000×20000, it is a pixel bomb.
+    let at = photo.windows(4).position(|w| w == b"ispe").unwrap() + 8;
+    let mut bomb = photo.clone();
+    bomb[at..at + 4].copy_from_slice(&20_000u32.to_be_bytes());
+    bomb[at + 4..at + 8].copy_from_slice(&20_000u32.to_be_bytes());
+    let err = run(&bomb, "w=100").unwrap_err();
+    assert_eq!(err.kind(), ProblemKind::PixelLimitExceeded, "{err}");
+    // Past any side libheif takes: refused as corrupt, not as a server error.
+    bomb[at..at + 4].copy_from_slice(&u32::MAX.to_be_bytes());
+    let err = run(&bomb, "w=100").unwrap_err();
+    assert!(matches!(err.kind(), ProblemKind::PixelLimitExceeded | ProblemKind::CorruptImage), "{err}");
+    // A legitimate image over a small limit is refused too.
+    let err = resize(&photo, &op("w=10"), &Limits { max_pixels: 1000 }).unwrap_err();
+    assert_eq!(err.kind(), ProblemKind::PixelLimitExceeded);
+    // Truncated anywhere: corrupt, never a panic or a server error.
+    for cut in [photo.len() - 100, photo.len() / 2, 400, 40, 20] {
+        let err = run(&photo[..cut], "w=100").unwrap_err();
+        assert!(
+            matches!(err.kind(), ProblemKind::CorruptImage | ProblemKind::UnsupportedMediaType),
+            "cut at {cut}: {err}"
+        );
+    }
+    let avif = run(&sample_jpeg(), "w=64&format=avif").unwrap().bytes;
+    let err = run(&avif[..avif.len() / 2], "w=10").unwrap_err();
+    assert_eq!(err.kind(), ProblemKind::CorruptImage, "{err}");
 }

@@ -2,10 +2,10 @@
 //!
 //! JPEG goes through libjpeg-turbo with DCT-domain downscaling (shrink-on-load):
 //! decoding a 24 MP photo at 1/8 scale touches 1/64 of the pixels and is where
-//! most of the speed of the headline path comes from. Other formats go through
-//! the `image` crate at full size.
+//! most of the speed of the headline path comes from. AVIF and HEIC go
+//! through libheif (`heif`), the others through the `image` crate, at full size.
 
-use super::{ResizeError, color};
+use super::{ResizeError, color, heic_process, heif};
 use contracts::ImageFormat;
 use image::{ImageDecoder, ImageReader, metadata::Orientation};
 use std::io::Cursor;
@@ -61,6 +61,13 @@ pub fn header(jpeg: &mut Decompressor, input: &[u8], format: ImageFormat) -> Res
         let icc = jpeg_icc(input).filter(|p| !color::is_srgb(p));
         return Ok(Header { width: h.width as u32, height: h.height as u32, orientation, icc });
     }
+    if matches!(format, ImageFormat::Avif | ImageFormat::Heif) {
+        // libheif applies the container's rotation and mirroring itself (they
+        // take precedence over any EXIF orientation): its size is the upright one.
+        let info = heif::info(input)?;
+        let icc = info.icc.filter(|p| !color::is_srgb(p));
+        return Ok(Header { width: info.width, height: info.height, orientation: Orientation::NoTransforms, icc });
+    }
     let mut decoder = image_decoder(input, format)?;
     let (width, height) = decoder.dimensions();
     let orientation = decoder.orientation().unwrap_or(Orientation::NoTransforms);
@@ -76,6 +83,9 @@ fn image_decoder(input: &[u8], format: ImageFormat) -> Result<impl ImageDecoder 
         ImageFormat::Gif => image::ImageFormat::Gif,
         ImageFormat::Bmp => image::ImageFormat::Bmp,
         ImageFormat::Tiff => image::ImageFormat::Tiff,
+        ImageFormat::Avif | ImageFormat::Heif => {
+            return Err(ResizeError::Internal(format!("{} is read by libheif", format.name())));
+        }
     };
     let mut reader = ImageReader::with_format(Cursor::new(input), f);
     // The caller enforces the pixel limit from the header; this bounds what
@@ -139,6 +149,12 @@ pub fn decode(
 ) -> Result<Pixels, ResizeError> {
     if format == ImageFormat::Jpeg {
         return decode_jpeg(jpeg, input, header, min_scale);
+    }
+    if matches!(format, ImageFormat::Avif | ImageFormat::Heif) {
+        let info = heif::info(input)?;
+        let buf =
+            if format == ImageFormat::Heif { heic_process::decode(input, &info)? } else { heif::decode(input, &info)? };
+        return Ok(Pixels { buf, width: info.width, height: info.height, alpha: info.alpha, in_srgb: false });
     }
     let decoder = image_decoder(input, format)?;
     let img = image::DynamicImage::from_decoder(decoder)?;

@@ -16,15 +16,23 @@ pub fn flatten(rgba: &[u8]) -> Vec<u8> {
     rgb
 }
 
+/// How the output is encoded: the format and its settings.
+#[derive(Debug, Clone, Copy)]
+pub struct Output {
+    pub format: ImageFormat,
+    pub quality: u8,
+    /// AVIF's encoder speed.
+    pub speed: u8,
+}
+
 /// Encodes interleaved 8-bit pixels (RGB, or RGBA when `alpha`).
 pub fn encode(
     jpeg: &mut Compressor,
-    format: ImageFormat,
+    Output { format, quality, speed }: Output,
     buf: &[u8],
     width: u32,
     height: u32,
     alpha: bool,
-    quality: u8,
 ) -> Result<Vec<u8>, ResizeError> {
     let internal = |e: &dyn std::fmt::Display| ResizeError::Internal(format!("{} encoder: {e}", format.name()));
     match format {
@@ -67,7 +75,11 @@ pub fn encode(
             let pixels = if alpha { super::webp::Pixels::Rgba(buf) } else { super::webp::Pixels::Rgb(buf) };
             super::webp::encode(pixels, width, height, quality).map_err(|e| internal(&e))
         }
-        ImageFormat::Gif | ImageFormat::Bmp | ImageFormat::Tiff => {
+        ImageFormat::Avif => {
+            let pixels = if alpha { super::heif::Pixels::Rgba(buf) } else { super::heif::Pixels::Rgb(buf) };
+            super::heif::encode_avif(pixels, width, height, quality, speed).map_err(|e| internal(&e))
+        }
+        ImageFormat::Gif | ImageFormat::Bmp | ImageFormat::Tiff | ImageFormat::Heif => {
             Err(ResizeError::Internal(format!("{} is not an output format", format.name())))
         }
     }

@@ -7,17 +7,18 @@
 //!   pixel is decoded.
 //! - [`geometry`]: plan the crop, size and canvas on the upright image, and map
 //!   the plan onto the pixels as stored (EXIF orientation).
-//! - `planes`: a JPEG that becomes a JPEG or a WebP without padding (the
+//! - `planes`: a JPEG that becomes a JPEG, WebP or AVIF without padding (the
 //!   common thumbnail and display sizes, EXIF-rotated or not) stays in Y'CbCr
 //!   planes from decode to encode; everything below is the general path.
-//! - `decode`: to RGB(A), JPEG downscaled in the DCT domain.
+//! - `decode`: to RGB(A), JPEG downscaled in the DCT domain, AVIF and HEIC
+//!   through libheif (`heif`), HEIC in a process of its own (`heic_process`).
 //! - `attention`: for `gravity=smart`, move the crop to what draws the eye
 //!   (both paths).
 //! - `resample`: the crop, resized with Lanczos3 (`lanczos`).
 //! - `color`: an embedded profile converted to sRGB, on the small result.
 //! - orientation: the EXIF orientation applied to the small result.
 //! - `pad`: `contain`'s canvas.
-//! - `encode` (and `webp`): without metadata.
+//! - `encode` (and `webp`, `heif` for AVIF): without metadata.
 
 mod attention;
 mod color;
@@ -25,6 +26,8 @@ mod decode;
 mod encode;
 mod error;
 pub mod geometry;
+mod heic_process;
+mod heif;
 mod lanczos;
 mod pad;
 mod planes;
@@ -34,6 +37,7 @@ mod resample;
 mod webp;
 
 pub use error::ResizeError;
+pub use heic_process::{HELPER_ARG as HEIC_HELPER_ARG, helper_main as heic_helper_main, set_helper as set_heic_helper};
 
 use contracts::{ImageFormat, Rendered, ResizeOp};
 use fast_image_resize as fr;
@@ -103,13 +107,14 @@ impl Engine {
         let plan = geometry::plan(up_w, up_h, op);
         let stored_plan = plan.stored(header.orientation, (up_w, up_h));
         let out_format = op.output_format(format);
+        let output = encode::Output { format: out_format, quality: op.quality, speed: op.avif_speed() };
         let done = |bytes, (width, height): (u32, u32)| Resized {
             bytes,
             rendered: Rendered { format: out_format, width, height },
             input_pixels: pixels,
         };
         if format == ImageFormat::Jpeg
-            && matches!(out_format, ImageFormat::Jpeg | ImageFormat::Webp)
+            && matches!(out_format, ImageFormat::Jpeg | ImageFormat::Webp | ImageFormat::Avif)
             && plan.canvas == plan.content
             && let Some(bytes) = planes::resize(
                 planes::Codecs {
@@ -124,8 +129,7 @@ impl Engine {
                     plan: &stored_plan,
                     orientation: header.orientation,
                     icc: header.icc.as_deref(),
-                    format: out_format,
-                    quality: op.quality,
+                    output,
                     scan_limit: decode::MAX_JPEG_SCANS,
                     smart: smart(op),
                 },
@@ -165,7 +169,7 @@ impl Engine {
 
         let _encoding = tracing::info_span!("encode", path = "general").entered();
         let (width, height, alpha) = (img.width(), img.height(), img.color().has_alpha());
-        let bytes = encode::encode(&mut self.compressor, out_format, img.as_bytes(), width, height, alpha, op.quality)?;
+        let bytes = encode::encode(&mut self.compressor, output, img.as_bytes(), width, height, alpha)?;
         Ok(done(bytes, (width, height)))
     }
 }

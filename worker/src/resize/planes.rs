@@ -1,4 +1,4 @@
-//! JPEG to JPEG or WebP without leaving YCbCr.
+//! JPEG to JPEG, WebP or AVIF without leaving YCbCr.
 //!
 //! A JPEG stores luma and (usually quarter-size) chroma planes. Decoding to
 //! RGB upsamples the chroma and converts colour; encoding back converts again
@@ -26,8 +26,9 @@
 use super::{
     ResizeError, color,
     decode::{LANCZOS_HEADROOM, jpeg_scaling},
+    encode::Output,
     geometry::Plan,
-    lanczos,
+    heif, lanczos,
     rawjpeg::{Decoder, Layout},
     webp,
 };
@@ -73,9 +74,8 @@ pub struct Request<'a> {
     pub orientation: Orientation,
     /// An RGB profile other than sRGB, applied to the resized result.
     pub icc: Option<&'a [u8]>,
-    /// JPEG or WebP: both store 4:2:0 planes.
-    pub format: ImageFormat,
-    pub quality: u8,
+    /// JPEG, WebP or AVIF: all three store 4:2:0 planes.
+    pub output: Output,
     /// `decode::MAX_JPEG_SCANS`.
     pub scan_limit: u32,
     /// `gravity=smart`: the crop is moved to where the decoded planes draw the eye.
@@ -91,12 +91,13 @@ pub struct Codecs<'e> {
     pub bufs: &'e mut Buffers,
 }
 
-/// Resizes a grey or YCbCr JPEG to a JPEG or a WebP as `req` says; `None`
+/// Resizes a grey or YCbCr JPEG to a JPEG, WebP or AVIF as `req` says; `None`
 /// when the input is not one this path handles.
 pub fn resize(codecs: Codecs<'_>, req: &Request<'_>) -> Result<Option<Vec<u8>>, ResizeError> {
     let Codecs { jpeg, raw, compressor, resizer, bufs } = codecs;
-    let Request { input, plan, orientation, icc, format, quality, scan_limit, smart } = *req;
-    debug_assert!(matches!(format, ImageFormat::Jpeg | ImageFormat::Webp));
+    let Request { input, plan, orientation, icc, output, scan_limit, smart } = *req;
+    let Output { format, quality, .. } = output;
+    debug_assert!(matches!(format, ImageFormat::Jpeg | ImageFormat::Webp | ImageFormat::Avif));
     let corrupt = |e: &dyn std::fmt::Display| ResizeError::Corrupt(e.to_string());
     let internal = |e: &dyn std::fmt::Display| ResizeError::Internal(format!("JPEG planes: {e}"));
     let h = jpeg.read_header(input).map_err(|e| corrupt(&e))?;
@@ -162,15 +163,16 @@ pub fn resize(codecs: Codecs<'_>, req: &Request<'_>) -> Result<Option<Vec<u8>>, 
     if layout.components() == 1 {
         drop(resample);
         let _encode = tracing::info_span!("encode", path = "planes").entered();
-        if format == ImageFormat::Webp {
-            // WebP has no grey: neutral chroma, which is what grey is in Y'CbCr
-            // (on the oriented luma's grid).
+        if format != ImageFormat::Jpeg {
+            // Written as colour: neutral chroma, which is what grey is in
+            // Y'CbCr (on the oriented luma's grid). WebP has no grey, and
+            // AVIF readers handle monochrome unevenly.
             let (ow, oh) = (cw.div_ceil(OUT.0), ch.div_ceil(OUT.1));
             for c in [&mut bufs.cb, &mut bufs.cr] {
                 c.clear();
                 c.resize(ow * oh, 128);
             }
-            return encode_webp(bufs, (cw, ch), ow, quality).map(Some).map_err(|e| internal(&e));
+            return encode_colour(bufs, (cw, ch), ow, output).map(Some).map_err(|e| internal(&e));
         }
         // Grey stays grey (as libvips writes it): one plane, no colour conversion.
         compressor.set_subsamp(Subsamp::Gray).map_err(|e| internal(&e))?;
@@ -190,10 +192,10 @@ pub fn resize(codecs: Codecs<'_>, req: &Request<'_>) -> Result<Option<Vec<u8>>, 
     if let Some(icc) = icc {
         color::ycbcr420_to_rgb(&bufs.y, (cw, ch), &bufs.cb, &bufs.cr, &mut bufs.rgb);
         color::rgb_to_srgb(icc, &mut bufs.rgb, false);
-        return super::encode::encode(compressor, format, &bufs.rgb, cw as u32, ch as u32, false, quality).map(Some);
+        return super::encode::encode(compressor, output, &bufs.rgb, cw as u32, ch as u32, false).map(Some);
     }
-    if format == ImageFormat::Webp {
-        return encode_webp(bufs, (cw, ch), ow, quality).map(Some).map_err(|e| internal(&e));
+    if format != ImageFormat::Jpeg {
+        return encode_colour(bufs, (cw, ch), ow, output).map(Some).map_err(|e| internal(&e));
     }
     let y_stride = pad_to_chroma_grid(&mut bufs.y, (cw, ch), (ow * OUT.0, oh * OUT.1));
     let planes = YuvPlanesImage {
@@ -210,12 +212,22 @@ pub fn resize(codecs: Codecs<'_>, req: &Request<'_>) -> Result<Option<Vec<u8>>, 
     compressor.compress_yuv_planes_to_vec(&planes).map(Some).map_err(|e| internal(&e))
 }
 
-/// Encodes the resized planes (JPEG's range) as lossy WebP: `size` is the
-/// luma plane's, `uv_stride` the chroma planes' width.
-fn encode_webp(bufs: &mut Buffers, (w, h): (usize, usize), uv_stride: usize, quality: u8) -> Result<Vec<u8>, String> {
+/// Encodes the resized planes (JPEG's range) as lossy WebP or AVIF: `size`
+/// is the luma plane's, `uv_stride` the chroma planes' width.
+fn encode_colour(
+    bufs: &mut Buffers,
+    (w, h): (usize, usize),
+    uv_stride: usize,
+    output: Output,
+) -> Result<Vec<u8>, String> {
+    if output.format == ImageFormat::Avif {
+        // AV1 signals JPEG's range and matrix: the planes go as they are.
+        let pixels = heif::Pixels::JpegYcbcr420 { y: &bufs.y, y_stride: w, u: &bufs.cb, v: &bufs.cr, uv_stride };
+        return heif::encode_avif(pixels, w as u32, h as u32, output.quality, output.speed).map_err(|e| e.to_string());
+    }
     webp::jpeg_to_vp8_range(&mut bufs.y[..w * h], &mut bufs.cb, &mut bufs.cr);
     let pixels = webp::Pixels::Yuv420 { y: &bufs.y, y_stride: w, u: &bufs.cb, v: &bufs.cr, uv_stride };
-    webp::encode(pixels, w as u32, h as u32, quality)
+    webp::encode(pixels, w as u32, h as u32, output.quality)
 }
 
 /// Applies an EXIF orientation to a `w`×`h` plane, in place; returns its new size.

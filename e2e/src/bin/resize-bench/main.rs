@@ -2,7 +2,7 @@
 //! resize function against libvips (`vipsthumbnail`), sharp and Pillow-SIMD,
 //! on the shared corpus, with peak memory and an SSIM quality guard.
 //!
-//!   scripts/bench-resize.sh [--reps 3] [--seconds 3] [--ops jpeg-320,webp-1024,png-320,24mp-320,cover-320,smart-320]
+//!   scripts/bench-resize.sh [--reps 3] [--seconds 3] [--ops jpeg-320,webp-1024,png-320,24mp-320,cover-320,smart-320,avif-320]
 //!
 //! Run it under `taskset -c 1` (the script does): every tool is a child
 //! process that inherits the affinity and is told to use one thread. Each tool
@@ -51,7 +51,7 @@ const fn cropped(width: u32, height: u32, crop: &'static str) -> Spec {
 
 pub const HEADLINE: &str = "jpeg-320";
 
-const OPS: [Op; 6] = [
+const OPS: [Op; 7] = [
     Op { name: HEADLINE, what: "JPEG → fit 320×320 → JPEG q80", inputs: "jpeg", spec: spec(320, 320, "jpeg") },
     Op {
         name: "webp-1024", what: "JPEG → fit 1024×1024 → WebP q80", inputs: "jpeg", spec: spec(1024, 1024, "webp")
@@ -75,6 +75,7 @@ const OPS: [Op; 6] = [
         inputs: "jpeg",
         spec: cropped(320, 320, "attention"),
     },
+    Op { name: "avif-320", what: "JPEG → fit 320×320 → AVIF q80", inputs: "jpeg", spec: spec(320, 320, "avif") },
 ];
 
 struct Config {
@@ -130,6 +131,8 @@ pub struct OpResult {
     pub tools: Vec<(Tool, Measured)>,
     /// Against vipsthumbnail's output, per tool other than vipsthumbnail.
     pub ssim: Vec<(Tool, quality::Similarity)>,
+    /// Lossy operations: every tool's output against its own lossless (PNG) output of the same operation.
+    pub fidelity: Vec<(Tool, quality::Similarity)>,
 }
 
 fn measure(
@@ -179,10 +182,26 @@ fn measure(
     if tools.contains(&Tool::Vipsthumbnail) {
         let reference = scratch.join(op.name).join(Tool::Vipsthumbnail.name());
         for &tool in tools.iter().filter(|t| **t != Tool::Vipsthumbnail) {
-            ssim.push((tool, quality::compare(&scratch.join(op.name).join(tool.name()), &reference)?));
+            ssim.push((tool, quality::compare(&scratch.join(op.name).join(tool.name()), &reference, None)?));
         }
     }
-    Ok(OpResult { op, files: files.len(), tools: measured, ssim })
+    // Lossy outputs also against the same tool's lossless output of the same
+    // operation (PNG): what its encoder lost at this quality, apart from how
+    // it resampled. Closeness to libvips' own lossy file cannot say which of
+    // the two lost more.
+    let mut fidelity = Vec::new();
+    if op.spec.format != "png" {
+        let lossless = Spec { format: "png", ..op.spec.clone() };
+        for &tool in tools {
+            let reference = scratch.join(op.name).join(format!("{}-lossless", tool.name()));
+            std::fs::create_dir_all(&reference)?;
+            let (cmd, expected) = peers.command(tool, &lossless, &files, 1, &reference);
+            child::run(&cmd, expected).with_context(|| format!("{}'s lossless reference", tool.name()))?;
+            let outputs = scratch.join(op.name).join(tool.name());
+            fidelity.push((tool, quality::compare(&outputs, &reference, Some("png"))?));
+        }
+    }
+    Ok(OpResult { op, files: files.len(), tools: measured, ssim, fidelity })
 }
 
 fn main() -> anyhow::Result<()> {

@@ -20,19 +20,37 @@ impl Similarity {
     }
 }
 
-/// Mean SSIM of every output in `ours` against the file of the same name in `reference`.
-pub fn compare(ours: &Path, reference: &Path) -> anyhow::Result<Similarity> {
+/// Decodes an output to RGB: AVIF through libvips (the `image` crate is
+/// built without an AV1 decoder), everything else in process.
+fn open(path: &Path) -> anyhow::Result<image::RgbImage> {
+    if path.extension().is_some_and(|e| e == "avif") {
+        let png = std::env::temp_dir().join(format!("resize-bench-{}.png", std::process::id()));
+        let status = std::process::Command::new("vips").arg("copy").arg(path).arg(&png).status()?;
+        anyhow::ensure!(status.success(), "vips could not decode {}", path.display());
+        let img = image::open(&png)?.to_rgb8();
+        std::fs::remove_file(&png)?;
+        return Ok(img);
+    }
+    Ok(image::open(path)?.to_rgb8())
+}
+
+/// Mean SSIM of every output in `ours` against the file of the same name in
+/// `reference` (with its extension replaced by `reference_ext`, if given).
+pub fn compare(ours: &Path, reference: &Path, reference_ext: Option<&str>) -> anyhow::Result<Similarity> {
     let mut names: Vec<_> = std::fs::read_dir(ours)?.map(|e| e.map(|e| e.file_name())).collect::<Result<_, _>>()?;
     names.sort();
     let (mut sum, mut compared, mut size_mismatches) = (0.0, 0, Vec::new());
     let (mut bytes, mut reference_bytes) = (0, 0);
     for name in names {
-        let other = reference.join(&name);
+        let other = match reference_ext {
+            Some(ext) => reference.join(Path::new(&name).with_extension(ext)),
+            None => reference.join(&name),
+        };
         if !other.exists() {
             continue;
         }
-        let a = image::open(ours.join(&name))?.to_rgb8();
-        let b = image::open(&other)?.to_rgb8();
+        let a = open(&ours.join(&name))?;
+        let b = open(&other)?;
         match ssim(&a, &b) {
             Some(s) => {
                 sum += s;

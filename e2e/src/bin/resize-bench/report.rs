@@ -70,6 +70,14 @@ pub fn print(results: &[OpResult], skipped: &[(Tool, String)], cores: usize, rep
             }
             println!();
         }
+        for (tool, s) in &r.fidelity {
+            println!(
+                "fidelity {}: ssim vs its own lossless output (PNG, same operation) = {:.4} over {} images",
+                tool.name(),
+                s.mean,
+                s.compared
+            );
+        }
     }
     println!();
     for (tool, why) in skipped {
@@ -96,6 +104,20 @@ fn targets(results: &[OpResult]) {
             mib(ours.peak_rss_kib),
             mib(vips.peak_rss_kib),
             verdict(ratio <= 1.5)
+        );
+    }
+    if let Some(r) = results.iter().find(|r| r.op.spec.format == "avif")
+        && let Some((_, ratio)) = ratios(r).into_iter().find(|(p, _)| *p == Tool::Vipsthumbnail)
+    {
+        let fidelity = |t: Tool| r.fidelity.iter().find(|(x, _)| *x == t).map_or(f64::NAN, |(_, s)| s.mean);
+        let (ours, vips) = (fidelity(Tool::Ours), fidelity(Tool::Vipsthumbnail));
+        let bytes = r.ssim.iter().find(|(t, _)| *t == Tool::Ours).map_or(f64::NAN, |(_, s)| s.size_ratio());
+        println!(
+            "target {}: ≥ 1.20 × vipsthumbnail per CPU-second: {ratio:.2} {}; fidelity ≥ vipsthumbnail's: {ours:.4} vs {vips:.4} {}; bytes within 10 %: {bytes:.3} × {}",
+            r.op.name,
+            verdict(ratio >= 1.2),
+            verdict(ours >= vips),
+            verdict((bytes - 1.0).abs() <= 0.10)
         );
     }
     let Some(head) = results.iter().find(|r| r.op.name == HEADLINE) else {

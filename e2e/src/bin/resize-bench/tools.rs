@@ -18,9 +18,10 @@ pub enum Tool {
 pub const ALL: [Tool; 5] = [Tool::Ours, Tool::Vipsthumbnail, Tool::Sharp, Tool::PillowSimd, Tool::Imgproxy];
 
 impl Tool {
-    /// Whether the tool can perform `spec` at all: Pillow has no attention crop.
+    /// Whether the tool can perform `spec` at all: Pillow has no attention
+    /// crop, and Pillow-SIMD no AVIF encoder.
     pub fn supports(self, spec: &Spec) -> bool {
-        !(self == Tool::PillowSimd && spec.crop == Some("attention"))
+        !(self == Tool::PillowSimd && (spec.crop == Some("attention") || spec.format == "avif"))
     }
 
     pub fn name(self) -> &'static str {
