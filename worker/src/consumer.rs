@@ -156,6 +156,10 @@ async fn slot_loop(slot: usize, mut puller: Puller, ctx: Ctx, mut stop: watch::R
     {
         warn!(error = %e, "ack failed; the job may be redelivered");
     }
+    let released = puller.release().await;
+    if released > 0 {
+        info!(slot, released, "handed back jobs delivered while stopping");
+    }
 }
 
 async fn handle(msg: &jetstream::Message, ctx: &Ctx) -> Settled {

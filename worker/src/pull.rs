@@ -97,7 +97,31 @@ impl Puller {
             }
         }
     }
+
+    /// Ends the slot's pull without losing a job to it: withdraws interest in
+    /// the inbox (so the server stops delivering to the open request) and
+    /// hands every job already on its way back at once, with a nak. Without
+    /// this, a job the server sent to a stopping slot would wait out the ack
+    /// wait, longer than the request that waits for it. Returns how many.
+    pub async fn release(mut self) -> usize {
+        let _ = self.sub.unsubscribe().await;
+        let mut released = 0;
+        // Buffered deliveries come out before the end of the stream; a short
+        // wait covers the ones the server sent before it read the UNSUB.
+        while let Ok(Some(msg)) = tokio::time::timeout(RELEASE_WAIT, self.sub.next()).await {
+            if status_of(msg.status) == Status::Job {
+                let job = jetstream::Message { message: msg, context: self.js.clone() };
+                if job.ack_with(jetstream::AckKind::Nak(None)).await.is_ok() {
+                    released += 1;
+                }
+            }
+        }
+        released
+    }
 }
+
+/// How long [`Puller::release`] waits for deliveries already on the wire.
+const RELEASE_WAIT: Duration = Duration::from_millis(100);
 
 /// The pull request: one job, waiting up to [`EXPIRES`] for it.
 fn request() -> String {
