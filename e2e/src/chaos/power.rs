@@ -351,20 +351,33 @@ async fn ensure(role: Role, urls: &str, config: stream::Config) -> anyhow::Resul
 }
 
 /// Publishes `messages` on `subject`, [`WINDOW`] at a time; those acknowledged.
+/// Refused ones are sent again for a while: a stream created a moment ago
+/// may not have elected its leader yet, and its first writes then find no
+/// responder (seen once: every JOBS write refused in 0.1 s, nothing to check).
 async fn publish(js: &jetstream::Context, subject: &'static str, messages: Vec<Acked>) -> anyhow::Result<Vec<Acked>> {
+    let give_up = Instant::now() + Duration::from_secs(15);
     let mut acked = Vec::new();
-    for window in messages.chunks(WINDOW) {
-        let mut inflight = Vec::new();
-        for m in window {
-            inflight.push((m, js.publish_with_headers(subject, m.headers.clone(), m.payload.clone()).await?));
-        }
-        for (m, ack) in inflight {
-            if let Ok(ack) = ack.await {
-                acked.push(Acked { seq: ack.sequence, ..m.clone() });
+    let mut pending = messages;
+    loop {
+        let mut refused = Vec::new();
+        for window in pending.chunks(WINDOW) {
+            let mut inflight = Vec::new();
+            for m in window {
+                inflight.push((m, js.publish_with_headers(subject, m.headers.clone(), m.payload.clone()).await?));
+            }
+            for (m, ack) in inflight {
+                match ack.await {
+                    Ok(ack) => acked.push(Acked { seq: ack.sequence, ..m.clone() }),
+                    Err(_) => refused.push(m.clone()),
+                }
             }
         }
+        if refused.is_empty() || Instant::now() > give_up {
+            return Ok(acked);
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        pending = refused;
     }
-    Ok(acked)
 }
 
 /// Jobs as an api-server queues them (staged input).
