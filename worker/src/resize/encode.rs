@@ -16,6 +16,37 @@ pub fn flatten(rgba: &[u8]) -> Vec<u8> {
     rgb
 }
 
+/// The pixels one encode takes.
+pub enum Pixels<'a> {
+    /// Interleaved 8-bit RGB, `width × 3` bytes per row.
+    Rgb(&'a [u8]),
+    /// Interleaved 8-bit RGBA, `width × 4` bytes per row.
+    Rgba(&'a [u8]),
+    /// 4:2:0 planes, in the range the encoder takes (WebP: VP8's limited
+    /// range, after `webp::jpeg_to_vp8_range`; AVIF: JPEG's full range, as
+    /// the JPEG plane path resizes it): chroma planes are
+    /// `ceil(width / 2) × ceil(height / 2)` samples.
+    Yuv420 { y: &'a [u8], y_stride: usize, u: &'a [u8], v: &'a [u8], uv_stride: usize },
+}
+
+impl Pixels<'_> {
+    /// Whether the buffers hold every sample the encoder will read: the raw
+    /// pointers the encoders hand to C are only sound when this holds.
+    pub fn covers(&self, width: usize, height: usize) -> bool {
+        let plane = |len: usize, stride: usize, w: usize, h: usize| stride >= w && len >= stride * (h - 1) + w;
+        match *self {
+            Self::Rgb(buf) => buf.len() >= width * height * 3,
+            Self::Rgba(buf) => buf.len() >= width * height * 4,
+            Self::Yuv420 { y, y_stride, u, v, uv_stride } => {
+                let (cw, ch) = (width.div_ceil(2), height.div_ceil(2));
+                plane(y.len(), y_stride, width, height)
+                    && plane(u.len(), uv_stride, cw, ch)
+                    && plane(v.len(), uv_stride, cw, ch)
+            }
+        }
+    }
+}
+
 /// How the output is encoded: the format and its settings.
 #[derive(Debug, Clone, Copy)]
 pub struct Output {
@@ -72,11 +103,11 @@ pub fn encode(
             Ok(out)
         }
         ImageFormat::Webp => {
-            let pixels = if alpha { super::webp::Pixels::Rgba(buf) } else { super::webp::Pixels::Rgb(buf) };
+            let pixels = if alpha { Pixels::Rgba(buf) } else { Pixels::Rgb(buf) };
             super::webp::encode(pixels, width, height, quality).map_err(|e| internal(&e))
         }
         ImageFormat::Avif => {
-            let pixels = if alpha { super::heif::Pixels::Rgba(buf) } else { super::heif::Pixels::Rgb(buf) };
+            let pixels = if alpha { Pixels::Rgba(buf) } else { Pixels::Rgb(buf) };
             super::heif::encode_avif(pixels, width, height, quality, speed).map_err(|e| internal(&e))
         }
         ImageFormat::Gif | ImageFormat::Bmp | ImageFormat::Tiff | ImageFormat::Heif => {

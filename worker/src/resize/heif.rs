@@ -7,6 +7,7 @@
 //! natively, so neither side converts colour. Everything else is RGB(A),
 //! converted by libheif.
 
+use super::encode::Pixels;
 use std::ffi::{CStr, c_char, c_int};
 
 const OK: c_int = 0;
@@ -72,17 +73,6 @@ unsafe extern "C" {
     fn rz_heif_free(p: *mut u8);
 }
 
-/// The pixels one encode takes.
-pub enum Pixels<'a> {
-    /// Interleaved 8-bit RGB, `width × 3` bytes per row.
-    Rgb(&'a [u8]),
-    /// Interleaved 8-bit RGBA, `width × 4` bytes per row.
-    Rgba(&'a [u8]),
-    /// 4:2:0 planes in JPEG's range (full-range BT.601): chroma planes are
-    /// `ceil(width / 2) × ceil(height / 2)` samples.
-    JpegYcbcr420 { y: &'a [u8], y_stride: usize, u: &'a [u8], v: &'a [u8], uv_stride: usize },
-}
-
 /// Why libheif refused.
 #[derive(Debug)]
 pub enum Error {
@@ -129,40 +119,30 @@ fn side(n: u32) -> Result<c_int, Error> {
 /// `speed` (0 slowest … 9 fastest), on one thread.
 pub fn encode_avif(pixels: Pixels<'_>, width: u32, height: u32, quality: u8, speed: u8) -> Result<Vec<u8>, Error> {
     let (w, h) = (side(width)?, side(height)?);
-    let (wu, hu) = (width as usize, height as usize);
-    let plane = |len: usize, stride: usize, w: usize, h: usize| stride >= w && len >= stride * (h - 1) + w;
     let short = || Error::Refused("pixel buffer smaller than the image".into());
+    if !pixels.covers(width as usize, height as usize) {
+        return Err(short());
+    }
     let stride = |s: usize| c_int::try_from(s).map_err(|_| short());
     let px = match pixels {
         Pixels::Rgb(buf) | Pixels::Rgba(buf) => {
             let (kind, n) = if matches!(pixels, Pixels::Rgb(_)) { (RGB, 3) } else { (RGBA, 4) };
-            if buf.len() < wu * hu * n {
-                return Err(short());
-            }
             RzPixels {
                 kind,
                 width: w,
                 height: h,
                 p: [buf.as_ptr(), std::ptr::null(), std::ptr::null()],
-                stride: [stride(wu * n)?, 0, 0],
+                stride: [stride(width as usize * n)?, 0, 0],
             }
         }
-        Pixels::JpegYcbcr420 { y, y_stride, u, v, uv_stride } => {
-            let (cw, ch) = (wu.div_ceil(2), hu.div_ceil(2));
-            if !(plane(y.len(), y_stride, wu, hu)
-                && plane(u.len(), uv_stride, cw, ch)
-                && plane(v.len(), uv_stride, cw, ch))
-            {
-                return Err(short());
-            }
-            RzPixels {
-                kind: YCBCR420,
-                width: w,
-                height: h,
-                p: [y.as_ptr(), u.as_ptr(), v.as_ptr()],
-                stride: [stride(y_stride)?, stride(uv_stride)?, stride(uv_stride)?],
-            }
-        }
+        // JPEG's full range: the shim tags the image with it.
+        Pixels::Yuv420 { y, y_stride, u, v, uv_stride } => RzPixels {
+            kind: YCBCR420,
+            width: w,
+            height: h,
+            p: [y.as_ptr(), u.as_ptr(), v.as_ptr()],
+            stride: [stride(y_stride)?, stride(uv_stride)?, stride(uv_stride)?],
+        },
     };
     let mut out: *mut u8 = std::ptr::null_mut();
     let mut len = 0usize;
@@ -281,8 +261,8 @@ mod tests {
         let (w, h) = (32, 32);
         let y = vec![76u8; w * h]; // red: Y' 76, Cb 85, Cr 255
         let (u, v) = (vec![85u8; 16 * 16], vec![255u8; 16 * 16]);
-        let avif = encode_avif(Pixels::JpegYcbcr420 { y: &y, y_stride: w, u: &u, v: &v, uv_stride: 16 }, 32, 32, 95, 9)
-            .unwrap();
+        let avif =
+            encode_avif(Pixels::Yuv420 { y: &y, y_stride: w, u: &u, v: &v, uv_stride: 16 }, 32, 32, 95, 9).unwrap();
         let info = info(&avif).unwrap();
         let back = decode(&avif, &info).unwrap();
         let centre = &back[(16 * w + 16) * 3..][..3];
@@ -293,7 +273,7 @@ mod tests {
     fn short_buffers_and_garbage_are_refused() {
         assert!(matches!(encode_avif(Pixels::Rgb(&[0; 10]), 4, 4, 80, 8), Err(Error::Refused(_))));
         let (y, u) = (vec![0u8; 16], vec![0u8; 3]);
-        let short = Pixels::JpegYcbcr420 { y: &y, y_stride: 4, u: &u, v: &u, uv_stride: 2 };
+        let short = Pixels::Yuv420 { y: &y, y_stride: 4, u: &u, v: &u, uv_stride: 2 };
         assert!(matches!(encode_avif(short, 4, 4, 80, 8), Err(Error::Refused(_))));
         assert!(info(b"\0\0\0\x18ftypavif\0\0\0\0mif1avif").is_err());
         assert!(info(b"not an image").is_err());

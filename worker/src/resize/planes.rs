@@ -26,7 +26,7 @@
 use super::{
     ResizeError, color,
     decode::{LANCZOS_HEADROOM, jpeg_scaling},
-    encode::Output,
+    encode::{Output, Pixels},
     geometry::Plan,
     heif, lanczos,
     rawjpeg::{Decoder, Layout},
@@ -222,11 +222,11 @@ fn encode_colour(
 ) -> Result<Vec<u8>, String> {
     if output.format == ImageFormat::Avif {
         // AV1 signals JPEG's range and matrix: the planes go as they are.
-        let pixels = heif::Pixels::JpegYcbcr420 { y: &bufs.y, y_stride: w, u: &bufs.cb, v: &bufs.cr, uv_stride };
+        let pixels = Pixels::Yuv420 { y: &bufs.y, y_stride: w, u: &bufs.cb, v: &bufs.cr, uv_stride };
         return heif::encode_avif(pixels, w as u32, h as u32, output.quality, output.speed).map_err(|e| e.to_string());
     }
     webp::jpeg_to_vp8_range(&mut bufs.y[..w * h], &mut bufs.cb, &mut bufs.cr);
-    let pixels = webp::Pixels::Yuv420 { y: &bufs.y, y_stride: w, u: &bufs.cb, v: &bufs.cr, uv_stride };
+    let pixels = Pixels::Yuv420 { y: &bufs.y, y_stride: w, u: &bufs.cb, v: &bufs.cr, uv_stride };
     webp::encode(pixels, w as u32, h as u32, output.quality)
 }
 

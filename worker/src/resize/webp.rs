@@ -9,36 +9,8 @@
 //! of `libwebp-sys`): without it only the SSE2 ones are compiled, while the
 //! distributions' builds that libvips and Pillow load pick SSE4.1 at run time.
 
+use super::encode::Pixels;
 use libwebp_sys as sys;
-
-/// The pixels one encode takes.
-pub enum Pixels<'a> {
-    /// Interleaved 8-bit RGB, `width × 3` bytes per row.
-    Rgb(&'a [u8]),
-    /// Interleaved 8-bit RGBA, `width × 4` bytes per row.
-    Rgba(&'a [u8]),
-    /// 4:2:0 planes already in VP8's range: chroma planes are
-    /// `ceil(width / 2) × ceil(height / 2)` samples.
-    Yuv420 { y: &'a [u8], y_stride: usize, u: &'a [u8], v: &'a [u8], uv_stride: usize },
-}
-
-impl Pixels<'_> {
-    /// Whether the buffers hold every sample libwebp will read: the raw
-    /// pointers handed over below are only sound when this holds.
-    fn covers(&self, width: usize, height: usize) -> bool {
-        let plane = |len: usize, stride: usize, w: usize, h: usize| stride >= w && len >= stride * (h - 1) + w;
-        match *self {
-            Self::Rgb(buf) => buf.len() >= width * height * 3,
-            Self::Rgba(buf) => buf.len() >= width * height * 4,
-            Self::Yuv420 { y, y_stride, u, v, uv_stride } => {
-                let (cw, ch) = (width.div_ceil(2), height.div_ceil(2));
-                plane(y.len(), y_stride, width, height)
-                    && plane(u.len(), uv_stride, cw, ch)
-                    && plane(v.len(), uv_stride, cw, ch)
-            }
-        }
-    }
-}
 
 /// Encodes lossy WebP at `quality` (0–100) with libwebp's defaults otherwise
 /// (method 4, as libvips' `webpsave` and Pillow use them).
