@@ -20,6 +20,10 @@ pub struct Header {
     pub orientation: Orientation,
     /// Embedded ICC profile, if any and not sRGB ([`color::is_srgb`]).
     pub icc: Option<Vec<u8>>,
+    /// Whether the image has alpha, where the header says so before
+    /// decoding (AVIF and HEIC name an alpha image up front); `None` for the
+    /// formats whose decoder tells.
+    pub alpha: Option<bool>,
 }
 
 impl Header {
@@ -59,20 +63,21 @@ pub fn header(jpeg: &mut Decompressor, input: &[u8], format: ImageFormat) -> Res
         let h = jpeg.read_header(input).map_err(jpeg_error)?;
         let orientation = jpeg_exif(input).and_then(Orientation::from_exif_chunk).unwrap_or(Orientation::NoTransforms);
         let icc = jpeg_icc(input).filter(|p| !color::is_srgb(p));
-        return Ok(Header { width: h.width as u32, height: h.height as u32, orientation, icc });
+        return Ok(Header { width: h.width as u32, height: h.height as u32, orientation, icc, alpha: None });
     }
     if matches!(format, ImageFormat::Avif | ImageFormat::Heif) {
         // libheif applies the container's rotation and mirroring itself (they
         // take precedence over any EXIF orientation): its size is the upright one.
         let info = heif::info(input)?;
         let icc = info.icc.filter(|p| !color::is_srgb(p));
-        return Ok(Header { width: info.width, height: info.height, orientation: Orientation::NoTransforms, icc });
+        let (width, height, alpha) = (info.width, info.height, Some(info.alpha));
+        return Ok(Header { width, height, orientation: Orientation::NoTransforms, icc, alpha });
     }
     let mut decoder = image_decoder(input, format)?;
     let (width, height) = decoder.dimensions();
     let orientation = decoder.orientation().unwrap_or(Orientation::NoTransforms);
     let icc = decoder.icc_profile().ok().flatten().filter(|p| !color::is_srgb(p));
-    Ok(Header { width, height, orientation, icc })
+    Ok(Header { width, height, orientation, icc, alpha: None })
 }
 
 fn image_decoder(input: &[u8], format: ImageFormat) -> Result<impl ImageDecoder + '_, ResizeError> {
@@ -151,7 +156,9 @@ pub fn decode(
         return decode_jpeg(jpeg, input, header, min_scale);
     }
     if matches!(format, ImageFormat::Avif | ImageFormat::Heif) {
-        let info = heif::info(input)?;
+        // What `header` read from the container: it is not parsed again.
+        let alpha = header.alpha.ok_or_else(|| ResizeError::Internal("HEIF header without its alpha".into()))?;
+        let info = heif::Info { width: header.width, height: header.height, alpha, icc: None };
         let buf =
             if format == ImageFormat::Heif { heic_process::decode(input, &info)? } else { heif::decode(input, &info)? };
         return Ok(Pixels { buf, width: info.width, height: info.height, alpha: info.alpha, in_srgb: false });
