@@ -60,32 +60,35 @@ pub fn decode(input: &[u8], info: &Info) -> Result<Vec<u8>, Error> {
         .spawn()
         .map_err(spawn_failed)?;
     let pid = child.id() as libc::pid_t;
-    let (done, watchdog) = std::sync::mpsc::channel::<()>();
-    let killer = std::thread::spawn(move || {
-        if watchdog.recv_timeout(TIMEOUT) == Err(std::sync::mpsc::RecvTimeoutError::Timeout) {
-            // SAFETY: kill(2) on our own child's pid, which is not reaped until `wait` below returns.
-            unsafe { libc::kill(pid, libc::SIGKILL) };
-        }
-    });
     let mut stdin = child.stdin.take().expect("piped");
     let mut stdout = child.stdout.take().expect("piped");
     let mut stderr = child.stderr.take().expect("piped");
-    let (input_owned, expected) = (input.to_vec(), info.width as usize * info.height as usize * channels(info));
-    let writer = std::thread::spawn(move || {
-        // A helper that stops early closes its end: the error is its exit status's to explain.
-        let _ = stdin.write_all(&input_owned);
+    let expected = info.width as usize * info.height as usize * channels(info);
+    let (done, watchdog) = std::sync::mpsc::channel::<()>();
+    // Scoped: the writer borrows the input instead of copying it.
+    let (pixels, read, status, message) = std::thread::scope(|scope| {
+        scope.spawn(move || {
+            if watchdog.recv_timeout(TIMEOUT) == Err(std::sync::mpsc::RecvTimeoutError::Timeout) {
+                // SAFETY: kill(2) on our own child's pid, which is not reaped until `wait` below returns.
+                unsafe { libc::kill(pid, libc::SIGKILL) };
+            }
+        });
+        scope.spawn(move || {
+            // A helper that stops early closes its end: the error is its exit status's to explain.
+            let _ = stdin.write_all(input);
+        });
+        let errors = scope.spawn(move || {
+            let mut text = String::new();
+            let _ = stderr.by_ref().take(4096).read_to_string(&mut text);
+            text
+        });
+        let mut pixels = Vec::with_capacity(expected);
+        let read = stdout.by_ref().take(expected as u64 + 1).read_to_end(&mut pixels);
+        let status = child.wait();
+        let _ = done.send(());
+        (pixels, read, status, errors.join().unwrap_or_default())
     });
-    let errors = std::thread::spawn(move || {
-        let mut text = String::new();
-        let _ = stderr.by_ref().take(4096).read_to_string(&mut text);
-        text
-    });
-    let mut pixels = Vec::with_capacity(expected);
-    let read = stdout.by_ref().take(expected as u64 + 1).read_to_end(&mut pixels);
-    let status = child.wait().map_err(spawn_failed)?;
-    let _ = done.send(());
-    let _ = (killer.join(), writer.join());
-    let message = errors.join().unwrap_or_default();
+    let status = status.map_err(spawn_failed)?;
     let message = message.lines().last().unwrap_or("").to_owned();
     match status.code() {
         Some(0) if read.is_ok() && pixels.len() == expected => Ok(pixels),
