@@ -52,22 +52,41 @@ impl ImageFormat {
         }
     }
 
-    /// Output formats. GIF is read (first frame) but never written: a resized
-    /// photo as a 256-colour GIF is never what a caller wants. BMP and TIFF
-    /// are read too (scanners, cameras, old archives), and answered as PNG;
-    /// HEIC, which few browsers show, as JPEG ([`ImageFormat::stand_in`]).
+    /// Output formats. GIF is written when asked for (`format=gif`) and for
+    /// animated GIFs, whose frames it keeps. BMP and TIFF are read (scanners,
+    /// cameras, old archives) and answered as PNG; HEIC, which few browsers
+    /// show, as JPEG ([`ImageFormat::stand_in`]).
     pub fn is_encodable(self) -> bool {
-        !matches!(self, Self::Gif | Self::Bmp | Self::Tiff | Self::Heif)
+        !matches!(self, Self::Bmp | Self::Tiff | Self::Heif)
     }
 
-    /// What an input of this format becomes when no output format is asked
-    /// for and it cannot be written itself.
+    /// What a still input of this format becomes when no output format is
+    /// asked for: itself where that is a good answer; a still GIF becomes a
+    /// PNG (a resized GIF's 256 colours band, PNG keeps every shade).
     pub fn stand_in(self) -> Self {
         match self {
             Self::Heif => Self::Jpeg,
+            Self::Gif => Self::Png,
             f if f.is_encodable() => f,
             _ => Self::Png,
         }
+    }
+
+    /// Whether this output format keeps every frame of an animation.
+    pub fn animates(self) -> bool {
+        matches!(self, Self::Gif | Self::Webp)
+    }
+
+    /// Whether `bytes` of this format hold more than one frame, from the
+    /// container alone ([`crate::animation`]); a malformed container is not
+    /// animated here: the worker's decoder has the last word on it.
+    pub fn is_animated(self, bytes: &[u8]) -> bool {
+        let layout = match self {
+            Self::Gif => crate::animation::gif(bytes),
+            Self::Webp => crate::animation::webp(bytes),
+            _ => return false,
+        };
+        layout.is_ok_and(|l| l.animated())
     }
 
     /// Parses an output format name as given in the `format` query parameter.
@@ -77,6 +96,7 @@ impl ImageFormat {
             "png" => Some(Self::Png),
             "webp" => Some(Self::Webp),
             "avif" => Some(Self::Avif),
+            "gif" => Some(Self::Gif),
             _ => None,
         }
     }
@@ -268,11 +288,23 @@ mod tests {
         assert_eq!(ImageFormat::from_media_type("image/x-ms-bmp"), Some(ImageFormat::Bmp));
         assert_eq!(ImageFormat::from_media_type("image/heif"), Some(ImageFormat::Heif));
         assert_eq!(ImageFormat::from_media_type("image/jxl"), None);
-        assert_eq!(ImageFormat::from_name("gif"), None);
+        assert_eq!(ImageFormat::from_name("gif"), Some(ImageFormat::Gif));
+        assert_eq!(ImageFormat::Gif.stand_in(), ImageFormat::Png, "a still GIF is answered as PNG");
         assert_eq!(ImageFormat::from_name("heic"), None, "HEIC is read, never written");
         assert_eq!(ImageFormat::from_name("avif"), Some(ImageFormat::Avif));
         assert_eq!(ImageFormat::Heif.stand_in(), ImageFormat::Jpeg);
         assert_eq!(ImageFormat::Tiff.stand_in(), ImageFormat::Png);
         assert_eq!(ImageFormat::Avif.stand_in(), ImageFormat::Avif);
+    }
+
+    #[test]
+    fn animation_is_told_from_the_container() {
+        use crate::animation::tests::{gif_bytes, webp_bytes};
+        assert!(ImageFormat::Gif.is_animated(&gif_bytes(4, 4, &[(0, 0, 4, 4), (0, 0, 2, 2)], Some(0))));
+        assert!(!ImageFormat::Gif.is_animated(&gif_bytes(4, 4, &[(0, 0, 4, 4)], None)));
+        assert!(!ImageFormat::Gif.is_animated(b"GIF89a"), "truncated: the worker's decoder decides");
+        assert!(ImageFormat::Webp.is_animated(&webp_bytes(8, 8, &[(0, 0, 8, 8), (0, 0, 8, 8)], 0)));
+        assert!(!ImageFormat::Png.is_animated(b"\x89PNG\r\n\x1a\n"));
+        assert!(ImageFormat::Gif.animates() && ImageFormat::Webp.animates() && !ImageFormat::Avif.animates());
     }
 }

@@ -9,7 +9,8 @@
 //! - [`connect`]: how a component connects as its role (key file, TLS, refusals counted).
 //! - [`subjects`]: NATS subject names and the stream/consumer configurations.
 //! - [`format`]: image formats, their media types and magic-byte sniffing.
-//! - [`op`]: the resize operation (`w`, `h`, `fit`, `gravity`, `format`, `quality`) and its validation.
+//! - [`animation`]: the frames of an animated GIF or WebP, from the container alone.
+//! - [`op`]: the resize operation (`w`, `h`, `fit`, `gravity`, `format`, `quality`, `speed`, `frames`) and its validation.
 //! - [`preset`]: a tenant's named operations and how a request's `preset=` resolves.
 //! - [`job`]: the job message the api-server publishes to JetStream.
 //! - [`outcome`]: the result message a worker sends back to the api-server.
@@ -20,6 +21,7 @@
 //! - [`identity`]: tenant and key records (bucket IDENTITY), API keys, the verification exchange.
 
 pub mod access;
+pub mod animation;
 pub mod clock;
 pub mod connect;
 pub mod duration;
@@ -37,6 +39,6 @@ pub mod usage;
 
 pub use format::ImageFormat;
 pub use job::Job;
-pub use op::{Fit, Gravity, ResizeOp};
+pub use op::{Fit, Frames, Gravity, InputTraits, ResizeOp};
 pub use outcome::{Outcome, Rendered};
 pub use problem::ProblemKind;

@@ -128,6 +128,43 @@ impl Gravity {
     }
 }
 
+/// Which frames of an animated input the answer keeps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Frames {
+    /// Every frame, with its delay and the loop count, where the output
+    /// format animates ([`ImageFormat::animates`]); the first frame otherwise.
+    #[default]
+    All,
+    /// The first frame only, as a still image (as a still GIF is answered).
+    First,
+}
+
+impl Frames {
+    fn from_name(s: &str) -> Option<Self> {
+        match s {
+            "all" => Some(Self::All),
+            "first" => Some(Self::First),
+            _ => None,
+        }
+    }
+}
+
+/// What the edge knows of an input from its bytes alone, before any decoding.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct InputTraits {
+    pub format: ImageFormat,
+    /// Whether it may have transparent pixels ([`ImageFormat::may_have_alpha`]).
+    pub alpha: bool,
+    /// Whether it holds more than one frame ([`ImageFormat::is_animated`]).
+    pub animated: bool,
+}
+
+impl InputTraits {
+    pub fn of(format: ImageFormat, bytes: &[u8]) -> Self {
+        Self { format, alpha: format.may_have_alpha(bytes), animated: format.is_animated(bytes) }
+    }
+}
+
 /// A validated resize request. `width`/`height` may be absent (one of them at
 /// least is present); the worker derives the other from the aspect ratio.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -146,6 +183,8 @@ pub struct ResizeOp {
     /// AVIF encoder speed (`speed`, 0–9); `None`: [`DEFAULT_AVIF_SPEED`].
     /// Refused with an output format other than AVIF, where it would do nothing.
     pub speed: Option<u8>,
+    /// What becomes of an animation's frames.
+    pub frames: Frames,
 }
 
 /// Why a query string was refused; `param` names the offending parameter.
@@ -191,6 +230,7 @@ impl ResizeOp {
         let mut quality = None;
         let mut gravity = None;
         let mut speed = None;
+        let mut frames = None;
         let (mut fx, mut fy) = (None, None);
         for (key, value) in pairs {
             let slot_taken = match key {
@@ -207,7 +247,7 @@ impl ResizeOp {
                     .replace(match value {
                         "auto" => None,
                         _ => Some(ImageFormat::from_name(value).ok_or_else(|| {
-                            err("format", format!("`{value}` is not one of auto, jpeg, png, webp, avif"))
+                            err("format", format!("`{value}` is not one of auto, jpeg, png, webp, avif, gif"))
                         })?),
                     })
                     .is_some(),
@@ -215,6 +255,12 @@ impl ResizeOp {
                     .replace(Gravity::from_name(value).ok_or_else(|| {
                         err("gravity", format!("`{value}` is not one of center, n, s, e, w, ne, nw, se, sw, smart"))
                     })?)
+                    .is_some(),
+                "frames" => frames
+                    .replace(
+                        Frames::from_name(value)
+                            .ok_or_else(|| err("frames", format!("`{value}` is not one of all, first")))?,
+                    )
                     .is_some(),
                 "fx" => fx.replace(parse_focal("fx", value)?).is_some(),
                 "fy" => fy.replace(parse_focal("fy", value)?).is_some(),
@@ -278,6 +324,7 @@ impl ResizeOp {
             format: format.flatten(),
             quality: quality.unwrap_or(DEFAULT_QUALITY),
             speed,
+            frames: frames.unwrap_or_default(),
         })
     }
 
@@ -285,15 +332,20 @@ impl ResizeOp {
     /// WebP, where the client takes it, else the input's own format, with PNG
     /// for inputs that may carry alpha and have no format of their own to
     /// return (GIF, a WebP or AVIF with alpha), JPEG for an opaque WebP, AVIF
-    /// or HEIC. Returns whether the choice depended on `Accept` (the response
-    /// then says `Vary: Accept`).
-    pub fn negotiate(&mut self, accept: Option<&str>, input: ImageFormat, alpha: bool) -> bool {
+    /// or HEIC. An animation whose frames are kept becomes animated WebP where
+    /// the client takes it, else animated GIF (no AVIF encoder here writes
+    /// sequences). Returns whether the choice depended on `Accept` (the
+    /// response then says `Vary: Accept`).
+    pub fn negotiate(&mut self, accept: Option<&str>, input: InputTraits) -> bool {
         if !self.auto_format {
             return false;
         }
         self.auto_format = false;
         let accepts = |media: &str| accept.is_some_and(|a| accepts_media(a, media));
-        self.format = Some(if accepts(ImageFormat::Avif.media_type()) {
+        let InputTraits { format: input, alpha, animated } = input;
+        self.format = Some(if animated && self.frames == Frames::All {
+            if accepts(ImageFormat::Webp.media_type()) { ImageFormat::Webp } else { ImageFormat::Gif }
+        } else if accepts(ImageFormat::Avif.media_type()) {
             ImageFormat::Avif
         } else if accepts(ImageFormat::Webp.media_type()) {
             ImageFormat::Webp
@@ -303,7 +355,7 @@ impl ResizeOp {
                     ImageFormat::Png
                 }
                 ImageFormat::Webp | ImageFormat::Avif => ImageFormat::Jpeg,
-                other => self.output_format(other),
+                other => self.output_format(other, false),
             }
         });
         true
@@ -314,9 +366,20 @@ impl ResizeOp {
         Self::from_pairs(s.split('&').filter(|p| !p.is_empty()).map(|p| p.split_once('=').unwrap_or((p, ""))))
     }
 
-    /// The output format for a given input format.
-    pub fn output_format(&self, input: ImageFormat) -> ImageFormat {
-        self.format.unwrap_or_else(|| input.stand_in())
+    /// The output format for an input of format `input`: an animation
+    /// whose frames are kept stays in its own format.
+    pub fn output_format(&self, input: ImageFormat, animated: bool) -> ImageFormat {
+        self.format.unwrap_or_else(|| if self.keeps_frames(animated) { input } else { input.stand_in() })
+    }
+
+    /// Whether the answer to an input, `animated` or not, is an animation
+    /// (given the output format it gets, [`ResizeOp::output_format`]).
+    pub fn animates(&self, animated: bool, output: ImageFormat) -> bool {
+        self.keeps_frames(animated) && output.animates()
+    }
+
+    fn keeps_frames(&self, animated: bool) -> bool {
+        animated && self.frames == Frames::All
     }
 
     /// The AVIF encoder speed this operation asks for.
@@ -356,6 +419,9 @@ impl fmt::Display for ResizeOp {
         write!(f, "&quality={}", self.quality)?;
         if let Some(speed) = self.speed {
             write!(f, "&speed={speed}")?;
+        }
+        if self.frames == Frames::First {
+            f.write_str("&frames=first")?;
         }
         Ok(())
     }
@@ -423,7 +489,10 @@ mod tests {
         assert_eq!(parse("w=1&format=tiff").unwrap_err().param, "format");
         assert_eq!(parse("w=1&format=heic").unwrap_err().param, "format");
         assert_eq!(parse("w=1&format=auto&format=png").unwrap_err().param, "query");
-        assert_eq!(parse("w=1&format=gif").unwrap_err().param, "format");
+        assert_eq!(parse("w=1&format=gif").unwrap().format, Some(ImageFormat::Gif));
+        assert_eq!(parse("w=1&frames=some").unwrap_err().param, "frames");
+        assert_eq!(parse("w=1&frames=").unwrap_err().param, "frames");
+        assert_eq!(parse("w=1&frames=first&frames=all").unwrap_err().param, "query");
         assert_eq!(parse("w=1&quality=0").unwrap_err().param, "quality");
         assert_eq!(parse("w=1&quality=101").unwrap_err().param, "quality");
         assert_eq!(parse("w=1&w=2").unwrap_err().param, "query");
@@ -479,9 +548,9 @@ mod tests {
         let auto = parse("w=1&format=auto").unwrap();
         assert!(auto.auto_format && auto.format.is_none());
         assert_eq!(auto.to_string(), "w=1&fit=inside&format=auto&quality=80");
-        let chosen = |accept: Option<&str>, input, alpha| {
+        let chosen = |accept: Option<&str>, format, alpha| {
             let mut op = auto;
-            assert!(op.negotiate(accept, input, alpha));
+            assert!(op.negotiate(accept, InputTraits { format, alpha, animated: false }));
             assert!(!op.auto_format);
             op.format.unwrap()
         };
@@ -500,11 +569,47 @@ mod tests {
         assert_eq!(chosen(None, ImageFormat::Webp, true), ImageFormat::Png);
         assert_eq!(chosen(None, ImageFormat::Webp, false), ImageFormat::Jpeg);
         let mut fixed = parse("w=1&format=png").unwrap();
-        assert!(!fixed.negotiate(Some(chrome), ImageFormat::Jpeg, false), "an explicit format does not vary");
+        let jpeg = InputTraits { format: ImageFormat::Jpeg, alpha: false, animated: false };
+        assert!(!fixed.negotiate(Some(chrome), jpeg), "an explicit format does not vary");
         assert_eq!(fixed.format, Some(ImageFormat::Png));
         let mut none = parse("w=1").unwrap();
-        assert!(!none.negotiate(Some(chrome), ImageFormat::Jpeg, false), "no format: today's behaviour");
+        assert!(!none.negotiate(Some(chrome), jpeg), "no format: today's behaviour");
         assert_eq!(none.format, None);
+    }
+
+    #[test]
+    fn animations_negotiate_to_formats_that_keep_their_frames() {
+        let gif = InputTraits { format: ImageFormat::Gif, alpha: true, animated: true };
+        let chosen = |q: &str, accept: Option<&str>, input| {
+            let mut op = parse(q).unwrap();
+            assert!(op.negotiate(accept, input));
+            op.format.unwrap()
+        };
+        let chrome = "image/avif,image/webp,image/apng,image/svg+xml,image/*,*/*;q=0.8";
+        assert_eq!(chosen("w=1&format=auto", Some(chrome), gif), ImageFormat::Webp, "no animated AVIF encoder");
+        assert_eq!(chosen("w=1&format=auto", Some("image/*"), gif), ImageFormat::Gif);
+        let webp = InputTraits { format: ImageFormat::Webp, ..gif };
+        assert_eq!(chosen("w=1&format=auto", None, webp), ImageFormat::Gif, "the client takes no WebP");
+        assert_eq!(chosen("w=1&format=auto&frames=first", Some(chrome), gif), ImageFormat::Avif);
+        assert_eq!(chosen("w=1&format=auto&frames=first", None, gif), ImageFormat::Png);
+    }
+
+    #[test]
+    fn frames_first_is_canonical_and_animations_keep_their_format() {
+        let op = parse("w=5&frames=first").unwrap();
+        assert_eq!(op.frames, Frames::First);
+        assert_eq!(op.to_string(), "w=5&fit=inside&quality=80&frames=first");
+        assert_eq!(parse(&op.to_string()).unwrap(), op);
+        assert_eq!(parse("w=5&frames=all").unwrap().to_string(), "w=5&fit=inside&quality=80");
+        let all = parse("w=5").unwrap();
+        assert_eq!(all.output_format(ImageFormat::Gif, true), ImageFormat::Gif);
+        assert!(all.animates(true, ImageFormat::Gif));
+        assert_eq!(all.output_format(ImageFormat::Gif, false), ImageFormat::Png, "a still GIF: as before");
+        assert_eq!(op.output_format(ImageFormat::Gif, true), ImageFormat::Png, "frames=first: as before");
+        assert!(!op.animates(true, ImageFormat::Gif));
+        let jpeg = parse("w=5&format=jpeg").unwrap();
+        assert!(!jpeg.animates(true, ImageFormat::Jpeg), "a JPEG of an animation is its first frame");
+        assert!(parse("w=5&format=webp").unwrap().animates(true, ImageFormat::Webp));
     }
 
     #[test]
@@ -533,11 +638,11 @@ mod tests {
     #[test]
     fn output_format_follows_input_unless_asked() {
         let op = parse("w=1").unwrap();
-        assert_eq!(op.output_format(ImageFormat::Webp), ImageFormat::Webp);
-        assert_eq!(op.output_format(ImageFormat::Gif), ImageFormat::Png);
-        assert_eq!(op.output_format(ImageFormat::Heif), ImageFormat::Jpeg);
-        assert_eq!(op.output_format(ImageFormat::Avif), ImageFormat::Avif);
+        assert_eq!(op.output_format(ImageFormat::Webp, false), ImageFormat::Webp);
+        assert_eq!(op.output_format(ImageFormat::Gif, false), ImageFormat::Png);
+        assert_eq!(op.output_format(ImageFormat::Heif, false), ImageFormat::Jpeg);
+        assert_eq!(op.output_format(ImageFormat::Avif, false), ImageFormat::Avif);
         let op = parse("w=1&format=jpeg").unwrap();
-        assert_eq!(op.output_format(ImageFormat::Png), ImageFormat::Jpeg);
+        assert_eq!(op.output_format(ImageFormat::Png, true), ImageFormat::Jpeg);
     }
 }

@@ -11,6 +11,8 @@ pub const H_DETAIL: &str = "Resize-Detail";
 pub const H_FORMAT: &str = "Resize-Format";
 pub const H_WIDTH: &str = "Resize-Width";
 pub const H_HEIGHT: &str = "Resize-Height";
+/// Frames of an animated answer; absent (as older workers send it) means 1.
+pub const H_FRAMES: &str = "Resize-Frames";
 pub const H_QUEUE_US: &str = "Resize-Queue-Us";
 pub const H_PROCESS_US: &str = "Resize-Process-Us";
 
@@ -23,6 +25,15 @@ pub struct Rendered {
     pub format: ImageFormat,
     pub width: u32,
     pub height: u32,
+    /// 1 for a still image; an animation's frame count.
+    pub frames: u32,
+}
+
+impl Rendered {
+    /// Pixels written over all frames (what usage counts as `pixels_out`).
+    pub fn pixels(&self) -> u64 {
+        u64::from(self.width) * u64::from(self.height) * u64::from(self.frames)
+    }
 }
 
 /// What happened to a job.
@@ -60,6 +71,9 @@ impl OutcomeHeaders {
                 f.push((H_FORMAT, r.format.name().to_owned()));
                 f.push((H_WIDTH, r.width.to_string()));
                 f.push((H_HEIGHT, r.height.to_string()));
+                if r.frames != 1 {
+                    f.push((H_FRAMES, r.frames.to_string()));
+                }
             }
             Outcome::Failed { kind, detail } => {
                 f.push((H_STATUS, kind.slug().to_owned()));
@@ -84,6 +98,7 @@ impl OutcomeHeaders {
                 format,
                 width: number(field(H_WIDTH)?, H_WIDTH)?,
                 height: number(field(H_HEIGHT)?, H_HEIGHT)?,
+                frames: get(H_FRAMES).map_or(Ok(1), |v| number(v, H_FRAMES))?,
             })
         } else {
             Outcome::Failed {
@@ -119,7 +134,8 @@ mod tests {
     #[test]
     fn success_and_failure_round_trip() {
         for outcome in [
-            Outcome::Ok(Rendered { format: ImageFormat::Webp, width: 320, height: 213 }),
+            Outcome::Ok(Rendered { format: ImageFormat::Webp, width: 320, height: 213, frames: 1 }),
+            Outcome::Ok(Rendered { format: ImageFormat::Gif, width: 160, height: 90, frames: 37 }),
             Outcome::Failed { kind: ProblemKind::CorruptImage, detail: "bad huffman\ncode".into() },
         ] {
             let o = OutcomeHeaders { request_id: "r1".into(), outcome, queue_us: 12, process_us: 3456 };
@@ -138,7 +154,7 @@ mod tests {
     #[test]
     fn every_output_format_round_trips_and_input_only_ones_do_not() {
         for format in ImageFormat::ALL {
-            let outcome = Outcome::Ok(Rendered { format, width: 1, height: 1 });
+            let outcome = Outcome::Ok(Rendered { format, width: 1, height: 1, frames: 1 });
             let o = OutcomeHeaders { request_id: "r".into(), outcome, queue_us: 0, process_us: 0 };
             let back = OutcomeHeaders::from_headers(&o.to_headers());
             assert_eq!(back.is_ok(), format.is_encodable(), "{format:?}");

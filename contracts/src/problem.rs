@@ -19,6 +19,7 @@ pub enum ProblemKind {
     ContentTypeMismatch,
     CorruptImage,
     PixelLimitExceeded,
+    AnimationLimitExceeded,
     OutputTooLarge,
     DeadlineExceeded,
     QueueUnavailable,
@@ -50,7 +51,7 @@ pub enum ProblemKind {
 pub const TYPE_PREFIX: &str = "/problems/";
 
 impl ProblemKind {
-    pub const ALL: [ProblemKind; 34] = [
+    pub const ALL: [ProblemKind; 35] = [
         Self::InvalidParameter,
         Self::MissingBody,
         Self::Unauthorized,
@@ -61,6 +62,7 @@ impl ProblemKind {
         Self::ContentTypeMismatch,
         Self::CorruptImage,
         Self::PixelLimitExceeded,
+        Self::AnimationLimitExceeded,
         Self::OutputTooLarge,
         Self::DeadlineExceeded,
         Self::QueueUnavailable,
@@ -99,6 +101,7 @@ impl ProblemKind {
             Self::ContentTypeMismatch => "content-type-mismatch",
             Self::CorruptImage => "corrupt-image",
             Self::PixelLimitExceeded => "pixel-limit-exceeded",
+            Self::AnimationLimitExceeded => "animation-limit-exceeded",
             Self::OutputTooLarge => "output-too-large",
             Self::DeadlineExceeded => "deadline-exceeded",
             Self::QueueUnavailable => "queue-unavailable",
@@ -151,7 +154,7 @@ impl ProblemKind {
             Self::RequestTimeout => 408,
             Self::PayloadTooLarge => 413,
             Self::UnsupportedMediaType | Self::ContentTypeMismatch => 415,
-            Self::CorruptImage | Self::PixelLimitExceeded | Self::OutputTooLarge => 422,
+            Self::CorruptImage | Self::PixelLimitExceeded | Self::AnimationLimitExceeded | Self::OutputTooLarge => 422,
             Self::Internal => 500,
             // nginx's "client closed request": never sent, since nobody is listening;
             // it is what usage records and metrics say of such a job.
@@ -172,6 +175,7 @@ impl ProblemKind {
             Self::ContentTypeMismatch => "The Content-Type does not match the image bytes",
             Self::CorruptImage => "The image could not be decoded",
             Self::PixelLimitExceeded => "The image declares more pixels than allowed",
+            Self::AnimationLimitExceeded => "The animation declares more frames or pixels than allowed",
             Self::OutputTooLarge => "The resized image is larger than the maximum response size",
             Self::DeadlineExceeded => "The request could not be served before its deadline",
             Self::QueueUnavailable => "The job queue is unavailable",

@@ -163,6 +163,60 @@ impl Stack {
     }
 }
 
+/// An animated GIF through the whole path: its frames kept as GIF or as
+/// animated WebP (`format=auto` with `Accept: image/webp`), its first frame
+/// with `frames=first`, its frame count in `X-Image-Frames` and in the usage
+/// record's pixels; an animation bomb refused with its own problem type.
+#[tokio::test]
+async fn animations_keep_their_frames_end_to_end() {
+    let s = stack().await;
+    let frames: Vec<image::Frame> = (0..4u32)
+        .map(|i| {
+            let img = image::RgbaImage::from_fn(120, 80, |x, _| {
+                if x / 30 == i { image::Rgba([200, 30, 30, 255]) } else { image::Rgba([250, 250, 250, 255]) }
+            });
+            image::Frame::from_parts(img, 0, 0, image::Delay::from_numer_denom_ms(120, 1))
+        })
+        .collect();
+    let mut gif = Vec::new();
+    {
+        let mut enc = image::codecs::gif::GifEncoder::new(&mut gif);
+        enc.set_repeat(image::codecs::gif::Repeat::Infinite).unwrap();
+        enc.encode_frames(frames).unwrap();
+    }
+    let res = s.post("w=60", Some("image/gif"), gif.clone()).await;
+    assert_eq!(res.status(), 200);
+    assert_eq!(res.headers()["content-type"], "image/gif");
+    assert_eq!(res.headers()["x-image-frames"], "4");
+    let body = res.bytes().await.unwrap();
+    let layout = contracts::animation::gif(&body).unwrap();
+    assert_eq!((layout.canvas, layout.frames, layout.loops), ((60, 40), 4, Some(0)));
+
+    let res = s.post_with("w=60&format=auto", gif.clone(), "image/gif", &[("accept", "image/avif,image/webp")]).await;
+    assert_eq!((res.status().as_u16(), &res.headers()["content-type"]), (200, &"image/webp".parse().unwrap()));
+    assert_eq!(res.headers()["vary"], "Accept");
+    let layout = contracts::animation::webp(&res.bytes().await.unwrap()).unwrap();
+    assert_eq!((layout.canvas, layout.frames), ((60, 40), 4));
+
+    let res = s.post("w=60&frames=first", Some("image/gif"), gif.clone()).await;
+    assert_eq!((res.status().as_u16(), &res.headers()["content-type"]), (200, &"image/png".parse().unwrap()));
+    assert_eq!(res.headers()["x-image-frames"], "1");
+
+    // A thousand-and-one frames on a 4 K screen, a few kilobytes on the wire.
+    let mut bomb = Vec::new();
+    {
+        let mut enc = gif::Encoder::new(&mut bomb, 3840, 2160, &[0, 0, 0, 255, 255, 255]).unwrap();
+        for _ in 0..1001 {
+            enc.write_frame(&gif::Frame { width: 1, height: 1, buffer: vec![1].into(), ..gif::Frame::default() })
+                .unwrap();
+        }
+    }
+    let doc =
+        assert_problem(s.post("w=60", Some("image/gif"), bomb.clone()).await, 422, "animation-limit-exceeded").await;
+    assert!(doc["detail"].as_str().unwrap().contains("1001 frames"), "{doc}");
+    assert_problem(s.post("w=60&frames=bogus", Some("image/gif"), bomb).await, 400, "invalid-parameter").await;
+}
+
 /// `format=auto` answers the best format the client accepts and says
 /// `Vary: Accept`; alpha survives when WebP is not accepted.
 #[tokio::test]

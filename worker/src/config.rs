@@ -23,6 +23,12 @@ pub struct Config {
     /// Largest accepted input, in pixels, checked from the header before decoding.
     #[arg(long, env = "MAX_INPUT_PIXELS", default_value_t = 50_000_000)]
     pub max_pixels: u64,
+    /// Most frames of an animation whose frames are kept (checked before decoding).
+    #[arg(long, env = "MAX_ANIMATION_FRAMES", default_value_t = 1000)]
+    pub max_frames: u32,
+    /// Most pixels over all frames of such an animation (canvas × frames).
+    #[arg(long, env = "MAX_ANIMATION_PIXELS", default_value_t = 400_000_000)]
+    pub max_animation_pixels: u64,
     /// Largest result sent back; a larger one is refused with `output-too-large`.
     /// Inline jobs (answered over NATS) are held to its message limit too.
     #[arg(long, env = "MAX_OUTPUT_BYTES", default_value_t = 32 << 20,

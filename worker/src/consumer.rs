@@ -65,7 +65,11 @@ pub async fn run(cfg: Config, metrics: Metrics, shutdown: impl Future<Output = (
         client: client.clone(),
         js,
         metrics,
-        limits: Limits { max_pixels: cfg.max_pixels },
+        limits: Limits {
+            max_pixels: cfg.max_pixels,
+            max_frames: cfg.max_frames,
+            max_animation_pixels: cfg.max_animation_pixels,
+        },
         ack_wait: cfg.ack_wait,
         peers: Peers::new()?,
         max_output: cfg.max_output_bytes,

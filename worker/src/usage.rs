@@ -30,7 +30,7 @@ pub struct Measured {
 
 pub fn record(job: &Job, outcome: &Outcome, m: Measured) -> UsageRecord {
     let (status, problem, pixels_out, format_out) = match outcome {
-        Outcome::Ok(r) => (200, None, u64::from(r.width) * u64::from(r.height), Some(r.format)),
+        Outcome::Ok(r) => (200, None, r.pixels(), Some(r.format)),
         Outcome::Failed { kind, .. } => (kind.status(), Some(kind.slug().to_owned()), 0, None),
     };
     UsageRecord {
@@ -85,7 +85,8 @@ mod tests {
             cpu_us: 30_000,
             queue_us: 1_000,
         };
-        let ok = record(&job(), &Outcome::Ok(Rendered { format: ImageFormat::Webp, width: 10, height: 8 }), m);
+        let ok =
+            record(&job(), &Outcome::Ok(Rendered { format: ImageFormat::Webp, width: 10, height: 8, frames: 1 }), m);
         ok.validate().unwrap();
         assert_eq!((ok.status, ok.pixels_out, ok.latency_us, ok.received_ms), (200, 80, 50_000, 1_000_000));
         let failed = record(&job(), &Outcome::Failed { kind: ProblemKind::CorruptImage, detail: "x".into() }, m);

@@ -71,11 +71,13 @@ fn mutated_images_are_refused_or_resized_never_crash() {
         "w=40&h=40&fit=cover&format=jpeg",
         "w=7&format=webp",
         "w=9&format=avif&speed=9",
+        // No format: an animation stays one (GIF or WebP), its frames kept.
+        "w=30&h=20&fit=contain",
     ]
     .iter()
     .map(|q| ResizeOp::parse_canonical(q).unwrap())
     .collect();
-    let limits = Limits { max_pixels: 4_000_000 };
+    let limits = Limits::with_max_pixels(4_000_000);
     let mut rng = Rng(0x5EED_1234_ABCD_0001);
     let (mut resized, mut refused) = (0, 0);
     for i in 0..n {

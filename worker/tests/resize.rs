@@ -220,7 +220,7 @@ fn sixteen_bit_png_with_alpha() {
 }
 
 #[test]
-fn gif_first_frame_becomes_png() {
+fn gif_first_frame_becomes_png_with_frames_first() {
     let mut gif = Vec::new();
     {
         let mut enc = image::codecs::gif::GifEncoder::new(&mut gif);
@@ -228,10 +228,13 @@ fn gif_first_frame_becomes_png() {
         let blue = image::RgbaImage::from_pixel(40, 20, image::Rgba([0, 0, 255, 255]));
         enc.encode_frames([image::Frame::new(red), image::Frame::new(blue)]).unwrap();
     }
-    let out = run(&gif, "w=20").unwrap();
-    assert_eq!(out.rendered.format, ImageFormat::Png);
+    let out = run(&gif, "w=20&frames=first").unwrap();
+    assert_eq!((out.rendered.format, out.rendered.frames), (ImageFormat::Png, 1));
     let px = decode(&out.bytes).to_rgb8().get_pixel(10, 5).0;
     assert!(px[0] > 200 && px[2] < 50, "first (red) frame expected, got {px:?}");
+    // Without it the animation stays one (tests/animation.rs has the rest).
+    let all = run(&gif, "w=20").unwrap();
+    assert_eq!((all.rendered.format, all.rendered.frames), (ImageFormat::Gif, 2));
 }
 
 /// A JPEG with an EXIF APP1 segment carrying `orientation`, stored 60×30 with a red left half.
@@ -538,7 +541,7 @@ fn pixel_bombs_are_refused_from_the_header() {
     let err = run(&png, "w=100").unwrap_err();
     assert!(matches!(err.kind(), ProblemKind::PixelLimitExceeded | ProblemKind::CorruptImage), "{err}");
     // A limit is a limit: a legitimate image over a small limit is refused too.
-    let err = resize(&sample_jpeg(), &op("w=10"), &Limits { max_pixels: 1000 }).unwrap_err();
+    let err = resize(&sample_jpeg(), &op("w=10"), &Limits::with_max_pixels(1000)).unwrap_err();
     assert_eq!(err.kind(), ProblemKind::PixelLimitExceeded);
     assert!(start.elapsed() < std::time::Duration::from_secs(5));
 }
@@ -798,7 +801,7 @@ fn bad_heif_inputs_are_refused_before_decoding() {
     let err = run(&bomb, "w=100").unwrap_err();
     assert!(matches!(err.kind(), ProblemKind::PixelLimitExceeded | ProblemKind::CorruptImage), "{err}");
     // A legitimate image over a small limit is refused too.
-    let err = resize(&photo, &op("w=10"), &Limits { max_pixels: 1000 }).unwrap_err();
+    let err = resize(&photo, &op("w=10"), &Limits::with_max_pixels(1000)).unwrap_err();
     assert_eq!(err.kind(), ProblemKind::PixelLimitExceeded);
     // Truncated anywhere: corrupt, never a panic or a server error.
     for cut in [photo.len() - 100, photo.len() / 2, 400, 40, 20] {

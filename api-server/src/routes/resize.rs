@@ -212,7 +212,7 @@ async fn handle(
     // `format=auto` is settled here, so the job, the tag and the usage record
     // all name the format the client gets.
     let accept = parts.headers.get(header::ACCEPT).and_then(|v| v.to_str().ok());
-    let varies = op.negotiate(accept, input, input.may_have_alpha(&body));
+    let varies = op.negotiate(accept, contracts::InputTraits::of(input, &body));
     let digest = Sha256::digest(&body);
     let etag = conditional::entity_tag(&digest, &op);
     let validators = Validators { etag, varies, cache_control: caller.cache_control.clone() };
@@ -281,6 +281,7 @@ async fn handle(
             hs.insert("server-timing", HeaderValue::from_str(&timing).expect("ascii"));
             hs.insert("x-image-width", HeaderValue::from(rendered.width));
             hs.insert("x-image-height", HeaderValue::from(rendered.height));
+            hs.insert("x-image-frames", HeaderValue::from(rendered.frames));
             Ok(validators.apply(res, request_id))
         }
     }

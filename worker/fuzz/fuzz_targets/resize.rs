@@ -33,5 +33,5 @@ fuzz_target!(|data: &[u8]| {
     let op = ResizeOp::parse_canonical(OPS[data.len() % OPS.len()]).expect("valid operation");
     // Well under the production limit: a mutated header claiming 50 MP would
     // otherwise make single executions take seconds; bombs are refused either way.
-    let _ = resize(data, &op, &Limits { max_pixels: 4_000_000 });
+    let _ = resize(data, &op, &Limits::with_max_pixels(4_000_000));
 });

@@ -110,7 +110,8 @@ pub fn encode(
             let pixels = if alpha { Pixels::Rgba(buf) } else { Pixels::Rgb(buf) };
             super::heif::encode_avif(pixels, width, height, quality, speed).map_err(|e| internal(&e))
         }
-        ImageFormat::Gif | ImageFormat::Bmp | ImageFormat::Tiff | ImageFormat::Heif => {
+        ImageFormat::Gif => super::gif::encode_still(buf, width, height, alpha),
+        ImageFormat::Bmp | ImageFormat::Tiff | ImageFormat::Heif => {
             Err(ResizeError::Internal(format!("{} is not an output format", format.name())))
         }
     }

@@ -9,6 +9,10 @@ pub enum ResizeError {
     Corrupt(String),
     #[error("image declares {width}×{height} = {pixels} pixels, over the limit of {limit}")]
     PixelLimit { width: u64, height: u64, pixels: u64, limit: u64 },
+    #[error(
+        "animation of {frames} frames and {pixels} pixels over all frames is over the limit of {max_frames} frames and {max_pixels} pixels; `frames=first` resizes its first frame"
+    )]
+    AnimationLimit { frames: u32, pixels: u64, max_frames: u32, max_pixels: u64 },
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -19,6 +23,7 @@ impl ResizeError {
             Self::Unsupported(_) => ProblemKind::UnsupportedMediaType,
             Self::Corrupt(_) => ProblemKind::CorruptImage,
             Self::PixelLimit { .. } => ProblemKind::PixelLimitExceeded,
+            Self::AnimationLimit { .. } => ProblemKind::AnimationLimitExceeded,
             Self::Internal(_) => ProblemKind::Internal,
         }
     }

@@ -3,10 +3,14 @@
 //!
 //! # Steps
 //! [`Engine::run`] is the sequence; each step is a file of its own:
-//! - `probe`: sniff the format, read the header, refuse pixel bombs before any
-//!   pixel is decoded.
+//! - `probe`: sniff the format, read the header, refuse pixel bombs (and
+//!   animation bombs: too many frames, too many pixels over all frames)
+//!   before any pixel is decoded.
 //! - [`geometry`]: plan the crop, size and canvas on the upright image, and map
 //!   the plan onto the pixels as stored (EXIF orientation).
+//! - `animate`: an animated GIF or WebP whose answer keeps its frames: each
+//!   composed frame (`frames`) cropped, resampled and padded as below, into
+//!   `gif` or `webp_anim`.
 //! - `planes`: a JPEG that becomes a JPEG, WebP or AVIF without padding (the
 //!   common thumbnail and display sizes, EXIF-rotated or not) stays in Y'CbCr
 //!   planes from decode to encode; everything below is the general path.
@@ -20,12 +24,15 @@
 //! - `pad`: `contain`'s canvas.
 //! - `encode` (and `webp`, `heif` for AVIF): without metadata.
 
+mod animate;
 mod attention;
 mod color;
 mod decode;
 mod encode;
 mod error;
+mod frames;
 pub mod geometry;
+mod gif;
 mod heic_process;
 mod heif;
 mod lanczos;
@@ -35,6 +42,7 @@ mod probe;
 mod rawjpeg;
 mod resample;
 mod webp;
+mod webp_anim;
 
 pub use error::ResizeError;
 pub use heic_process::{HELPER_ARG as HEIC_HELPER_ARG, helper_main as heic_helper_main, set_helper as set_heic_helper};
@@ -47,14 +55,32 @@ use std::cell::RefCell;
 /// Bounds on the work one job may cause.
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {
-    /// Largest width × height accepted, checked from the header before decoding.
+    /// Largest width × height accepted, checked from the header before
+    /// decoding; for an animation, of its canvas.
     pub max_pixels: u64,
+    /// Most frames of an animation whose frames are kept.
+    pub max_frames: u32,
+    /// Most pixels over all frames of such an animation (canvas × frames):
+    /// a thousand frames of 4 K are a bomb however small each frame's data.
+    pub max_animation_pixels: u64,
+}
+
+impl Limits {
+    /// The default animation bounds with this still-image limit.
+    pub fn with_max_pixels(max_pixels: u64) -> Self {
+        Self { max_pixels, ..Self::default() }
+    }
 }
 
 impl Default for Limits {
     fn default() -> Self {
-        // imgproxy's default maximum source resolution; a 24 MP camera photo passes.
-        Self { max_pixels: 50_000_000 }
+        Self {
+            // imgproxy's default maximum source resolution; a 24 MP camera photo passes.
+            max_pixels: 50_000_000,
+            max_frames: 1000,
+            // Eight 50 MP images' worth: 4 s of CPU at worst, a 10 s 480p clip passes.
+            max_animation_pixels: 400_000_000,
+        }
     }
 }
 
@@ -63,7 +89,8 @@ impl Default for Limits {
 pub struct Resized {
     pub bytes: Vec<u8>,
     pub rendered: Rendered,
-    /// Input size as stored in the file (before orientation).
+    /// Input size as stored in the file (before orientation); over all
+    /// frames of an animation whose frames were kept.
     pub input_pixels: u64,
 }
 
@@ -102,17 +129,39 @@ impl Engine {
 
     /// The steps, in order; each file named here holds one.
     fn run(&mut self, input: &[u8], op: &ResizeOp, limits: &Limits) -> Result<Resized, ResizeError> {
-        let probe::Probe { format, header, pixels } = probe::probe(&mut self.decompressor, input, limits)?;
+        let probe::Probe { format, header, pixels, layout } = probe::probe(&mut self.decompressor, input, limits)?;
         let (up_w, up_h) = header.upright_size();
         let plan = geometry::plan(up_w, up_h, op);
         let stored_plan = plan.stored(header.orientation, (up_w, up_h));
-        let out_format = op.output_format(format);
+        let animated = layout.is_some_and(|l| l.animated());
+        let out_format = op.output_format(format, animated);
         let output = encode::Output { format: out_format, quality: op.quality, speed: op.avif_speed() };
         let done = |bytes, (width, height): (u32, u32)| Resized {
             bytes,
-            rendered: Rendered { format: out_format, width, height },
+            rendered: Rendered { format: out_format, width, height, frames: 1 },
             input_pixels: pixels,
         };
+        if let Some(layout) = layout.filter(|_| op.animates(animated, out_format)) {
+            probe::animation_limits(&layout, limits)?;
+            let _span = tracing::info_span!("animate", frames = layout.frames).entered();
+            let request = animate::Request {
+                input,
+                format,
+                plan: &plan,
+                output: out_format,
+                quality: op.quality,
+                loops: layout.loops,
+                smart: smart(op),
+                memory_limit: limits.max_pixels.saturating_mul(4),
+            };
+            let (bytes, frames) = animate::resize(&mut self.resizer, &request)?;
+            let (width, height) = plan.canvas;
+            return Ok(Resized {
+                bytes,
+                rendered: Rendered { format: out_format, width, height, frames },
+                input_pixels: layout.total_pixels(),
+            });
+        }
         if format == ImageFormat::Jpeg
             && matches!(out_format, ImageFormat::Jpeg | ImageFormat::Webp | ImageFormat::Avif)
             && plan.canvas == plan.content
