@@ -4,6 +4,7 @@
 #   sharp          npm, into $RESIZER_CACHE/bench/node
 #   pillow-simd    PyPI, built from source into its own venv $RESIZER_CACHE/bench/pillow-simd
 #                  (a separate venv: it installs as the module PIL and would shadow a stock Pillow)
+#   gifsicle       Debian gifsicle (animated GIF)
 #   imgproxy       built from a source directory against Debian libvips-dev (the Go module
 #                  proxy refuses its module): IMGPROXY_SRC=DIR is a checkout of
 #                  github.com/imgproxy/imgproxy, or a bare git directory of it from which
@@ -41,6 +42,7 @@ if wanted pillow-simd; then
   dpkg -s libwebp-dev >/dev/null 2>&1 || need+=(libwebp-dev) # Pillow-SIMD's WebP encoder
 fi
 if wanted sharp; then command -v node >/dev/null || need+=(nodejs npm); fi
+if wanted gifsicle; then command -v gifsicle >/dev/null || need+=(gifsicle); fi
 if [ ${#need[@]} -gt 0 ]; then
   log "apt-get install ${need[*]}"
   $SUDO apt-get update -qq

@@ -42,13 +42,20 @@ pub enum Palette<'a> {
     Unknown,
 }
 
+/// Bits per channel of the colour a [`Mapper`] caches its answers by: 6
+/// keeps the mapping within a level or two of the exact nearest colour
+/// (5 bits cost 0.008 of SSIM against libvips on the `gif-320` clips, at
+/// 1.25 × the speed), for 512 KiB of cache.
+const CACHE_BITS: u32 = 6;
+const CACHE_SIZE: usize = 1 << (3 * CACHE_BITS);
+
 /// A palette and the transparent index it reserves, with a cache from
-/// 15-bit colour to palette index.
+/// [`CACHE_BITS`]-bit colour to palette index.
 struct Mapper {
     palette: Vec<u8>,
     transparent: Option<u8>,
     /// `u16::MAX`: not looked up yet.
-    cache: Box<[u16; 1 << 15]>,
+    cache: Vec<u16>,
 }
 
 impl Mapper {
@@ -59,7 +66,7 @@ impl Mapper {
             palette.extend([0, 0, 0]);
         }
         let transparent = transparent.filter(|&t| usize::from(t) < palette.len() / 3);
-        Self { palette, transparent, cache: Box::new([u16::MAX; 1 << 15]) }
+        Self { palette, transparent, cache: vec![u16::MAX; CACHE_SIZE] }
     }
 
     /// A transparent index, reserved now if the palette has none.
@@ -105,7 +112,10 @@ impl Mapper {
                 out.push(self.transparent_index());
                 continue;
             }
-            let key = (usize::from(px[0] >> 3) << 10) | (usize::from(px[1] >> 3) << 5) | usize::from(px[2] >> 3);
+            let shift = 8 - CACHE_BITS;
+            let key = (usize::from(px[0] >> shift) << (2 * CACHE_BITS))
+                | (usize::from(px[1] >> shift) << CACHE_BITS)
+                | usize::from(px[2] >> shift);
             let mut index = self.cache[key];
             if index == u16::MAX {
                 index = u16::from(self.nearest(px[0], px[1], px[2]));

@@ -11,7 +11,7 @@ use std::path::PathBuf;
 pub struct Spec {
     pub width: u32,
     pub height: u32,
-    /// `jpeg`, `webp`, `png` or `avif`.
+    /// `jpeg`, `webp`, `png`, `avif` or `gif`.
     pub format: &'static str,
     pub quality: u8,
     /// `None`: fit inside. `centre` or `attention`: cover the box, cropping

@@ -2,7 +2,7 @@
 //! resize function against libvips (`vipsthumbnail`), sharp and Pillow-SIMD,
 //! on the shared corpus, with peak memory and an SSIM quality guard.
 //!
-//!   scripts/bench-resize.sh [--reps 3] [--seconds 3] [--ops jpeg-320,webp-1024,png-320,24mp-320,cover-320,smart-320,avif-320]
+//!   scripts/bench-resize.sh [--reps 3] [--seconds 3] [--ops jpeg-320,webp-1024,png-320,24mp-320,cover-320,smart-320,avif-320,gif-320]
 //!
 //! Run it under `taskset -c 1` (the script does): every tool is a child
 //! process that inherits the affinity and is told to use one thread. Each tool
@@ -17,6 +17,7 @@
 //! agree; on a core shared with other work only the second stays put, so the
 //! ratios and the last line use it.
 
+mod animations;
 mod child;
 mod driver;
 mod ours;
@@ -36,7 +37,7 @@ pub const OURS_DRIVER: &str = "--ours-driver";
 pub struct Op {
     pub name: &'static str,
     pub what: &'static str,
-    /// A corpus sub-directory or file.
+    /// A corpus sub-directory or file, or [`ANIMATED`].
     pub inputs: &'static str,
     pub spec: Spec,
 }
@@ -51,7 +52,10 @@ const fn cropped(width: u32, height: u32, crop: &'static str) -> Spec {
 
 pub const HEADLINE: &str = "jpeg-320";
 
-const OPS: [Op; 7] = [
+/// The inputs of `gif-320`: the directory `$ANIMATED_DIR` ([`animations`]).
+pub const ANIMATED: &str = "@animated";
+
+const OPS: [Op; 8] = [
     Op { name: HEADLINE, what: "JPEG → fit 320×320 → JPEG q80", inputs: "jpeg", spec: spec(320, 320, "jpeg") },
     Op {
         name: "webp-1024", what: "JPEG → fit 1024×1024 → WebP q80", inputs: "jpeg", spec: spec(1024, 1024, "webp")
@@ -76,6 +80,12 @@ const OPS: [Op; 7] = [
         spec: cropped(320, 320, "attention"),
     },
     Op { name: "avif-320", what: "JPEG → fit 320×320 → AVIF q80", inputs: "jpeg", spec: spec(320, 320, "avif") },
+    Op {
+        name: "gif-320",
+        what: "animated GIF (16 frames of 640×360) → fit 320×320 → animated GIF, every frame kept",
+        inputs: ANIMATED,
+        spec: spec(320, 320, "gif"),
+    },
 ];
 
 struct Config {
@@ -110,9 +120,18 @@ fn config(args: impl Iterator<Item = String>) -> anyhow::Result<Config> {
     Ok(c)
 }
 
-fn inputs(op: &Op) -> Vec<PathBuf> {
+fn inputs(op: &Op) -> anyhow::Result<Vec<PathBuf>> {
+    if op.inputs == ANIMATED {
+        let dir =
+            std::env::var_os("ANIMATED_DIR").context("ANIMATED_DIR is not set (scripts/bench-resize.sh sets it)")?;
+        let mut files: Vec<PathBuf> = std::fs::read_dir(dir)?.map(|e| e.map(|e| e.path())).collect::<Result<_, _>>()?;
+        files.retain(|f| f.extension().is_some_and(|e| e == "gif"));
+        files.sort();
+        anyhow::ensure!(!files.is_empty(), "no animated GIFs in $ANIMATED_DIR");
+        return Ok(files);
+    }
     let p = corpus::dir().join(op.inputs);
-    if p.is_dir() { corpus::files(op.inputs) } else { vec![p] }
+    Ok(if p.is_dir() { corpus::files(op.inputs) } else { vec![p] })
 }
 
 /// What one tool measured on one operation.
@@ -142,7 +161,7 @@ fn measure(
     cfg: &Config,
     scratch: &std::path::Path,
 ) -> anyhow::Result<OpResult> {
-    let files = inputs(op);
+    let files = inputs(op)?;
     let mut passes = Vec::new();
     let mut measured: Vec<(Tool, Measured)> = Vec::new();
     for &tool in tools {
@@ -190,7 +209,8 @@ fn measure(
     // it resampled. Closeness to libvips' own lossy file cannot say which of
     // the two lost more.
     let mut fidelity = Vec::new();
-    if op.spec.format != "png" {
+    // GIF's loss is its palette, and gifsicle writes nothing else: no lossless reference.
+    if !matches!(op.spec.format, "png" | "gif") {
         let lossless = Spec { format: "png", ..op.spec.clone() };
         for &tool in tools {
             let reference = scratch.join(op.name).join(format!("{}-lossless", tool.name()));
@@ -214,6 +234,11 @@ fn main() -> anyhow::Result<()> {
         Some(child::RSS_HELPER) => {
             args.next();
             std::process::exit(child::spawn_and_report(args)?);
+        }
+        Some(animations::MAKE) => {
+            args.next();
+            let out = PathBuf::from(args.next().context("--make-animations DIR")?);
+            return animations::make(&corpus::files("jpeg"), &out);
         }
         _ => {}
     }

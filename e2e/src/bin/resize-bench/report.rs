@@ -120,6 +120,27 @@ fn targets(results: &[OpResult]) {
             verdict((bytes - 1.0).abs() <= 0.10)
         );
     }
+    if let Some(r) = results.iter().find(|r| r.op.spec.format == "gif")
+        && let Some((peer, ratio)) = ratios(r).into_iter().min_by(|a, b| a.1.total_cmp(&b.1))
+    {
+        println!(
+            "target {}: ≥ 1.20 × the fastest peer keeping every frame ({}): {ratio:.2} {}",
+            r.op.name,
+            peer.name(),
+            verdict(ratio >= 1.2)
+        );
+        for (tool, m) in r.tools.iter().filter(|(t, _)| *t != Tool::Ours) {
+            if let Some(ours) = get(r, Tool::Ours) {
+                println!(
+                    "{} peak RSS: ours {:.1} MiB vs {} {:.1} MiB",
+                    r.op.name,
+                    mib(ours.peak_rss_kib),
+                    tool.name(),
+                    mib(m.peak_rss_kib)
+                );
+            }
+        }
+    }
     let Some(head) = results.iter().find(|r| r.op.name == HEADLINE) else {
         println!("min_ratio=nan worst_peer=none ssim=nan");
         return;

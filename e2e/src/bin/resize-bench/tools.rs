@@ -13,15 +13,24 @@ pub enum Tool {
     Sharp,
     PillowSimd,
     Imgproxy,
+    Gifsicle,
 }
 
-pub const ALL: [Tool; 5] = [Tool::Ours, Tool::Vipsthumbnail, Tool::Sharp, Tool::PillowSimd, Tool::Imgproxy];
+pub const ALL: [Tool; 6] =
+    [Tool::Ours, Tool::Vipsthumbnail, Tool::Sharp, Tool::PillowSimd, Tool::Imgproxy, Tool::Gifsicle];
 
 impl Tool {
     /// Whether the tool can perform `spec` at all: Pillow has no attention
-    /// crop, and Pillow-SIMD no AVIF encoder.
+    /// crop, and Pillow-SIMD no AVIF encoder; gifsicle only does GIF, and
+    /// animated GIF is compared among the tools that keep every frame from
+    /// the command line (ours, libvips with `[n=-1]`, gifsicle).
     pub fn supports(self, spec: &Spec) -> bool {
-        !(self == Tool::PillowSimd && (spec.crop == Some("attention") || spec.format == "avif"))
+        match self {
+            Tool::Gifsicle => spec.format == "gif",
+            _ if spec.format == "gif" => matches!(self, Tool::Ours | Tool::Vipsthumbnail),
+            Tool::PillowSimd => !(spec.crop == Some("attention") || spec.format == "avif"),
+            _ => true,
+        }
     }
 
     pub fn name(self) -> &'static str {
@@ -31,6 +40,7 @@ impl Tool {
             Tool::Sharp => "sharp",
             Tool::PillowSimd => "pillow-simd",
             Tool::Imgproxy => "imgproxy",
+            Tool::Gifsicle => "gifsicle",
         }
     }
 }
@@ -58,6 +68,7 @@ impl Peers {
         match tool {
             Tool::Ours => None,
             Tool::Vipsthumbnail => which("vipsthumbnail").is_none().then(|| "vipsthumbnail is not on PATH".into()),
+            Tool::Gifsicle => which("gifsicle").is_none().then(|| "gifsicle is not on PATH".into()),
             Tool::Sharp => missing(self.dir.join("node/node_modules/sharp")),
             Tool::PillowSimd => missing(self.dir.join("pillow-simd/bin/python")),
             Tool::Imgproxy => Some(match missing(self.dir.join("imgproxy")) {
@@ -98,6 +109,21 @@ impl Peers {
                 (c, None)
             }
             Tool::Imgproxy => unreachable!("imgproxy is never started: see Peers::unavailable"),
+            Tool::Gifsicle => {
+                // One process per file, as gifsicle is used; its default
+                // resampling ("mix") and the input's colormap, as out of the box.
+                let script = r#"n=$1; w=$2; out=$3; shift 3
+                    for _ in $(seq "$n"); do for f in "$@"; do
+                      gifsicle --resize-fit "$w" "$f" -o "$out/$(basename "$f")" || exit 1
+                    done; done"#;
+                let mut c = Command::new("sh");
+                c.args(["-c", script, "sh"])
+                    .arg(passes.to_string())
+                    .arg(format!("{}x{}", spec.width, spec.height))
+                    .arg(out)
+                    .args(files);
+                (c, Some((files.len() * passes) as u64))
+            }
             Tool::Vipsthumbnail => {
                 // One process over every file (start-up is ≈ 60 ms, so it must not be paid per file);
                 // the operation cache is off so that later passes are not answered from it.
@@ -106,8 +132,10 @@ impl Peers {
                     .arg(format!("--size={}x{}", spec.width, spec.height))
                     .args(spec.crop.map(|crop| format!("--smartcrop={crop}")))
                     .arg(format!("--output={}/%s.{}[{}]", out.display(), spec.format, vips_save_options(spec)));
+                // `[n=-1]`: every page (frame) of an animation, not the first.
+                let pages = if spec.format == "gif" { "[n=-1]" } else { "" };
                 for _ in 0..passes {
-                    c.args(files);
+                    c.args(files.iter().map(|f| format!("{}{pages}", f.display())));
                 }
                 c.env("VIPS_CONCURRENCY", "1");
                 (c, Some((files.len() * passes) as u64))
@@ -118,7 +146,7 @@ impl Peers {
 
 fn vips_save_options(spec: &Spec) -> String {
     match spec.format {
-        "png" => "strip".into(),
+        "png" | "gif" => "strip".into(),
         _ => format!("Q={},strip", spec.quality),
     }
 }
