@@ -61,9 +61,16 @@ impl OpClass {
     }
 
     /// The class of a request from what its head says: the operation (if it
-    /// parses; a bad one is refused later and costs nothing) and the declared size.
-    pub fn of(op: Option<&ResizeOp>, content_length: Option<u64>) -> Self {
+    /// parses; a bad one is refused later and costs nothing), the declared
+    /// size and the declared type.
+    pub fn of(head: Head<'_>) -> Self {
+        let Head { op, content_length, declared } = head;
         if content_length.is_some_and(|n| n > LARGE_INPUT_BYTES) {
+            return Self::LargeInput;
+        }
+        // A GIF is most often animated, and every frame is resized: its cost
+        // grows with the input, as a large input's does.
+        if declared == Some(contracts::ImageFormat::Gif) && op.is_some_and(|op| op.frames == contracts::Frames::All) {
             return Self::LargeInput;
         }
         match op {
@@ -77,6 +84,15 @@ impl OpClass {
             None => Self::Thumbnail,
         }
     }
+}
+
+/// What a request's head says of the work it asks for.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Head<'a> {
+    pub op: Option<&'a ResizeOp>,
+    pub content_length: Option<u64>,
+    /// The `Content-Type`'s format (the body is checked against it later).
+    pub declared: Option<contracts::ImageFormat>,
 }
 
 /// The budgets requests are admitted against.
@@ -216,6 +232,7 @@ impl Admission {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use contracts::ImageFormat;
 
     const MS: Duration = Duration::from_millis(1);
 
@@ -229,12 +246,20 @@ mod tests {
 
     #[test]
     fn classes_follow_the_output_side_and_the_input_size() {
-        assert_eq!(OpClass::of(Some(&op("w=320&h=320")), Some(200_000)), OpClass::Thumbnail);
-        assert_eq!(OpClass::of(Some(&op("w=1024")), Some(200_000)), OpClass::LargeOutput);
-        assert_eq!(OpClass::of(Some(&op("h=2000&format=webp")), None), OpClass::LargeOutput);
-        assert_eq!(OpClass::of(Some(&op("w=320")), Some(25 << 20)), OpClass::LargeInput);
-        assert_eq!(OpClass::of(None, None), OpClass::Thumbnail);
-        assert_eq!(OpClass::of(Some(&op("w=320&format=avif")), Some(200_000)), OpClass::LargeOutput);
+        let class = |q: &str, content_length: Option<u64>| {
+            OpClass::of(Head { op: Some(&op(q)), content_length, declared: Some(ImageFormat::Jpeg) })
+        };
+        assert_eq!(class("w=320&h=320", Some(200_000)), OpClass::Thumbnail);
+        assert_eq!(class("w=1024", Some(200_000)), OpClass::LargeOutput);
+        assert_eq!(class("h=2000&format=webp", None), OpClass::LargeOutput);
+        assert_eq!(class("w=320", Some(25 << 20)), OpClass::LargeInput);
+        assert_eq!(OpClass::of(Head::default()), OpClass::Thumbnail);
+        assert_eq!(class("w=320&format=avif", Some(200_000)), OpClass::LargeOutput);
+        let gif = |q: &str| {
+            OpClass::of(Head { op: Some(&op(q)), content_length: Some(9_000), declared: Some(ImageFormat::Gif) })
+        };
+        assert_eq!(gif("w=320"), OpClass::LargeInput, "every frame of a GIF is resized");
+        assert_eq!(gif("w=320&frames=first"), OpClass::Thumbnail);
         assert_eq!(budgets().of(OpClass::LargeInput), 5000 * MS);
         assert_eq!(budgets().of(OpClass::LargeOutput), 500 * MS);
     }

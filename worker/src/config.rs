@@ -27,7 +27,7 @@ pub struct Config {
     #[arg(long, env = "MAX_ANIMATION_FRAMES", default_value_t = 1000)]
     pub max_frames: u32,
     /// Most pixels over all frames of such an animation (canvas × frames).
-    #[arg(long, env = "MAX_ANIMATION_PIXELS", default_value_t = 400_000_000)]
+    #[arg(long, env = "MAX_ANIMATION_PIXELS", default_value_t = 100_000_000)]
     pub max_animation_pixels: u64,
     /// Largest result sent back; a larger one is refused with `output-too-large`.
     /// Inline jobs (answered over NATS) are held to its message limit too.

@@ -2,7 +2,7 @@
 //! queue the job, turn the worker's answer into an HTTP response.
 
 use crate::{
-    admission::{OpClass, Shed},
+    admission::{Head, OpClass, Shed},
     app::AppState,
     conditional::{self, IfNoneMatch},
     config::Staging,
@@ -55,7 +55,11 @@ pub async fn resize(State(state): State<AppState>, req: Request) -> Response {
     // not parse is refused later (after authentication), at no cost to anyone.
     // A preset is known only once the caller is: such a request's class is unknown here.
     let query = parse_query(req.uri().query().unwrap_or(""));
-    let class = OpClass::of(query.as_ref().ok().and_then(|q| q.op.as_ref().ok()), Some(edge.bytes_in));
+    let class = OpClass::of(Head {
+        op: query.as_ref().ok().and_then(|q| q.op.as_ref().ok()),
+        content_length: Some(edge.bytes_in),
+        declared: declared_format(req.headers()).ok(),
+    });
     let _permit = match state.admission.try_admit(class) {
         Ok(permit) => permit,
         Err(shed) => {

@@ -78,8 +78,11 @@ impl Default for Limits {
             // imgproxy's default maximum source resolution; a 24 MP camera photo passes.
             max_pixels: 50_000_000,
             max_frames: 1000,
-            // Eight 50 MP images' worth: 4 s of CPU at worst, a 10 s 480p clip passes.
-            max_animation_pixels: 400_000_000,
+            // Every frame is decoded, resized and encoded: on one core of the
+            // benchmark machine 100 MP take 2 s to GIF, 4.3 s to WebP (the
+            // encoder's search), inside the api-server's default 5 s job
+            // timeout; 700 frames of 480×270, 430 of 640×360 pass.
+            max_animation_pixels: 100_000_000,
         }
     }
 }
