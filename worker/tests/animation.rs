@@ -136,9 +136,13 @@ fn format_webp_makes_an_animated_webp_and_back() {
     assert_eq!((back.rendered.format, back.rendered.frames, back.rendered.width), (ImageFormat::Gif, 5, 50));
     let delays: Vec<u32> = decode_gif(&back.bytes).frames.iter().map(|f| f.1).collect();
     assert_eq!(delays, [100, 200, 100, 500, 70]);
-    // And an animated WebP with no format stays one.
+    // And an animated WebP with no format stays one; as JPEG it is its first frame.
     let again = run(&out.bytes, "w=40").unwrap();
     assert_eq!((again.rendered.format, again.rendered.frames), (ImageFormat::Webp, 5));
+    let still = run(&out.bytes, "w=40&format=jpeg").unwrap();
+    assert_eq!((still.rendered.format, still.rendered.frames), (ImageFormat::Jpeg, 1));
+    let first = image::load_from_memory(&still.bytes).unwrap().into_rgba8();
+    assert!(close(first.get_pixel(5, 12).0, [220, 20, 20, 255], 40), "{:?}", first.get_pixel(5, 12));
 }
 
 #[test]
