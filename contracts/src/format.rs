@@ -17,14 +17,16 @@ pub enum ImageFormat {
     /// Named `heic` everywhere, as its media type and file extension are.
     #[serde(rename = "heic")]
     Heif,
+    /// SVG, rendered at the output size; read only, answered as PNG.
+    Svg,
 }
 
 /// The formats read, for messages that name them.
-pub const READABLE: &str = "JPEG, PNG, WebP, AVIF, HEIC, GIF, BMP or TIFF";
+pub const READABLE: &str = "JPEG, PNG, WebP, AVIF, HEIC, GIF, BMP, TIFF or SVG";
 
 impl ImageFormat {
-    pub const ALL: [ImageFormat; 8] =
-        [Self::Jpeg, Self::Png, Self::Webp, Self::Gif, Self::Bmp, Self::Tiff, Self::Avif, Self::Heif];
+    pub const ALL: [ImageFormat; 9] =
+        [Self::Jpeg, Self::Png, Self::Webp, Self::Gif, Self::Bmp, Self::Tiff, Self::Avif, Self::Heif, Self::Svg];
 
     pub fn media_type(self) -> &'static str {
         match self {
@@ -36,6 +38,7 @@ impl ImageFormat {
             Self::Tiff => "image/tiff",
             Self::Avif => "image/avif",
             Self::Heif => "image/heic",
+            Self::Svg => "image/svg+xml",
         }
     }
 
@@ -49,6 +52,7 @@ impl ImageFormat {
             Self::Tiff => "tiff",
             Self::Avif => "avif",
             Self::Heif => "heic",
+            Self::Svg => "svg",
         }
     }
 
@@ -57,7 +61,7 @@ impl ImageFormat {
     /// cameras, old archives) and answered as PNG; HEIC, which few browsers
     /// show, as JPEG ([`ImageFormat::stand_in`]).
     pub fn is_encodable(self) -> bool {
-        !matches!(self, Self::Bmp | Self::Tiff | Self::Heif)
+        !matches!(self, Self::Bmp | Self::Tiff | Self::Heif | Self::Svg)
     }
 
     /// What a still input of this format becomes when no output format is
@@ -114,6 +118,7 @@ impl ImageFormat {
             "image/tiff" | "image/tiff-fx" => Some(Self::Tiff),
             "image/avif" => Some(Self::Avif),
             "image/heic" | "image/heif" | "image/heic-sequence" | "image/heif-sequence" => Some(Self::Heif),
+            "image/svg+xml" => Some(Self::Svg),
             _ => None,
         }
     }
@@ -125,7 +130,7 @@ impl ImageFormat {
     pub fn may_have_alpha(self, bytes: &[u8]) -> bool {
         match self {
             Self::Jpeg => false,
-            Self::Gif | Self::Bmp | Self::Tiff => true,
+            Self::Gif | Self::Bmp | Self::Tiff | Self::Svg => true,
             // An alpha plane is an auxiliary image, named by its `auxC` URN in the `meta` box up front.
             Self::Avif | Self::Heif => {
                 let meta = &bytes[..bytes.len().min(64 * 1024)];
@@ -158,7 +163,7 @@ impl ImageFormat {
             [b'B', b'M', _, _, _, _, _, _, _, _, _, _, _, _, 12 | 16 | 40 | 52 | 56 | 64 | 108 | 124, 0, 0, 0, ..] => {
                 Some(Self::Bmp)
             }
-            _ => isobmff_image(bytes),
+            _ => isobmff_image(bytes).or_else(|| is_svg(bytes).then_some(Self::Svg)),
         }
     }
 }
@@ -182,6 +187,38 @@ fn isobmff_image(bytes: &[u8]) -> Option<ImageFormat> {
         }
     }
     found
+}
+
+/// Whether the text starts as an SVG document does: after an optional byte
+/// order mark, white space, an XML declaration, comments and a doctype, the
+/// first element is `<svg`. Gzipped SVG (svgz) is not read.
+fn is_svg(bytes: &[u8]) -> bool {
+    let head = &bytes[..bytes.len().min(4096)];
+    let mut rest = head.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(head);
+    loop {
+        rest = rest.trim_ascii_start();
+        let skip_to = |rest: &[u8], end: &[u8]| rest.windows(end.len()).position(|w| w == end).map(|at| at + end.len());
+        let next = if rest.starts_with(b"<?") {
+            skip_to(rest, b"?>")
+        } else if rest.starts_with(b"<!--") {
+            skip_to(rest, b"-->")
+        } else if rest.starts_with(b"<!DOCTYPE") || rest.starts_with(b"<!doctype") {
+            // An internal subset ends with `]>`; a doctype without one at its first `>`.
+            let subset = rest.iter().position(|&b| b == b'[');
+            let close = rest.iter().position(|&b| b == b'>');
+            match (subset, close) {
+                (Some(s), Some(c)) if s < c => skip_to(rest, b"]>"),
+                (_, Some(c)) => Some(c + 1),
+                _ => None,
+            }
+        } else {
+            return rest.starts_with(b"<svg") && rest.get(4).is_some_and(|b| b.is_ascii_whitespace() || *b == b'>');
+        };
+        match next {
+            Some(n) => rest = &rest[n..],
+            None => return false,
+        }
+    }
 }
 
 /// Whether a `tRNS` chunk comes before the first `IDAT` (where the PNG specification puts it).
@@ -295,6 +332,8 @@ mod tests {
         assert_eq!(ImageFormat::Heif.stand_in(), ImageFormat::Jpeg);
         assert_eq!(ImageFormat::Tiff.stand_in(), ImageFormat::Png);
         assert_eq!(ImageFormat::Avif.stand_in(), ImageFormat::Avif);
+        assert_eq!(ImageFormat::Svg.stand_in(), ImageFormat::Png);
+        assert_eq!(ImageFormat::from_name("svg"), None, "SVG is read, never written");
     }
 
     #[test]
@@ -306,5 +345,21 @@ mod tests {
         assert!(ImageFormat::Webp.is_animated(&webp_bytes(8, 8, &[(0, 0, 8, 8), (0, 0, 8, 8)], 0)));
         assert!(!ImageFormat::Png.is_animated(b"\x89PNG\r\n\x1a\n"));
         assert!(ImageFormat::Gif.animates() && ImageFormat::Webp.animates() && !ImageFormat::Avif.animates());
+    }
+
+    #[test]
+    fn svg_is_sniffed_past_its_prologue_and_nothing_else_is_svg() {
+        for text in [
+            &b"<svg xmlns='http://www.w3.org/2000/svg'/>"[..],
+            b"\xEF\xBB\xBF  <?xml version=\"1.0\"?>\n<!-- by hand -->\n<svg>",
+            b"<?xml version='1.0'?><!DOCTYPE svg PUBLIC \"-//W3C//DTD SVG 1.1//EN\" \"x.dtd\"><svg\n width='2'>",
+            b"<!DOCTYPE svg [ <!ENTITY ns 'http://www.w3.org/2000/svg'> ]><svg xmlns='&ns;'>",
+        ] {
+            assert_eq!(ImageFormat::sniff(text), Some(ImageFormat::Svg), "{}", String::from_utf8_lossy(text));
+        }
+        for text in [&b"<svgx>"[..], b"<html><svg>", b"<?xml version='1.0'?><rss>", b"<!-- <svg> -->", b"<?xml"] {
+            assert_eq!(ImageFormat::sniff(text), None, "{}", String::from_utf8_lossy(text));
+        }
+        assert!(ImageFormat::Svg.may_have_alpha(b"<svg>") && !ImageFormat::Svg.is_encodable());
     }
 }

@@ -125,6 +125,13 @@ async fn output_format_and_fit_follow_the_query() {
     let png = std::fs::read(&corpus::files("png")[0]).unwrap();
     let res = s.post("w=100", Some("image/png"), png).await;
     assert_eq!(res.headers()["content-type"], "image/png");
+    // SVG in → rendered, PNG out by default.
+    let svg = r#"<svg xmlns="http://www.w3.org/2000/svg" width="40" height="20"><rect width="20" height="20" fill="blue"/></svg>"#;
+    let res = s.post("w=80", Some("image/svg+xml"), svg.as_bytes().to_vec()).await;
+    assert_eq!(res.status(), 200);
+    assert_eq!(res.headers()["content-type"], "image/png");
+    let img = image::load_from_memory(&res.bytes().await.unwrap()).unwrap().to_rgba8();
+    assert_eq!((img.width(), img.height(), img.get_pixel(10, 10).0), (80, 40, [0, 0, 255, 255]));
     // BMP and TIFF in → PNG out by default.
     let photo = image::load_from_memory(&jpeg()).unwrap().thumbnail(400, 400);
     for (format, ct) in [(image::ImageFormat::Bmp, "image/bmp"), (image::ImageFormat::Tiff, "image/tiff")] {

@@ -3,9 +3,10 @@
 //! JPEG goes through libjpeg-turbo with DCT-domain downscaling (shrink-on-load):
 //! decoding a 24 MP photo at 1/8 scale touches 1/64 of the pixels and is where
 //! most of the speed of the headline path comes from. AVIF and HEIC go
-//! through libheif (`heif`), the others through the `image` crate, at full size.
+//! through libheif (`heif`), SVG through resvg (`svg`) at the size the output
+//! needs, the others through the `image` crate, at full size.
 
-use super::{ResizeError, color, heic_process, heif};
+use super::{ResizeError, color, heic_process, heif, svg::Svg};
 use contracts::ImageFormat;
 use image::{ImageDecoder, ImageReader, metadata::Orientation};
 use std::io::Cursor;
@@ -73,6 +74,10 @@ pub fn header(jpeg: &mut Decompressor, input: &[u8], format: ImageFormat) -> Res
         let (width, height, alpha) = (info.width, info.height, Some(info.alpha));
         return Ok(Header { width, height, orientation: Orientation::NoTransforms, icc, alpha });
     }
+    if format == ImageFormat::Svg {
+        let (width, height) = Svg::parse(input)?.size();
+        return Ok(Header { width, height, orientation: Orientation::NoTransforms, icc: None, alpha: Some(true) });
+    }
     let mut decoder = image_decoder(input, format)?;
     let (width, height) = decoder.dimensions();
     let orientation = decoder.orientation().unwrap_or(Orientation::NoTransforms);
@@ -88,8 +93,8 @@ fn image_decoder(input: &[u8], format: ImageFormat) -> Result<impl ImageDecoder 
         ImageFormat::Gif => image::ImageFormat::Gif,
         ImageFormat::Bmp => image::ImageFormat::Bmp,
         ImageFormat::Tiff => image::ImageFormat::Tiff,
-        ImageFormat::Avif | ImageFormat::Heif => {
-            return Err(ResizeError::Internal(format!("{} is read by libheif", format.name())));
+        ImageFormat::Avif | ImageFormat::Heif | ImageFormat::Svg => {
+            return Err(ResizeError::Internal(format!("{} has a decoder of its own", format.name())));
         }
     };
     let mut reader = ImageReader::with_format(Cursor::new(input), f);
@@ -162,6 +167,10 @@ pub fn decode(
         let buf =
             if format == ImageFormat::Heif { heic_process::decode(input, &info)? } else { heif::decode(input, &info)? };
         return Ok(Pixels { buf, width: info.width, height: info.height, alpha: info.alpha, in_srgb: false });
+    }
+    if format == ImageFormat::Svg {
+        // Rendered at the scale the output needs, not at its declared size.
+        return Svg::parse(input)?.render(min_scale);
     }
     let decoder = image_decoder(input, format)?;
     let img = image::DynamicImage::from_decoder(decoder)?;

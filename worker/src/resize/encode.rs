@@ -111,7 +111,7 @@ pub fn encode(
             super::heif::encode_avif(pixels, width, height, quality, speed).map_err(|e| internal(&e))
         }
         ImageFormat::Gif => super::gif::encode_still(buf, width, height, alpha),
-        ImageFormat::Bmp | ImageFormat::Tiff | ImageFormat::Heif => {
+        ImageFormat::Bmp | ImageFormat::Tiff | ImageFormat::Heif | ImageFormat::Svg => {
             Err(ResizeError::Internal(format!("{} is not an output format", format.name())))
         }
     }

@@ -15,7 +15,8 @@
 //!   common thumbnail and display sizes, EXIF-rotated or not) stays in Y'CbCr
 //!   planes from decode to encode; everything below is the general path.
 //! - `decode`: to RGB(A), JPEG downscaled in the DCT domain, AVIF and HEIC
-//!   through libheif (`heif`), HEIC in a process of its own (`heic_process`).
+//!   through libheif (`heif`), HEIC in a process of its own (`heic_process`),
+//!   SVG rendered by resvg at the output's scale (`svg`).
 //! - `attention`: for `gravity=smart`, move the crop to what draws the eye
 //!   (both paths).
 //! - `resample`: the crop, resized with Lanczos3 (`lanczos`).
@@ -41,6 +42,7 @@ mod planes;
 mod probe;
 mod rawjpeg;
 mod resample;
+mod svg;
 mod webp;
 mod webp_anim;
 
