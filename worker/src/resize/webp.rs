@@ -15,11 +15,8 @@ use libwebp_sys as sys;
 /// Encodes lossy WebP at `quality` (0–100) with libwebp's defaults otherwise
 /// (method 4, as libvips' `webpsave` and Pillow use them).
 pub fn encode(pixels: Pixels<'_>, width: u32, height: u32, quality: u8) -> Result<Vec<u8>, String> {
+    check_size(width, height)?;
     let (w, h) = (width as usize, height as usize);
-    let max = sys::WEBP_MAX_DIMENSION as usize;
-    if w == 0 || h == 0 || w > max || h > max {
-        return Err(format!("{width}×{height} is outside WebP's 1–{max} pixels per side"));
-    }
     if !pixels.covers(w, h) {
         return Err("pixel buffer smaller than the image".into());
     }
@@ -67,12 +64,22 @@ pub fn encode(pixels: Pixels<'_>, width: u32, height: u32, quality: u8) -> Resul
     }
 }
 
+/// Refuses sizes WebP cannot store (1–16383 pixels per side).
+pub fn check_size(width: u32, height: u32) -> Result<(), String> {
+    let max = sys::WEBP_MAX_DIMENSION;
+    if width == 0 || height == 0 || width > max || height > max {
+        return Err(format!("{width}×{height} is outside WebP's 1–{max} pixels per side"));
+    }
+    Ok(())
+}
+
 /// A `WebPPicture` freed on drop (imports allocate; external planes are not
-/// owned, and libwebp's free leaves them alone).
-struct Picture(sys::WebPPicture);
+/// owned, and libwebp's free leaves them alone). Lossy (YUV) unless the
+/// caller sets `use_argb`.
+pub struct Picture(pub sys::WebPPicture);
 
 impl Picture {
-    fn new(width: u32, height: u32) -> Result<Self, String> {
+    pub fn new(width: u32, height: u32) -> Result<Self, String> {
         let mut pic = sys::WebPPicture::new().map_err(|()| "libwebp refused to initialise a picture")?;
         // Lossy: YUV inside, which is what the planes already are.
         pic.use_argb = 0;

@@ -104,13 +104,7 @@ pub struct Encoder {
 impl Encoder {
     /// `loops`: how many times it plays, 0 forever.
     pub fn new(size: (u32, u32), quality: u8, loops: u16) -> Result<Self, ResizeError> {
-        let max = sys::WEBP_MAX_DIMENSION;
-        if size.0 == 0 || size.1 == 0 || size.0 > max || size.1 > max {
-            return Err(ResizeError::Internal(format!(
-                "{}×{} is outside WebP's 1–{max} pixels per side",
-                size.0, size.1
-            )));
-        }
+        super::webp::check_size(size.0, size.1).map_err(ResizeError::Internal)?;
         let mut config = sys::WebPConfig::new()
             .map_err(|()| ResizeError::Internal("libwebp refused its own default configuration".into()))?;
         config.quality = f32::from(quality.min(100));
@@ -138,20 +132,18 @@ impl Encoder {
             return Err(ResizeError::Internal("WebP frame of the wrong size".into()));
         }
         let internal = |what: String| ResizeError::Internal(format!("libwebp: {what}"));
-        let mut pic = sys::WebPPicture::new().map_err(|()| internal("picture init".into()))?;
-        pic.use_argb = 1;
-        pic.width = w as i32;
-        pic.height = h as i32;
+        let mut picture = super::webp::Picture::new(w, h).map_err(internal)?;
+        // The encoder compares frames in ARGB before it picks what to encode.
+        picture.0.use_argb = 1;
+        let pic = &mut picture.0;
         // SAFETY: the length was checked; the import copies the pixels, the
-        // picture is freed before returning; the encoder is live.
-        unsafe {
-            let ok = sys::WebPPictureImportRGBA(&mut pic, rgba.as_ptr(), (w * 4) as i32) != 0
-                && sys::WebPAnimEncoderAdd(self.enc, &mut pic, self.timestamp_ms, &self.config) != 0;
-            let error = pic.error_code;
-            sys::WebPPictureFree(&mut pic);
-            if !ok {
-                return Err(internal(format!("frame {} not added: {error:?}", self.frames)));
-            }
+        // picture is freed when `picture` drops; the encoder is live.
+        let ok = unsafe {
+            sys::WebPPictureImportRGBA(pic, rgba.as_ptr(), (w * 4) as i32) != 0
+                && sys::WebPAnimEncoderAdd(self.enc, pic, self.timestamp_ms, &self.config) != 0
+        };
+        if !ok {
+            return Err(internal(format!("frame {} not added: {:?}", self.frames, pic.error_code)));
         }
         let delay = i32::try_from(shown_delay(delay_ms)).unwrap_or(i32::MAX);
         self.timestamp_ms = self.timestamp_ms.saturating_add(delay);
