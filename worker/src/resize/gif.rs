@@ -246,10 +246,8 @@ impl Writer {
     /// Writes the pending frame, now that the next one (if any) is known.
     fn flush(&mut self, next: Option<Pending>) -> Result<(), ResizeError> {
         let Some(mut frame) = self.pending.take() else {
-            self.pending = next.map(|mut n| {
-                n.over_previous = false;
-                n
-            });
+            // The first frame: nothing below it (`push` made it with `over_previous: false`).
+            self.pending = next;
             return Ok(());
         };
         // A frame with transparent pixels must not show the frame before
